@@ -1,0 +1,241 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import VigilCore
+import VigilPolicy
+import VigilSensors
+import VigilSpool
+import VigilWire
+
+/// The agent: sensors → spool → shipper, as one swift-service-lifecycle `Service`.
+///
+/// Events from the sensors are numbered and written to the spool in small transactions (every
+/// `flushInterval`); the shipper seals the oldest unsent events into signed, chained batches and
+/// delivers them, resending until the collector confirms. On graceful shutdown the sensors stop,
+/// what they produced is flushed to the spool, and the shipper gets a bounded time to deliver.
+public final class Agent: Service {
+    public let configuration: AgentConfiguration
+    private let logger: Logger
+    private let httpClient: HTTPClient
+    /// Events read from sensors but not yet in the spool.
+    private let pending = Mutex<PendingEvents>(PendingEvents())
+    private let shutdownRequested = Atomic<Bool>(false)
+    /// Set once the flush loop made its last commit after shutdown was requested.
+    private let finalFlushDone = Atomic<Bool>(false)
+    /// How often sensor output is committed to the spool.
+    let flushInterval: Duration = .milliseconds(50)
+    /// Bound of the in-memory buffer in front of the spool.
+    let pendingCapacity = 100_000
+    /// How long shutdown waits for the collector to take what is spooled.
+    let drainTimeout: Duration = .seconds(5)
+
+    struct PendingEvents {
+        var events: [Event] = []
+        var dropped: [String: UInt64] = [:]
+    }
+
+    public init(configuration: AgentConfiguration, logger: Logger, httpClient: HTTPClient) {
+        self.configuration = configuration
+        self.logger = logger
+        self.httpClient = httpClient
+    }
+
+    /// Loads the agent's identity from the state directory, creating it (0600) on first run.
+    public static func loadOrCreateIdentity(configuration: AgentConfiguration, logger: Logger) throws -> AgentIdentity {
+        try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if FileManager.default.fileExists(atPath: configuration.keyPath) {
+            return try AgentIdentity.load(from: configuration.keyPath)
+        }
+        let identity = AgentIdentity.generate()
+        try identity.save(to: configuration.keyPath)
+        logger.info("generated agent key", metadata: ["agent_id": "\(identity.agentId)", "key_id": "\(identity.keyId)", "path": "\(configuration.keyPath)"])
+        return identity
+    }
+
+    public func run() async throws {
+        let identity = try Self.loadOrCreateIdentity(configuration: configuration, logger: logger)
+        let spool = try Spool(path: configuration.spoolPath)
+        let settings = try CollectionSettings.load(policiesDirectory: configuration.policiesDirectory)
+        let logger = {
+            var logger = self.logger
+            logger[metadataKey: "agent_id"] = "\(identity.agentId)"
+            return logger
+        }()
+
+        let roots = (settings.files.watch + configuration.additionalWatchPaths).filter { path in
+            if FileManager.default.fileExists(atPath: path) { return true }
+            logger.notice("watched path does not exist; skipping it", metadata: ["path": "\(path)"])
+            return false
+        }
+        let sensor = try FileSensor(
+            configuration: FileSensorConfiguration(
+                paths: roots,
+                // The agent's own spool writes would otherwise feed back into the stream.
+                exclude: settings.files.exclude + configuration.additionalExcludePaths + [configuration.stateDirectory],
+                hashMaxBytes: settings.files.hashMaxBytes
+            ),
+            logger: logger
+        )
+        try sensor.start()
+        logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
+        try spool.append([
+            Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)])))
+        ])
+
+        let client = CollectorClient(baseURL: configuration.collectorURL, client: httpClient)
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await self.readSensor(sensor) }
+                group.addTask { try await self.flushLoop(spool: spool) }
+                group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
+            }
+        } onGracefulShutdown: {
+            logger.info("shutting down: stopping sensors, flushing spool")
+            self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
+            sensor.stop()
+        }
+        logger.info("agent stopped")
+    }
+
+    private func readSensor(_ sensor: FileSensor) async {
+        for await event in sensor.events {
+            pending.withLock { p in
+                if p.events.count < pendingCapacity {
+                    p.events.append(event)
+                } else {
+                    p.dropped[event.type.rawValue, default: 0] += 1
+                }
+            }
+        }
+    }
+
+    /// Commits buffered sensor events to the spool until shutdown, then once more.
+    private func flushLoop(spool: Spool) async throws {
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            try? await Task.sleep(for: flushInterval)
+            try flush(spool: spool)
+        }
+        // Let the sensor's last events reach the buffer.
+        try? await Task.sleep(for: flushInterval)
+        try flush(spool: spool)
+        finalFlushDone.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    private func flush(spool: Spool) throws {
+        let (events, dropped) = pending.withLock { p in
+            defer {
+                p.events.removeAll(keepingCapacity: true)
+                p.dropped.removeAll()
+            }
+            return (p.events, p.dropped)
+        }
+        var batch = events
+        if !dropped.isEmpty {
+            let total = dropped.values.reduce(0, +)
+            batch.append(Event(payload: .health(AgentHealth(kind: "queue_drop", message: "\(total) event(s) dropped: spool buffer full", counters: dropped))))
+        }
+        try spool.append(batch)
+    }
+
+    private func shipLoop(spool: Spool, client: CollectorClient, identity: AgentIdentity, logger: Logger) async throws {
+        let sealer = BatchSealer(identity: identity)
+        let shipping = configuration.shipping
+        var enrolled = false
+        var backoff = Backoff()
+        let hostname = HostFacts.hostname
+        let machineId = HostFacts.machineId
+        var drainDeadline: ContinuousClock.Instant? = nil
+
+        while true {
+            if shutdownRequested.load(ordering: .sequentiallyConsistent) {
+                let deadline = drainDeadline ?? ContinuousClock.now + drainTimeout
+                drainDeadline = deadline
+                if ContinuousClock.now >= deadline {
+                    let stats = try spool.statistics()
+                    logger.notice("stopping with events still spooled; they are sent on the next start", metadata: ["pending": "\(stats.pendingEvents)"])
+                    return
+                }
+            }
+            if !enrolled {
+                guard let token = configuration.enrollToken else {
+                    // Without a token, assume the key was enrolled out of band (vigilctl enroll).
+                    enrolled = true
+                    continue
+                }
+                do {
+                    try await client.enroll(identity: identity, token: token, hostname: hostname, machineId: machineId)
+                    enrolled = true
+                    backoff.reset()
+                    logger.info("enrolled with collector", metadata: ["collector": "\(client.baseURL)", "key_id": "\(identity.keyId)"])
+                } catch {
+                    logger.warning("enrollment failed; will retry", metadata: ["error": "\(error.message)"])
+                    try await pause(backoff.next())
+                    continue
+                }
+            }
+            let batch = try spool.nextBatch(maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes) { encoded, firstSeq, batchSeq, prev in
+                try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+            }
+            guard let batch else {
+                if finalFlushDone.load(ordering: .sequentiallyConsistent) { return }  // everything delivered
+                try await pause(.milliseconds(Int64(shipping.batchMaxAgeMilliseconds)))
+                continue
+            }
+            switch await client.send(batch: batch.bytes) {
+            case .stored(let duplicate, let chain):
+                try spool.acknowledge(batch)
+                backoff.reset()
+                logger.debug(
+                    "batch delivered",
+                    metadata: ["batch_seq": "\(batch.batchSeq)", "events": "\(batch.eventCount)", "duplicate": "\(duplicate)", "chain": "\(chain ?? "")"]
+                )
+            case .unknownAgent:
+                logger.warning("collector does not know this agent; enrolling again")
+                enrolled = false
+            case .refused(let status, let error, let message):
+                logger.error(
+                    "collector refused batch; will retry",
+                    metadata: ["batch_seq": "\(batch.batchSeq)", "status": "\(status)", "error": "\(error)", "message": "\(message)"]
+                )
+                try await pause(backoff.next())
+            case .retry(let reason):
+                logger.warning("cannot deliver batch; will retry", metadata: ["batch_seq": "\(batch.batchSeq)", "reason": "\(reason)"])
+                try await pause(backoff.next())
+            }
+        }
+    }
+
+    /// Sleeps in short steps; once shutdown is requested it returns within `flushInterval`, so
+    /// draining starts at once and retries keep going until the drain deadline.
+    private func pause(_ duration: Duration) async throws {
+        let end = ContinuousClock.now + duration
+        while ContinuousClock.now < end {
+            try await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
+            if shutdownRequested.load(ordering: .sequentiallyConsistent) {
+                try await Task.sleep(for: flushInterval)
+                return
+            }
+        }
+    }
+}
+
+/// Facts about this host sent at enrollment.
+public enum HostFacts {
+    public static var hostname: String {
+        var buf = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buf, buf.count) == 0 else { return "unknown" }
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static var machineId: String {
+        for path in ["/etc/machine-id", "/var/lib/dbus/machine-id"] {
+            if let s = try? String(contentsOfFile: path, encoding: .utf8) {
+                let id = s.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !id.isEmpty { return id }
+            }
+        }
+        return ""
+    }
+}

@@ -1,0 +1,109 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import NIOCore
+import NIOFoundationCompat
+import VigilWire
+
+/// Talks to the collector: enrollment and batch delivery over HTTP(S).
+public struct CollectorClient: Sendable {
+    public let baseURL: String
+    let client: HTTPClient
+    let timeout: TimeAmount
+
+    public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(30)) {
+        self.baseURL = baseURL
+        self.client = client
+        self.timeout = timeout
+    }
+
+    /// What the collector said about a batch.
+    public enum Delivery: Sendable, Equatable {
+        /// Stored now, or stored before (a resend): either way it can be forgotten.
+        case stored(duplicate: Bool, chain: String?)
+        /// The collector does not know this agent (enroll, then resend).
+        case unknownAgent
+        /// Refused for a reason resending will not fix as is.
+        case refused(status: Int, error: String, message: String)
+        /// Network trouble or a server error: resend later.
+        case retry(String)
+    }
+
+    public func send(batch bytes: [UInt8]) async -> Delivery {
+        var request = HTTPClientRequest(url: baseURL + "/v1/batches")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/x-vigil-batch")
+        request.body = .bytes(ByteBuffer(bytes: bytes))
+        do {
+            let response = try await client.execute(request, timeout: timeout)
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let status = Int(response.status.code)
+            let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+            switch status {
+            case 200..<300:
+                return .stored(duplicate: json["status"] as? String == "duplicate", chain: json["chain"] as? String)
+            case 401 where json["error"] as? String == "unknown_agent":
+                return .unknownAgent
+            case 400..<500:
+                return .refused(status: status, error: json["error"] as? String ?? "http_\(status)", message: json["message"] as? String ?? "")
+            default:
+                return .retry("collector answered \(status): \(json["message"] as? String ?? "")")
+            }
+        } catch {
+            return .retry("\(error)")
+        }
+    }
+
+    public struct EnrollmentError: Error, CustomStringConvertible {
+        public var message: String
+        /// True when retrying cannot help (bad token, conflicting key).
+        public var permanent: Bool
+        public var description: String { message }
+    }
+
+    /// Enrolls the agent's public key. Succeeds also when it was enrolled before with the same key.
+    public func enroll(identity: AgentIdentity, token: String, hostname: String, machineId: String) async throws(EnrollmentError) {
+        let payload: [String: String] = [
+            "token": token,
+            "agent_id": identity.agentId,
+            "public_key": identity.publicKeyBase64,
+            "hostname": hostname,
+            "machine_id": machineId,
+        ]
+        var request = HTTPClientRequest(url: baseURL + "/v1/enroll")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        do {
+            request.body = .bytes(ByteBuffer(data: try JSONSerialization.data(withJSONObject: payload)))
+            let response = try await client.execute(request, timeout: timeout)
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let status = Int(response.status.code)
+            guard (200..<300).contains(status) else {
+                let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+                let reason = json["message"] as? String ?? String(buffer: body)
+                throw EnrollmentError(message: "enrollment refused (\(status)): \(reason)", permanent: (400..<500).contains(status))
+            }
+        } catch let error as EnrollmentError {
+            throw error
+        } catch {
+            throw EnrollmentError(message: "cannot reach collector at \(baseURL): \(error)", permanent: false)
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, ... up to `cap`.
+struct Backoff {
+    var attempt = 0
+    let base: Double = 0.5
+    let cap: Double
+
+    init(cap: Double = 30) { self.cap = cap }
+
+    mutating func next() -> Duration {
+        let ceiling = min(cap, base * pow(2, Double(min(attempt, 16))))
+        attempt += 1
+        return .milliseconds(Int64(Double.random(in: ceiling / 2...ceiling) * 1000))
+    }
+
+    mutating func reset() { attempt = 0 }
+}

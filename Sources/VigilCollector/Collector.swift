@@ -1,0 +1,218 @@
+import Crypto
+import Foundation
+import Logging
+import Synchronization
+import VigilCore
+import VigilWire
+
+/// The collector's logic, independent of HTTP: enrollment, batch verification and storage,
+/// queries, and a live feed of what was stored.
+public final class Collector: Sendable {
+    public let store: any EventStore
+    public let configuration: CollectorConfiguration
+    private let logger: Logger
+    private let keyCache = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
+    private let subscribers = Mutex<[UInt64: AsyncStream<StoredEvent>.Continuation]>([:])
+    private let nextSubscriber = Atomic<UInt64>(0)
+
+    public init(store: any EventStore, configuration: CollectorConfiguration, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    // MARK: enrollment
+
+    public struct EnrollRequest: Codable, Sendable {
+        public var token: String
+        public var agentId: String
+        public var publicKey: String
+        public var hostname: String
+        public var machineId: String
+
+        public init(token: String, agentId: String, publicKey: String, hostname: String, machineId: String) {
+            self.token = token
+            self.agentId = agentId
+            self.publicKey = publicKey
+            self.hostname = hostname
+            self.machineId = machineId
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case token
+            case agentId = "agent_id"
+            case publicKey = "public_key"
+            case hostname
+            case machineId = "machine_id"
+        }
+    }
+
+    public struct EnrollResponse: Codable, Sendable {
+        public var agentId: String
+        public var keyId: String
+        public var status: String
+
+        enum CodingKeys: String, CodingKey {
+            case agentId = "agent_id"
+            case keyId = "key_id"
+            case status
+        }
+    }
+
+    public func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
+        guard let expected = configuration.enrollToken else {
+            throw CollectorError(.badToken, "enrollment is disabled on this collector (start it with --enroll-token)")
+        }
+        // Compare digests so the comparison time does not depend on where the strings differ.
+        guard SHA256.hash(data: Data(request.token.utf8)) == SHA256.hash(data: Data(expected.utf8)) else {
+            throw CollectorError(.badToken, "enrollment token is not valid")
+        }
+        guard Self.isValidAgentId(request.agentId) else {
+            throw CollectorError(.badRequest, "agent_id must be 1-64 characters of [A-Za-z0-9._-]")
+        }
+        let key: Curve25519.Signing.PublicKey
+        do {
+            key = try AgentIdentity.publicKey(base64: request.publicKey)
+        } catch {
+            throw CollectorError(.badRequest, "public_key: \(error.message)")
+        }
+        let keyId = AgentIdentity.keyId(for: key)
+        let record = AgentRecord(
+            agentId: request.agentId,
+            publicKey: request.publicKey,
+            keyId: keyId,
+            hostname: String(request.hostname.prefix(255)),
+            machineId: String(request.machineId.prefix(64)),
+            enrolledAt: .now()
+        )
+        switch try await store.enroll(record) {
+        case .enrolled:
+            logger.info("agent enrolled", metadata: ["agent_id": "\(request.agentId)", "hostname": "\(record.hostname)", "key_id": "\(keyId)"])
+            return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "enrolled")
+        case .alreadyEnrolled:
+            return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "already_enrolled")
+        case .conflict:
+            throw CollectorError(.enrollConflict, "agent \(request.agentId) is already enrolled with a different key")
+        }
+    }
+
+    static func isValidAgentId(_ id: String) -> Bool {
+        guard (1...64).contains(id.utf8.count) else { return false }
+        return id.utf8.allSatisfy { c in
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+        }
+    }
+
+    // MARK: batches
+
+    public struct BatchResponse: Codable, Sendable, Hashable {
+        public var status: String
+        public var batchSeq: UInt64
+        public var events: Int
+        public var chain: String?
+        public var detail: String?
+
+        enum CodingKeys: String, CodingKey {
+            case status
+            case batchSeq = "batch_seq"
+            case events
+            case chain
+            case detail
+        }
+    }
+
+    /// Verifies and stores one serialized batch. Throws `CollectorError` for every refusal;
+    /// nothing is stored unless the whole batch verifies.
+    public func receive(batch bytes: [UInt8]) async throws -> BatchResponse {
+        let limits = configuration.batchLimits
+        let batch: SealedBatch
+        do {
+            batch = try BatchOpener.parse(bytes, limits: limits)
+        } catch {
+            throw CollectorError(wire: error)
+        }
+        let agentId = batch.header.agentId
+        let key = try await publicKey(for: agentId, keyId: batch.header.keyId)
+        let events: [Event]
+        do {
+            events = try BatchOpener.verify(batch, publicKey: key, limits: limits)
+        } catch {
+            logger.notice(
+                "batch refused",
+                metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)", "reason": "\(error.code)", "detail": "\(error.message)"]
+            )
+            throw CollectorError(wire: error)
+        }
+        let outcome: IngestOutcome
+        do {
+            outcome = try await store.ingest(batch: batch, events: events, receivedAt: .now())
+        } catch let error as CollectorError {
+            throw error
+        } catch {
+            logger.error("store failed", metadata: ["agent_id": "\(agentId)", "error": "\(error)"])
+            throw CollectorError(.storeFailure, "the store could not save the batch; retry later")
+        }
+        switch outcome {
+        case .duplicate:
+            return BatchResponse(status: "duplicate", batchSeq: batch.header.batchSeq, events: events.count)
+        case .fork(let detail):
+            logger.warning("chain fork", metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)"])
+            throw CollectorError(.fork, detail)
+        case .accepted(let verdict, let detail):
+            if verdict != .ok {
+                logger.warning(
+                    "chain anomaly",
+                    metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)", "verdict": "\(verdict.rawValue)", "detail": "\(detail ?? "")"]
+                )
+            }
+            publish(agentId: agentId, batchSeq: batch.header.batchSeq, events: events)
+            return BatchResponse(status: "accepted", batchSeq: batch.header.batchSeq, events: events.count, chain: verdict.rawValue, detail: detail)
+        }
+    }
+
+    private func publicKey(for agentId: String, keyId: String) async throws -> Curve25519.Signing.PublicKey {
+        if let cached = keyCache.withLock({ $0[agentId] }), AgentIdentity.keyId(for: cached) == keyId {
+            return cached
+        }
+        guard let record = try await store.agent(id: agentId) else {
+            throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+        }
+        guard record.revokedAt == nil else {
+            throw CollectorError(.revokedAgent, "agent \(agentId) was revoked")
+        }
+        guard record.keyId == keyId else {
+            throw CollectorError(.unknownKey, "agent \(agentId) signed with key \(keyId), but its enrolled key is \(record.keyId)")
+        }
+        let key: Curve25519.Signing.PublicKey
+        do {
+            key = try AgentIdentity.publicKey(base64: record.publicKey)
+        } catch {
+            throw CollectorError(.storeFailure, "stored key of agent \(agentId) is invalid")
+        }
+        keyCache.withLock { $0[agentId] = key }
+        return key
+    }
+
+    // MARK: live feed
+
+    /// Events as they are stored, from now on. The stream ends when the caller stops iterating.
+    /// A slow subscriber loses the oldest buffered events rather than slowing ingest.
+    public func subscribe(bufferSize: Int = 10_000) -> AsyncStream<StoredEvent> {
+        let id = nextSubscriber.add(1, ordering: .relaxed).newValue
+        let (stream, continuation) = AsyncStream<StoredEvent>.makeStream(bufferingPolicy: .bufferingNewest(bufferSize))
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
+        }
+        subscribers.withLock { $0[id] = continuation }
+        return stream
+    }
+
+    private func publish(agentId: String, batchSeq: UInt64, events: [Event]) {
+        let continuations = subscribers.withLock { Array($0.values) }
+        guard !continuations.isEmpty else { return }
+        for event in events {
+            let stored = StoredEvent(id: 0, agentId: agentId, batchSeq: batchSeq, event: event)
+            for c in continuations { c.yield(stored) }
+        }
+    }
+}

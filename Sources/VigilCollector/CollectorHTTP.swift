@@ -1,0 +1,142 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import VigilCore
+import VigilWire
+
+/// The collector's HTTP API.
+///
+/// | route | |
+/// | --- | --- |
+/// | `POST /v1/enroll` | JSON `{token, agent_id, public_key, hostname, machine_id}` → `{agent_id, key_id, status}` |
+/// | `POST /v1/batches` | a serialized `vigil.v1.Batch` → `{status, batch_seq, events, chain, detail}` |
+/// | `GET /v1/events` | `?agent=&type=file,process&rule=&since=&until=&after=&limit=` → `{events, next_cursor}` |
+/// | `GET /v1/agents` | inventory with chain status |
+/// | `GET /healthz` | `ok` |
+///
+/// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.
+public enum CollectorHTTP {
+    public static func router(collector: Collector) -> Router<BasicRequestContext> {
+        let router = Router()
+        let maxBatch = collector.configuration.batchLimits.maxBatchBytes
+
+        router.get("/healthz") { _, _ in "ok\n" }
+
+        router.post("/v1/enroll") { request, context -> Response in
+            let body = try await collectBody(request, limit: 64 << 10)
+            let enroll: Collector.EnrollRequest
+            do {
+                enroll = try JSONDecoder().decode(Collector.EnrollRequest.self, from: Data(buffer: body))
+            } catch {
+                throw CollectorError(.badRequest, "enrollment body must be JSON with token, agent_id, public_key, hostname, machine_id: \(describe(error))")
+            }
+            return try json(try await collector.enroll(enroll))
+        }
+
+        router.post("/v1/batches") { request, context -> Response in
+            let body = try await collectBody(request, limit: maxBatch)
+            let response = try await collector.receive(batch: Array(buffer: body))
+            return try json(response)
+        }
+
+        router.get("/v1/events") { request, context -> Response in
+            let query = try eventQuery(request.uri.queryParameters, maxLimit: collector.configuration.maxQueryLimit)
+            let events = try await collector.store.events(query)
+            let page = EventPage(events: events, nextCursor: events.count == query.limit ? events.last?.id : nil)
+            return try json(page)
+        }
+
+        router.get("/v1/agents") { _, _ -> Response in
+            try json(AgentList(agents: try await collector.store.agents()))
+        }
+
+        return router
+    }
+
+    struct EventPage: Encodable {
+        var events: [StoredEvent]
+        var nextCursor: Int64?
+        enum CodingKeys: String, CodingKey {
+            case events
+            case nextCursor = "next_cursor"
+        }
+    }
+
+    struct AgentList: Encodable {
+        var agents: [AgentSummary]
+    }
+
+    static func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        var request = request
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch let error as NIOTooManyBytesError {
+            _ = error
+            throw CollectorError(.tooLarge, "request body exceeds the limit of \(limit) bytes")
+        }
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = try encoder.encode(value)
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.keyNotFound(let key, _): "missing field \(key.stringValue)"
+        case DecodingError.typeMismatch(_, let ctx), DecodingError.valueNotFound(_, let ctx):
+            "wrong type for \(ctx.codingPath.map(\.stringValue).joined(separator: "."))"
+        case DecodingError.dataCorrupted: "not valid JSON"
+        default: "\(error)"
+        }
+    }
+
+    /// Parses query parameters into an `EventQuery`, naming the parameter in every error.
+    static func eventQuery(_ params: Parameters, maxLimit: Int) throws -> EventQuery {
+        let known: Set<String> = ["agent", "type", "rule", "since", "until", "after", "limit"]
+        for (key, _) in params where !known.contains(String(key)) {
+            throw CollectorError(.badRequest, "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))")
+        }
+        var q = EventQuery()
+        if let agent = params.get("agent") {
+            guard Collector.isValidAgentId(agent) else { throw CollectorError(.badRequest, "agent: not a valid agent id") }
+            q.agentId = agent
+        }
+        if let types = params.get("type") {
+            q.types = try types.split(separator: ",").map { name in
+                guard let t = EventType(rawValue: String(name)) else {
+                    throw CollectorError(.badRequest, "type: '\(name)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                return t
+            }
+        }
+        if let rule = params.get("rule") {
+            guard !rule.isEmpty, rule.utf8.count <= 200 else { throw CollectorError(.badRequest, "rule: must be 1-200 characters") }
+            q.ruleId = rule
+        }
+        for (name, keyPath) in [("since", \EventQuery.since), ("until", \EventQuery.until)] {
+            if let text = params.get(name) {
+                guard let t = TimeSpec.parse(text) else {
+                    throw CollectorError(.badRequest, "\(name): '\(text)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)")
+                }
+                q[keyPath: keyPath] = t
+            }
+        }
+        if let after = params.get("after") {
+            guard let v = Int64(after), v >= 0 else { throw CollectorError(.badRequest, "after: must be a non-negative integer cursor") }
+            q.after = v
+        }
+        if let limit = params.get("limit") {
+            guard let v = Int(limit), v >= 1, v <= maxLimit else {
+                throw CollectorError(.badRequest, "limit: must be an integer from 1 to \(maxLimit)")
+            }
+            q.limit = v
+        }
+        return q
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import VigilCore
+import VigilWire
+
+/// An enrolled agent as the collector knows it.
+public struct AgentRecord: Sendable, Codable, Hashable {
+    public var agentId: String
+    /// Base64 of the raw Ed25519 public key.
+    public var publicKey: String
+    public var keyId: String
+    public var hostname: String
+    public var machineId: String
+    public var enrolledAt: Timestamp
+    public var revokedAt: Timestamp?
+
+    public init(agentId: String, publicKey: String, keyId: String, hostname: String, machineId: String, enrolledAt: Timestamp, revokedAt: Timestamp? = nil) {
+        self.agentId = agentId
+        self.publicKey = publicKey
+        self.keyId = keyId
+        self.hostname = hostname
+        self.machineId = machineId
+        self.enrolledAt = enrolledAt
+        self.revokedAt = revokedAt
+    }
+}
+
+/// How the collector judged a batch's place in its agent's hash chain.
+public enum ChainVerdict: String, Sendable, Codable {
+    /// Next in sequence, linked to the previous header.
+    case ok
+    /// Batches are missing before this one.
+    case gap
+    /// The right sequence number, but it does not link to the batch stored before it.
+    case broken
+    /// Arrived after a later batch (fills an earlier gap).
+    case reordered
+}
+
+/// What happened to a batch handed to `EventStore.ingest`.
+public enum IngestOutcome: Sendable, Hashable {
+    /// Stored; the verdict says how it fits the chain.
+    case accepted(ChainVerdict, detail: String?)
+    /// The same batch (same header hash) was stored before; nothing stored again.
+    case duplicate
+    /// A different batch with the same sequence number was stored before: refused, recorded as a fork.
+    case fork(detail: String)
+}
+
+/// A chain anomaly recorded by the collector: possible tampering, loss or replay.
+public struct ChainAnomaly: Sendable, Codable, Hashable {
+    public var kind: String
+    public var batchSeq: UInt64
+    public var detail: String
+    public var detectedAt: Timestamp
+
+    enum CodingKeys: String, CodingKey {
+        case kind
+        case batchSeq = "batch_seq"
+        case detail
+        case detectedAt = "detected_at"
+    }
+}
+
+/// One row of `GET /v1/agents`.
+public struct AgentSummary: Sendable, Codable, Hashable {
+    public var agentId: String
+    public var hostname: String
+    public var keyId: String
+    public var enrolledAt: Timestamp
+    public var revoked: Bool
+    public var lastSeen: Timestamp?
+    public var lastBatchSeq: UInt64
+    public var events: UInt64
+    /// `whole` when no anomaly was ever recorded, else the kind of the latest one.
+    public var chainStatus: String
+    public var anomalies: [ChainAnomaly]
+
+    enum CodingKeys: String, CodingKey {
+        case agentId = "agent_id"
+        case hostname
+        case keyId = "key_id"
+        case enrolledAt = "enrolled_at"
+        case revoked
+        case lastSeen = "last_seen"
+        case lastBatchSeq = "last_batch_seq"
+        case events
+        case chainStatus = "chain_status"
+        case anomalies
+    }
+}
+
+/// Filters for event queries. All are optional and combine with AND.
+public struct EventQuery: Sendable, Hashable {
+    public var agentId: String?
+    public var types: [EventType]
+    public var ruleId: String?
+    public var since: Timestamp?
+    public var until: Timestamp?
+    /// Return events with a storage id greater than this (cursor paging).
+    public var after: Int64?
+    public var limit: Int
+
+    public init(agentId: String? = nil, types: [EventType] = [], ruleId: String? = nil, since: Timestamp? = nil, until: Timestamp? = nil, after: Int64? = nil, limit: Int = 100) {
+        self.agentId = agentId
+        self.types = types
+        self.ruleId = ruleId
+        self.since = since
+        self.until = until
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// An event as stored, with where it came from.
+public struct StoredEvent: Sendable, Codable, Hashable {
+    /// Storage id, increasing in arrival order: the paging cursor.
+    public var id: Int64
+    public var agentId: String
+    public var batchSeq: UInt64
+    public var event: Event
+
+    enum CodingKeys: String, CodingKey {
+        case id
+        case agentId = "agent_id"
+        case batchSeq = "batch_seq"
+        case event
+    }
+}
+
+/// A batch exactly as received, for re-verification.
+public struct StoredBatch: Sendable, Hashable {
+    public var batchSeq: UInt64
+    public var headerBytes: [UInt8]
+    public var signature: [UInt8]
+    public var body: [UInt8]
+}
+
+/// Storage behind the collector. SQLite is the embedded default; other engines implement the
+/// same contract. Implementations make `ingest` atomic: the batch, its events and its chain
+/// verdict are stored together or not at all, and concurrent ingests of one agent never race.
+public protocol EventStore: Sendable {
+    /// Adds an agent, or confirms an existing enrollment with the same key.
+    func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome
+    func agent(id: String) async throws -> AgentRecord?
+    /// Stores a verified batch and its events, judging its place in the chain.
+    func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome
+    func events(_ query: EventQuery) async throws -> [StoredEvent]
+    func agents() async throws -> [AgentSummary]
+    func batches(agentId: String) async throws -> [StoredBatch]
+    func close() async throws
+}
+
+public enum EnrollOutcome: Sendable, Hashable {
+    case enrolled
+    case alreadyEnrolled
+    /// The agent id is enrolled with a different key.
+    case conflict
+}

@@ -1,0 +1,324 @@
+import Crypto
+import Foundation
+import GRDB
+import VigilCore
+import VigilWire
+
+/// The embedded store: one SQLite file in WAL mode, through GRDB.
+///
+/// Writes are serialized by GRDB's writer, so a batch's dedup check, chain check and inserts run
+/// in one transaction that no other ingest can interleave with.
+public final class SQLiteEventStore: EventStore {
+    private let pool: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        self.path = path
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        config.busyMode = .timeout(10)
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE agents (
+                        agent_id TEXT PRIMARY KEY NOT NULL,
+                        public_key TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        hostname TEXT NOT NULL,
+                        machine_id TEXT NOT NULL,
+                        enrolled_at INTEGER NOT NULL,
+                        revoked_at INTEGER,
+                        last_seen INTEGER,
+                        last_batch_seq INTEGER NOT NULL DEFAULT 0,
+                        last_header_hash BLOB,
+                        event_count INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE TABLE batches (
+                        agent_id TEXT NOT NULL,
+                        batch_seq INTEGER NOT NULL,
+                        header BLOB NOT NULL,
+                        signature BLOB NOT NULL,
+                        body BLOB NOT NULL,
+                        header_hash BLOB NOT NULL,
+                        first_seq INTEGER NOT NULL,
+                        event_count INTEGER NOT NULL,
+                        received_at INTEGER NOT NULL,
+                        chain TEXT NOT NULL,
+                        PRIMARY KEY (agent_id, batch_seq)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        agent_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        batch_seq INTEGER NOT NULL,
+                        type TEXT NOT NULL,
+                        time_ns INTEGER NOT NULL,
+                        rule_id TEXT,
+                        json TEXT NOT NULL,
+                        UNIQUE (agent_id, seq)
+                    );
+                    CREATE INDEX events_by_type_time ON events (type, time_ns);
+                    CREATE INDEX events_by_agent_time ON events (agent_id, time_ns);
+                    CREATE INDEX events_by_rule ON events (rule_id) WHERE rule_id IS NOT NULL;
+                    CREATE TABLE chain_anomalies (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        agent_id TEXT NOT NULL,
+                        kind TEXT NOT NULL,
+                        batch_seq INTEGER NOT NULL,
+                        detail TEXT NOT NULL,
+                        detected_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX chain_anomalies_by_agent ON chain_anomalies (agent_id, id);
+                    """
+            )
+        }
+        return m
+    }
+
+    public func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome {
+        try await pool.write { db in
+            if let row = try Row.fetchOne(db, sql: "SELECT public_key FROM agents WHERE agent_id = ?", arguments: [agent.agentId]) {
+                let existing: String = row["public_key"]
+                return existing == agent.publicKey ? .alreadyEnrolled : .conflict
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [agent.agentId, agent.publicKey, agent.keyId, agent.hostname, agent.machineId, agent.enrolledAt.nanosecondsSinceEpoch]
+            )
+            return .enrolled
+        }
+    }
+
+    public func agent(id: String) async throws -> AgentRecord? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE agent_id = ?", arguments: [id]) else {
+                return nil
+            }
+            let revoked: Int64? = row["revoked_at"]
+            return AgentRecord(
+                agentId: row["agent_id"],
+                publicKey: row["public_key"],
+                keyId: row["key_id"],
+                hostname: row["hostname"],
+                machineId: row["machine_id"],
+                enrolledAt: Timestamp(nanosecondsSinceEpoch: row["enrolled_at"]),
+                revokedAt: revoked.map { Timestamp(nanosecondsSinceEpoch: $0) }
+            )
+        }
+    }
+
+    public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
+        // Encode outside the write transaction: the writer is the bottleneck.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let rows: [(Event, String, String?)] = try events.map { event in
+            let json = String(decoding: try encoder.encode(event), as: UTF8.self)
+            var ruleId: String? = nil
+            if case .alert(let alert) = event.payload { ruleId = alert.ruleId }
+            return (event, json, ruleId)
+        }
+        let header = batch.header
+        let headerHash = Data(batch.headerHash)
+        return try await pool.write { db in
+            let agentId = header.agentId
+            if let existing = try Row.fetchOne(
+                db,
+                sql: "SELECT header_hash FROM batches WHERE agent_id = ? AND batch_seq = ?",
+                arguments: [agentId, header.batchSeq]
+            ) {
+                let stored: Data = existing["header_hash"]
+                if stored == headerHash { return .duplicate }
+                let detail = "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
+                try Self.recordAnomaly(db, agentId: agentId, kind: "fork", batchSeq: header.batchSeq, detail: detail, at: receivedAt)
+                return .fork(detail: detail)
+            }
+            guard let agentRow = try Row.fetchOne(db, sql: "SELECT last_batch_seq, last_header_hash FROM agents WHERE agent_id = ?", arguments: [agentId]) else {
+                throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+            }
+            let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
+            let lastHash: Data? = agentRow["last_header_hash"]
+
+            var verdict = ChainVerdict.ok
+            var detail: String? = nil
+            let advances = header.batchSeq > lastSeq
+            if header.batchSeq == lastSeq + 1 {
+                let expectedPrev = lastHash ?? Data(genesisHeaderHash)
+                if Data(header.prevHeaderHash) != expectedPrev {
+                    verdict = .broken
+                    detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
+                }
+            } else if header.batchSeq > lastSeq + 1 {
+                verdict = .gap
+                let missingFrom = lastSeq + 1
+                let missingTo = header.batchSeq - 1
+                detail = missingFrom == missingTo
+                    ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
+            } else {
+                verdict = .reordered
+                detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
+            }
+            if verdict != .ok, let detail {
+                try Self.recordAnomaly(db, agentId: agentId, kind: verdict.rawValue, batchSeq: header.batchSeq, detail: detail, at: receivedAt)
+            }
+
+            try db.execute(
+                sql: """
+                    INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    agentId, header.batchSeq, Data(batch.headerBytes), Data(batch.signature), Data(batch.body), headerHash,
+                    header.firstSeq, header.eventCount, receivedAt.nanosecondsSinceEpoch, verdict.rawValue,
+                ]
+            )
+            let insert = try db.makeStatement(
+                sql: """
+                    INSERT OR IGNORE INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """
+            )
+            var inserted: Int64 = 0
+            for (event, json, ruleId) in rows {
+                try insert.execute(arguments: [agentId, event.seq, header.batchSeq, event.type.rawValue, event.time.nanosecondsSinceEpoch, ruleId, json])
+                inserted += Int64(db.changesCount)
+            }
+            if inserted < Int64(rows.count) {
+                let dup = Int64(rows.count) - inserted
+                try Self.recordAnomaly(
+                    db, agentId: agentId, kind: "duplicate_seq", batchSeq: header.batchSeq,
+                    detail: "\(dup) event(s) reuse seqs already stored from another batch", at: receivedAt
+                )
+            }
+            if advances {
+                try db.execute(
+                    sql: """
+                        UPDATE agents SET last_batch_seq = ?, last_header_hash = ?, last_seen = ?, event_count = event_count + ?
+                        WHERE agent_id = ?
+                        """,
+                    arguments: [header.batchSeq, headerHash, receivedAt.nanosecondsSinceEpoch, inserted, agentId]
+                )
+            } else {
+                try db.execute(
+                    sql: "UPDATE agents SET last_seen = ?, event_count = event_count + ? WHERE agent_id = ?",
+                    arguments: [receivedAt.nanosecondsSinceEpoch, inserted, agentId]
+                )
+            }
+            return .accepted(verdict, detail: detail)
+        }
+    }
+
+    private static func recordAnomaly(_ db: Database, agentId: String, kind: String, batchSeq: UInt64, detail: String, at time: Timestamp) throws {
+        try db.execute(
+            sql: "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (?, ?, ?, ?, ?)",
+            arguments: [agentId, kind, batchSeq, detail, time.nanosecondsSinceEpoch]
+        )
+    }
+
+    public func events(_ query: EventQuery) async throws -> [StoredEvent] {
+        var clauses: [String] = []
+        var args: [(any DatabaseValueConvertible)?] = []
+        if let agent = query.agentId {
+            clauses.append("agent_id = ?")
+            args.append(agent)
+        }
+        if !query.types.isEmpty {
+            clauses.append("type IN (\(query.types.map { _ in "?" }.joined(separator: ",")))")
+            args.append(contentsOf: query.types.map(\.rawValue))
+        }
+        if let rule = query.ruleId {
+            clauses.append("rule_id = ?")
+            args.append(rule)
+        }
+        if let since = query.since {
+            clauses.append("time_ns >= ?")
+            args.append(since.nanosecondsSinceEpoch)
+        }
+        if let until = query.until {
+            clauses.append("time_ns < ?")
+            args.append(until.nanosecondsSinceEpoch)
+        }
+        if let after = query.after {
+            clauses.append("id > ?")
+            args.append(after)
+        }
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id LIMIT ?"
+        args.append(query.limit)
+        let arguments = StatementArguments(args)
+        let rows = try await pool.read { db in
+            try Row.fetchAll(db, sql: sql, arguments: arguments).map { row -> (Int64, String, Int64, String) in
+                (row["id"], row["agent_id"], row["batch_seq"], row["json"])
+            }
+        }
+        let decoder = JSONDecoder()
+        return try rows.map { id, agentId, batchSeq, json in
+            StoredEvent(id: id, agentId: agentId, batchSeq: UInt64(batchSeq), event: try decoder.decode(Event.self, from: Data(json.utf8)))
+        }
+    }
+
+    public func agents() async throws -> [AgentSummary] {
+        try await pool.read { db in
+            let anomalyRows = try Row.fetchAll(db, sql: "SELECT agent_id, kind, batch_seq, detail, detected_at FROM chain_anomalies ORDER BY id")
+            var anomalies: [String: [ChainAnomaly]] = [:]
+            for row in anomalyRows {
+                let anomaly = ChainAnomaly(
+                    kind: row["kind"],
+                    batchSeq: UInt64(row["batch_seq"] as Int64),
+                    detail: row["detail"],
+                    detectedAt: Timestamp(nanosecondsSinceEpoch: row["detected_at"])
+                )
+                anomalies[row["agent_id"], default: []].append(anomaly)
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM agents ORDER BY hostname, agent_id").map { row in
+                let id: String = row["agent_id"]
+                let lastSeen: Int64? = row["last_seen"]
+                let revoked: Int64? = row["revoked_at"]
+                let list = anomalies[id] ?? []
+                return AgentSummary(
+                    agentId: id,
+                    hostname: row["hostname"],
+                    keyId: row["key_id"],
+                    enrolledAt: Timestamp(nanosecondsSinceEpoch: row["enrolled_at"]),
+                    revoked: revoked != nil,
+                    lastSeen: lastSeen.map { Timestamp(nanosecondsSinceEpoch: $0) },
+                    lastBatchSeq: UInt64(row["last_batch_seq"] as Int64),
+                    events: UInt64(row["event_count"] as Int64),
+                    chainStatus: list.last?.kind ?? "whole",
+                    anomalies: list
+                )
+            }
+        }
+    }
+
+    public func batches(agentId: String) async throws -> [StoredBatch] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? ORDER BY batch_seq",
+                arguments: [agentId]
+            ).map { row in
+                StoredBatch(
+                    batchSeq: UInt64(row["batch_seq"] as Int64),
+                    headerBytes: Array(row["header"] as Data),
+                    signature: Array(row["signature"] as Data),
+                    body: Array(row["body"] as Data)
+                )
+            }
+        }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+}

@@ -1,0 +1,97 @@
+import Glibc
+
+// Every raw call of this module goes through one of these functions, so a debug build can
+// inject failures (see Mocking.swift). Nothing here retries or interprets errors.
+
+@inline(__always)
+func setErrno(_ value: Int32) {
+    errno = value
+}
+
+func system_inotify_init1(_ flags: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("inotify_init1") { return -1 }
+    #endif
+    return inotify_init1(flags)
+}
+
+func system_inotify_add_watch(_ fd: Int32, _ path: UnsafePointer<CChar>, _ mask: UInt32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("inotify_add_watch") { return -1 }
+    #endif
+    return inotify_add_watch(fd, path, mask)
+}
+
+func system_inotify_rm_watch(_ fd: Int32, _ wd: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("inotify_rm_watch") { return -1 }
+    #endif
+    return inotify_rm_watch(fd, wd)
+}
+
+func system_eventfd(_ initial: UInt32, _ flags: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("eventfd") { return -1 }
+    #endif
+    return GNULibC.eventfd(initial, flags)
+}
+
+func system_read(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
+    #if DEBUG
+    if injectedFailure("read") { return -1 }
+    #endif
+    return read(fd, buffer, count)
+}
+
+func system_write(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int) -> Int {
+    #if DEBUG
+    if injectedFailure("write") { return -1 }
+    #endif
+    return write(fd, buffer, count)
+}
+
+func system_poll(_ fds: UnsafeMutablePointer<pollfd>, _ count: nfds_t, _ timeout: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("poll") { return -1 }
+    #endif
+    return poll(fds, count, timeout)
+}
+
+func system_close(_ fd: Int32) -> Int32 {
+    close(fd)
+}
+
+func system_lstat(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<stat>) -> Int32 {
+    #if DEBUG
+    if injectedFailure("lstat") { return -1 }
+    #endif
+    return lstat(path, buffer)
+}
+
+func system_stat(_ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<stat>) -> Int32 {
+    #if DEBUG
+    if injectedFailure("stat") { return -1 }
+    #endif
+    return stat(path, buffer)
+}
+
+func system_fstat(_ fd: Int32, _ buffer: UnsafeMutablePointer<stat>) -> Int32 {
+    #if DEBUG
+    if injectedFailure("fstat") { return -1 }
+    #endif
+    return fstat(fd, buffer)
+}
+
+func system_open(_ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("open") { return -1 }
+    #endif
+    return open(path, flags)
+}
+
+func system_opendir(_ path: UnsafePointer<CChar>) -> OpaquePointer? {
+    #if DEBUG
+    if injectedFailure("opendir") { return nil }
+    #endif
+    return opendir(path)
+}

@@ -1,0 +1,132 @@
+import Logging
+import VigilCore
+
+/// The second stage, on its own thread: hashes what the reader asked for, then yields the
+/// events, in reader order, into the bounded `events` stream.
+///
+/// Hashing lives here so that reading the inotify queue never waits on file content: under
+/// churn the reader keeps draining the kernel queue while this stage catches up. When its
+/// backlog passes half of the queue bound it stops hashing (`hashSkipped = "backlog"`) rather
+/// than let the bound drop events. Drops at either queue are counted and reported as a
+/// `queue_drop` health event at the next opportunity (at most once a second).
+final class EventEmitter {
+    private let queue: StageQueue
+    private let continuation: AsyncStream<Event>.Continuation
+    private let counters: SensorCounters
+    private let hashMaxBytes: Int64
+    private let logger: Logger
+    private let hasher = FileHasher()
+
+    /// Health events the stream refused (full); retried before anything else.
+    private var pendingHealth: [Event] = []
+    private var reportedDrops: UInt64 = 0
+    private var nextDropReport = ContinuousClock.now
+    private static let dropReportInterval = Duration.seconds(1)
+    private static let maxPendingHealth = 32
+
+    init(queue: StageQueue, continuation: AsyncStream<Event>.Continuation, counters: SensorCounters, hashMaxBytes: Int64, logger: Logger) {
+        self.queue = queue
+        self.continuation = continuation
+        self.counters = counters
+        self.hashMaxBytes = hashMaxBytes
+        self.logger = logger
+    }
+
+    /// Runs until the queue is finished and drained, then finishes the stream.
+    func run() {
+        var batch: [StageItem] = []
+        while true {
+            let finished = queue.take(into: &batch)
+            if batch.isEmpty {
+                if finished { break }
+                flushHealthAndDrops()
+                _ = try? queue.wakeup.wait(timeoutMilliseconds: 1000)
+                _ = try? queue.wakeup.drain()
+                continue
+            }
+            var done = 0
+            for item in batch {
+                process(item)
+                done += 1
+                if done == 256 {
+                    queue.markDone(done)
+                    done = 0
+                }
+            }
+            queue.markDone(done)
+            batch.removeAll(keepingCapacity: true)
+        }
+        flushHealthAndDrops(force: true)
+        if !pendingHealth.isEmpty {
+            logger.info("file sensor finished with health events undelivered", metadata: ["count": "\(pendingHealth.count)"])
+        }
+        continuation.finish()
+    }
+
+    private func process(_ item: StageItem) {
+        switch item {
+        case .health(let health, let time):
+            yieldHealth(Event(time: time, payload: .health(health)))
+        case .file(var event, let time, let request):
+            if let request {
+                if queue.backlog > queue.capacity / 2 {
+                    event.hashSkipped = "backlog"
+                } else {
+                    switch hasher.hash(path: request.path, inode: request.inode, maxBytes: hashMaxBytes) {
+                    case .digest(let hex): event.sha256 = hex
+                    case .skipped(let reason): event.hashSkipped = reason
+                    }
+                }
+            }
+            flushHealthAndDrops()
+            switch continuation.yield(Event(time: time, payload: .file(event))) {
+            case .enqueued:
+                counters.events.add(1, ordering: .relaxed)
+            case .dropped:
+                counters.streamDrops.add(1, ordering: .relaxed)
+            case .terminated:
+                break
+            @unknown default:
+                break
+            }
+        }
+    }
+
+    private func yieldHealth(_ event: Event) {
+        if pendingHealth.isEmpty, case .enqueued = continuation.yield(event) { return }
+        pendingHealth.append(event)
+        if pendingHealth.count > Self.maxPendingHealth { pendingHealth.removeFirst() }
+        flushHealthAndDrops()
+    }
+
+    /// Delivers refused health events, then a `queue_drop` report if drops are unreported.
+    private func flushHealthAndDrops(force: Bool = false) {
+        while let first = pendingHealth.first {
+            guard case .enqueued = continuation.yield(first) else { return }
+            pendingHealth.removeFirst()
+        }
+        let total = counters.queueDrops
+        guard total > reportedDrops else { return }
+        let now = ContinuousClock.now
+        guard force || now >= nextDropReport else { return }
+        let stage = counters.stageDrops.load(ordering: .relaxed)
+        let stream = counters.streamDrops.load(ordering: .relaxed)
+        let health = AgentHealth(
+            kind: "queue_drop",
+            message: "file sensor dropped \(total - reportedDrops) events at a full queue (consumer too slow)",
+            counters: [
+                "dropped": total - reportedDrops,
+                "dropped_total": total,
+                "stage_dropped_total": stage,
+                "stream_dropped_total": stream,
+            ]
+        )
+        guard case .enqueued = continuation.yield(Event(payload: .health(health))) else { return }
+        logger.info("file sensor dropped events", metadata: ["dropped": "\(total - reportedDrops)", "dropped_total": "\(total)"])
+        reportedDrops = total
+        nextDropReport = now + Self.dropReportInterval
+    }
+}
+
+@available(*, unavailable)
+extension EventEmitter: Sendable {}

@@ -1,0 +1,49 @@
+import Synchronization
+
+/// Counters of a file sensor since it was created.
+public struct FileSensorStatistics: Hashable, Sendable {
+    /// File events delivered into the `events` stream.
+    public var events: UInt64
+    /// `IN_Q_OVERFLOW` seen: the kernel queue overflowed and events were lost.
+    public var overflows: UInt64
+    /// Watches refused because `fs.inotify.max_user_watches` was reached.
+    public var watchLimitHits: UInt64
+    /// Events dropped at a full queue (hashing stage input or `events` stream).
+    public var queueDrops: UInt64
+    /// Directories watched now.
+    public var watches: Int
+
+    public init(events: UInt64 = 0, overflows: UInt64 = 0, watchLimitHits: UInt64 = 0, queueDrops: UInt64 = 0, watches: Int = 0) {
+        self.events = events
+        self.overflows = overflows
+        self.watchLimitHits = watchLimitHits
+        self.queueDrops = queueDrops
+        self.watches = watches
+    }
+}
+
+/// The live counters, written by the sensor's threads and read by anyone.
+final class SensorCounters: Sendable {
+    let events = Atomic<UInt64>(0)
+    let overflows = Atomic<UInt64>(0)
+    let watchLimitHits = Atomic<UInt64>(0)
+    /// Dropped at the full input of the hashing stage.
+    let stageDrops = Atomic<UInt64>(0)
+    /// Dropped at the full `events` stream.
+    let streamDrops = Atomic<UInt64>(0)
+    let watches = Atomic<Int>(0)
+
+    var queueDrops: UInt64 {
+        stageDrops.load(ordering: .relaxed) &+ streamDrops.load(ordering: .relaxed)
+    }
+
+    var snapshot: FileSensorStatistics {
+        FileSensorStatistics(
+            events: events.load(ordering: .relaxed),
+            overflows: overflows.load(ordering: .relaxed),
+            watchLimitHits: watchLimitHits.load(ordering: .relaxed),
+            queueDrops: queueDrops,
+            watches: watches.load(ordering: .relaxed)
+        )
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+
+/// Runs the package's built executables from tests, as real processes.
+public enum BuiltProducts {
+    /// The directory holding the built executables: the test bundle's own directory
+    /// (`swift test` builds products and tests into the same folder).
+    public static var directory: String {
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = (exe as NSString).deletingLastPathComponent
+        // The test binary may sit inside NAME.xctest/ on some layouts.
+        while !dir.isEmpty, dir != "/", !FileManager.default.fileExists(atPath: dir + "/vigild") {
+            dir = (dir as NSString).deletingLastPathComponent
+        }
+        return dir
+    }
+
+    public static func path(_ name: String) -> String { directory + "/" + name }
+}
+
+/// A child process whose output goes to files (so a chatty child never blocks on a full pipe).
+public final class ChildProcess: @unchecked Sendable {
+    public let process = Process()
+    public let stdoutPath: String
+    public let stderrPath: String
+
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws {
+        let base = NSTemporaryDirectory() + "vigil-child-\(UUID().uuidString)"
+        stdoutPath = base + ".out"
+        stderrPath = base + ".err"
+        _ = FileManager.default.createFile(atPath: stdoutPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    public var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+    public var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` and waits up to `timeout` for exit; SIGKILL after that. Returns the exit status.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(15)) async -> Int32 {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        return process.terminationStatus
+    }
+
+    /// Waits for the process to exit by itself, up to `timeout` (then kills it).
+    public func wait(timeout: Duration = .seconds(60)) async -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return await stop(signal: SIGKILL, timeout: .seconds(5))
+    }
+
+    deinit {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        unlink(stdoutPath)
+        unlink(stderrPath)
+    }
+}
+
+/// Runs a command to completion and returns its status and output.
+public func runCommand(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
+    let child = try ChildProcess(executable, arguments)
+    let status = await child.wait(timeout: timeout)
+    return (status, child.stdout, child.stderr)
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+public func freeLoopbackPort() -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = 0
+    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// Polls `condition` until it holds or `timeout` passes (a deadline for slow machines, not a
+/// speed assertion). Returns whether it held.
+public func eventually(timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(200), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
+
+/// True when the tests run in CI (`CI=true`), where a missing privilege or kernel feature must
+/// fail a test instead of skipping it.
+public var runningInCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }

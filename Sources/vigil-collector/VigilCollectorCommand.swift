@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import VigilCollector
+
+@main
+struct VigilCollectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vigil-collector",
+        abstract: "Receive, verify and store Vigil agents' signed event batches.",
+        discussion: """
+            Agents enroll with the token given here (POST /v1/enroll), then send signed, hash-chained
+            batches (POST /v1/batches). Every batch is checked against the agent's enrolled Ed25519 key
+            and its place in the agent's chain before anything is stored; gaps, reorders and forks are
+            recorded and shown by `vigilctl agents`. Query with `vigilctl events` or GET /v1/events.
+
+            Example:
+              vigil-collector --listen 0.0.0.0:8443 --store sqlite:/var/lib/vigil-collector/events.sqlite \\
+                              --enroll-token "$(cat /etc/vigil-collector/enroll-token)"
+            """
+    )
+
+    @Option(help: ArgumentHelp("Address and port to listen on.", valueName: "host:port"))
+    var listen: String = "127.0.0.1:8443"
+
+    @Option(help: ArgumentHelp("Where to store events: sqlite:PATH.", valueName: "store"))
+    var store: String = "sqlite:vigil-collector.sqlite"
+
+    @Option(help: ArgumentHelp("Token agents present to enroll (or set VIGIL_ENROLL_TOKEN). Without one, enrollment is off.", valueName: "token"))
+    var enrollToken: String?
+
+    @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
+    var logLevel: String = "info"
+
+    func validate() throws {
+        _ = try parseListen()
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: '\(logLevel)' is not a log level") }
+    }
+
+    func parseListen() throws -> (String, Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ValidationError("--listen: '\(listen)' must be HOST:PORT, e.g. 127.0.0.1:8443")
+        }
+        var host = String(listen[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "0.0.0.0" : host, port)
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "vigil-collector")
+        let (host, port) = try parseListen()
+        let location: StoreLocation
+        do {
+            location = try StoreLocation(parsing: store)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let token = enrollToken ?? ProcessInfo.processInfo.environment["VIGIL_ENROLL_TOKEN"]
+        let eventStore = try location.open()
+        let collector = Collector(
+            store: eventStore,
+            configuration: CollectorConfiguration(host: host, port: port, store: location, enrollToken: token),
+            logger: logger
+        )
+        let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
+            logger.info("collector listening", metadata: ["address": "\(host):\(port)", "store": "\(location)", "enrollment": "\(token == nil ? "off" : "on")"])
+        }
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: app)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+        try await eventStore.close()
+    }
+}

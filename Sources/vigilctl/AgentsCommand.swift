@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import VigilCollector
+import VigilCore
+
+struct AgentsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agents",
+        abstract: "List the agents a collector knows: last seen, batches, chain state."
+    )
+
+    @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
+    var collector: String
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func validate() throws { _ = try collectorBase(collector) }
+
+    struct List: Codable {
+        var agents: [AgentSummary]
+    }
+
+    func run() async throws {
+        let data = try await getJSON(try collectorBase(collector) + "/v1/agents")
+        let list = try JSONDecoder().decode(List.self, from: data)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+            print(String(decoding: try encoder.encode(list), as: UTF8.self))
+            return
+        }
+        print("AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    CHAIN")
+        for a in list.agents {
+            let seen = a.lastSeen?.iso8601 ?? "never"
+            print("\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)")
+            for anomaly in a.anomalies.suffix(5) {
+                print("    \(anomaly.detectedAt.iso8601) \(anomaly.kind) at batch \(anomaly.batchSeq): \(anomaly.detail)")
+            }
+        }
+    }
+}
+
+extension String {
+    func padded(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
+}

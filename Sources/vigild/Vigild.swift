@@ -1,0 +1,99 @@
+import ArgumentParser
+import AsyncHTTPClient
+import Foundation
+import Logging
+import ServiceLifecycle
+import VigilAgent
+
+@main
+struct Vigild: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vigild",
+        abstract: "The Vigil agent: watches files, signs and ships event batches to a collector.",
+        discussion: """
+            Run as a service with --config (see systemd/vigild.service). The configuration names the
+            collector, the enrollment token, the state directory (agent key, spool) and the policies
+            directory (collection.yaml). SIGTERM drains: sensors stop, the spool is flushed, and
+            delivery gets a few seconds before exit.
+
+            Try it without any set-up:
+              vigild --demo
+            starts an agent and a collector on loopback with the default policies and prints events
+            live as the collector stores them.
+
+            Example configuration (YAML):
+              collector:
+                url: http://127.0.0.1:8443
+                enroll_token: change-me
+              state_dir: /var/lib/vigil
+              policies_dir: /etc/vigil/policies
+            """
+    )
+
+    @Option(help: ArgumentHelp("The agent's YAML configuration file.", valueName: "file"))
+    var config: String?
+
+    @Flag(help: "Run an agent and an in-process collector on loopback with the default policies and print events live.")
+    var demo = false
+
+    @Option(help: ArgumentHelp("With --demo: the policies directory (default: ./Policies, then /etc/vigil/policies).", valueName: "dir"))
+    var policies: String?
+
+    @Option(help: ArgumentHelp("With --demo: stop after this many seconds (default: run until Ctrl-C).", valueName: "seconds"))
+    var duration: Int?
+
+    @Option(help: ArgumentHelp("Override the configured log level: trace, debug, info, notice, warning, error.", valueName: "level"))
+    var logLevel: String?
+
+    func validate() throws {
+        if demo == (config != nil) {
+            throw ValidationError("give either --config FILE or --demo")
+        }
+        if let logLevel, Logger.Level(rawValue: logLevel) == nil {
+            throw ValidationError("--log-level: '\(logLevel)' is not a log level")
+        }
+        if policies != nil || duration != nil, !demo {
+            throw ValidationError("--policies and --duration go with --demo")
+        }
+    }
+
+    func run() async throws {
+        if demo {
+            bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? "notice") ?? .notice)
+            try await Demo(policiesDirectory: policies, duration: duration).run()
+            return
+        }
+        let configuration: AgentConfiguration
+        do {
+            configuration = try AgentConfiguration.load(path: config!)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info)
+        let logger = Logger(label: "vigild")
+        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: agent)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await group.run()
+        } catch {
+            try? await httpClient.shutdown()
+            throw error
+        }
+        try await httpClient.shutdown()
+    }
+}
+
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import VigilTestSupport
+
+/// The real binaries, started as processes on loopback: collector, agent, vigilctl.
+@Suite("End to end", .serialized)
+struct EndToEndTests {
+    let dir: String
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "vigil-e2e-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+    }
+
+    func writeAgentConfig(port: Int, token: String) throws -> String {
+        try """
+        files:
+          watch: [\(dir)/watched]
+          hash_max_bytes: 1048576
+        """.write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
+        let config = dir + "/vigild.yaml"
+        try """
+        collector:
+          url: http://127.0.0.1:\(port)
+          enroll_token: \(token)
+        state_dir: state
+        policies_dir: policies
+        shipping:
+          batch_max_age_ms: 100
+        log_level: info
+        """.write(toFile: config, atomically: true, encoding: .utf8)
+        return config
+    }
+
+    func events(port: Int, _ extra: [String] = []) async throws -> [[String: Any]] {
+        let result = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", "http://127.0.0.1:\(port)", "--json"] + extra)
+        guard result.status == 0 else { return [] }
+        return result.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    static func filename(_ stored: [String: Any]) -> String? {
+        ((stored["event"] as? [String: Any])?["file"] as? [String: Any])?["TargetFilename"] as? String
+    }
+
+    @Test("a file touched on the host reaches the collector and vigilctl finds it")
+    func fileEventEndToEnd() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let port = freeLoopbackPort()
+        let token = UUID().uuidString
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector.sqlite", "--enroll-token", token]
+        )
+        let up = await eventually { (try? await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", "http://127.0.0.1:\(port)"]))?.status == 0 }
+        #expect(up, "collector did not come up: \(collector.stderr)")
+
+        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", try writeAgentConfig(port: port, token: token)])
+        // The agent reports itself as started once its watches are in place.
+        let started = try await eventually { try await events(port: port, ["--type", "health"]).contains { ($0["event"] as? [String: Any]).map { "\($0)".contains("started") } ?? false } }
+        #expect(started, "agent did not start: \(agent.stderr)")
+
+        let target = dir + "/watched/hello.txt"
+        try Data("hello vigil\n".utf8).write(to: URL(fileURLWithPath: target))
+        let found = try await eventually {
+            try await events(port: port, ["--type", "file"]).contains { Self.filename($0) == target }
+        }
+        #expect(found, "no file event for \(target); agent log:\n\(agent.stderr)")
+
+        let fileEvents = try await events(port: port, ["--type", "file"]).filter { Self.filename($0) == target }
+        let file = (fileEvents.last?["event"] as? [String: Any])?["file"] as? [String: Any]
+        // SHA-256 of "hello vigil\n"
+        #expect(fileEvents.contains { (($0["event"] as? [String: Any])?["file"] as? [String: Any])?["sha256"] as? String == "27ebdf3f6eadcfc988e81de38997c61101626be7706b525e079ee04274f93dfe" })
+        #expect(file?["action"] != nil)
+
+        // The key was created 0600 in the state directory.
+        var st = stat()
+        #expect(stat(dir + "/state/agent.key", &st) == 0 && st.st_mode & 0o777 == 0o600)
+
+        let agents = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", "http://127.0.0.1:\(port)", "--json"])
+        #expect(agents.stdout.contains("\"chain_status\" : \"whole\""), "\(agents.stdout)")
+
+        // SIGTERM drains and exits cleanly.
+        #expect(await agent.stop() == 0, "agent exit; log:\n\(agent.stderr)")
+        #expect(await collector.stop() == 0, "collector exit; log:\n\(collector.stderr)")
+    }
+
+    @Test("vigild --demo prints the demo's own file activity as stored by its collector")
+    func demo() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let policies = dir + "/policies"
+        try "files:\n  watch: []\n".write(toFile: policies + "/collection.yaml", atomically: true, encoding: .utf8)
+        let demo = try ChildProcess(BuiltProducts.path("vigild"), ["--demo", "--policies", policies, "--duration", "60"])
+        let seen = await eventually(timeout: .seconds(40)) { demo.stdout.contains("hello-renamed.txt") && demo.stdout.contains("SETUID") }
+        #expect(seen, "demo output:\n\(demo.stdout)\nlog:\n\(demo.stderr)")
+        #expect(demo.stdout.contains("Vigil demo"))
+        #expect(await demo.stop(signal: SIGINT) == 0, "demo log:\n\(demo.stderr)")
+    }
+
+    @Test("bad configuration is refused with the file and line")
+    func badConfig() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = dir + "/bad.yaml"
+        try "collector:\n  url: http://127.0.0.1:1\nstate_dir: s\npolicies_dir: p\nshiping: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try await runCommand(BuiltProducts.path("vigild"), ["--config", config])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("\(config):5:1: unknown key 'shiping'"), "\(result.stderr)")
+    }
+
+    @Test("vigilctl keygen writes a 0600 identity and refuses to overwrite it")
+    func keygen() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/agent.key"
+        let first = try await runCommand(BuiltProducts.path("vigilctl"), ["keygen", "--out", path, "--agent-id", "web-01", "--json"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.contains("\"agent_id\":\"web-01\""))
+        var st = stat()
+        #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        let second = try await runCommand(BuiltProducts.path("vigilctl"), ["keygen", "--out", path])
+        #expect(second.status != 0)
+        #expect(second.stderr.contains("File exists"), "\(second.stderr)")
+    }
+}

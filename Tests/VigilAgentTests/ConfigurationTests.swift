@@ -1,0 +1,63 @@
+import Testing
+import VigilAgent
+import VigilPolicy
+
+@Suite("Configuration files")
+struct ConfigurationTests {
+    @Test("a full agent configuration parses, relative paths resolve against the file")
+    func agentConfig() throws {
+        let c = try AgentConfiguration.parse(
+            yaml: """
+                collector:
+                  url: https://collector.example:8443/
+                  enroll_token: abc
+                state_dir: state
+                policies_dir: /etc/vigil/policies
+                shipping:
+                  batch_max_events: 10
+                log_level: debug
+                """,
+            file: "/etc/vigil/vigild.yaml"
+        )
+        #expect(c.collectorURL == "https://collector.example:8443")
+        #expect(c.enrollToken == "abc")
+        #expect(c.stateDirectory == "/etc/vigil/state")
+        #expect(c.policiesDirectory == "/etc/vigil/policies")
+        #expect(c.shipping.batchMaxEvents == 10)
+        #expect(c.logLevel == "debug")
+    }
+
+    @Test(
+        "agent configuration mistakes name file, line and column",
+        arguments: [
+            ("collector:\n  url: ftp://x\nstate_dir: s\npolicies_dir: p\n", "f.yaml:2:8: collector.url must start with http:// or https://"),
+            ("collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batch_max_events: -1\n", "f.yaml:6:21: shipping.batch_max_events must be an integer from 1 to 100000"),
+            ("collector:\n  url: http://x\npolicies_dir: p\n", "f.yaml:1:1: state_dir is required"),
+            ("collector:\n  url: http://x\n  tokn: 1\nstate_dir: s\npolicies_dir: p\n", "f.yaml:3:3: unknown key 'tokn' in collector"),
+            ("collector: [\n", "f.yaml:2:1: YAML syntax"),
+        ]
+    )
+    func agentConfigErrors(yaml: String, expected: String) {
+        #expect {
+            try AgentConfiguration.parse(yaml: yaml, file: "f.yaml")
+        } throws: { "\($0)".hasPrefix(expected) }
+    }
+
+    @Test("collection.yaml parses and refuses mistakes with their location")
+    func collection() throws {
+        let s = try CollectionSettings.parse(yaml: "files:\n  watch: [/etc, /tmp]\n  exclude: [/etc/mtab]\n  hash_max_bytes: 1_000\n", file: "c.yaml")
+        #expect(s.files.watch == ["/etc", "/tmp"])
+        #expect(s.files.exclude == ["/etc/mtab"])
+        #expect(s.files.hashMaxBytes == 1000)
+        #expect { try CollectionSettings.parse(yaml: "files:\n  watch: [etc]\n", file: "c.yaml") } throws: { "\($0)" == "c.yaml:2:11: files.watch: 'etc' must be an absolute path" }
+        #expect { try CollectionSettings.parse(yaml: "file:\n  watch: []\n", file: "c.yaml") } throws: { "\($0)".hasPrefix("c.yaml:1:1: unknown key 'file'") }
+        #expect { try CollectionSettings.parse(yaml: "files:\n  hash_max_bytes: lots\n", file: "c.yaml") } throws: { "\($0)" == "c.yaml:2:19: files.hash_max_bytes must be an integer" }
+    }
+
+    @Test("the shipped default policies directory loads")
+    func defaults() throws {
+        let root = #filePath.components(separatedBy: "/Tests/")[0]
+        let s = try CollectionSettings.load(policiesDirectory: root + "/Policies")
+        #expect(s.files.watch.contains("/etc"))
+    }
+}
