@@ -15,6 +15,14 @@ let package = Package(
         .executable(name: "vigild", targets: ["vigild"]),
         .executable(name: "vigil-collector", targets: ["vigil-collector"]),
         .executable(name: "vigilctl", targets: ["vigilctl"]),
+        // Libraries, for Benchmarks/ and for tools built on Vigil's formats.
+        .library(name: "VigilCore", targets: ["VigilCore"]),
+        .library(name: "VigilLinux", targets: ["VigilLinux"]),
+        .library(name: "VigilSensors", targets: ["VigilSensors"]),
+        .library(name: "VigilPolicy", targets: ["VigilPolicy"]),
+        .library(name: "VigilWire", targets: ["VigilWire"]),
+        .library(name: "VigilSpool", targets: ["VigilSpool"]),
+        .library(name: "VigilCollector", targets: ["VigilCollector"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -188,8 +196,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "VigilPolicyTests",
+            dependencies: ["VigilPolicy", "VigilCore", "VigilTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VigilFlowTests",
+            dependencies: ["VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "EndToEndTests",
-            dependencies: ["VigilTestSupport", "VigilCore"],
+            dependencies: ["VigilTestSupport", "VigilCore", "VigilWire"],
             swiftSettings: swiftSettings
         ),
     ]
