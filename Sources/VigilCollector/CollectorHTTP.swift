@@ -51,7 +51,63 @@ public enum CollectorHTTP {
             try json(AgentList(agents: try await collector.store.agents()))
         }
 
+        router.get("/v1/agents/:id/batches") { request, context -> Response in
+            let id = try context.parameters.require("id")
+            guard Collector.isValidAgentId(id), let agent = try await collector.store.agent(id: id) else {
+                throw CollectorError(.unknownAgent, "agent \(id) is not enrolled")
+            }
+            let params = request.uri.queryParameters
+            for (key, _) in params where !["after", "limit"].contains(String(key)) {
+                throw CollectorError(.badRequest, "unknown query parameter '\(key)'; known: after, limit")
+            }
+            var after: UInt64 = 0
+            if let text = params.get("after") {
+                guard let v = UInt64(text) else { throw CollectorError(.badRequest, "after: must be a batch sequence number") }
+                after = v
+            }
+            var limit = 500
+            if let text = params.get("limit") {
+                guard let v = Int(text), (1...5000).contains(v) else { throw CollectorError(.badRequest, "limit: must be an integer from 1 to 5000") }
+                limit = v
+            }
+            let batches = try await collector.store.batches(agentId: id, afterBatchSeq: after, limit: limit)
+            return try json(
+                BatchPage(
+                    agentId: id,
+                    publicKey: agent.publicKey,
+                    keyId: agent.keyId,
+                    batches: batches.map {
+                        .init(batchSeq: $0.batchSeq, header: Data($0.headerBytes).base64EncodedString(), signature: Data($0.signature).base64EncodedString(), body: Data($0.body).base64EncodedString())
+                    }
+                )
+            )
+        }
+
         return router
+    }
+
+    /// Stored batches exactly as received, for independent re-verification (`vigilctl verify`).
+    public struct BatchPage: Codable, Sendable {
+        public struct Item: Codable, Sendable {
+            public var batchSeq: UInt64
+            public var header: String
+            public var signature: String
+            public var body: String
+            enum CodingKeys: String, CodingKey {
+                case batchSeq = "batch_seq"
+                case header, signature, body
+            }
+        }
+        public var agentId: String
+        public var publicKey: String
+        public var keyId: String
+        public var batches: [Item]
+        enum CodingKeys: String, CodingKey {
+            case agentId = "agent_id"
+            case publicKey = "public_key"
+            case keyId = "key_id"
+            case batches
+        }
     }
 
     struct EventPage: Encodable {

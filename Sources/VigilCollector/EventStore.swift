@@ -146,7 +146,8 @@ public protocol EventStore: Sendable {
     func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome
     func events(_ query: EventQuery) async throws -> [StoredEvent]
     func agents() async throws -> [AgentSummary]
-    func batches(agentId: String) async throws -> [StoredBatch]
+    /// Stored batches of one agent in batch-seq order, after `afterBatchSeq`, at most `limit`.
+    func batches(agentId: String, afterBatchSeq: UInt64, limit: Int) async throws -> [StoredBatch]
     func close() async throws
 }
 

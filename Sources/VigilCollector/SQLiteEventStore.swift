@@ -301,12 +301,12 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
-    public func batches(agentId: String) async throws -> [StoredBatch] {
+    public func batches(agentId: String, afterBatchSeq: UInt64, limit: Int) async throws -> [StoredBatch] {
         try await pool.read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? ORDER BY batch_seq",
-                arguments: [agentId]
+                sql: "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? ORDER BY batch_seq LIMIT ?",
+                arguments: [agentId, afterBatchSeq, limit]
             ).map { row in
                 StoredBatch(
                     batchSeq: UInt64(row["batch_seq"] as Int64),

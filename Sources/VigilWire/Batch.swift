@@ -39,6 +39,11 @@ public struct SealedBatch: Sendable {
 
     /// The serialized `vigil.v1.Batch` to send.
     public func serialized() -> [UInt8] {
+        Self.envelope(headerBytes: headerBytes, signature: signature, body: body)
+    }
+
+    /// A serialized `vigil.v1.Batch` from its three parts, as stored by a collector.
+    public static func envelope(headerBytes: [UInt8], signature: [UInt8], body: [UInt8]) -> [UInt8] {
         var m = Vigil_V1_Batch()
         m.header = Data(headerBytes)
         m.signature = Data(signature)

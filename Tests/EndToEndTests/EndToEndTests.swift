@@ -82,6 +82,19 @@ struct EndToEndTests {
         let agents = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", "http://127.0.0.1:\(port)", "--json"])
         #expect(agents.stdout.contains("\"chain_status\" : \"whole\""), "\(agents.stdout)")
 
+        // vigilctl verify re-checks every stored signature and link...
+        let agentId = try #require(
+            (try JSONSerialization.jsonObject(with: Data(agents.stdout.utf8)) as? [String: Any])
+                .flatMap { ($0["agents"] as? [[String: Any]])?.first?["agent_id"] as? String }
+        )
+        let verified = try await runCommand(BuiltProducts.path("vigilctl"), ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId])
+        #expect(verified.status == 0 && verified.stdout.contains("chain whole"), "\(verified.stdout)\(verified.stderr)")
+        // ... and catches a stored batch altered behind the collector's back.
+        let sqlite = try await runCommand("/usr/bin/sqlite3", [dir + "/collector.sqlite", "UPDATE batches SET signature = zeroblob(64) WHERE batch_seq = 1"])
+        #expect(sqlite.status == 0, "\(sqlite.stderr)")
+        let broken = try await runCommand(BuiltProducts.path("vigilctl"), ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId])
+        #expect(broken.status == 1 && broken.stdout.contains("BREAK: batch 1: bad_signature"), "\(broken.stdout)\(broken.stderr)")
+
         // SIGTERM drains and exits cleanly.
         #expect(await agent.stop() == 0, "agent exit; log:\n\(agent.stderr)")
         #expect(await collector.stop() == 0, "collector exit; log:\n\(collector.stderr)")
