@@ -1,0 +1,130 @@
+import Foundation
+import Testing
+import VigilTestSupport
+
+/// Delivery under faults, with the real binaries: the agent killed with SIGKILL mid-burst, the
+/// collector down while events pile up. Every event the agent spooled must be stored exactly
+/// once, with no hole in the seqs, and the chain must stay whole.
+@Suite("Delivery faults", .serialized)
+struct DeliveryFaultTests {
+    let dir: String
+    let port = freeLoopbackPort()
+    let token = UUID().uuidString
+
+    init() throws {
+        dir = NSTemporaryDirectory() + "vigil-faults-\(UUID().uuidString)"
+        for sub in ["watched", "policies"] {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
+        }
+        try "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 0\n".write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
+        try """
+        collector:
+          url: http://127.0.0.1:\(port)
+          enroll_token: \(token)
+        state_dir: state
+        policies_dir: policies
+        shipping:
+          batch_max_age_ms: 100
+        """.write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+    }
+
+    func startCollector() throws -> ChildProcess {
+        try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector.sqlite", "--enroll-token", token, "--log-level", "warning"]
+        )
+    }
+
+    func startAgent() throws -> ChildProcess {
+        try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml", "--log-level", "warning"])
+    }
+
+    /// Runs one SQL query with the sqlite3 CLI and returns its first row's columns.
+    func query(_ db: String, _ sql: String) async throws -> [Int] {
+        let r = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", db, sql])
+        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map { Int($0) ?? -1 }
+    }
+
+    var spool: String { dir + "/state/spool.sqlite" }
+    var store: String { dir + "/collector.sqlite" }
+
+    /// Creates `files` files with content (a create and a close-after-write event each), paced
+    /// so that the kernel's inotify queue is not the thing under test.
+    func burst(files: Int, prefix: String) throws {
+        let payload = Data("x".utf8)
+        for i in 0..<files {
+            try payload.write(to: URL(fileURLWithPath: "\(dir)/watched/\(prefix)-\(i)"))
+            if i % 2000 == 1999 { usleep(20_000) }
+        }
+    }
+
+    /// Waits until the agent's spool is empty, then checks the collector holds seqs 1...max
+    /// exactly once each, with a whole chain. Returns the number of events stored.
+    func expectDeliveredExactlyOnce(agent: ChildProcess) async throws -> Int {
+        let drained = await eventually(timeout: .seconds(240), every: .milliseconds(500)) {
+            (try? await query(spool, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox)")) == [0]
+        }
+        #expect(drained, "the spool did not drain; agent log:\n\(agent.stderr.suffix(3000))")
+        let stats = try await query(store, "SELECT count(*), count(DISTINCT seq), min(seq), max(seq) FROM events")
+        let nextSeq = try await query(spool, "SELECT value FROM state WHERE key = 'next_seq'")
+        #expect(stats.count == 4)
+        #expect(stats[0] == stats[1], "duplicate seqs stored")
+        #expect(stats[2] == 1, "first seq \(stats[2])")
+        #expect(stats[3] == stats[0], "holes: \(stats[0]) events stored, max seq \(stats[3])")
+        #expect(nextSeq == [stats[3] + 1], "the agent accepted seqs up to \(nextSeq) - 1, the collector holds up to \(stats[3])")
+        let anomalies = try await query(store, "SELECT count(*) FROM chain_anomalies")
+        #expect(anomalies == [0], "chain anomalies recorded")
+        return stats[0]
+    }
+
+    @Test("SIGKILL in the middle of a 100,000-event burst loses and duplicates nothing")
+    func killMidBurst() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let collector = try startCollector()
+        var agent = try startAgent()
+        let started = await eventually { ((try? await query(store, "SELECT count(*) FROM events"))?.first ?? 0) > 0 }
+        #expect(started, "agent did not deliver its start event: \(agent.stderr)")
+
+        let writer = Task.detached { [self] in try burst(files: 50_000, prefix: "a") }
+        // Kill once delivery is under way and the spool holds events not yet delivered.
+        let midway = await eventually(timeout: .seconds(120), every: .milliseconds(20)) {
+            let delivered = (try? await query(store, "SELECT count(*) FROM events"))?.first ?? 0
+            let pending = (try? await query(spool, "SELECT count(*) FROM events"))?.first ?? 0
+            return delivered >= 10_000 && pending > 0
+        }
+        #expect(midway, "the burst did not reach the collector: \(agent.stderr.suffix(2000))")
+        await agent.stop(signal: SIGKILL)
+        let pendingAtKill = try await query(spool, "SELECT count(*) FROM events").first ?? 0
+        let acceptedAtKill = (try await query(spool, "SELECT value FROM state WHERE key = 'next_seq'").first ?? 1) - 1
+        try await writer.value
+
+        agent = try startAgent()
+        let stored = try await expectDeliveredExactlyOnce(agent: agent)
+        #expect(pendingAtKill > 0)
+        // Everything accepted before the kill is stored (there are no holes, so the max seq tells).
+        let maxStored = try await query(store, "SELECT max(seq) FROM events").first ?? 0
+        #expect(maxStored > acceptedAtKill, "accepted up to \(acceptedAtKill) before the kill, stored up to \(maxStored) (\(stored) events)")
+        #expect(await agent.stop() == 0)
+        #expect(await collector.stop() == 0)
+    }
+
+    @Test("collector down while 200,000 events arrive, then up: all delivered, none twice")
+    func collectorDown() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let agent = try startAgent()
+        let spooling = await eventually { FileManager.default.fileExists(atPath: spool) }
+        #expect(spooling, "agent did not start: \(agent.stderr)")
+        try await Task.sleep(for: .seconds(1))  // watches in place
+        try burst(files: 100_000, prefix: "b")
+        let spooled = await eventually(timeout: .seconds(120), every: .milliseconds(500)) {
+            ((try? await query(spool, "SELECT count(*) FROM events"))?.first ?? 0) >= 150_000
+        }
+        #expect(spooled, "events did not reach the spool: \(agent.stderr.suffix(2000))")
+
+        let collector = try startCollector()
+        let stored = try await expectDeliveredExactlyOnce(agent: agent)
+        #expect(stored >= 150_000, "only \(stored) events stored")
+        #expect(await agent.stop() == 0)
+        #expect(await collector.stop() == 0)
+    }
+}
