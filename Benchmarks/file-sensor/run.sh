@@ -87,6 +87,7 @@ IW_EVENTS=$(grep -v vigil-bench-done "$WORK/iw.out" | grep -vc Q_OVERFLOW || tru
 IW_OVERFLOWS=$(cat "$WORK/iw.out" "$WORK/iw.err" | grep -c Q_OVERFLOW || true)
 OURS_EVENTS=$(field events); OURS_CPU=$(field cpu_seconds)
 OURS_OVERFLOWS=$(field overflows); OURS_DROPS=$(field queue_drops)
+OURS_THREADS=$(sed -n 's/^threads_cpu=//p' "$WORK/ours.out")
 
 # --- run 2: our sensor alone, hashing on (16 MiB limit) --------------------------------
 rm -f "$ROOT"/vigil-bench-done.*
@@ -96,6 +97,7 @@ await_sentinel '! kill -0 "$OURS_PID" 2>/dev/null'
 wait "$OURS_PID" 2>/dev/null || true; OURS_PID=""
 H_EVENTS=$(field events); H_CPU=$(field cpu_seconds); H_HASHED=$(field hashed)
 H_OVERFLOWS=$(field overflows); H_DROPS=$(field queue_drops)
+H_THREADS=$(sed -n 's/^threads_cpu=//p' "$WORK/ours.out")
 
 per_event() { awk -v c="$1" -v e="$2" 'BEGIN { if (e > 0) printf "%.2f", c * 1e6 / e; else print "n/a" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -111,3 +113,4 @@ printf "%-28s %10s %10s %12s %10s %12s\n" "inotifywait -m -r" "$IW_EVENTS" "$IW_
 printf "%-28s %10s %10s %12s %10s %12s\n" "vigil FileSensor (no hash)" "$OURS_EVENTS" "$OURS_CPU" "$OURS_US" "$OURS_OVERFLOWS" "$OURS_DROPS"
 echo "ratio ours/inotifywait: cpu $(ratio "$OURS_CPU" "$IW_CPU"), us/event $(ratio "$OURS_US" "$IW_US")"
 printf "%-28s %10s %10s %12s %10s %12s   (hashed: %s)\n" "vigil FileSensor (sha256)" "$H_EVENTS" "$H_CPU" "$H_US" "$H_OVERFLOWS" "$H_DROPS" "$H_HASHED"
+echo "vigil CPU by thread (s): no hash: $OURS_THREADS; sha256: $H_THREADS"

@@ -5,158 +5,160 @@ import VigilLinux
 import VigilSensors
 import VigilTestSupport
 
-/// Start/stop, configuration errors, and the loss paths: kernel overflow, watch limit,
-/// queue drops.
-@Suite("FileSensor lifecycle and loss reporting", .serialized)
-struct FileSensorLifecycleTests {
-    @Test("stop() finishes the stream, is idempotent, and start() after it throws")
-    func stopFinishesStream() async throws {
-        let dir = try TemporaryDirectory()
-        let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
-        try sensor.start()
-        #expect(throws: FileSensorError.self) { try sensor.start() }
-        let recorder = EventRecorder(sensor.events)
-        try FS.touch(dir.appending("before-stop"))
-        try await recorder.file(.create, dir.appending("before-stop"))
-        sensor.stop()
-        sensor.stop()
-        try await recorder.waitForFinish()
-        do {
+extension RealKernelTests {
+    /// Start/stop, configuration errors, and the loss paths: kernel overflow, watch limit,
+    /// queue drops.
+    @Suite("FileSensor lifecycle and loss reporting")
+    struct FileSensorLifecycleTests {
+        @Test("stop() finishes the stream, is idempotent, and start() after it throws")
+        func stopFinishesStream() async throws {
+            let dir = try TemporaryDirectory()
+            let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
             try sensor.start()
-            Issue.record("start() after stop() did not throw")
-        } catch let error as FileSensorError {
-            #expect(error.code == .stopped)
-        }
-    }
-
-    @Test("stop() before start() finishes the stream")
-    func stopBeforeStart() async throws {
-        let dir = try TemporaryDirectory()
-        let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
-        let recorder = EventRecorder(sensor.events)
-        sensor.stop()
-        try await recorder.waitForFinish()
-    }
-
-    @Test("relative paths and non-positive bounds are refused")
-    func invalidConfiguration() throws {
-        for configuration in [
-            FileSensorConfiguration(paths: ["relative/dir"]),
-            FileSensorConfiguration(paths: ["/tmp"], exclude: ["x"]),
-            FileSensorConfiguration(paths: ["/tmp/../etc"]),
-            FileSensorConfiguration(paths: ["/tmp"], queueCapacity: 0),
-            FileSensorConfiguration(paths: ["/tmp"], hashMaxBytes: -1),
-        ] {
+            #expect(throws: FileSensorError.self) { try sensor.start() }
+            let recorder = EventRecorder(sensor.events)
+            try FS.touch(dir.appending("before-stop"))
+            try await recorder.file(.create, dir.appending("before-stop"))
+            sensor.stop()
+            sensor.stop()
+            try await recorder.waitForFinish()
             do {
-                _ = try FileSensor(configuration: configuration, logger: quietLogger)
-                Issue.record("accepted \(configuration)")
+                try sensor.start()
+                Issue.record("start() after stop() did not throw")
             } catch let error as FileSensorError {
-                #expect(error.code == .invalidConfiguration)
+                #expect(error.code == .stopped)
             }
         }
-    }
 
-    @Test("a missing root is a watch_failed health event, not fatal")
-    func missingRoot() async throws {
-        let dir = try TemporaryDirectory()
-        try await withSensor(paths: [dir.appending("missing"), dir.path]) { _, recorder in
-            let health = try await recorder.health("watch_failed")
-            #expect(health.message.contains(dir.appending("missing")))
-            try FS.touch(dir.appending("f"))
-            try await recorder.file(.create, dir.appending("f"))
-        }
-    }
-
-    @Test("kernel queue overflow: inotify_overflow health event, then a rescan re-adds watches")
-    func overflow() async throws {
-        let dir = try TemporaryDirectory()
-        let sensor = try FileSensor(configuration: .init(paths: [dir.path], hashMaxBytes: 0), logger: quietLogger)
-        var filesNeeded = 9_000  // 18,000 records > the default 16,384
-        if TestEnvironment.isRoot {
-            // The queue length is fixed when the instance is created: shrink it for start() only.
-            let queued = try KernelParameter.override("fs/inotify/max_queued_events", to: "64")
-            defer { queued.restore() }
-            try sensor.start()
-            filesNeeded = 200
-        } else {
-            try sensor.start()
-        }
-        let recorder = EventRecorder(sensor.events)
-        defer {
+        @Test("stop() before start() finishes the stream")
+        func stopBeforeStart() async throws {
+            let dir = try TemporaryDirectory()
+            let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
+            let recorder = EventRecorder(sensor.events)
             sensor.stop()
-            recorder.cancel()
+            try await recorder.waitForFinish()
         }
-        sensor.suspendReadingForTesting()
-        try FS.mkdir(dir.appending("made-while-overflowing"))
-        for i in 0..<filesNeeded { try FS.touch(dir.appending("f\(i)")) }
-        sensor.resumeReadingForTesting()
 
-        let health = try await recorder.health("inotify_overflow", timeout: .seconds(30))
-        #expect(health.message.contains("lost"))
-        #expect(health.counters["overflows"] == 1)
-        #expect(health.counters["watches"] == 2)
-        #expect(sensor.statistics.overflows == 1)
-        // The directory's create was lost in the overflow; the rescan watched it anyway.
-        try FS.touch(dir.appending("made-while-overflowing/after"))
-        try await recorder.file(.create, dir.appending("made-while-overflowing/after"), timeout: .seconds(30))
-    }
+        @Test("relative paths and non-positive bounds are refused")
+        func invalidConfiguration() throws {
+            for configuration in [
+                FileSensorConfiguration(paths: ["relative/dir"]),
+                FileSensorConfiguration(paths: ["/tmp"], exclude: ["x"]),
+                FileSensorConfiguration(paths: ["/tmp/../etc"]),
+                FileSensorConfiguration(paths: ["/tmp"], queueCapacity: 0),
+                FileSensorConfiguration(paths: ["/tmp"], hashMaxBytes: -1),
+            ] {
+                do {
+                    _ = try FileSensor(configuration: configuration, logger: quietLogger)
+                    Issue.record("accepted \(configuration)")
+                } catch let error as FileSensorError {
+                    #expect(error.code == .invalidConfiguration)
+                }
+            }
+        }
 
-    @Test("watch limit: watch_limit health event naming the path and the limit; the sensor goes on")
-    func watchLimit() async throws {
-        guard TestEnvironment.isRoot else {
-            if TestEnvironment.isCI {
-                Issue.record("the watch-limit test needs root to lower fs.inotify.max_user_watches, and CI=true")
+        @Test("a missing root is a watch_failed health event, not fatal")
+        func missingRoot() async throws {
+            let dir = try TemporaryDirectory()
+            try await withSensor(paths: [dir.appending("missing"), dir.path]) { _, recorder in
+                let health = try await recorder.health("watch_failed")
+                #expect(health.message.contains(dir.appending("missing")))
+                try FS.touch(dir.appending("f"))
+                try await recorder.file(.create, dir.appending("f"))
+            }
+        }
+
+        @Test("kernel queue overflow: inotify_overflow health event, then a rescan re-adds watches")
+        func overflow() async throws {
+            let dir = try TemporaryDirectory()
+            let sensor = try FileSensor(configuration: .init(paths: [dir.path], hashMaxBytes: 0), logger: quietLogger)
+            var filesNeeded = 9_000  // 18,000 records > the default 16,384
+            if TestEnvironment.isRoot {
+                // The queue length is fixed when the instance is created: shrink it for start() only.
+                let queued = try KernelParameter.override("fs/inotify/max_queued_events", to: "64")
+                defer { queued.restore() }
+                try sensor.start()
+                filesNeeded = 200
             } else {
-                print("skipping watchLimit: needs root to lower fs.inotify.max_user_watches (CI must run it as root)")
+                try sensor.start()
             }
-            return
-        }
-        let dir = try TemporaryDirectory()
-        for i in 0..<60 { try FS.mkdir(dir.appending("d\(i)")) }
-        let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
-        let allowed = InotifyWatchUsage.currentForRoot() + 10
-        do {
-            let watches = try KernelParameter.override("fs/inotify/max_user_watches", to: String(allowed))
-            defer { watches.restore() }
-            try sensor.start()
-        }
-        let recorder = EventRecorder(sensor.events)
-        defer {
-            sensor.stop()
-            recorder.cancel()
-        }
-        let health = try await recorder.health("watch_limit")
-        #expect(health.message.contains("max_user_watches=\(allowed)"))
-        #expect(health.message.contains(dir.path))
-        #expect(health.counters["max_user_watches"] == UInt64(allowed))
-        #expect(sensor.statistics.watchLimitHits > 0)
-        #expect(sensor.statistics.watches < 61)
-        #expect(recorder.healthEvents.filter { $0.kind == "watch_limit" }.count == 1)
-        // The root is watched first; the sensor keeps working with what it has.
-        if sensor.statistics.watches > 0 {
-            try FS.touch(dir.appending("still-seen"))
-            try await recorder.file(.create, dir.appending("still-seen"))
-        }
-    }
+            let recorder = EventRecorder(sensor.events)
+            defer {
+                sensor.stop()
+                recorder.cancel()
+            }
+            sensor.suspendReadingForTesting()
+            try FS.mkdir(dir.appending("made-while-overflowing"))
+            for i in 0..<filesNeeded { try FS.touch(dir.appending("f\(i)")) }
+            sensor.resumeReadingForTesting()
 
-    @Test("a slow consumer: drops are counted and reported as queue_drop")
-    func queueDrops() async throws {
-        let dir = try TemporaryDirectory()
-        let sensor = try FileSensor(configuration: .init(paths: [dir.path], hashMaxBytes: 0, queueCapacity: 16), logger: quietLogger)
-        try sensor.start()
-        defer { sensor.stop() }
-        for i in 0..<300 { try FS.touch(dir.appending("f\(i)")) }
-        let deadline = ContinuousClock.now + eventDeadline
-        while sensor.statistics.queueDrops == 0 && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
+            let health = try await recorder.health("inotify_overflow", timeout: .seconds(30))
+            #expect(health.message.contains("lost"))
+            #expect(health.counters["overflows"] == 1)
+            #expect(health.counters["watches"] == 2)
+            #expect(sensor.statistics.overflows == 1)
+            // The directory's create was lost in the overflow; the rescan watched it anyway.
+            try FS.touch(dir.appending("made-while-overflowing/after"))
+            try await recorder.file(.create, dir.appending("made-while-overflowing/after"), timeout: .seconds(30))
         }
-        #expect(sensor.statistics.queueDrops > 0)
-        let recorder = EventRecorder(sensor.events)
-        defer { recorder.cancel() }
-        let health = try await recorder.health("queue_drop")
-        #expect((health.counters["dropped_total"] ?? 0) > 0)
-        #expect((health.counters["dropped"] ?? 0) > 0)
-        #expect(sensor.statistics.events < 600)
+
+        @Test("watch limit: watch_limit health event naming the path and the limit; the sensor goes on")
+        func watchLimit() async throws {
+            guard TestEnvironment.isRoot else {
+                if TestEnvironment.isCI {
+                    Issue.record("the watch-limit test needs root to lower fs.inotify.max_user_watches, and CI=true")
+                } else {
+                    print("skipping watchLimit: needs root to lower fs.inotify.max_user_watches (CI must run it as root)")
+                }
+                return
+            }
+            let dir = try TemporaryDirectory()
+            for i in 0..<60 { try FS.mkdir(dir.appending("d\(i)")) }
+            let sensor = try FileSensor(configuration: .init(paths: [dir.path]), logger: quietLogger)
+            let allowed = InotifyWatchUsage.currentForRoot() + 10
+            do {
+                let watches = try KernelParameter.override("fs/inotify/max_user_watches", to: String(allowed))
+                defer { watches.restore() }
+                try sensor.start()
+            }
+            let recorder = EventRecorder(sensor.events)
+            defer {
+                sensor.stop()
+                recorder.cancel()
+            }
+            let health = try await recorder.health("watch_limit")
+            #expect(health.message.contains("max_user_watches=\(allowed)"))
+            #expect(health.message.contains(dir.path))
+            #expect(health.counters["max_user_watches"] == UInt64(allowed))
+            #expect(sensor.statistics.watchLimitHits > 0)
+            #expect(sensor.statistics.watches < 61)
+            #expect(recorder.healthEvents.filter { $0.kind == "watch_limit" }.count == 1)
+            // The root is watched first; the sensor keeps working with what it has.
+            if sensor.statistics.watches > 0 {
+                try FS.touch(dir.appending("still-seen"))
+                try await recorder.file(.create, dir.appending("still-seen"))
+            }
+        }
+
+        @Test("a slow consumer: drops are counted and reported as queue_drop")
+        func queueDrops() async throws {
+            let dir = try TemporaryDirectory()
+            let sensor = try FileSensor(configuration: .init(paths: [dir.path], hashMaxBytes: 0, queueCapacity: 16), logger: quietLogger)
+            try sensor.start()
+            defer { sensor.stop() }
+            for i in 0..<300 { try FS.touch(dir.appending("f\(i)")) }
+            let deadline = ContinuousClock.now + eventDeadline
+            while sensor.statistics.queueDrops == 0 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(sensor.statistics.queueDrops > 0)
+            let recorder = EventRecorder(sensor.events)
+            defer { recorder.cancel() }
+            let health = try await recorder.health("queue_drop")
+            #expect((health.counters["dropped_total"] ?? 0) > 0)
+            #expect((health.counters["dropped"] ?? 0) > 0)
+            #expect(sensor.statistics.events < 600)
+        }
     }
 }
 

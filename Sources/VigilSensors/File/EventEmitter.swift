@@ -23,6 +23,9 @@ final class EventEmitter {
     private var nextDropReport = ContinuousClock.now
     private static let dropReportInterval = Duration.seconds(1)
     private static let maxPendingHealth = 32
+    /// Events prepared before being yielded together.
+    private static let chunk = 1024
+    private static let chunkTime = Duration.milliseconds(10)
 
     init(queue: StageQueue, continuation: AsyncStream<Event>.Continuation, counters: SensorCounters, hashMaxBytes: Int64, logger: Logger) {
         self.queue = queue
@@ -35,6 +38,7 @@ final class EventEmitter {
     /// Runs until the queue is finished and drained, then finishes the stream.
     func run() {
         var batch: [StageItem] = []
+        var ready: [Event] = []
         while true {
             let finished = queue.take(into: &batch)
             if batch.isEmpty {
@@ -44,16 +48,25 @@ final class EventEmitter {
                 _ = try? queue.wakeup.drain()
                 continue
             }
-            var done = 0
-            for item in batch {
-                process(item)
-                done += 1
-                if done == 256 {
-                    queue.markDone(done)
-                    done = 0
+            // Prepare (hash) a chunk, then yield it in a tight loop: a consumer that drains faster
+            // than events are prepared would otherwise suspend and be woken once per event.
+            // Hashing is what takes time, so a chunk also ends after `chunkTime` of it.
+            var start = 0
+            while start < batch.count {
+                let limit = min(batch.count, start + Self.chunk)
+                let began = ContinuousClock.now
+                var end = start
+                while end < limit {
+                    let (event, hashed) = prepare(batch[end])
+                    ready.append(event)
+                    end += 1
+                    if hashed, ContinuousClock.now - began > Self.chunkTime { break }
                 }
+                for event in ready { deliver(event) }
+                ready.removeAll(keepingCapacity: true)
+                queue.markDone(end - start)
+                start = end
             }
-            queue.markDone(done)
             batch.removeAll(keepingCapacity: true)
         }
         flushHealthAndDrops(force: true)
@@ -63,10 +76,11 @@ final class EventEmitter {
         continuation.finish()
     }
 
-    private func process(_ item: StageItem) {
+    /// Turns a stage item into its event, hashing the file if asked (then `hashed` is true).
+    private func prepare(_ item: StageItem) -> (event: Event, hashed: Bool) {
         switch item {
         case .health(let health, let time):
-            yieldHealth(Event(time: time, payload: .health(health)))
+            return (Event(time: time, payload: .health(health)), false)
         case .file(var event, let time, let request):
             if let request {
                 if queue.backlog > queue.capacity / 2 {
@@ -76,19 +90,28 @@ final class EventEmitter {
                     case .digest(let hex): event.sha256 = hex
                     case .skipped(let reason): event.hashSkipped = reason
                     }
+                    return (Event(time: time, payload: .file(event)), true)
                 }
             }
-            flushHealthAndDrops()
-            switch continuation.yield(Event(time: time, payload: .file(event))) {
-            case .enqueued:
-                counters.events.add(1, ordering: .relaxed)
-            case .dropped:
-                counters.streamDrops.add(1, ordering: .relaxed)
-            case .terminated:
-                break
-            @unknown default:
-                break
-            }
+            return (Event(time: time, payload: .file(event)), false)
+        }
+    }
+
+    private func deliver(_ event: Event) {
+        guard case .file = event.payload else {
+            yieldHealth(event)
+            return
+        }
+        if !pendingHealth.isEmpty || counters.queueDrops > reportedDrops { flushHealthAndDrops() }
+        switch continuation.yield(event) {
+        case .enqueued:
+            counters.events.add(1, ordering: .relaxed)
+        case .dropped:
+            counters.streamDrops.add(1, ordering: .relaxed)
+        case .terminated:
+            break
+        @unknown default:
+            break
         }
     }
 

@@ -9,7 +9,9 @@ import VigilLinux
 ///
 /// Two dedicated threads, outside Swift's cooperative pool, do the work:
 /// - the **reader** (`vigil-fsensor-r`) blocks in `poll` on the inotify descriptor and an
-///   `eventfd` that wakes it for shutdown, reads records in 64 KiB batches, keeps the watch tree
+///   `eventfd` that wakes it for shutdown, reads records in 64 KiB batches (after a busy read
+///   it waits 1 ms so records accumulate: one wake-up per millisecond under churn, not one per
+///   event, at the cost of at most 1 ms of latency), keeps the watch tree
 ///   (new directories are watched and scanned as they appear, renamed ones re-pathed), pairs
 ///   renames, and takes `lstat` metadata at event time;
 /// - the **hashing stage** (`vigil-fsensor-h`) hashes regular files (SHA-256) and yields into
@@ -187,6 +189,15 @@ public final class FileSensor: Sendable {
         shared.suspendRequested.store(false, ordering: .releasing)
         try? shared.control.signal()
     }
+
+    #if DEBUG
+    /// Test hook (debug builds): called on the reader thread with the path of a directory that
+    /// appeared after start, once its watch is added and before its content is scanned: the
+    /// window in which an entry can be both scanned and reported by `IN_CREATE`.
+    package func setNewDirectoryHookForTesting(_ hook: @escaping @Sendable (String) -> Void) {
+        shared.newDirectoryHook.withLock { $0 = hook }
+    }
+    #endif
 }
 
 /// State shared by the sensor object and its two threads.
@@ -198,6 +209,9 @@ final class SensorShared: Sendable {
     let stopRequested = Atomic<Bool>(false)
     let suspendRequested = Atomic<Bool>(false)
     let suspended = Atomic<Bool>(false)
+    #if DEBUG
+    let newDirectoryHook = Mutex<(@Sendable (String) -> Void)?>(nil)
+    #endif
 
     init(queueCapacity: Int) throws(Errno) {
         control = try EventFD()

@@ -39,6 +39,8 @@ final class WatchReader {
     static let rootMask: InotifyMask = directoryMask.subtracting(.dontFollow)
     /// How long an `IN_MOVED_FROM` waits for its pair before it is a move out of the trees.
     static let moveTimeout = Duration.milliseconds(25)
+    /// After a read that found records, wait this long before the next one (see `run`).
+    static let batchingDelayMilliseconds: Int32 = 1
 
     private struct PendingMove {
         var path: String
@@ -105,7 +107,14 @@ final class WatchReader {
             case .timedOut:
                 break
             case .readable:
-                drainKernelQueue()
+                if drainKernelQueue() > 0 {
+                    expireMoves(all: false)
+                    flush()
+                    // Let records accumulate: under churn this makes one wake-up (of this
+                    // thread, the hashing stage and the consumer) per millisecond instead of
+                    // one per event. A stop or suspension still ends the wait at once.
+                    _ = try? shared.control.wait(timeoutMilliseconds: Self.batchingDelayMilliseconds)
+                }
             }
             expireMoves(all: false)
             flush()
@@ -120,7 +129,10 @@ final class WatchReader {
         return Int32(clamping: max(0, ms + 1))
     }
 
-    private func drainKernelQueue() {
+    /// Reads until the kernel queue is empty (or 64 reads); returns how many records it read.
+    @discardableResult
+    private func drainKernelQueue() -> Int {
+        var records = 0
         // Bounded, so a stop or suspension is noticed even under endless churn.
         for _ in 0..<64 {
             let time = Timestamp.now()
@@ -129,13 +141,14 @@ final class WatchReader {
                 result = try inotify.readEvents { handle($0, at: time) }
             } catch {
                 logger.info("file sensor read failed", metadata: ["errno": "\(error)"])
-                return
+                return records
             }
             switch result {
             case .wouldBlock:
                 forgetOldScans()
-                return
-            case .read(_, let malformed):
+                return records
+            case .read(let count, let malformed):
+                records += count
                 if malformed > 0 {
                     logger.debug("file sensor ignored a malformed inotify record", metadata: ["bytes": "\(malformed)"])
                 }
@@ -143,6 +156,7 @@ final class WatchReader {
                 flush()
             }
         }
+        return records
     }
 
     private func forgetOldScans() {
@@ -305,6 +319,9 @@ final class WatchReader {
             }
             // Already watched: the same inode through another path, or reported twice.
             guard tree.insert(wd: wd, parent: next.parent, name: next.name, path: next.path) == .added else { continue }
+            #if DEBUG
+            if report, let hook = shared.newDirectoryHook.withLock({ $0 }) { hook(next.path) }
+            #endif
             guard let entries = try? Directory.entries(of: next.path) else { continue }
             for entry in entries {
                 let child = PathRules.join(next.path, entry.name)
