@@ -1,0 +1,182 @@
+internal import CPcap
+
+/// How a live capture is set up. Defaults suit a flow sensor: headers only, a 4 MiB kernel ring,
+/// packets delivered in blocks (non-immediate) at least every 250 ms.
+public struct PcapCaptureOptions: Hashable, Sendable {
+    /// An interface name, or `any` for all interfaces (Linux cooked headers).
+    public var interface: String
+    /// Bytes kept per packet: 128 holds Ethernet + VLANs + IPv6 with options + TCP.
+    public var snapshotLength: Int
+    /// The kernel ring buffer (TPACKET_V3 on Linux), in bytes.
+    public var bufferSize: Int
+    /// How long the kernel may hold a partly filled block before handing it over.
+    public var timeoutMilliseconds: Int
+    /// Puts the interface in promiscuous mode (off by default: the sensor sees this host's traffic).
+    public var promiscuous: Bool
+    /// A BPF filter expression (tcpdump syntax), compiled and run in the kernel. Nil: everything.
+    public var filter: String?
+
+    public init(
+        interface: String = "any",
+        snapshotLength: Int = 128,
+        bufferSize: Int = 4 << 20,
+        timeoutMilliseconds: Int = 250,
+        promiscuous: Bool = false,
+        filter: String? = nil
+    ) {
+        self.interface = interface
+        self.snapshotLength = snapshotLength
+        self.bufferSize = bufferSize
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.promiscuous = promiscuous
+        self.filter = filter
+    }
+}
+
+/// Counters of a live capture since it was opened (`pcap_stats`).
+public struct PcapStatistics: Hashable, Sendable {
+    /// Packets that passed the filter.
+    public var received: UInt64
+    /// Packets dropped because the ring buffer was full.
+    public var dropped: UInt64
+    /// Packets dropped by the interface or its driver.
+    public var interfaceDropped: UInt64
+
+    public init(received: UInt64, dropped: UInt64, interfaceDropped: UInt64) {
+        self.received = received
+        self.dropped = dropped
+        self.interfaceDropped = interfaceDropped
+    }
+}
+
+/// A live capture on an interface through libpcap (`pcap_create` + `pcap_activate`): on Linux a
+/// TPACKET_V3 memory-mapped ring, the BPF filter attached to the socket in the kernel.
+///
+/// Read it from one thread (`dispatch`). `breakLoop()` and `statistics()` may be called from
+/// any thread: libpcap makes `pcap_breakloop` wake a blocked reader, and `pcap_stats` only
+/// reads socket counters. Needs `CAP_NET_RAW`.
+public final class PcapCapture: @unchecked Sendable {
+    private let handle: OpaquePointer
+    public let options: PcapCaptureOptions
+    /// The link-layer header type, e.g. 1 (Ethernet) or 113 (Linux cooked, for `any`).
+    public let linkType: Int32
+
+    /// Opens and activates the capture and installs the filter.
+    ///
+    /// - Throws: `PcapError`: `.openFailed` (no such interface), `.optionRejected`,
+    ///   `.activateFailed` (no permission: needs `CAP_NET_RAW`), `.invalidFilter` (the message
+    ///   quotes the expression and libpcap's reason).
+    public init(options: PcapCaptureOptions) throws(PcapError) {
+        let source = options.interface
+        var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
+        guard let created = pcap_create(source, &errbuf) else {
+            throw PcapError(code: .openFailed, message: PcapError.message(fromErrorBuffer: errbuf), source: source)
+        }
+        func fail(_ code: PcapError.Code, _ message: String) -> PcapError {
+            pcap_close(created)
+            return PcapError(code: code, message: message, source: source)
+        }
+        func check(_ rc: Int32, _ what: String) throws(PcapError) {
+            guard rc == 0 else { throw fail(.optionRejected, "\(what) rejected (libpcap status \(rc))") }
+        }
+        guard options.snapshotLength > 0, options.snapshotLength <= 262_144 else {
+            throw fail(.optionRejected, "snapshot length \(options.snapshotLength) is not in 1...262144")
+        }
+        guard options.bufferSize > 0, options.bufferSize <= Int(Int32.max) else {
+            throw fail(.optionRejected, "buffer size \(options.bufferSize) is not positive")
+        }
+        guard options.timeoutMilliseconds > 0, options.timeoutMilliseconds <= 60_000 else {
+            throw fail(.optionRejected, "timeout \(options.timeoutMilliseconds) ms is not in 1...60000")
+        }
+        try check(pcap_set_snaplen(created, Int32(options.snapshotLength)), "snapshot length")
+        try check(pcap_set_buffer_size(created, Int32(options.bufferSize)), "buffer size")
+        try check(pcap_set_timeout(created, Int32(options.timeoutMilliseconds)), "timeout")
+        try check(pcap_set_immediate_mode(created, 0), "non-immediate mode")
+        try check(pcap_set_promisc(created, options.promiscuous ? 1 : 0), "promiscuous mode")
+        let activated = pcap_activate(created)
+        if activated < 0 {
+            let detail = String(cString: pcap_geterr(created))
+            let reason = String(cString: pcap_statustostr(activated))
+            let message = detail.isEmpty ? reason : "\(reason): \(detail)"
+            let code: PcapError.Code = activated == PCAP_ERROR_NO_SUCH_DEVICE ? .openFailed : .activateFailed
+            throw fail(code, message)
+        }
+        if let filter = options.filter {
+            var program = bpf_program()
+            guard pcap_compile(created, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+                throw fail(.invalidFilter, "invalid BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))")
+            }
+            let installed = pcap_setfilter(created, &program)
+            pcap_freecode(&program)
+            guard installed == 0 else {
+                throw fail(.invalidFilter, "cannot install BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))")
+            }
+        }
+        self.handle = created
+        self.options = options
+        self.linkType = pcap_datalink(created)
+    }
+
+    deinit {
+        pcap_close(handle)
+    }
+
+    /// What `dispatch` returned.
+    public enum DispatchResult: Hashable, Sendable {
+        /// This many packets were delivered (0: the timeout passed without any).
+        case packets(Int)
+        /// `breakLoop()` was called.
+        case interrupted
+    }
+
+    private final class DispatchContext {
+        let body: (borrowing CapturedPacket) -> Void
+        let linkType: Int32
+        init(body: @escaping (borrowing CapturedPacket) -> Void, linkType: Int32) {
+            self.body = body
+            self.linkType = linkType
+        }
+    }
+
+    /// Waits for the next block of packets (at most the configured timeout) and calls `body`
+    /// for each, up to `maxPackets`.
+    ///
+    /// The corresponding C function is `pcap_dispatch`.
+    /// - Throws: `PcapError` `.readFailed` (the interface went away...).
+    public func dispatch(maxPackets: Int = 4096, _ body: (borrowing CapturedPacket) -> Void) throws(PcapError) -> DispatchResult {
+        let rc: Int32 = withoutActuallyEscaping(body) { escapable in
+            let context = Unmanaged.passRetained(DispatchContext(body: escapable, linkType: linkType))
+            defer { context.release() }
+            return pcap_dispatch(handle, Int32(clamping: maxPackets), { user, header, data in
+                guard let user, let header, let data else { return }
+                let context = Unmanaged<DispatchContext>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+                let h = header.pointee
+                let nanos = Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec) &* 1000
+                context.body(CapturedPacket(
+                    timestampNanoseconds: nanos, wireLength: Int(h.len), linkType: context.linkType,
+                    bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen))))
+            }, context.toOpaque().assumingMemoryBound(to: UInt8.self))
+        }
+        if rc >= 0 { return .packets(Int(rc)) }
+        if rc == PCAP_ERROR_BREAK { return .interrupted }
+        throw PcapError(code: .readFailed, message: String(cString: pcap_geterr(handle)), source: options.interface)
+    }
+
+    /// Makes the current or next `dispatch` return `.interrupted` (wakes a blocked reader).
+    ///
+    /// The corresponding C function is `pcap_breakloop`.
+    public func breakLoop() {
+        pcap_breakloop(handle)
+    }
+
+    /// Packets received and dropped since the capture was opened.
+    ///
+    /// The corresponding C function is `pcap_stats`.
+    public func statistics() throws(PcapError) -> PcapStatistics {
+        var stats = pcap_stat()
+        guard pcap_stats(handle, &stats) == 0 else {
+            throw PcapError(code: .statisticsUnavailable, message: String(cString: pcap_geterr(handle)), source: options.interface)
+        }
+        return PcapStatistics(received: UInt64(stats.ps_recv), dropped: UInt64(stats.ps_drop), interfaceDropped: UInt64(stats.ps_ifdrop))
+    }
+}

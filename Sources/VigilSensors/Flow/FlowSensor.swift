@@ -1,0 +1,246 @@
+import Glibc
+import Logging
+import Synchronization
+import VigilCore
+import VigilLinux
+
+/// Settings of the live flow sensor.
+public struct FlowSensorConfiguration: Hashable, Sendable {
+    /// Interface, snap length, ring size, BPF filter.
+    public var capture: PcapCaptureOptions
+    /// Flow bound and timeouts.
+    public var table: FlowTableConfiguration
+    /// Events buffered for a slow consumer; beyond it the newest are dropped and counted.
+    public var queueCapacity: Int
+    /// How often capture statistics (kernel drops) are reported as a health event.
+    public var statisticsInterval: Duration
+
+    public init(
+        capture: PcapCaptureOptions = PcapCaptureOptions(),
+        table: FlowTableConfiguration = FlowTableConfiguration(),
+        queueCapacity: Int = 10_000,
+        statisticsInterval: Duration = .seconds(60)
+    ) {
+        self.capture = capture
+        self.table = table
+        self.queueCapacity = queueCapacity
+        self.statisticsInterval = statisticsInterval
+    }
+}
+
+/// Captures packet headers with libpcap and reports flows as events (`.flow` payloads), with
+/// the same decoder and flow table as `vigilctl flows`.
+///
+/// A dedicated thread (`vigil-flow-r`) runs `pcap_dispatch` on the TPACKET_V3 ring, decodes,
+/// updates the table, expires idle flows once a second (wall clock) and yields completed
+/// flows into `events`. Every `statisticsInterval` (and at stop) a `pcap_stats` health event
+/// reports kernel drops, decoder drop reasons and flow evictions. Nothing blocks on a slow
+/// consumer: events beyond `queueCapacity` are dropped and counted (`queue_dropped`).
+public final class FlowSensor: Sendable {
+    public let configuration: FlowSensorConfiguration
+    private let capture: PcapCapture
+    private let logger: Logger
+    private let stream: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+    private let stopRequested = StopSignal()
+    private let lifecycle = Mutex(Lifecycle.idle)
+
+    private enum Lifecycle {
+        case idle
+        case running(PosixThread)
+        case stopped
+    }
+
+    /// Opens the capture now (so a missing permission or a bad filter shows at once); captures
+    /// nothing until `start()`.
+    ///
+    /// - Throws: `FlowSensorError` `.captureUnavailable` (needs `CAP_NET_RAW`; no such
+    ///   interface), `.invalidFilter` (quoting the expression), `.unsupportedLinkType`,
+    ///   `.invalidConfiguration`.
+    public convenience init(configuration: FlowSensorConfiguration, logger: Logger) throws(FlowSensorError) {
+        let capture: PcapCapture
+        do {
+            capture = try PcapCapture(options: configuration.capture)
+        } catch {
+            throw FlowSensorError(error)
+        }
+        try self.init(capture: capture, configuration: configuration, logger: logger)
+    }
+
+    /// Uses a capture opened by the caller (e.g. inside another network namespace);
+    /// `configuration.capture` is then informational.
+    public init(capture: PcapCapture, configuration: FlowSensorConfiguration, logger: Logger) throws(FlowSensorError) {
+        guard configuration.queueCapacity > 0, configuration.table.maxFlows > 0 else {
+            throw FlowSensorError(code: .invalidConfiguration, message: "queue capacity and max flows must be positive")
+        }
+        guard LinkType.isSupported(capture.linkType) else {
+            throw FlowSensorError(
+                code: .unsupportedLinkType, message: "link-layer type \(capture.linkType) is not supported",
+                source: capture.options.interface)
+        }
+        self.configuration = configuration
+        self.capture = capture
+        var logger = logger
+        logger[metadataKey: "sensor"] = "flow"
+        self.logger = logger
+        (stream, continuation) = AsyncStream.makeStream(
+            of: Event.self, bufferingPolicy: .bufferingOldest(configuration.queueCapacity))
+        continuation.onTermination = { [stopRequested, capture] _ in
+            stopRequested.request()
+            capture.breakLoop()
+        }
+    }
+
+    deinit {
+        stop()
+    }
+
+    /// Flow and health events, `time` set when reported; `seq` is left 0 (the agent numbers
+    /// them). One consumer only. Finishes after `stop()`, once the remaining flows are out.
+    public var events: AsyncStream<Event> {
+        stream
+    }
+
+    /// Starts the capture thread.
+    ///
+    /// - Throws: `FlowSensorError` `.alreadyStarted`, `.stopped`, `.threadUnavailable`.
+    public func start() throws(FlowSensorError) {
+        try lifecycle.withLock { (state: inout Lifecycle) throws(FlowSensorError) in
+            switch state {
+            case .idle: break
+            case .running: throw FlowSensorError(code: .alreadyStarted, message: "the flow sensor is already started")
+            case .stopped: throw FlowSensorError(code: .stopped, message: "the flow sensor was stopped")
+            }
+            let reader = FlowCaptureLoop(
+                capture: capture, configuration: configuration, continuation: continuation,
+                stopRequested: stopRequested, logger: logger)
+            do {
+                state = .running(try PosixThread.spawn(name: "vigil-flow-r") { reader.run() })
+            } catch {
+                throw FlowSensorError(code: .threadUnavailable, message: "cannot start the capture thread (\(error))")
+            }
+        }
+        logger.info("flow sensor started", metadata: [
+            "interface": "\(capture.options.interface)", "link_type": "\(capture.linkType)",
+            "snaplen": "\(capture.options.snapshotLength)", "filter": "\(capture.options.filter ?? "")",
+        ])
+    }
+
+    /// Stops capturing, reports the flows still tracked and finishes `events`. Idempotent;
+    /// blocks until the capture thread has ended.
+    public func stop() {
+        let thread = lifecycle.withLock { state -> PosixThread? in
+            defer { state = .stopped }
+            if case .running(let thread) = state { return thread }
+            return nil
+        }
+        stopRequested.request()
+        capture.breakLoop()
+        if let thread {
+            thread.join()
+        } else {
+            continuation.finish()
+        }
+    }
+}
+
+/// The body of the capture thread.
+private final class FlowCaptureLoop: Sendable {
+    let capture: PcapCapture
+    let configuration: FlowSensorConfiguration
+    let continuation: AsyncStream<Event>.Continuation
+    let stopRequested: StopSignal
+    let logger: Logger
+    private let queueDropped = Atomic<UInt64>(0)
+
+    init(
+        capture: PcapCapture, configuration: FlowSensorConfiguration, continuation: AsyncStream<Event>.Continuation,
+        stopRequested: StopSignal, logger: Logger
+    ) {
+        self.capture = capture
+        self.configuration = configuration
+        self.continuation = continuation
+        self.stopRequested = stopRequested
+        self.logger = logger
+    }
+
+    private static func wallClock() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
+    private func yield(_ payload: Event.Payload) {
+        if case .dropped = continuation.yield(Event(payload: payload)) {
+            queueDropped.add(1, ordering: .relaxed)
+        }
+    }
+
+    func run() {
+        var decoder = PacketDecoder()
+        var table = FlowTable(configuration: configuration.table)
+        var packet = DecodedPacket()
+        let statisticsEvery = configuration.statisticsInterval.nanoseconds
+        var lastExpiry = Self.wallClock()
+        var lastStatistics = lastExpiry
+        while !stopRequested.isRequested {
+            let result: PcapCapture.DispatchResult
+            do {
+                result = try capture.dispatch { captured in
+                    if decoder.decode(captured.bytes, linkType: captured.linkType, into: &packet) {
+                        table.add(packet, at: captured.timestampNanoseconds)
+                    }
+                }
+            } catch {
+                logger.error("capture failed", metadata: ["error": "\(error)"])
+                yield(.health(AgentHealth(kind: "capture_failed", message: error.description)))
+                break
+            }
+            let now = Self.wallClock()
+            if now &- lastExpiry >= 1_000_000_000 {
+                table.expire(now: now)
+                lastExpiry = now
+            }
+            for (flow, _) in table.takeCompleted() { yield(.flow(flow)) }
+            if now &- lastStatistics >= statisticsEvery {
+                reportStatistics(decoder: decoder, table: table)
+                lastStatistics = now
+            }
+            if case .interrupted = result { break }
+        }
+        table.flush()
+        for (flow, _) in table.takeCompleted() { yield(.flow(flow)) }
+        reportStatistics(decoder: decoder, table: table)
+        continuation.finish()
+    }
+
+    private func reportStatistics(decoder: PacketDecoder, table: FlowTable) {
+        var counters = decoder.statistics.droppedByReason
+        counters["packets"] = decoder.statistics.packets
+        counters["fragments"] = decoder.statistics.fragments
+        counters["flow_evictions"] = table.statistics.evictions
+        counters["live_flows"] = UInt64(table.statistics.liveFlows)
+        counters["queue_dropped"] = queueDropped.load(ordering: .relaxed)
+        var message = "capture statistics"
+        if let stats = try? capture.statistics() {
+            counters["pcap_received"] = stats.received
+            counters["pcap_dropped"] = stats.dropped
+            counters["pcap_interface_dropped"] = stats.interfaceDropped
+            if stats.dropped > 0 || stats.interfaceDropped > 0 { message = "capture statistics: the kernel dropped packets" }
+        }
+        yield(.health(AgentHealth(kind: "pcap_stats", message: message, counters: counters)))
+    }
+}
+
+/// A stop request shared by the sensor and its capture thread.
+private final class StopSignal: Sendable {
+    private let flag = Atomic<Bool>(false)
+
+    func request() {
+        flag.store(true, ordering: .releasing)
+    }
+
+    var isRequested: Bool {
+        flag.load(ordering: .acquiring)
+    }
+}

@@ -1,0 +1,273 @@
+import VigilCore
+
+/// Why a flow record was reported.
+public enum FlowEndReason: String, Sendable {
+    /// No packet within the idle (or, for a closed TCP connection, the closed) timeout.
+    case idle
+    /// Still active after the active timeout; the flow goes on with fresh counters.
+    case active
+    /// The table was full and this was the least recently seen flow.
+    case evicted
+    /// The capture ended or the sensor stopped.
+    case flushed
+}
+
+/// The bidirectional flow table shared by the live sensor and `vigilctl flows`.
+///
+/// Flows are keyed by the 5-tuple in canonical order (ICMP: type/counterpart and echo id), so
+/// both directions meet in one record. The originator is the sender of the first packet,
+/// corrected as Zeek does: a SYN-ACK seen first, a later SYN from the other side, or (with no
+/// SYN) a likely server port on the sender's side make the other side the originator.
+///
+/// Time is packet time (nanoseconds since the epoch); `expire(now:)` lets a live capture move
+/// it forward when no packets arrive. Completed records queue up until `takeCompleted()`.
+/// Memory is bounded by `maxFlows`.
+public struct FlowTable: Sendable {
+    public let configuration: FlowTableConfiguration
+    public private(set) var statistics = FlowTableStatistics()
+    private var index: [FlowKey: Int32] = [:]
+    private var records: [FlowRecord] = []
+    private var free: [Int32] = []
+    /// Expiry lists, least recently seen first: TCP open, TCP closed, everything else.
+    private var heads: [Int32] = [-1, -1, -1]
+    private var tails: [Int32] = [-1, -1, -1]
+    private var timeouts: [Int64]
+    private let activeTimeout: Int64
+    private var completed: [(FlowRecord, FlowEndReason)] = []
+
+    private static let tcpList: UInt8 = 0
+    private static let closedList: UInt8 = 1
+    private static let otherList: UInt8 = 2
+
+    public init(configuration: FlowTableConfiguration = FlowTableConfiguration()) {
+        self.configuration = configuration
+        timeouts = [
+            configuration.tcpIdleTimeout.nanoseconds, configuration.closedTimeout.nanoseconds,
+            configuration.idleTimeout.nanoseconds,
+        ]
+        activeTimeout = configuration.activeTimeout?.nanoseconds ?? .max
+        index.reserveCapacity(min(max(configuration.maxFlows, 1), 65_536))
+    }
+
+    /// Counts `packet`, seen at `time`, towards its flow.
+    public mutating func add(_ packet: DecodedPacket, at time: Int64) {
+        expire(now: time)
+        let (key, sourceIsLow) = FlowKey.of(packet)
+        let slot: Int32
+        var isNew = false
+        if let existing = index[key] {
+            slot = existing
+        } else {
+            slot = create(key: key, packet: packet, sourceIsLow: sourceIsLow, time: time)
+            isNew = true
+        }
+        let i = Int(slot)
+        let isTCP = packet.proto == IPProtocol.tcp
+        var fromOriginator = sourceIsLow == records[i].originatorIsLow
+        if isTCP && !isNew {
+            let flags = packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack)
+            let record = records[i]
+            if (flags == TCPFlag.syn && !fromOriginator && !record.sawSYNFromOriginator)
+                || (flags == TCPFlag.syn | TCPFlag.ack && fromOriginator && !record.sawSYNAckFromResponder
+                    && !record.sawSYNFromOriginator)
+            {
+                records[i].flip()
+                fromOriginator.toggle()
+            }
+        }
+        if time &- records[i].first >= activeTimeout {
+            statistics.activeTimeouts &+= 1
+            report(records[i], reason: .active)
+            records[i].restartCounters(at: time)
+        }
+        if time > records[i].last { records[i].last = time }
+        if fromOriginator {
+            records[i].originatorPackets &+= 1
+            records[i].originatorIPBytes &+= UInt64(packet.ipBytes)
+            records[i].originatorPayload &+= UInt64(packet.payloadBytes)
+            records[i].originatorFlags |= packet.tcpFlags
+        } else {
+            records[i].responderPackets &+= 1
+            records[i].responderIPBytes &+= UInt64(packet.ipBytes)
+            records[i].responderPayload &+= UInt64(packet.payloadBytes)
+            records[i].responderFlags |= packet.tcpFlags
+        }
+        var list = records[i].list
+        if isTCP {
+            let flags = packet.tcpFlags
+            if flags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn {
+                if fromOriginator { records[i].sawSYNFromOriginator = true }
+            } else if flags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn | TCPFlag.ack, !fromOriginator {
+                records[i].sawSYNAckFromResponder = true
+            }
+            records[i].tcp.update(flags: flags, payload: packet.payloadBytes, fromOriginator: fromOriginator, isFirst: isNew)
+            list = records[i].isTCPClosed ? Self.closedList : Self.tcpList
+        }
+        touch(slot, list: list)
+    }
+
+    /// Reports every flow idle for at least its timeout at `now` (Zeek's inactivity timers fire
+    /// at exactly the timeout).
+    public mutating func expire(now: Int64) {
+        for list in 0..<3 {
+            let timeout = timeouts[list]
+            while heads[list] >= 0 {
+                let head = heads[list]
+                guard now &- records[Int(head)].last >= timeout else { break }
+                remove(head, reason: .idle)
+            }
+        }
+    }
+
+    /// Reports every flow still tracked (the capture ended), oldest first.
+    public mutating func flush() {
+        var live: [Int32] = []
+        for list in 0..<3 {
+            var slot = heads[list]
+            while slot >= 0 {
+                live.append(slot)
+                slot = records[Int(slot)].next
+            }
+        }
+        live.sort { (records[Int($0)].first, $0) < (records[Int($1)].first, $1) }
+        for slot in live { remove(slot, reason: .flushed) }
+    }
+
+    /// The records completed since the last call, in the order they completed.
+    public mutating func takeCompleted() -> [(event: FlowEvent, reason: FlowEndReason)] {
+        defer { completed.removeAll(keepingCapacity: true) }
+        return completed.map { ($0.0.event, $0.1) }
+    }
+
+    /// Whether records are waiting in `takeCompleted()`.
+    public var hasCompleted: Bool { !completed.isEmpty }
+
+    // MARK: - Internals
+
+    private mutating func create(key: FlowKey, packet: DecodedPacket, sourceIsLow: Bool, time: Int64) -> Int32 {
+        if index.count >= max(configuration.maxFlows, 1) {
+            evictOldest()
+        }
+        var originatorIsLow = sourceIsLow
+        if Self.shouldFlipNewFlow(packet) { originatorIsLow.toggle() }
+        var record = FlowRecord(key: key, originatorIsLow: originatorIsLow, time: time)
+        record.icmpOneWay = packet.icmpOneWay
+        record.list = packet.proto == IPProtocol.tcp ? Self.tcpList : Self.otherList
+        let slot: Int32
+        if let reused = free.popLast() {
+            slot = reused
+            records[Int(slot)] = record
+        } else {
+            slot = Int32(records.count)
+            records.append(record)
+        }
+        index[key] = slot
+        append(slot, to: record.list)
+        statistics.flowsCreated &+= 1
+        statistics.liveFlows = index.count
+        return slot
+    }
+
+    /// Whether the sender of a flow's first packet is probably the responder.
+    static func shouldFlipNewFlow(_ packet: DecodedPacket) -> Bool {
+        // A broadcast or multicast destination never originates (as in Zeek).
+        if isBroadcastOrMulticast(packet.destination, family: packet.family) { return false }
+        switch packet.proto {
+        case IPProtocol.tcp:
+            let synAck = packet.tcpFlags & (TCPFlag.syn | TCPFlag.ack)
+            if synAck == TCPFlag.syn { return false }
+            if synAck == TCPFlag.syn | TCPFlag.ack { return true }
+            // Midstream: Zeek's heuristic on likely server ports.
+            guard LikelyServerPorts.contains(packet.sourcePort) else { return false }
+            if LikelyServerPorts.contains(packet.destinationPort) {
+                return packet.sourcePort < packet.destinationPort
+            }
+            return true
+        case IPProtocol.udp:
+            return LikelyServerPorts.contains(packet.sourcePort) && !LikelyServerPorts.contains(packet.destinationPort)
+        default:
+            // ICMP included: Zeek keeps the first sender as originator, even for a reply.
+            return false
+        }
+    }
+
+    static func isBroadcastOrMulticast(_ address: IPAddressBits, family: UInt8) -> Bool {
+        if family == 4 {
+            return address.low == 0xFFFF_FFFF || address.low >> 28 == 0xE
+        }
+        return address.high >> 56 == 0xFF
+    }
+
+    private mutating func evictOldest() {
+        var oldest: Int32 = -1
+        for list in 0..<3 {
+            let head = heads[list]
+            if head >= 0, oldest < 0 || records[Int(head)].last < records[Int(oldest)].last {
+                oldest = head
+            }
+        }
+        guard oldest >= 0 else { return }
+        statistics.evictions &+= 1
+        remove(oldest, reason: .evicted)
+    }
+
+    private mutating func report(_ record: FlowRecord, reason: FlowEndReason) {
+        statistics.flowsReported &+= 1
+        completed.append((record, reason))
+    }
+
+    private mutating func remove(_ slot: Int32, reason: FlowEndReason) {
+        unlink(slot)
+        let record = records[Int(slot)]
+        index[record.key] = nil
+        free.append(slot)
+        statistics.liveFlows = index.count
+        report(record, reason: reason)
+    }
+
+    /// Moves `slot` to the tail (most recent) of `list`.
+    @inline(__always)
+    private mutating func touch(_ slot: Int32, list: UInt8) {
+        if records[Int(slot)].list == list && tails[Int(list)] == slot { return }
+        unlink(slot)
+        records[Int(slot)].list = list
+        append(slot, to: list)
+    }
+
+    private mutating func append(_ slot: Int32, to list: UInt8) {
+        let l = Int(list)
+        records[Int(slot)].previous = tails[l]
+        records[Int(slot)].next = -1
+        if tails[l] >= 0 {
+            records[Int(tails[l])].next = slot
+        } else {
+            heads[l] = slot
+        }
+        tails[l] = slot
+    }
+
+    private mutating func unlink(_ slot: Int32) {
+        let l = Int(records[Int(slot)].list)
+        let previous = records[Int(slot)].previous
+        let next = records[Int(slot)].next
+        if previous >= 0 { records[Int(previous)].next = next } else { heads[l] = next }
+        if next >= 0 { records[Int(next)].previous = previous } else { tails[l] = previous }
+        records[Int(slot)].previous = -1
+        records[Int(slot)].next = -1
+    }
+}
+
+/// Ports a server probably listens on (a stand-in for Zeek's `likely_server_ports`, which its
+/// analyzers fill): the well-known range, except the DHCP client port 68 (DHCP servers answer
+/// from 67 to 68), and common registered service ports.
+enum LikelyServerPorts {
+    private static let registered: Set<UInt16> = [
+        1080, 1194, 1433, 1521, 1723, 1812, 1813, 1883, 2049, 2181, 3128, 3260, 3306, 3389, 3478, 4500,
+        5060, 5061, 5222, 5353, 5355, 5432, 5671, 5672, 5900, 6379, 6443, 6667, 6697, 8000, 8008, 8080,
+        8443, 8883, 8888, 9000, 9092, 9200, 9418, 11211, 27017,
+    ]
+
+    static func contains(_ port: UInt16) -> Bool {
+        (port > 0 && port < 1024 && port != 68) || registered.contains(port)
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Glibc
+import VigilCore
+import VigilSensors
+
+struct FlowsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flows",
+        abstract: "Summarize the flows in a capture file with the live sensor's decoder and flow table.",
+        discussion: """
+            Reads classic pcap or pcapng. Fields follow Zeek's conn.log vocabulary (DESIGN.md); decoder
+            and table counters go to standard error.
+            Examples:
+              vigilctl flows --pcap trace.pcap
+              vigilctl flows --pcap trace.pcapng --json | jq 'select(.proto == "tcp")'
+            """
+    )
+
+    @Option(help: ArgumentHelp("The capture file (pcap or pcapng).", valueName: "file"))
+    var pcap: String
+
+    @Flag(help: "Print one JSON object per line instead of a table.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Most flows tracked at once (older ones are reported early).", valueName: "n"))
+    var maxFlows: Int = 262_144
+
+    @Option(help: ArgumentHelp("Seconds without a packet before a TCP flow is reported.", valueName: "s"))
+    var tcpIdleTimeout: Int = 300
+
+    @Option(help: ArgumentHelp("Seconds without a packet before a UDP/ICMP/other flow is reported.", valueName: "s"))
+    var idleTimeout: Int = 60
+
+    @Option(help: ArgumentHelp("Seconds after which a long flow is reported and its counters start over (0: never).", valueName: "s"))
+    var activeTimeout: Int = 1800
+
+    func validate() throws {
+        guard maxFlows > 0 else { throw ValidationError("--max-flows must be positive") }
+        guard tcpIdleTimeout > 0, idleTimeout > 0, activeTimeout >= 0 else {
+            throw ValidationError("timeouts must be positive (--active-timeout may be 0)")
+        }
+    }
+
+    func run() throws {
+        let configuration = FlowTableConfiguration(
+            maxFlows: maxFlows, tcpIdleTimeout: .seconds(tcpIdleTimeout), idleTimeout: .seconds(idleTimeout),
+            activeTimeout: activeTimeout == 0 ? nil : .seconds(activeTimeout))
+        let output = BufferedOutput()
+        if !json {
+            output.write("ts                 duration   proto  originator -> responder  pkts o/r  ip bytes o/r  state  community_id\n")
+        }
+        let summary: OfflineFlowReader.Summary
+        do {
+            summary = try OfflineFlowReader(configuration: configuration).read(path: pcap) { flow, _ in
+                output.write(json ? flow.jsonLine : Self.row(flow))
+                output.write("\n")
+            }
+        } catch {
+            output.flush()
+            throw CommandFailure(error.description)
+        }
+        output.flush()
+        var counters = "packets \(summary.packets), decoded \(summary.decode.decoded), fragments \(summary.decode.fragments)"
+        counters += ", flows \(summary.table.flowsReported), evictions \(summary.table.evictions)"
+        counters += ", active timeouts \(summary.table.activeTimeouts)"
+        for (reason, count) in summary.decode.droppedByReason.sorted(by: { $0.key < $1.key }) {
+            counters += ", \(reason) \(count)"
+        }
+        FileHandleStderr.write("vigilctl flows: \(counters)\n")
+    }
+
+    private static func row(_ f: FlowEvent) -> String {
+        "\(FlowEvent.fixed6(f.ts)) \(FlowEvent.fixed6(f.duration)) \(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP)"
+            + " \(f.origPkts)/\(f.respPkts) \(f.origIPBytes)/\(f.respIPBytes) \(f.state) \(f.communityID)"
+    }
+}
+
+/// Standard output through a 64 KiB buffer (flow lists run to millions of lines).
+private final class BufferedOutput {
+    private var buffer: [UInt8] = []
+
+    init() {
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    func write(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    func flush() {
+        buffer.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                let n = Glibc.write(1, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += n
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
+
+private enum FileHandleStderr {
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { raw in _ = Glibc.write(2, raw.baseAddress, raw.count) }
+    }
+}
