@@ -154,6 +154,7 @@ let package = Package(
             name: "vigil-collector",
             dependencies: [
                 "VigilCollector",
+                "VigilLinux",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -166,6 +167,8 @@ let package = Package(
                 "VigilAgent",
                 "VigilCollector",
                 "VigilCore",
+                "VigilPolicy",
+                "VigilSensors",
                 "VigilWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -182,7 +185,11 @@ let package = Package(
         ),
         .testTarget(
             name: "VigilSensorsTests",
-            dependencies: ["VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport"],
+            dependencies: [
+                "VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -198,11 +205,13 @@ let package = Package(
         .testTarget(
             name: "VigilPolicyTests",
             dependencies: ["VigilPolicy", "VigilCore", "VigilTestSupport"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "VigilFlowTests",
             dependencies: ["VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport"],
+            exclude: ["Fixtures"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
+import NIOCore
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
 import VigilCore
+import VigilLinux
 import VigilPolicy
 import VigilSensors
 import VigilSpool
@@ -19,6 +21,11 @@ public final class Agent: Service {
     public let configuration: AgentConfiguration
     private let logger: Logger
     private let httpClient: HTTPClient
+    private let notifier: SystemdNotifier
+    /// When the flush loop last completed a pass (ContinuousClock nanoseconds since start): the
+    /// systemd watchdog is fed only while the pipeline moves.
+    private let heartbeat = Atomic<Int64>(0)
+    private let clockOrigin = ContinuousClock.now
     /// Events read from sensors but not yet in the spool.
     private let pending = Mutex<PendingEvents>(PendingEvents())
     private let shutdownRequested = Atomic<Bool>(false)
@@ -36,10 +43,18 @@ public final class Agent: Service {
         var dropped: [String: UInt64] = [:]
     }
 
-    public init(configuration: AgentConfiguration, logger: Logger, httpClient: HTTPClient) {
+    /// - Parameter notifier: systemd notifications (`Type=notify`, `WatchdogSec=`); by default
+    ///   from this process's environment, doing nothing when not started by systemd.
+    public init(
+        configuration: AgentConfiguration,
+        logger: Logger,
+        httpClient: HTTPClient,
+        notifier: SystemdNotifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+    ) {
         self.configuration = configuration
         self.logger = logger
         self.httpClient = httpClient
+        self.notifier = notifier
     }
 
     /// Loads the agent's identity from the state directory, creating it (0600) on first run.
@@ -85,18 +100,35 @@ public final class Agent: Service {
         ])
 
         let client = CollectorClient(baseURL: configuration.collectorURL, client: httpClient)
+        notifier.ready(status: "watching \(roots.count) path(s), shipping to \(configuration.collectorURL)")
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
                 group.addTask { await self.readSensor(sensor) }
                 group.addTask { try await self.flushLoop(spool: spool) }
                 group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
+                if let interval = notifier.watchdogInterval {
+                    group.addTask { await self.feedWatchdog(interval: interval) }
+                }
             }
         } onGracefulShutdown: {
             logger.info("shutting down: stopping sensors, flushing spool")
+            self.notifier.stopping()
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
             sensor.stop()
         }
         logger.info("agent stopped")
+    }
+
+    /// Sends systemd's watchdog keep-alive at half its interval, but only while the flush loop
+    /// keeps completing passes: a wedged pipeline stops the pings and systemd restarts us.
+    private func feedWatchdog(interval: Duration) async {
+        let period = interval / 2
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            let now = ContinuousClock.now - clockOrigin
+            let last = Duration.nanoseconds(heartbeat.load(ordering: .relaxed))
+            if now - last < interval { notifier.watchdog() }
+            try? await Task.sleep(for: min(period, .seconds(1)))
+        }
     }
 
     private func readSensor(_ sensor: FileSensor) async {
@@ -116,6 +148,8 @@ public final class Agent: Service {
         while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
             try? await Task.sleep(for: flushInterval)
             try flush(spool: spool)
+            let elapsed = ContinuousClock.now - clockOrigin
+            heartbeat.store(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
         }
         // Let the sensor's last events reach the buffer.
         try? await Task.sleep(for: flushInterval)
@@ -159,6 +193,10 @@ public final class Agent: Service {
                 }
             }
             if !enrolled {
+                if drainDeadline != nil {
+                    logger.notice("stopping before enrollment succeeded; spooled events are sent on the next start")
+                    return
+                }
                 guard let token = configuration.enrollToken else {
                     // Without a token, assume the key was enrolled out of band (vigilctl enroll).
                     enrolled = true
@@ -183,7 +221,13 @@ public final class Agent: Service {
                 try await pause(.milliseconds(Int64(shipping.batchMaxAgeMilliseconds)))
                 continue
             }
-            switch await client.send(batch: batch.bytes) {
+            // While draining, no request may outlive the drain deadline.
+            var timeout: TimeAmount? = nil
+            if let drainDeadline {
+                let left = drainDeadline - ContinuousClock.now
+                timeout = .milliseconds(max(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+            }
+            switch await client.send(batch: batch.bytes, timeout: timeout) {
             case .stored(let duplicate, let chain):
                 try spool.acknowledge(batch)
                 backoff.reset()

@@ -29,13 +29,23 @@ public struct CollectorClient: Sendable {
         case retry(String)
     }
 
-    public func send(batch bytes: [UInt8]) async -> Delivery {
+    /// An HTTP client set up for talking to collectors: short connect timeout (a collector that
+    /// refuses connections is retried by the shipper's backoff, not inside the client).
+    public static func makeHTTPClient() -> HTTPClient {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(3), read: .seconds(30))
+        configuration.connectionPool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60))
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }
+
+    /// Sends one serialized batch. `timeout` bounds the whole exchange (default: the client's).
+    public func send(batch bytes: [UInt8], timeout: TimeAmount? = nil) async -> Delivery {
         var request = HTTPClientRequest(url: baseURL + "/v1/batches")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-vigil-batch")
         request.body = .bytes(ByteBuffer(bytes: bytes))
         do {
-            let response = try await client.execute(request, timeout: timeout)
+            let response = try await client.execute(request, timeout: timeout ?? self.timeout)
             let body = try await response.body.collect(upTo: 1 << 20)
             let status = Int(response.status.code)
             let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]

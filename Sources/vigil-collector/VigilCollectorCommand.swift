@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import VigilCollector
+import VigilLinux
 
 @main
 struct VigilCollectorCommand: AsyncParsableCommand {
@@ -69,8 +70,10 @@ struct VigilCollectorCommand: AsyncParsableCommand {
             configuration: CollectorConfiguration(host: host, port: port, store: location, enrollToken: token),
             logger: logger
         )
+        let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
         let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
             logger.info("collector listening", metadata: ["address": "\(host):\(port)", "store": "\(location)", "enrollment": "\(token == nil ? "off" : "on")"])
+            notifier.ready(status: "listening on \(host):\(port)")
         }
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

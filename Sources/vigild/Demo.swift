@@ -37,7 +37,7 @@ struct Demo {
             portContinuation.yield(port)
             portContinuation.finish()
         }
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let httpClient = CollectorClient.makeHTTPClient()
         let agent = DemoAgent(
             ports: ports, base: base, policies: policies, watched: watched, token: token,
             logger: logger, httpClient: httpClient, storePath: storePath

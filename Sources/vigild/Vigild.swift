@@ -71,7 +71,7 @@ struct Vigild: AsyncParsableCommand {
         }
         bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info)
         let logger = Logger(label: "vigild")
-        let httpClient = HTTPClient(eventLoopGroupProvider: .singleton)
+        let httpClient = CollectorClient.makeHTTPClient()
         let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
