@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import UnixSignals
 import VigilCore
 import VigilLinux
 import VigilPolicy
@@ -26,6 +27,8 @@ public final class Agent: Service {
     /// systemd watchdog is fed only while the pipeline moves.
     private let heartbeat = Atomic<Int64>(0)
     private let clockOrigin = ContinuousClock.now
+    /// The rules events are evaluated against; swapped whole on SIGHUP, between two flushes.
+    private let policy = Mutex<PolicySet?>(nil)
     /// Events read from sensors but not yet in the spool.
     private let pending = Mutex<PendingEvents>(PendingEvents())
     private let shutdownRequested = Atomic<Bool>(false)
@@ -73,6 +76,8 @@ public final class Agent: Service {
         let identity = try Self.loadOrCreateIdentity(configuration: configuration, logger: logger)
         let spool = try Spool(path: configuration.spoolPath)
         let settings = try CollectionSettings.load(policiesDirectory: configuration.policiesDirectory)
+        let (policySet, notApplicable) = try Self.loadPolicy(configuration.policiesDirectory)
+        policy.withLock { $0 = policySet }
         let logger = {
             var logger = self.logger
             logger[metadataKey: "agent_id"] = "\(identity.agentId)"
@@ -96,7 +101,8 @@ public final class Agent: Service {
         try sensor.start()
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
         try spool.append([
-            Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)])))
+            Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)]))),
+            Self.policyLoaded(policySet, notApplicable: notApplicable.count, directory: configuration.policiesDirectory),
         ])
 
         let client = CollectorClient(baseURL: configuration.collectorURL, client: httpClient)
@@ -106,6 +112,7 @@ public final class Agent: Service {
                 group.addTask { await self.readSensor(sensor) }
                 group.addTask { try await self.flushLoop(spool: spool) }
                 group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
+                group.addTask { await self.reloadOnHangup(logger: logger) }
                 if let interval = notifier.watchdogInterval {
                     group.addTask { await self.feedWatchdog(interval: interval) }
                 }
@@ -128,6 +135,49 @@ public final class Agent: Service {
             let last = Duration.nanoseconds(heartbeat.load(ordering: .relaxed))
             if now - last < interval { notifier.watchdog() }
             try? await Task.sleep(for: min(period, .seconds(1)))
+        }
+    }
+
+    /// Loads the rules of the policies directory; a broken policy is refused as a whole with
+    /// every error located (`file:line:column: message`).
+    static func loadPolicy(_ directory: String) throws -> (PolicySet, [RuleStatus]) {
+        do {
+            return try PolicySet.load(directory: directory)
+        } catch {
+            throw AgentError("policy in \(directory) refused:\n\(error.description)")
+        }
+    }
+
+    static func policyLoaded(_ set: PolicySet, notApplicable: Int, directory: String) -> Event {
+        let rules = UInt64(set.report.applicable.count)
+        return Event(
+            payload: .health(
+                AgentHealth(
+                    kind: "policy_loaded",
+                    message: "\(rules) rule(s) active from \(directory)" + (notApplicable > 0 ? ", \(notApplicable) not applicable" : ""),
+                    counters: ["rules": rules, "not_applicable": UInt64(notApplicable)]
+                )
+            )
+        )
+    }
+
+    /// SIGHUP: load and validate the policy again and swap it in whole between two flushes, so
+    /// every event is evaluated exactly once, by the old rules or the new. A broken policy is
+    /// refused, the old one stays, and the refusal travels as agent health.
+    private func reloadOnHangup(logger: Logger) async {
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            let event: Event
+            do {
+                let (set, notApplicable) = try Self.loadPolicy(configuration.policiesDirectory)
+                policy.withLock { $0 = set }
+                event = Self.policyLoaded(set, notApplicable: notApplicable.count, directory: configuration.policiesDirectory)
+                logger.info("policy reloaded", metadata: ["rules": "\(set.report.applicable.count)"])
+            } catch {
+                logger.error("policy reload refused; keeping the previous policy", metadata: ["error": "\(error)"])
+                event = Event(payload: .health(AgentHealth(kind: "policy_refused", message: "\(error)")))
+            }
+            pending.withLock { $0.events.append(event) }
         }
     }
 
@@ -170,7 +220,11 @@ public final class Agent: Service {
             let total = dropped.values.reduce(0, +)
             batch.append(Event(payload: .health(AgentHealth(kind: "queue_drop", message: "\(total) event(s) dropped: spool buffer full", counters: dropped))))
         }
-        try spool.append(batch)
+        let rules = policy.withLock { $0 }
+        try spool.append(batch) { event in
+            guard let rules, !event.isHighPriority else { return [] }
+            return rules.evaluate(event).map { Event(payload: .alert($0)) }
+        }
     }
 
     private func shipLoop(spool: Spool, client: CollectorClient, identity: AgentIdentity, logger: Logger) async throws {
@@ -263,6 +317,12 @@ public final class Agent: Service {
             }
         }
     }
+}
+
+/// The agent cannot start, with a message that says why.
+public struct AgentError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// Facts about this host sent at enrollment.

@@ -64,20 +64,32 @@ public final class Spool: Sendable {
 
     /// Numbers and stores events. Returns them with their seqs. Seqs are strictly increasing
     /// across calls and restarts.
+    ///
+    /// - Parameter deriving: called with each event once it has its seq; the events it returns
+    ///   (alerts, say) are numbered and stored right after it, in the same transaction, so an
+    ///   event and what was derived from it are accepted together or not at all.
     @discardableResult
-    public func append(_ events: [Event]) throws -> [Event] {
+    public func append(_ events: [Event], deriving: ((Event) -> [Event])? = nil) throws -> [Event] {
         guard !events.isEmpty else { return [] }
         return try queue.write { db in
             var next = try Self.integer(db, "next_seq")
             let insert = try db.makeStatement(sql: "INSERT INTO events (seq, type, priority, data) VALUES (?, ?, ?, ?)")
             var numbered: [Event] = []
             numbered.reserveCapacity(events.count)
-            for var event in events {
+            func store(_ event: Event) throws -> Event {
+                var event = event
                 event.seq = UInt64(next)
                 let data = try EventCodec.encode(event)
                 try insert.execute(arguments: [next, event.type.rawValue, event.isHighPriority ? 1 : 0, Data(data)])
                 numbered.append(event)
                 next += 1
+                return event
+            }
+            for event in events {
+                let stored = try store(event)
+                for derived in deriving?(stored) ?? [] {
+                    _ = try store(derived)
+                }
             }
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_seq'", arguments: [next])
             return numbered

@@ -105,8 +105,12 @@ struct EndToEndTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let policies = dir + "/policies"
         try "files:\n  watch: []\n".write(toFile: policies + "/collection.yaml", atomically: true, encoding: .utf8)
+        // The shipped rules, so the demo's setuid change raises the default alert.
+        try FileManager.default.copyItem(atPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Policies/rules", toPath: policies + "/rules")
         let demo = try ChildProcess(BuiltProducts.path("vigild"), ["--demo", "--policies", policies, "--duration", "60"])
-        let seen = await eventually(timeout: .seconds(40)) { demo.stdout.contains("hello-renamed.txt") && demo.stdout.contains("SETUID") }
+        let seen = await eventually(timeout: .seconds(40)) {
+            demo.stdout.contains("hello-renamed.txt") && demo.stdout.contains("SETUID") && demo.stdout.contains("[high] Setuid or Setgid File Outside System Paths")
+        }
         #expect(seen, "demo output:\n\(demo.stdout)\nlog:\n\(demo.stderr)")
         #expect(demo.stdout.contains("Vigil demo"))
         #expect(await demo.stop(signal: SIGINT) == 0, "demo log:\n\(demo.stderr)")

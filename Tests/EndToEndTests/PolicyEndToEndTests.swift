@@ -1,0 +1,110 @@
+import Foundation
+import Testing
+import VigilTestSupport
+
+/// Rules evaluated on the host: alerts from live file events reach the collector, and SIGHUP
+/// swaps the policy, refusing a broken one while the old one keeps working.
+@Suite("Policy end to end", .serialized)
+struct PolicyEndToEndTests {
+    let dir = NSTemporaryDirectory() + "vigil-policy-e2e-\(UUID().uuidString)"
+
+    func rule(id: String, suffix: String) -> String {
+        """
+        title: Test file \(suffix)
+        id: \(id)
+        status: test
+        level: high
+        tags: [attack.t1059.004]
+        logsource: {product: linux, category: file_event}
+        detection:
+            selection:
+                TargetFilename|endswith: '\(suffix)'
+            condition: selection
+        """
+    }
+
+    func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
+        let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
+        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func alerts(_ base: String, rule: String) async throws -> [[String: Any]] {
+        try await vigilctl(["events", "--collector", base, "--type", "alert", "--rule", rule]).compactMap {
+            ($0["event"] as? [String: Any])?["alert"] as? [String: Any]
+        }
+    }
+
+    func health(_ base: String, kind: String) async throws -> [String] {
+        try await vigilctl(["events", "--collector", base, "--type", "health"]).compactMap {
+            guard let h = ($0["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind else { return nil }
+            return h["message"] as? String
+        }
+    }
+
+    @Test("alerts reach the collector; SIGHUP refuses a broken policy and loads a good one")
+    func alertsAndReload() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        for sub in ["watched", "policies/rules"] {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
+        }
+        try "files:\n  watch: [\(dir)/watched]\n".write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
+        let first = "11111111-1111-4111-8111-111111111111", second = "22222222-2222-4222-8222-222222222222"
+        try rule(id: first, suffix: "/evil.sh").write(toFile: dir + "/policies/rules/evil.yml", atomically: true, encoding: .utf8)
+        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        try "collector:\n  url: \(base)\n  enroll_token: t\nstate_dir: state\npolicies_dir: policies\nshipping:\n  batch_max_age_ms: 100\n"
+            .write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        let loaded = try await eventually { try await health(base, kind: "policy_loaded").count == 1 }
+        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+
+        try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: dir + "/watched/evil.sh"))
+        try Data("fine\n".utf8).write(to: URL(fileURLWithPath: dir + "/watched/fine.txt"))
+        let alerted = try await eventually { try await !alerts(base, rule: first).isEmpty }
+        #expect(alerted, "no alert; agent log:\n\(agent.stderr)")
+        let alert = try await alerts(base, rule: first).first
+        #expect(alert?["title"] as? String == "Test file /evil.sh")
+        #expect(alert?["level"] as? String == "high")
+        #expect((alert?["tags"] as? [String]) == ["attack.t1059.004"])
+        let matched = ((alert?["event"] as? [String: Any])?["file"] as? [String: Any])?["TargetFilename"] as? String
+        #expect(matched == dir + "/watched/evil.sh")
+        #expect(((alert?["event"] as? [String: Any])?["seq"] as? Int ?? 0) > 0, "the alert names the seq of the event it matched")
+
+        // A broken rule file: refused, the old policy keeps alerting.
+        try "title: broken\ndetection:\n  selection:\n    Image|nosuchmodifier: x\n  condition: selection\n"
+            .write(toFile: dir + "/policies/rules/broken.yml", atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        let refused = try await eventually { try await health(base, kind: "policy_refused").contains { $0.contains("broken.yml:") } }
+        #expect(refused, "no policy_refused health event; agent log:\n\(agent.stderr)")
+        try FileManager.default.createDirectory(atPath: dir + "/watched/sub", withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/watched/sub/evil.sh"))
+        let stillAlerting = try await eventually { try await alerts(base, rule: first).count >= 2 }
+        #expect(stillAlerting, "the previous policy stopped working after a refused reload")
+
+        // Fixed, with a new rule: loaded.
+        try FileManager.default.removeItem(atPath: dir + "/policies/rules/broken.yml")
+        try rule(id: second, suffix: "/other.sh").write(toFile: dir + "/policies/rules/other.yml", atomically: true, encoding: .utf8)
+        kill(agent.process.processIdentifier, SIGHUP)
+        let reloaded = try await eventually { try await health(base, kind: "policy_loaded").count == 2 }
+        #expect(reloaded, "agent log:\n\(agent.stderr)")
+        try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/watched/other.sh"))
+        let newRule = try await eventually { try await !alerts(base, rule: second).isEmpty }
+        #expect(newRule, "the reloaded policy does not alert")
+        #expect(try await alerts(base, rule: "no-such-rule").isEmpty)
+
+        #expect(await agent.stop() == 0, "\(agent.stderr)")
+        #expect(await collector.stop() == 0)
+    }
+
+    @Test("a broken policy at start-up is refused with its location")
+    func brokenAtStart() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/policies/rules", withIntermediateDirectories: true)
+        try "title: x\nlogsource: {product: linux, category: process_creation}\ndetection:\n  sel:\n    Image: /bin/sh\n  condition: sel and missing\n"
+            .write(toFile: dir + "/policies/rules/bad.yml", atomically: true, encoding: .utf8)
+        try "collector:\n  url: http://127.0.0.1:1\nstate_dir: state\npolicies_dir: policies\n".write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        let r = try await runCommand(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"], timeout: .seconds(30))
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("bad.yml:"), "\(r.stderr)")
+    }
+}
