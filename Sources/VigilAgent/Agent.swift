@@ -99,6 +99,7 @@ public final class Agent: Service {
             logger: logger
         )
         try sensor.start()
+        let flowSensor = settings.network.flatMap { startFlowSensor($0, logger: logger) }
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
         try spool.append([
             Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)]))),
@@ -109,7 +110,10 @@ public final class Agent: Service {
         notifier.ready(status: "watching \(roots.count) path(s), shipping to \(configuration.collectorURL)")
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { await self.readSensor(sensor) }
+                group.addTask { await self.readSensor(sensor.events) }
+                if let flowSensor {
+                    group.addTask { await self.readSensor(flowSensor.events) }
+                }
                 group.addTask { try await self.flushLoop(spool: spool) }
                 group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
                 group.addTask { await self.reloadOnHangup(logger: logger) }
@@ -122,6 +126,7 @@ public final class Agent: Service {
             self.notifier.stopping()
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
             sensor.stop()
+            flowSensor?.stop()
         }
         logger.info("agent stopped")
     }
@@ -181,8 +186,43 @@ public final class Agent: Service {
         }
     }
 
-    private func readSensor(_ sensor: FileSensor) async {
-        for await event in sensor.events {
+    /// Opens the packet capture; a capture that cannot be opened (no CAP_NET_RAW, no such
+    /// interface, a bad filter) is reported in the log and as agent health, and the agent runs
+    /// on without it. The agent's own traffic to the collector is filtered out in the kernel.
+    private func startFlowSensor(_ network: CollectionSettings.Network, logger: Logger) -> FlowSensor? {
+        var filter = network.filter
+        if let own = Self.collectorFilter(configuration.collectorURL) {
+            filter = filter.map { "(\($0)) and \(own)" } ?? own
+        }
+        let config = FlowSensorConfiguration(
+            capture: PcapCaptureOptions(interface: network.interface, snapshotLength: network.snapLength, filter: filter),
+            table: FlowTableConfiguration(maxFlows: network.maxFlows, idleTimeout: .seconds(network.idleTimeoutSeconds))
+        )
+        do {
+            let flows = try FlowSensor(configuration: config, logger: logger)
+            try flows.start()
+            return flows
+        } catch {
+            logger.error("packet capture unavailable; running without flow events", metadata: ["error": "\(error)"])
+            pending.withLock {
+                $0.events.append(Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "flow sensor: \(error)"))))
+            }
+            return nil
+        }
+    }
+
+    /// `not (host H and tcp port P)` for the collector URL, so shipping creates no flow events.
+    static func collectorFilter(_ url: String) -> String? {
+        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else { return nil }
+        let port = components.port ?? (components.scheme == "https" ? 443 : 80)
+        guard host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) else {
+            return "not tcp port \(port)"  // a name: BPF would resolve it at compile time; keep to the port
+        }
+        return "not (host \(host) and tcp port \(port))"
+    }
+
+    private func readSensor(_ events: AsyncStream<Event>) async {
+        for await event in events {
             pending.withLock { p in
                 if p.events.count < pendingCapacity {
                     p.events.append(event)

@@ -145,10 +145,13 @@ public struct AgentConfiguration: Sendable, Hashable {
         return config
     }
 
-    /// Paths in the file are relative to the file's directory.
+    /// Paths in the file are relative to the file's directory; the result is always absolute.
     static func resolve(_ path: String, relativeTo file: String) -> String {
-        if path.hasPrefix("/") { return path }
-        let base = (file as NSString).deletingLastPathComponent
-        return ((base.isEmpty ? "." : base) as NSString).appendingPathComponent(path)
+        if path.hasPrefix("/") { return (path as NSString).standardizingPath }
+        var base = (file as NSString).deletingLastPathComponent
+        if !base.hasPrefix("/") {
+            base = (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(base)
+        }
+        return ((base as NSString).appendingPathComponent(path) as NSString).standardizingPath
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import VigilAgent
 import VigilPolicy
@@ -59,5 +60,16 @@ struct ConfigurationTests {
         let root = #filePath.components(separatedBy: "/Tests/")[0]
         let s = try CollectionSettings.load(policiesDirectory: root + "/Policies")
         #expect(s.files.watch.contains("/etc"))
+    }
+}
+
+@Suite("Configuration paths")
+struct ConfigurationPathTests {
+    @Test("relative paths in a configuration given by a relative path become absolute")
+    func relativeFile() throws {
+        let c = try AgentConfiguration.parse(yaml: "collector:\n  url: http://x\nstate_dir: state\npolicies_dir: ../p\n", file: "conf/v.yaml")
+        let cwd = FileManager.default.currentDirectoryPath
+        #expect(c.stateDirectory == (cwd as NSString).appendingPathComponent("conf/state"))
+        #expect(c.policiesDirectory == ((cwd as NSString).appendingPathComponent("p") as NSString).standardizingPath)
     }
 }

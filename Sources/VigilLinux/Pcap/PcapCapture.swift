@@ -1,4 +1,5 @@
 internal import CPcap
+import Glibc
 
 /// How a live capture is set up. Defaults suit a flow sensor: headers only, a 4 MiB kernel ring,
 /// packets delivered in blocks (non-immediate) at least every 250 ms.
@@ -57,6 +58,7 @@ public struct PcapStatistics: Hashable, Sendable {
 /// reads socket counters. Needs `CAP_NET_RAW`.
 public final class PcapCapture: @unchecked Sendable {
     private let handle: OpaquePointer
+    private let selectableFD: Int32
     public let options: PcapCaptureOptions
     /// The link-layer header type, e.g. 1 (Ethernet) or 113 (Linux cooked, for `any`).
     public let linkType: Int32
@@ -112,9 +114,18 @@ public final class PcapCapture: @unchecked Sendable {
                 throw fail(.invalidFilter, "cannot install BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))")
             }
         }
+        // Non-blocking reads with our own poll: with TPACKET_V3 a blocking pcap_dispatch waits
+        // forever when no packet arrives, which would stall idle-flow expiry and shutdown.
+        var nonblockError = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
+        guard pcap_setnonblock(created, 1, &nonblockError) == 0 else {
+            throw fail(.activateFailed, "cannot make the capture non-blocking: \(String(decoding: nonblockError.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+        }
+        let selectable = pcap_get_selectable_fd(created)
+        guard selectable >= 0 else { throw fail(.activateFailed, "the capture has no selectable descriptor") }
         self.handle = created
         self.options = options
         self.linkType = pcap_datalink(created)
+        self.selectableFD = selectable
     }
 
     deinit {
@@ -138,12 +149,15 @@ public final class PcapCapture: @unchecked Sendable {
         }
     }
 
-    /// Waits for the next block of packets (at most the configured timeout) and calls `body`
+    /// Waits for the next block of packets (polling at most the configured timeout; it never
+    /// blocks longer, even when no packet arrives) and calls `body`
     /// for each, up to `maxPackets`.
     ///
     /// The corresponding C function is `pcap_dispatch`.
     /// - Throws: `PcapError` `.readFailed` (the interface went away...).
     public func dispatch(maxPackets: Int = 4096, _ body: (borrowing CapturedPacket) -> Void) throws(PcapError) -> DispatchResult {
+        var pfd = pollfd(fd: selectableFD, events: Int16(POLLIN), revents: 0)
+        _ = poll(&pfd, 1, Int32(clamping: max(1, options.timeoutMilliseconds)))  // EINTR or timeout: dispatch finds nothing
         let rc: Int32 = withoutActuallyEscaping(body) { escapable in
             let context = Unmanaged.passRetained(DispatchContext(body: escapable, linkType: linkType))
             defer { context.release() }
