@@ -16,16 +16,12 @@ struct DeliveryFaultTests {
         for sub in ["watched", "policies"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        try "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 0\n".write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
-        try """
-        collector:
-          url: http://127.0.0.1:\(port)
-          enroll_token: \(token)
-        state_dir: state
-        policies_dir: policies
-        shipping:
-          batch_max_age_ms: 100
-        """.write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 0\n",
+            collectorURL: "http://127.0.0.1:\(port)",
+            enrollToken: token
+        )
     }
 
     func startCollector() throws -> ChildProcess {

@@ -14,23 +14,12 @@ struct EndToEndTests {
     }
 
     func writeAgentConfig(port: Int, token: String) throws -> String {
-        try """
-        files:
-          watch: [\(dir)/watched]
-          hash_max_bytes: 1048576
-        """.write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
-        let config = dir + "/vigild.yaml"
-        try """
-        collector:
-          url: http://127.0.0.1:\(port)
-          enroll_token: \(token)
-        state_dir: state
-        policies_dir: policies
-        shipping:
-          batch_max_age_ms: 100
-        log_level: info
-        """.write(toFile: config, atomically: true, encoding: .utf8)
-        return config
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 1048576\n",
+            collectorURL: "http://127.0.0.1:\(port)",
+            enrollToken: token
+        )
     }
 
     func events(port: Int, _ extra: [String] = []) async throws -> [[String: Any]] {

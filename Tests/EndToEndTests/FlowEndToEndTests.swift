@@ -15,17 +15,13 @@ struct FlowEndToEndTests {
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let target = freeLoopbackPort()
-        try """
-        files:
-          watch: []
-        network:
-          interface: lo
-          filter: "udp port \(target)"
-          idle_timeout_s: 1
-        """.write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
         let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
-        try "collector:\n  url: \(base)\n  enroll_token: t\nstate_dir: state\npolicies_dir: policies\nshipping:\n  batch_max_age_ms: 100\n"
-            .write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: []\nnetwork:\n  interface: lo\n  filter: \"udp port \(target)\"\n  idle_timeout_s: 1\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
         let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
         let up = await eventually { agent.stderr.contains("flow sensor started") }

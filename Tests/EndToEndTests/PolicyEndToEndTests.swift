@@ -47,12 +47,10 @@ struct PolicyEndToEndTests {
         for sub in ["watched", "policies/rules"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        try "files:\n  watch: [\(dir)/watched]\n".write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
         let first = "11111111-1111-4111-8111-111111111111", second = "22222222-2222-4222-8222-222222222222"
         try rule(id: first, suffix: "/evil.sh").write(toFile: dir + "/policies/rules/evil.yml", atomically: true, encoding: .utf8)
         let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
-        try "collector:\n  url: \(base)\n  enroll_token: t\nstate_dir: state\npolicies_dir: policies\nshipping:\n  batch_max_age_ms: 100\n"
-            .write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        try AgentFixture.write(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n", collectorURL: base, enrollToken: "t")
         let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
         let loaded = try await eventually { try await health(base, kind: "policy_loaded").count == 1 }
@@ -102,7 +100,7 @@ struct PolicyEndToEndTests {
         try FileManager.default.createDirectory(atPath: dir + "/policies/rules", withIntermediateDirectories: true)
         try "title: x\nlogsource: {product: linux, category: process_creation}\ndetection:\n  sel:\n    Image: /bin/sh\n  condition: sel and missing\n"
             .write(toFile: dir + "/policies/rules/bad.yml", atomically: true, encoding: .utf8)
-        try "collector:\n  url: http://127.0.0.1:1\nstate_dir: state\npolicies_dir: policies\n".write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        try AgentFixture.write(in: dir, collection: "files:\n  watch: []\n", collectorURL: "http://127.0.0.1:1", batchMaxAgeMilliseconds: nil)
         let r = try await runCommand(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"], timeout: .seconds(30))
         #expect(r.status != 0)
         #expect(r.stderr.contains("bad.yml:"), "\(r.stderr)")

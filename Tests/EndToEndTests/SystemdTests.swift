@@ -71,10 +71,10 @@ struct SystemdTests {
         let dir = NSTemporaryDirectory() + "vigil-notify-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "files:\n  watch: [\(dir)/policies]\n".write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
         // No collector is listening: the agent still starts, spools, and retries delivery.
-        try "collector:\n  url: http://127.0.0.1:\(freeLoopbackPort())\nstate_dir: state\npolicies_dir: policies\n"
-            .write(toFile: dir + "/vigild.yaml", atomically: true, encoding: .utf8)
+        try AgentFixture.write(
+            in: dir, collection: "files:\n  watch: [\(dir)/policies]\n", collectorURL: "http://127.0.0.1:\(freeLoopbackPort())", batchMaxAgeMilliseconds: nil
+        )
         let socket = try NotifySocket()
         let agent = try ChildProcess(
             BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml", "--log-level", "warning"],

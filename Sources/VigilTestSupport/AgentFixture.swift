@@ -1,0 +1,30 @@
+import Foundation
+
+/// Writes what `vigild --config` needs in a test directory: `DIR/policies/collection.yaml` and
+/// `DIR/vigild.yaml` (state in `DIR/state`, policies in `DIR/policies`).
+public enum AgentFixture {
+    /// - Parameters:
+    ///   - collection: the body of collection.yaml.
+    ///   - collectorURL: where batches go.
+    ///   - enrollToken: nil writes no token (the key is taken as enrolled out of band).
+    ///   - batchMaxAgeMilliseconds: how soon a partial batch is sent; nil keeps the default.
+    /// - Returns: the path of vigild.yaml.
+    @discardableResult
+    public static func write(
+        in dir: String,
+        collection: String,
+        collectorURL: String,
+        enrollToken: String? = nil,
+        batchMaxAgeMilliseconds: Int? = 100
+    ) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
+        try collection.write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
+        var config = "collector:\n  url: \(collectorURL)\n"
+        if let enrollToken { config += "  enroll_token: \(enrollToken)\n" }
+        config += "state_dir: state\npolicies_dir: policies\n"
+        if let batchMaxAgeMilliseconds { config += "shipping:\n  batch_max_age_ms: \(batchMaxAgeMilliseconds)\n" }
+        let path = dir + "/vigild.yaml"
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+}
