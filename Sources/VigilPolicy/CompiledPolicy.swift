@@ -1,3 +1,4 @@
+import VigilCore
 /// Applicable rules compiled for speed: per event category, every string test of every rule on a
 /// field is folded into one Aho–Corasick automaton (one for case-insensitive tests, one for
 /// `cased`), so an event's field is scanned once whatever the number of rules. Regular
@@ -33,6 +34,12 @@ public final class CompiledPolicy: Sendable {
     /// Scratch space sized for this policy; reuse one per thread of evaluation.
     public func makeScratch() -> MatchScratch {
         MatchScratch(predicates: maximumPredicates, rules: maximumRules)
+    }
+
+    /// The indices (into `rules`) of the rules matching `event`, exceptions applied, ascending.
+    /// (Concrete, so callers in other modules get the specialized evaluation.)
+    public func matches(_ event: Event, localAddresses: Set<String>? = nil, scratch: inout MatchScratch) -> [Int] {
+        matches(EventFields(event, localAddresses: localAddresses), scratch: &scratch)
     }
 
     /// The indices (into `rules`) of the rules matching `fields`, exceptions applied, ascending.

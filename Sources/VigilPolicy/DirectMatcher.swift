@@ -1,3 +1,4 @@
+import VigilCore
 /// Evaluates rules straight from their parsed form, one test after another: the reference the
 /// compiled matcher is checked against, the naive baseline of the benchmark, and the evaluator
 /// of `vigil.exceptions` (which only runs on hits).
@@ -26,6 +27,13 @@ public struct DirectMatcher: Sendable {
             }
         }
         self.regexes = regexes
+    }
+
+    /// Whether the rule's detection and none of its exceptions match `event` (concrete, so
+    /// callers in other modules get the specialized evaluation).
+    public func matchesWithoutException(_ event: Event) -> Bool {
+        let fields = EventFields(event)
+        return matches(fields) && !isException(fields)
     }
 
     /// Whether the rule's detection matches (exceptions not applied).
