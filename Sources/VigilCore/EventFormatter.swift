@@ -4,7 +4,7 @@ public enum EventFormatter {
         var parts: [String] = [event.time.iso8601]
         if let agentId { parts.append(String(agentId.prefix(8))) }
         parts.append("#\(event.seq)")
-        parts.append(event.type.rawValue.padding(7))
+        parts.append(event.type.rawValue.padded(7))
         parts.append(summary(event.payload))
         return parts.joined(separator: " ")
     }
@@ -12,8 +12,8 @@ public enum EventFormatter {
     public static func summary(_ payload: Event.Payload) -> String {
         switch payload {
         case .file(let f):
-            var s = "\(f.action.rawValue.padding(6)) \(f.targetFilename)"
-            if let src = f.sourceFilename { s = "\(f.action.rawValue.padding(6)) \(src) -> \(f.targetFilename)" }
+            var s = "\(f.action.rawValue.padded(6)) \(f.targetFilename)"
+            if let src = f.sourceFilename { s = "\(f.action.rawValue.padded(6)) \(src) -> \(f.targetFilename)" }
             if let md = f.metadata {
                 s += " mode=\(octal(md.permissions)) uid=\(md.uid) gid=\(md.gid) size=\(md.size)"
                 if md.isSetUID { s += " SETUID" }
@@ -50,7 +50,8 @@ public enum EventFormatter {
 }
 
 extension String {
-    func padding(_ width: Int) -> String {
+    /// Pads with spaces on the right to `width` characters (longer strings are left as they are).
+    public func padded(_ width: Int) -> String {
         count >= width ? self : self + String(repeating: " ", count: width - count)
     }
 }

@@ -40,7 +40,3 @@ struct AgentsCommand: AsyncParsableCommand {
         }
     }
 }
-
-extension String {
-    func padded(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VigilCollector
 import VigilWire
 
 struct KeygenCommand: ParsableCommand {
@@ -25,7 +26,7 @@ struct KeygenCommand: ParsableCommand {
     func run() throws {
         var identity = AgentIdentity.generate()
         if let agentId {
-            guard !agentId.isEmpty, agentId.count <= 64, agentId.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) }) else {
+            guard Collector.isValidAgentId(agentId) else {
                 throw ValidationError("--agent-id must be 1-64 characters of [A-Za-z0-9._-]")
             }
             identity = AgentIdentity(agentId: agentId, privateKey: identity.privateKey)
