@@ -81,25 +81,41 @@ struct DeliveryFaultTests {
         let started = await eventually { ((try? await query(store, "SELECT count(*) FROM events"))?.first ?? 0) > 0 }
         #expect(started, "agent did not deliver its start event: \(agent.stderr)")
 
-        let writer = Task.detached { [self] in try burst(files: 50_000, prefix: "a") }
-        // Kill once delivery is under way and the spool holds events not yet delivered.
+        let writer = Task.detached { [self] in try burst(files: 40_000, prefix: "a") }
+        // Kill once delivery is under way and the spool holds events not yet delivered. Freezing
+        // the collector (SIGSTOP) makes "not yet delivered" certain rather than a race with the
+        // shipper: the batch in flight hangs while the burst keeps filling the spool.
         let midway = await eventually(timeout: .seconds(120), every: .milliseconds(20)) {
-            let delivered = (try? await query(store, "SELECT count(*) FROM events"))?.first ?? 0
-            let pending = (try? await query(spool, "SELECT count(*) FROM events"))?.first ?? 0
-            return delivered >= 10_000 && pending > 0
+            ((try? await query(store, "SELECT count(*) FROM events"))?.first ?? 0) >= 10_000
         }
         #expect(midway, "the burst did not reach the collector: \(agent.stderr.suffix(2000))")
+        collector.send(SIGSTOP)
+        let backlog = await eventually(timeout: .seconds(60), every: .milliseconds(20)) {
+            ((try? await query(spool, "SELECT count(*) FROM events"))?.first ?? 0) > 0
+        }
         await agent.stop(signal: SIGKILL)
+        collector.send(SIGCONT)
+        #expect(backlog, "no backlog built up while the collector was frozen: \(agent.stderr.suffix(2000))")
         let pendingAtKill = try await query(spool, "SELECT count(*) FROM events").first ?? 0
         let acceptedAtKill = (try await query(spool, "SELECT value FROM state WHERE key = 'next_seq'").first ?? 1) - 1
         try await writer.value
 
         agent = try startAgent()
+        // A second burst after the restart: the restarted agent must continue the same stream.
+        let ready = await eventually { ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill + 1 }
+        #expect(ready, "the restarted agent accepted nothing: \(agent.stderr.suffix(2000))")
+        try await Task.sleep(for: .seconds(1))  // watches in place
+        try burst(files: 5_000, prefix: "c")
+        let afterRestart = await eventually(timeout: .seconds(60)) {
+            ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill + 9_000
+        }
+        #expect(afterRestart, "the second burst was not accepted: \(agent.stderr.suffix(2000))")
         let stored = try await expectDeliveredExactlyOnce(agent: agent)
         #expect(pendingAtKill > 0)
-        // Everything accepted before the kill is stored (there are no holes, so the max seq tells).
+        // Everything accepted before the kill is stored (there are no holes, so the max seq tells),
+        // and the stream went on after it.
         let maxStored = try await query(store, "SELECT max(seq) FROM events").first ?? 0
-        #expect(maxStored > acceptedAtKill, "accepted up to \(acceptedAtKill) before the kill, stored up to \(maxStored) (\(stored) events)")
+        #expect(maxStored > acceptedAtKill + 9_000, "accepted up to \(acceptedAtKill) before the kill, stored up to \(maxStored) (\(stored) events)")
         #expect(await agent.stop() == 0)
         #expect(await collector.stop() == 0)
     }
