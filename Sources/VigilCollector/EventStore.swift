@@ -74,6 +74,11 @@ public struct AgentSummary: Sendable, Codable, Hashable {
     /// `whole` when no anomaly was ever recorded, else the kind of the latest one.
     public var chainStatus: String
     public var anomalies: [ChainAnomaly]
+    /// Gap records received: the agent's own signed statements that it dropped events (spool
+    /// full). Declared loss, not tampering: it leaves `chainStatus` alone (see `SeqAccount`).
+    public var declaredGaps: UInt64 = 0
+    /// The events those gap records say were dropped.
+    public var droppedEvents: UInt64 = 0
 
     enum CodingKeys: String, CodingKey {
         case agentId = "agent_id"
@@ -86,6 +91,8 @@ public struct AgentSummary: Sendable, Codable, Hashable {
         case events
         case chainStatus = "chain_status"
         case anomalies
+        case declaredGaps = "declared_gaps"
+        case droppedEvents = "dropped_events"
     }
 }
 

@@ -80,6 +80,18 @@ public final class SQLiteEventStore: EventStore {
                     """
             )
         }
+        // Seq accounting (SeqAccount): declared gaps versus silently missing events.
+        m.registerMigration("v2-seq-account") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE agents ADD COLUMN last_event_seq INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN declared_through INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN gap_records INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN dropped_events INTEGER NOT NULL DEFAULT 0;
+                    UPDATE agents SET last_event_seq = coalesce((SELECT max(seq) FROM events WHERE events.agent_id = agents.agent_id), 0);
+                    """
+            )
+        }
         return m
     }
 
@@ -143,7 +155,13 @@ public final class SQLiteEventStore: EventStore {
                 try Self.recordAnomaly(db, agentId: agentId, kind: "fork", batchSeq: header.batchSeq, detail: detail, at: receivedAt)
                 return .fork(detail: detail)
             }
-            guard let agentRow = try Row.fetchOne(db, sql: "SELECT last_batch_seq, last_header_hash FROM agents WHERE agent_id = ?", arguments: [agentId]) else {
+            guard
+                let agentRow = try Row.fetchOne(
+                    db,
+                    sql: "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events FROM agents WHERE agent_id = ?",
+                    arguments: [agentId]
+                )
+            else {
                 throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
             }
             let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
@@ -171,6 +189,22 @@ public final class SQLiteEventStore: EventStore {
             if verdict != .ok, let detail {
                 try Self.recordAnomaly(db, agentId: agentId, kind: verdict.rawValue, batchSeq: header.batchSeq, detail: detail, at: receivedAt)
             }
+            var account = SeqAccount(
+                lastEventSeq: UInt64(agentRow["last_event_seq"] as Int64),
+                declaredThrough: UInt64(agentRow["declared_through"] as Int64),
+                gapRecords: UInt64(agentRow["gap_records"] as Int64),
+                droppedEvents: UInt64(agentRow["dropped_events"] as Int64)
+            )
+            if let missing = account.admit(firstSeq: header.firstSeq, lastSeq: header.lastSeq, events: events, inOrder: verdict == .ok) {
+                try Self.recordAnomaly(db, agentId: agentId, kind: "seq_gap", batchSeq: header.batchSeq, detail: missing, at: receivedAt)
+            }
+            try db.execute(
+                sql: "UPDATE agents SET last_event_seq = ?, declared_through = ?, gap_records = ?, dropped_events = ? WHERE agent_id = ?",
+                arguments: [
+                    Int64(clamping: account.lastEventSeq), Int64(clamping: account.declaredThrough),
+                    Int64(clamping: account.gapRecords), Int64(clamping: account.droppedEvents), agentId,
+                ]
+            )
 
             try db.execute(
                 sql: """
@@ -295,7 +329,9 @@ public final class SQLiteEventStore: EventStore {
                     lastBatchSeq: UInt64(row["last_batch_seq"] as Int64),
                     events: UInt64(row["event_count"] as Int64),
                     chainStatus: list.last?.kind ?? "whole",
-                    anomalies: list
+                    anomalies: list,
+                    declaredGaps: UInt64(row["gap_records"] as Int64),
+                    droppedEvents: UInt64(row["dropped_events"] as Int64)
                 )
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import VigilCore
 import VigilWire
 
@@ -18,19 +19,168 @@ import VigilWire
 public final class Spool: Sendable {
     private let queue: DatabaseQueue
     public let path: String
+    /// Most serialized event bytes the spool holds (see `Limits`).
+    public let limits: Limits
+    /// Gap records written since the last `takeShedReports()`, for the agent's log.
+    private let shedReports = Mutex<[GapRecord]>([])
 
-    public init(path: String) throws {
+    /// How much the spool may hold.
+    public struct Limits: Sendable, Hashable {
+        /// The bound on the serialized bytes of the events held (sealed or not). When an append
+        /// takes the spool past it, the oldest unsealed raw events (then, only if that is not
+        /// enough, the oldest unsealed alerts and health records) are dropped until the spool is
+        /// at `shedTarget`, and one signed gap record says so. The file on disk is larger than
+        /// this by SQLite's page overhead and the WAL.
+        public var maxBytes: Int
+        /// Where shedding stops: 90% of `maxBytes`, so that a full spool sheds in large steps
+        /// (few gap records) rather than on every append.
+        public var shedTarget: Int { maxBytes - maxBytes / 10 }
+
+        /// 256 MiB: about 1.5 million file events at their typical 150-180 serialized bytes.
+        public static let defaultMaxBytes = 256 << 20
+
+        public init(maxBytes: Int = Limits.defaultMaxBytes) {
+            self.maxBytes = maxBytes
+        }
+    }
+
+    /// What opening the spool had to repair, if anything (see `SpoolAnchor`).
+    public struct Recovery: Sendable, Hashable {
+        /// For the log and the agent-health event.
+        public var message: String
+        /// Where the damaged database was moved, when it was.
+        public var movedAsideTo: String?
+        /// The gap record declaring what may have been lost, when seqs were lost.
+        public var gap: GapRecord?
+    }
+
+    /// Set when opening found a damaged database or a lost tail and repaired it.
+    public let recovery: Recovery?
+    private let anchorPath: String
+    private let anchor: Mutex<SpoolAnchor>
+
+    /// Opens (creating if needed) the spool at `path`, its anchor at `path + ".anchor"`.
+    ///
+    /// Never fails because of what is in the spool file: a database that cannot be opened or
+    /// checked is moved aside and replaced, and numbering continues from the anchor (see
+    /// `SpoolAnchor`); `recovery` says what happened. Throws only when the directory itself is
+    /// unusable (cannot create or rename files).
+    public init(path: String, limits: Limits = Limits()) throws {
         self.path = path
+        self.limits = limits
+        anchorPath = path + ".anchor"
+        var notes: [String] = []
+        var saved: SpoolAnchor? = nil
+        do {
+            saved = try SpoolAnchor.load(anchorPath)
+        } catch {
+            notes.append("the spool anchor is unreadable (\(error)); numbering continues from the database")
+        }
+        var movedAside: String? = nil
+        var opened: DatabaseQueue
+        do {
+            opened = try Self.openChecked(path)
+        } catch {
+            let aside = path + ".damaged-\(Int(Date().timeIntervalSince1970))"
+            for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
+                guard rename(path + suffix, aside + suffix) == 0 else {
+                    throw SpoolError("\(path + suffix): damaged (\(error)) and cannot be moved aside: \(String(cString: strerror(errno)))")
+                }
+            }
+            movedAside = aside
+            notes.append("the spool database was damaged (\(error)); moved aside to \(aside) and started afresh")
+            if saved == nil {
+                notes.append("no spool anchor either: seqs and batch numbers restart at 1, the collector will see a fork")
+            }
+            opened = try Self.openChecked(path)
+        }
+        queue = opened
+        let (current, gap) = try opened.write { db in try Self.reconcile(db, with: saved, notes: &notes) }
+        anchor = Mutex(current)
+        try current.save(anchorPath)
+        recovery = notes.isEmpty ? nil : Recovery(message: notes.joined(separator: "; "), movedAsideTo: movedAside, gap: gap)
+    }
+
+    /// Opens, migrates and checks the database; throws when any of it fails.
+    static func openChecked(_ path: String) throws -> DatabaseQueue {
         var config = Configuration()
         config.prepareDatabase { db in
             // WAL + synchronous=FULL: a committed append survives a power cut.
             try db.execute(sql: "PRAGMA synchronous = FULL")
+            // The WAL is truncated back to this size after checkpoints instead of keeping its
+            // high-water mark on disk.
+            try db.execute(sql: "PRAGMA journal_size_limit = 4194304")
         }
-        queue = try DatabaseQueue(path: path, configuration: config)
+        let queue = try DatabaseQueue(path: path, configuration: config)
         try queue.writeWithoutTransaction { db in
             try db.execute(sql: "PRAGMA journal_mode = WAL")
         }
-        try Self.migrator.migrate(queue)
+        try migrator.migrate(queue)
+        try queue.read { db in
+            let check = try String.fetchAll(db, sql: "PRAGMA quick_check")
+            guard check == ["ok"] else {
+                throw SpoolError("integrity check failed: \(check.prefix(3).joined(separator: "; "))")
+            }
+            for key in ["next_seq", "next_batch_seq", "prev_header_hash", "bytes", "shed_floor", "dropped_total"] {
+                _ = try Self.integerOrBlob(db, key)
+            }
+        }
+        return queue
+    }
+
+    /// Brings the database in line with the anchor when it lost committed transactions (or is
+    /// new after a damaged one was moved aside), and returns the anchor to keep from now on.
+    private static func reconcile(_ db: Database, with saved: SpoolAnchor?, notes: inout [String]) throws -> (SpoolAnchor, GapRecord?) {
+        var next = try integer(db, "next_seq")
+        var nextBatch = try integer(db, "next_batch_seq")
+        var prev = try blob(db, "prev_header_hash")
+        var sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+        var gap: GapRecord? = nil
+        if let saved {
+            let lostSeqs = next < saved.nextSeq
+            // One batch ahead with every append still there is the ordinary crash between
+            // writing the anchor for a seal and committing it: that batch was never sent, and
+            // sealing it again under the same number is right.
+            if saved.nextBatchSeq > nextBatch + 1 || (saved.nextBatchSeq == nextBatch + 1 && lostSeqs) {
+                // Batches were sealed that the database forgot: never number one twice.
+                notes.append("the spool lost sealed batches \(nextBatch)-\(saved.nextBatchSeq - 1); continuing the chain from the anchor")
+                nextBatch = saved.nextBatchSeq
+                prev = Hex.decode(saved.prevHeaderHash) ?? genesisHeaderHash
+                sealedThrough = max(sealedThrough, saved.sealedThrough)
+                try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [nextBatch])
+                try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(prev)])
+            }
+            if lostSeqs {
+                // Committed events are gone. Continue above every seq ever handed out, and
+                // declare the seqs that may have held them.
+                let first = max(next, sealedThrough + 1)
+                let last = saved.seqCeiling - 1
+                notes.append("the spool lost committed events (it held seqs below \(next), \(saved.nextSeq - 1) had been accepted); continuing from seq \(saved.seqCeiling)")
+                if first <= last {
+                    let record = GapRecord(
+                        firstSeq: UInt64(first),
+                        lastSeq: UInt64(last),
+                        droppedByType: ["unknown": UInt64(last - first + 1)],
+                        reason: "spool_lost: the spool database lost events; seqs \(first)-\(last) may have held them (at least \(first)-\(saved.nextSeq - 1) did)"
+                    )
+                    let event = Event(seq: UInt64(first), payload: .gap(record))
+                    let data = try EventCodec.encode(event)
+                    try db.execute(sql: "INSERT OR REPLACE INTO events (seq, type, priority, data) VALUES (?, 'gap', 2, ?)", arguments: [first, Data(data)])
+                    try db.execute(sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'", arguments: [data.count])
+                    gap = record
+                }
+                next = saved.seqCeiling
+                try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_seq'", arguments: [next])
+            }
+        }
+        let anchor = SpoolAnchor(
+            seqCeiling: next + SpoolAnchor.ceilingStep,
+            nextSeq: next,
+            nextBatchSeq: nextBatch,
+            prevHeaderHash: Hex.encode(prev),
+            sealedThrough: max(sealedThrough, saved?.sealedThrough ?? 0)
+        )
+        return (anchor, gap)
     }
 
     static var migrator: DatabaseMigrator {
@@ -59,11 +209,36 @@ public final class Spool: Sendable {
                     """
             )
         }
+        // The byte bound: a running total of the events' serialized bytes, an index to find the
+        // oldest events of a priority, and the seq below which nothing may be shed any more.
+        // Priorities: 0 raw events, 1 alerts and health, 2 gap records (never shed, merged).
+        m.registerMigration("v2-bound") { db in
+            try db.execute(
+                sql: """
+                    CREATE INDEX events_by_priority ON events (priority, seq);
+                    UPDATE events SET priority = 2 WHERE type = 'gap';
+                    INSERT INTO state (key, value) VALUES ('bytes', (SELECT coalesce(sum(length(data)), 0) FROM events));
+                    INSERT INTO state (key, value) VALUES ('shed_floor', 0), ('dropped_total', 0);
+                    """
+            )
+        }
         return m
+    }
+
+    static func priority(of event: Event) -> Int {
+        switch event.payload {
+        case .file, .process, .flow: 0
+        case .alert, .health: 1
+        case .gap: 2
+        }
     }
 
     /// Numbers and stores events. Returns them with their seqs. Seqs are strictly increasing
     /// across calls and restarts.
+    ///
+    /// When the append takes the spool past `limits.maxBytes`, the oldest events that are not yet
+    /// sealed into a batch are dropped in the same transaction and a gap record takes their place
+    /// (see `shed`). The returned events may therefore include some that were dropped at once.
     ///
     /// - Parameter deriving: called with each event once it has its seq; the events it returns
     ///   (alerts, say) are numbered and stored right after it, in the same transaction, so an
@@ -73,14 +248,17 @@ public final class Spool: Sendable {
         guard !events.isEmpty else { return [] }
         return try queue.write { db in
             var next = try Self.integer(db, "next_seq")
+            let committed = next
             let insert = try db.makeStatement(sql: "INSERT INTO events (seq, type, priority, data) VALUES (?, ?, ?, ?)")
             var numbered: [Event] = []
             numbered.reserveCapacity(events.count)
+            var added: Int64 = 0
             func store(_ event: Event) throws -> Event {
                 var event = event
                 event.seq = UInt64(next)
                 let data = try EventCodec.encode(event)
-                try insert.execute(arguments: [next, event.type.rawValue, event.isHighPriority ? 1 : 0, Data(data)])
+                try insert.execute(arguments: [next, event.type.rawValue, Self.priority(of: event), Data(data)])
+                added += Int64(data.count)
                 numbered.append(event)
                 next += 1
                 return event
@@ -92,7 +270,103 @@ public final class Spool: Sendable {
                 }
             }
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_seq'", arguments: [next])
+            // Seqs up to `next - 1` are handed out: the anchor must say so before they commit.
+            try anchor.withLock { anchor in
+                guard next > anchor.seqCeiling else { return }
+                var raised = anchor
+                raised.seqCeiling = next + SpoolAnchor.ceilingStep
+                raised.nextSeq = committed
+                try raised.save(anchorPath)
+                anchor = raised
+            }
+            let bytes = try Self.integer(db, "bytes") + added
+            try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'bytes'", arguments: [bytes])
+            if bytes > Int64(limits.maxBytes) {
+                try shed(db, bytes: bytes)
+            }
             return numbered
+        }
+    }
+
+    /// Brings the spool back to `limits.shedTarget` by dropping events nobody has sealed yet:
+    /// raw events (file, process, flow) oldest first, then, only if that is not enough, alerts
+    /// and health records oldest first. Gap records are never dropped.
+    ///
+    /// How the loss looks in the stream: the dropped events' seqs stay unused (seqs are never
+    /// reassigned: alerts quote them), except that a gap record takes the seq `first` of the
+    /// first event it replaces and declares the range `first...last` of the events it dropped.
+    /// So it travels exactly where the hole begins, before any event that follows the hole, and
+    /// a collector reading the stream in order meets the explanation before the hole. Inside
+    /// its range, every seq that holds no other event was dropped and counted:
+    /// `sum(droppedByType) == (last - first + 1) - (other events stored with a seq in the range)`.
+    /// An unsealed gap record is absorbed into the new one (its range and counts merged), and
+    /// nothing at or below `shed_floor` (the end of the last sealed gap record's range) or in a
+    /// sealed batch is touched, so ranges never overlap and the sum holds for every record.
+    private func shed(_ db: Database, bytes: Int64) throws {
+        var need = bytes - Int64(limits.shedTarget)
+        let sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+        let floor = max(sealedThrough, try Self.integer(db, "shed_floor"))
+        var dropped: [Int64] = []
+        var counts: [String: UInt64] = [:]
+        var freed: Int64 = 0
+        for tier in 0...1 where need > 0 {
+            let rows = try Row.fetchCursor(
+                db,
+                sql: "SELECT seq, type, length(data) AS size FROM events WHERE priority = ? AND seq > ? ORDER BY seq",
+                arguments: [tier, floor]
+            )
+            while need > 0, let row = try rows.next() {
+                let size: Int64 = row["size"]
+                dropped.append(row["seq"])
+                counts[row["type"], default: 0] += 1
+                need -= size
+                freed += size
+            }
+        }
+        guard var first = dropped.min(), var last = dropped.max() else { return }  // only gap records left
+        let droppedNow = UInt64(dropped.count)
+        let delete = try db.makeStatement(sql: "DELETE FROM events WHERE seq = ?")
+        for seq in dropped { try delete.execute(arguments: [seq]) }
+
+        // Absorb every unsealed gap record: at most one is ever waiting to be sent, and it
+        // covers everything dropped since the last one sealed.
+        for row in try Row.fetchAll(db, sql: "SELECT seq, data FROM events WHERE priority = 2 AND seq > ?", arguments: [floor]) {
+            let data: Data = row["data"]
+            guard case .gap(let gap) = try EventCodec.decode(Array(data)).payload else { continue }
+            first = min(first, Int64(gap.firstSeq))
+            last = max(last, Int64(gap.lastSeq))
+            counts.merge(gap.droppedByType, uniquingKeysWith: +)
+            freed += Int64(data.count)
+            try delete.execute(arguments: [row["seq"] as Int64])
+        }
+        let record = Event(
+            seq: UInt64(first),
+            payload: .gap(
+                GapRecord(
+                    firstSeq: UInt64(first),
+                    lastSeq: UInt64(last),
+                    droppedByType: counts,
+                    reason: "spool_full: the spool reached its bound of \(limits.maxBytes) bytes"
+                )
+            )
+        )
+        let data = try EventCodec.encode(record)
+        try db.execute(
+            sql: "INSERT INTO events (seq, type, priority, data) VALUES (?, ?, 2, ?)",
+            arguments: [first, record.type.rawValue, Data(data)]
+        )
+        try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'bytes'", arguments: [bytes - freed + Int64(data.count)])
+        try db.execute(sql: "UPDATE state SET value = value + ? WHERE key = 'dropped_total'", arguments: [Int64(droppedNow)])
+        if case .gap(let gap) = record.payload {
+            shedReports.withLock { $0.append(gap) }
+        }
+    }
+
+    /// The gap records written since the last call (for the agent's log), oldest first.
+    public func takeShedReports() -> [GapRecord] {
+        shedReports.withLock { reports in
+            defer { reports.removeAll() }
+            return reports
         }
     }
 
@@ -152,6 +426,30 @@ public final class Spool: Sendable {
             )
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [batchSeq + 1])
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(sealed.headerHash)])
+            // The batch number and chain link are spoken for before the seal commits.
+            let committedNext = try Self.integer(db, "next_seq")
+            try anchor.withLock { anchor in
+                var sealedAnchor = anchor
+                sealedAnchor.nextBatchSeq = batchSeq + 1
+                sealedAnchor.prevHeaderHash = Hex.encode(sealed.headerHash)
+                sealedAnchor.sealedThrough = lastSeq
+                sealedAnchor.nextSeq = committedNext
+                try sealedAnchor.save(anchorPath)
+                anchor = sealedAnchor
+            }
+            // A gap record now sealed: the seqs of its range are spoken for (see `shed`).
+            for data in try Data.fetchAll(
+                db,
+                sql: "SELECT data FROM events WHERE priority = 2 AND seq BETWEEN ? AND ?",
+                arguments: [firstSeq, lastSeq]
+            ) {
+                if case .gap(let gap) = try EventCodec.decode(Array(data)).payload {
+                    try db.execute(
+                        sql: "UPDATE state SET value = max(value, ?) WHERE key = 'shed_floor'",
+                        arguments: [Int64(gap.lastSeq)]
+                    )
+                }
+            }
             return PendingBatch(batchSeq: UInt64(batchSeq), lastSeq: UInt64(lastSeq), eventCount: encoded.count, bytes: serialized)
         }
     }
@@ -159,6 +457,8 @@ public final class Spool: Sendable {
     /// The collector stored `batch`: forget it and its events.
     public func acknowledge(_ batch: PendingBatch) throws {
         try queue.write { db in
+            let freed = try Int64.fetchOne(db, sql: "SELECT coalesce(sum(length(data)), 0) FROM events WHERE seq <= ?", arguments: [batch.lastSeq]) ?? 0
+            try db.execute(sql: "UPDATE state SET value = value - ? WHERE key = 'bytes'", arguments: [freed])
             try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [batch.lastSeq])
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [batch.batchSeq])
         }
@@ -170,6 +470,10 @@ public final class Spool: Sendable {
         public var batchesInFlight: Int
         public var nextSeq: UInt64
         public var nextBatchSeq: UInt64
+        /// Serialized bytes of the events held: what `Limits.maxBytes` bounds.
+        public var bytes: Int
+        /// Events dropped because the spool was full, over the spool's life.
+        public var droppedTotal: UInt64
     }
 
     public func statistics() throws -> Statistics {
@@ -178,13 +482,22 @@ public final class Spool: Sendable {
                 pendingEvents: try Int.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0,
                 batchesInFlight: try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0,
                 nextSeq: UInt64(try Self.integer(db, "next_seq")),
-                nextBatchSeq: UInt64(try Self.integer(db, "next_batch_seq"))
+                nextBatchSeq: UInt64(try Self.integer(db, "next_batch_seq")),
+                bytes: Int(try Self.integer(db, "bytes")),
+                droppedTotal: UInt64(try Self.integer(db, "dropped_total"))
             )
         }
     }
 
     private static func integer(_ db: Database, _ key: String) throws -> Int64 {
         guard let v = try Int64.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [key]) else {
+            throw SpoolError("spool state '\(key)' is missing; the spool file is damaged")
+        }
+        return v
+    }
+
+    private static func integerOrBlob(_ db: Database, _ key: String) throws -> DatabaseValue {
+        guard let v = try DatabaseValue.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [key]), !v.isNull else {
             throw SpoolError("spool state '\(key)' is missing; the spool file is damaged")
         }
         return v

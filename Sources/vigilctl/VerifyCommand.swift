@@ -38,6 +38,8 @@ struct VerifyCommand: AsyncParsableCommand {
         var batches = 0
         var events = 0
         var breaks: [String] = []
+        // Every event seq is stored or inside a gap record's declared range.
+        var account = SeqAccount()
         let zstd = Zstd()
         while true {
             let data = try await getJSON(base + "/v1/agents/\(percentEncode(agent))/batches?after=\(after)&limit=500")
@@ -66,7 +68,11 @@ struct VerifyCommand: AsyncParsableCommand {
                     } else if batch.header.prevHeaderHash != (prevHash ?? genesisHeaderHash) {
                         breaks.append("batch \(batch.header.batchSeq) does not link to batch \(expectedSeq - 1) (chain broken)")
                     }
+                    let inOrder = batch.header.batchSeq == expectedSeq
                     let decoded = try BatchOpener.verify(batch, publicKey: key, zstd: zstd)
+                    if let missing = account.admit(firstSeq: batch.header.firstSeq, lastSeq: batch.header.lastSeq, events: decoded, inOrder: inOrder) {
+                        breaks.append("batch \(batch.header.batchSeq): \(missing)")
+                    }
                     if let next = nextEventSeq, let first = decoded.first?.seq, first < next {
                         breaks.append("batch \(batch.header.batchSeq) repeats event seqs from \(first)")
                     }
@@ -82,10 +88,16 @@ struct VerifyCommand: AsyncParsableCommand {
             }
         }
         if json {
-            let summary: [String: Any] = ["agent_id": agent, "batches": batches, "events": events, "whole": breaks.isEmpty, "breaks": breaks]
+            let summary: [String: Any] = [
+                "agent_id": agent, "batches": batches, "events": events, "whole": breaks.isEmpty, "breaks": breaks,
+                "declared_gaps": account.gapRecords, "dropped_events": account.droppedEvents,
+            ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print("agent \(agent): \(batches) batch(es), \(events) event(s) checked")
+            if account.gapRecords > 0 {
+                print("gap: the agent declared \(account.droppedEvents) dropped event(s) in \(account.gapRecords) signed gap record(s)")
+            }
             if breaks.isEmpty {
                 print("chain whole: every signature, body hash and link verified")
             } else {

@@ -61,6 +61,191 @@ struct SpoolTests {
         #expect(stats.nextSeq == 6)
         #expect(stats.nextBatchSeq == 3)
     }
+
+    /// Drains the spool through sealed, verified batches and returns every event sent.
+    func drain(_ spool: Spool) throws -> [Event] {
+        var sent: [Event] = []
+        while let batch = try next(spool, max: 50) {
+            sent += try BatchOpener.verify(try BatchOpener.parse(batch.bytes), publicKey: identity.publicKey)
+            try spool.acknowledge(batch)
+        }
+        return sent
+    }
+
+    /// Checks what a collector would check: every seq up to the last is either delivered or in
+    /// exactly one gap record's range, and each record's counts add up to the seqs of its range
+    /// that hold no other event. Returns the gap records.
+    func expectLossDeclared(_ sent: [Event], lastSeq: UInt64) -> [GapRecord] {
+        let bySeq = Dictionary(sent.map { ($0.seq, $0) }, uniquingKeysWith: { a, _ in a })
+        #expect(bySeq.count == sent.count, "a seq was delivered twice")
+        let gaps = sent.compactMap { e -> (UInt64, GapRecord)? in
+            if case .gap(let g) = e.payload { return (e.seq, g) } else { return nil }
+        }
+        var covered = Set<UInt64>()
+        for (seq, gap) in gaps {
+            #expect(seq == gap.firstSeq, "a gap record sits at the first seq of its range")
+            let range = gap.firstSeq...gap.lastSeq
+            #expect(covered.isDisjoint(with: range), "gap ranges overlap")
+            covered.formUnion(range)
+            let others = range.filter { $0 != seq && bySeq[$0] != nil }.count
+            let dropped = gap.droppedByType.values.reduce(0, +)
+            #expect(dropped == UInt64(range.count - others), "gap \(range): \(dropped) dropped, \(range.count - others) seqs hold nothing")
+        }
+        let unexplained = (1...lastSeq).filter { bySeq[$0] == nil && !covered.contains($0) }
+        #expect(unexplained.isEmpty, "\(unexplained.count) seqs missing without a gap record, from \(unexplained.first ?? 0)")
+        return gaps.map(\.1)
+    }
+
+    func alert(for event: Event) -> [Event] {
+        guard case .file(let f) = event.payload, f.targetFilename.hasSuffix("0") else { return [] }
+        return [Event(payload: .alert(Alert(ruleId: "r", title: "t", level: "high", tags: [], event: event)))]
+    }
+
+    @Test("a full spool drops raw events oldest first, keeps alerts, and declares the loss in gap records")
+    func boundSheds() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = try Spool(path: path, limits: Spool.Limits(maxBytes: 10_000))
+        // One batch sealed before the spool fills: it is in flight and must leave unchanged.
+        try spool.append(events(10), deriving: alert)
+        let inFlight = try #require(try next(spool, max: 5))
+        for _ in 0..<40 {
+            try spool.append(events(25), deriving: alert)
+            #expect(try spool.statistics().bytes <= 10_000)
+        }
+        let reports = spool.takeShedReports()
+        #expect(!reports.isEmpty)
+        #expect(spool.takeShedReports().isEmpty)
+        let stats = try spool.statistics()
+        #expect(stats.droppedTotal > 0)
+
+        // Resent unchanged, then everything else.
+        #expect(try #require(try next(spool, max: 5)).bytes == inFlight.bytes)
+        let sent = try BatchOpener.verify(try BatchOpener.parse(inFlight.bytes), publicKey: identity.publicKey)
+        try spool.acknowledge(inFlight)
+        let all = sent + (try drain(spool))
+        let gaps = expectLossDeclared(all, lastSeq: stats.nextSeq - 1)
+        #expect(!gaps.isEmpty)
+        #expect(gaps.reduce(0) { $0 + $1.droppedByType.values.reduce(0, +) } == stats.droppedTotal)
+        #expect(gaps.allSatisfy { Set($0.droppedByType.keys) == ["file"] }, "only raw events dropped: \(gaps)")
+        // Every alert survived: 10 + 40 * 25 files, one in ten ends in 0.
+        let alerts = all.filter { $0.type == .alert }.count
+        #expect(alerts == 1 + 40 * 3)
+        // Oldest first: what survives of the raw events is the newest.
+        let lastRaw = try #require(all.last { $0.type == .file })
+        #expect(lastRaw.seq == stats.nextSeq - 1 || lastRaw.seq == stats.nextSeq - 2)
+        #expect(try spool.statistics().bytes == 0)
+    }
+
+    @Test("when only alerts are left, the oldest alerts go, still declared; gap records are never dropped")
+    func boundShedsAlertsLast() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = try Spool(path: path, limits: Spool.Limits(maxBytes: 8_000))
+        let alerts = (0..<300).map { i in
+            Event(payload: .alert(Alert(ruleId: "r\(i)", title: "t", level: "high", tags: [], event: Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: "/x"))))))
+        }
+        for chunk in stride(from: 0, to: alerts.count, by: 10) {
+            try spool.append(Array(alerts[chunk..<chunk + 10]))
+        }
+        let stats = try spool.statistics()
+        #expect(stats.droppedTotal > 0)
+        let all = try drain(spool)
+        let gaps = expectLossDeclared(all, lastSeq: stats.nextSeq - 1)
+        #expect(gaps.allSatisfy { Set($0.droppedByType.keys) == ["alert"] })
+        // Merged as they grew: one record covers the whole run of dropped alerts.
+        #expect(gaps.count == 1)
+        #expect(all.last?.type == .alert)
+    }
+
+    @Test("a damaged spool file is moved aside; numbering and the chain continue from the anchor; the loss is declared")
+    func damagedDatabase() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool: Spool? = try Spool(path: path)
+        try spool!.append(events(10))
+        let first = try #require(try next(spool!, max: 4))
+        try spool!.acknowledge(first)
+        let second = try #require(try next(spool!, max: 4))  // in flight, seqs 5-8
+        #expect(spool!.recovery == nil)
+        spool = nil
+        // Torn: the file cut in the middle of its second page.
+        let handle = try #require(FileHandle(forUpdatingAtPath: path))
+        try handle.truncate(atOffset: 4096 + 1000)
+        try handle.close()
+
+        let reopened = try Spool(path: path)
+        let recovery = try #require(reopened.recovery)
+        let aside = try #require(recovery.movedAsideTo)
+        #expect(FileManager.default.fileExists(atPath: aside))
+        #expect(recovery.message.contains("damaged"))
+        let gap = try #require(recovery.gap)
+        #expect(gap.firstSeq == 9, "seqs up to the sealed batch's are spoken for")
+        #expect(gap.lastSeq >= 10)
+        #expect(gap.droppedByType == ["unknown": gap.lastSeq - gap.firstSeq + 1])
+        // New events are numbered above everything ever handed out.
+        let more = try reopened.append(events(2))
+        #expect(more.map(\.seq) == [gap.lastSeq + 1, gap.lastSeq + 2])
+        // The chain goes on after the batch in flight (never numbered twice), gap record first.
+        let third = try #require(try next(reopened))
+        let parsed = try BatchOpener.parse(third.bytes)
+        #expect(parsed.header.batchSeq == second.batchSeq + 1)
+        #expect(parsed.header.prevHeaderHash == (try BatchOpener.parse(second.bytes)).headerHash)
+        let sent = try BatchOpener.verify(parsed, publicKey: identity.publicKey)
+        #expect(sent.map(\.type) == [.gap])
+        #expect(sent.first?.seq == 9)
+    }
+
+    @Test("a -wal file cut mid-frame loses committed appends: detected against the anchor, seqs never reused")
+    func tornWAL() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let copy = dir + "/crash"
+        try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+        let spool = try Spool(path: path)
+        for _ in 0..<20 { try spool.append(events(50)) }  // 20 commits, each its own WAL frames
+        let batch = try #require(try next(spool, max: 100))  // the anchor learns next_seq = 1001
+        // The image a crash would leave: the files as they are while the spool is open.
+        for suffix in ["", "-wal", ".anchor"] {
+            try FileManager.default.copyItem(atPath: path + suffix, toPath: copy + "/spool.sqlite" + suffix)
+        }
+        let wal = copy + "/spool.sqlite-wal"
+        let walSize = try #require(try FileManager.default.attributesOfItem(atPath: wal)[.size] as? Int)
+        #expect(walSize > 32 + 3 * 4120)
+        // Keep the WAL header and two and a half frames (24-byte header + 4096-byte page each).
+        let handle = try #require(FileHandle(forUpdatingAtPath: wal))
+        try handle.truncate(atOffset: 32 + 2 * 4120 + 2060)
+        try handle.close()
+
+        let reopened = try Spool(path: copy + "/spool.sqlite")
+        let recovery = try #require(reopened.recovery, "the lost commits went unnoticed")
+        #expect(recovery.movedAsideTo == nil)
+        #expect(recovery.message.contains("lost"))
+        let stats = try reopened.statistics()
+        #expect(stats.nextSeq > 1001, "seqs would be reused")
+        #expect(stats.nextBatchSeq == batch.batchSeq + 1)
+        let gap = try #require(recovery.gap)
+        #expect(gap.lastSeq == stats.nextSeq - 1)
+        #expect(try reopened.append(events(1)).first?.seq == stats.nextSeq)
+    }
+
+    @Test("an anchor one batch ahead is the crash between anchor and commit: that batch number is sealed again, nothing reported")
+    func anchorOneBatchAhead() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool: Spool? = try Spool(path: path)
+        try spool!.append(events(6))
+        try spool!.acknowledge(try #require(try next(spool!, max: 3)))
+        spool = nil
+        // As if batch 2 had been anchored and the process died before its seal committed.
+        let anchorPath = path + ".anchor"
+        var anchor = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: anchorPath))) as? [String: Any])
+        #expect(anchor["next_batch_seq"] as? Int == 2)
+        anchor["next_batch_seq"] = 3
+        anchor["sealed_through"] = 6
+        try JSONSerialization.data(withJSONObject: anchor).write(to: URL(fileURLWithPath: anchorPath))
+
+        let reopened = try Spool(path: path)
+        #expect(reopened.recovery == nil)
+        let batch = try #require(try next(reopened))
+        #expect(batch.batchSeq == 2)
+        #expect(try BatchOpener.verify(try BatchOpener.parse(batch.bytes), publicKey: identity.publicKey).map(\.seq) == [4, 5, 6])
+    }
 }
 
 extension Spool.PendingBatch: Equatable {

@@ -1,0 +1,112 @@
+import Foundation
+import VigilCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What must outlive the spool database: the seqs and batch numbers already handed out.
+///
+/// Why a second file. SQLite in WAL mode with `synchronous = FULL` already cuts a torn tail for
+/// us: each WAL frame carries a cumulative checksum and the salt of its WAL generation, so on
+/// open SQLite replays frames up to the last valid commit frame and ignores a half-written frame
+/// and everything after it. A crash (even a power cut) therefore only loses the transaction that
+/// was being written, which was never acknowledged to the sensors: nothing accepted is lost.
+///
+/// What SQLite cannot tell us is that a tail of *committed* transactions is gone (a -wal file
+/// truncated or lost behind its back, a restored backup), or that the database file itself is
+/// damaged (truncated mid-page, overwritten). In both cases reusing seqs or batch numbers would
+/// be worse than losing events: the collector would see forks and duplicate seqs from an agent
+/// that is merely unlucky. So the spool keeps this anchor beside the database, written atomically
+/// (temporary file, fsync, rename, fsync of the directory) *before* the transaction that needs it
+/// commits:
+///
+/// - `seqCeiling`: no seq at or above it was ever assigned. Raised in steps of `ceilingStep` by
+///   the append that would cross it, so the anchor is written once per `ceilingStep` events, not
+///   per append.
+/// - `nextBatchSeq`, `prevHeaderHash`, `sealedThrough`: the chain after the last sealed batch,
+///   written by every seal (once per batch).
+/// - `nextSeq`: `next_seq` as committed when the anchor was written (a lower bound).
+///
+/// On open (`Spool.init`), a database that cannot be opened, fails `PRAGMA quick_check` or lost
+/// its state rows is moved aside (`spool.sqlite.damaged-UNIXTIME`, with its -wal and -shm) and a
+/// fresh one created. Then the database is compared with the anchor: fewer committed seqs or
+/// batches than the anchor recorded means committed transactions were lost. The spool then
+/// continues from the anchor: seqs from `seqCeiling`, batches after `nextBatchSeq - 1`, linked to
+/// `prevHeaderHash`, so nothing is ever numbered twice; and a gap record declares the seqs that
+/// may have held lost events (`dropped_by_type: {"unknown": n}`, an upper bound: seqs up to the
+/// ceiling may never have been used). Events still in the database are kept and sent: if a batch
+/// holding some of them had already been delivered, the collector stores them once and records
+/// the duplicate seqs; if a sealed batch was lost, the collector records the missing batch. Both
+/// are visible, neither is silent.
+///
+/// A crash between writing the anchor for a seal and committing the seal (the anchor is one
+/// batch ahead, every append is still there) is ordinary: that batch was never sent, so the
+/// database wins and the batch is sealed again under the same number.
+///
+/// Limits: a lost or unreadable anchor together with a damaged database restarts the numbering
+/// from 1 (logged as an error). If exactly the last committed seal and nothing else was lost
+/// behind SQLite's back, and that batch had been delivered, the batch number is used again: the
+/// collector records a fork (visible, not silent).
+struct SpoolAnchor: Codable, Hashable, Sendable {
+    var seqCeiling: Int64
+    var nextSeq: Int64
+    var nextBatchSeq: Int64
+    /// Hex SHA-256 of the last sealed batch header (32 zero bytes before the first).
+    var prevHeaderHash: String
+    /// The last event seq of the last sealed batch (0 before the first).
+    var sealedThrough: Int64
+
+    static let ceilingStep: Int64 = 10_000
+
+    enum CodingKeys: String, CodingKey {
+        case seqCeiling = "seq_ceiling"
+        case nextSeq = "next_seq"
+        case nextBatchSeq = "next_batch_seq"
+        case prevHeaderHash = "prev_header_sha256"
+        case sealedThrough = "sealed_through"
+    }
+
+    /// Reads the anchor; nil when there is none. A file that is not a valid anchor throws.
+    static func load(_ path: String) throws(SpoolError) -> SpoolAnchor? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        do {
+            let anchor = try JSONDecoder().decode(SpoolAnchor.self, from: try Data(contentsOf: URL(fileURLWithPath: path)))
+            guard anchor.seqCeiling >= anchor.nextSeq, anchor.nextSeq >= 1, anchor.nextBatchSeq >= 1,
+                Hex.decode(anchor.prevHeaderHash)?.count == 32
+            else {
+                throw SpoolError("\(path): values out of range")
+            }
+            return anchor
+        } catch let error as SpoolError {
+            throw error
+        } catch {
+            throw SpoolError("\(path): not a spool anchor: \(error)")
+        }
+    }
+
+    /// Replaces the anchor atomically and durably.
+    func save(_ path: String) throws(SpoolError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data: Data
+        do {
+            data = try encoder.encode(self)
+        } catch {
+            throw SpoolError("cannot encode the spool anchor: \(error)")
+        }
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("\(temporary): cannot create: \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
+        close(fd)
+        guard written == data.count, synced else { throw SpoolError("\(temporary): cannot write: \(String(cString: strerror(errno)))") }
+        guard rename(temporary, path) == 0 else { throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))") }
+        let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            _ = fsync(dir)
+            close(dir)
+        }
+    }
+}
