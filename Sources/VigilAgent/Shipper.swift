@@ -3,18 +3,55 @@ import Foundation
 import Logging
 import NIOCore
 import NIOFoundationCompat
+import Synchronization
 import VigilWire
 
 /// Talks to the collector: enrollment and batch delivery over HTTP(S).
+///
+/// With several collectors (on one store), a request that cannot be delivered to one (network
+/// trouble, a server error) goes on to the next at once, and the one that answered is used first
+/// from then on.
 public struct CollectorClient: Sendable {
-    public let baseURL: String
+    /// The collector in use now.
+    public var baseURL: String { baseURLs[current.value.load(ordering: .relaxed) % baseURLs.count] }
+    public let baseURLs: [String]
     let client: HTTPClient
     let timeout: TimeAmount
+    private let current = CurrentIndex()
+
+    private final class CurrentIndex: Sendable {
+        let value = Atomic<Int>(0)
+    }
 
     public init(baseURL: String, client: HTTPClient, timeout: TimeAmount = .seconds(30)) {
-        self.baseURL = baseURL
+        self.init(baseURLs: [baseURL], client: client, timeout: timeout)
+    }
+
+    /// - Parameter baseURLs: collectors in order of preference; at least one.
+    public init(baseURLs: [String], client: HTTPClient, timeout: TimeAmount = .seconds(30)) {
+        precondition(!baseURLs.isEmpty, "CollectorClient needs at least one collector URL")
+        self.baseURLs = baseURLs
         self.client = client
         self.timeout = timeout
+    }
+
+    /// Tries each collector once, starting with the current one, until one gives an answer that
+    /// `isFinal` accepts; that collector becomes the current one.
+    private func failingOver<R>(_ attempt: (String) async -> R, isFinal: (R) -> Bool) async -> R {
+        let start = current.value.load(ordering: .relaxed)
+        var result: R? = nil
+        for offset in 0..<baseURLs.count {
+            let index = (start + offset) % baseURLs.count
+            let answer = await attempt(baseURLs[index])
+            if isFinal(answer) {
+                current.value.store(index, ordering: .relaxed)
+                return answer
+            }
+            result = answer
+        }
+        // None answered: start with the next one next time.
+        current.value.store((start + 1) % baseURLs.count, ordering: .relaxed)
+        return result!
     }
 
     /// What the collector said about a batch.
@@ -40,6 +77,13 @@ public struct CollectorClient: Sendable {
 
     /// Sends one serialized batch. `timeout` bounds the whole exchange (default: the client's).
     public func send(batch bytes: [UInt8], timeout: TimeAmount? = nil) async -> Delivery {
+        await failingOver({ url in await send(batch: bytes, to: url, timeout: timeout) }) { delivery in
+            if case .retry = delivery { return false }
+            return true
+        }
+    }
+
+    private func send(batch bytes: [UInt8], to baseURL: String, timeout: TimeAmount?) async -> Delivery {
         var request = HTTPClientRequest(url: baseURL + "/v1/batches")
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-vigil-batch")
@@ -73,6 +117,18 @@ public struct CollectorClient: Sendable {
 
     /// Enrolls the agent's public key. Succeeds also when it was enrolled before with the same key.
     public func enroll(identity: AgentIdentity, token: String, hostname: String, machineId: String) async throws(EnrollmentError) {
+        let outcome: EnrollmentError? = await failingOver({ url in
+            do throws(EnrollmentError) {
+                try await enroll(identity: identity, token: token, hostname: hostname, machineId: machineId, at: url)
+                return nil
+            } catch {
+                return error
+            }
+        }) { error in error.map(\.permanent) ?? true }
+        if let outcome { throw outcome }
+    }
+
+    private func enroll(identity: AgentIdentity, token: String, hostname: String, machineId: String, at baseURL: String) async throws(EnrollmentError) {
         let payload: [String: String] = [
             "token": token,
             "agent_id": identity.agentId,

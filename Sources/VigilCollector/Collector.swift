@@ -144,6 +144,11 @@ public final class Collector: Sendable {
             )
             throw CollectorError(wire: error)
         }
+        // Stores keep sequence numbers as signed 64-bit integers (SQLite and PostgreSQL alike).
+        let seqLimit = UInt64(Int64.max)
+        guard batch.header.batchSeq <= seqLimit, batch.header.firstSeq <= seqLimit - UInt64(batch.header.eventCount), events.allSatisfy({ $0.seq <= seqLimit }) else {
+            throw CollectorError(.badRequest, "batch_seq and event seqs must be below 2^63")
+        }
         let outcome: IngestOutcome
         do {
             outcome = try await store.ingest(batch: batch, events: events, receivedAt: .now())

@@ -1,3 +1,4 @@
+import Logging
 import VigilWire
 
 /// Settings of a collector.
@@ -14,6 +15,10 @@ public struct CollectorConfiguration: Sendable {
     public var batchLimits: BatchLimits
     /// Largest page a query may ask for.
     public var maxQueryLimit: Int
+    /// The bearer token the read API (`/v1/events`, `/v1/agents`, ...) requires. Nil: reads are
+    /// allowed from loopback clients only, so a lab collector needs no set-up and a collector on
+    /// the network never serves its events to anyone who asks.
+    public var apiToken: String?
 
     public init(
         host: String = "127.0.0.1",
@@ -32,33 +37,53 @@ public struct CollectorConfiguration: Sendable {
     }
 }
 
-/// A store named on the command line: `sqlite:PATH` (PostgreSQL comes with the fleet work).
+/// A store named on the command line: `sqlite:PATH` (embedded, one collector) or
+/// `postgres://USER:PASSWORD@HOST:PORT/DB` (any number of collectors on one database).
 public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     case sqlite(path: String)
+    case postgres(PostgresLocation)
 
-    /// Parses `sqlite:PATH`. Throws a message that names the flag's expected forms.
+    /// Parses `sqlite:PATH`, `postgres://…` or `postgresql://…`. Throws a message that names the
+    /// flag's expected forms.
     public init(parsing text: String) throws(CollectorError) {
         if text.hasPrefix("sqlite:") {
             let path = String(text.dropFirst("sqlite:".count))
             guard !path.isEmpty else { throw CollectorError(.badRequest, "--store sqlite: needs a path, e.g. sqlite:/var/lib/vigil-collector/events.sqlite") }
             self = .sqlite(path: path)
-        } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
-            throw CollectorError(.badRequest, "--store \(text): the PostgreSQL store is not available in this build; use sqlite:PATH")
+        } else if text.hasPrefix("postgres:") || text.hasPrefix("postgresql:") {
+            self = .postgres(try PostgresLocation(url: text))
         } else {
-            throw CollectorError(.badRequest, "--store \(text): expected sqlite:PATH")
+            throw CollectorError(.badRequest, "--store \(text): expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB")
         }
     }
 
+    /// Safe to log: a PostgreSQL password is hidden.
     public var description: String {
         switch self {
         case .sqlite(let path): "sqlite:\(path)"
+        case .postgres(let location): location.description
         }
     }
 
-    /// Opens (creating and migrating as needed) the store.
-    public func open() throws -> any EventStore {
+    /// Opens the store (creating and migrating as needed), runs `body` with it, and closes it.
+    public func withStore<Result>(
+        logger: Logger,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (any EventStore) async throws -> Result
+    ) async throws -> Result {
         switch self {
-        case .sqlite(let path): try SQLiteEventStore(path: path)
+        case .sqlite(let path):
+            let store = try SQLiteEventStore(path: path)
+            do {
+                let result = try await body(store)
+                try await store.close()
+                return result
+            } catch {
+                try? await store.close()
+                throw error
+            }
+        case .postgres(let location):
+            return try await PostgresEventStore.withStore(at: location, logger: logger) { store in try await body(store) }
         }
     }
 }

@@ -25,11 +25,19 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Address and port to listen on.", valueName: "host:port"))
     var listen: String = "127.0.0.1:8443"
 
-    @Option(help: ArgumentHelp("Where to store events: sqlite:PATH.", valueName: "store"))
+    @Option(help: ArgumentHelp("Where to store events: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB for several collectors on one database.", valueName: "store"))
     var store: String = "sqlite:vigil-collector.sqlite"
 
     @Option(help: ArgumentHelp("Token agents present to enroll (or set VIGIL_ENROLL_TOKEN). Without one, enrollment is off.", valueName: "token"))
     var enrollToken: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Bearer token the read API (events, agents, batches) requires (or set VIGIL_API_TOKEN). Without one, only loopback clients may read.",
+            valueName: "token"
+        )
+    )
+    var apiToken: String?
 
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
@@ -64,25 +72,33 @@ struct VigilCollectorCommand: AsyncParsableCommand {
             throw ValidationError(error.message)
         }
         let token = enrollToken ?? ProcessInfo.processInfo.environment["VIGIL_ENROLL_TOKEN"]
-        let eventStore = try location.open()
-        let collector = Collector(
-            store: eventStore,
-            configuration: CollectorConfiguration(host: host, port: port, store: location, enrollToken: token),
-            logger: logger
-        )
-        let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
-        let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
-            logger.info("collector listening", metadata: ["address": "\(host):\(port)", "store": "\(location)", "enrollment": "\(token == nil ? "off" : "on")"])
-            notifier.ready(status: "listening on \(host):\(port)")
+        let readToken = apiToken ?? ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"]
+        if let readToken, readToken.utf8.count < 16 {
+            throw ValidationError("--api-token: use at least 16 characters (e.g. openssl rand -hex 16)")
         }
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [.init(service: app)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger
-            )
-        )
-        try await group.run()
-        try await eventStore.close()
+        do {
+            try await location.withStore(logger: logger) { eventStore in
+                var configuration = CollectorConfiguration(host: host, port: port, store: location, enrollToken: token)
+                configuration.apiToken = readToken
+                let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
+                let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+                let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
+                    logger.info("collector listening", metadata: ["address": "\(host):\(port)", "store": "\(location)", "enrollment": "\(token == nil ? "off" : "on")", "reads": "\(readToken == nil ? "loopback only" : "API token")"])
+                    notifier.ready(status: "listening on \(host):\(port)")
+                }
+                let group = ServiceGroup(
+                    configuration: ServiceGroupConfiguration(
+                        services: [.init(service: app)],
+                        gracefulShutdownSignals: [.sigterm, .sigint],
+                        logger: logger
+                    )
+                )
+                try await group.run()
+            }
+        } catch let error as CollectorError {
+            // A store that cannot be opened: say why, without a stack of wrappers.
+            logger.critical("cannot start", metadata: ["store": "\(location)", "error": "\(error.message)"])
+            throw ExitCode(2)
+        }
     }
 }

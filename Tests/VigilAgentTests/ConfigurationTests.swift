@@ -28,6 +28,24 @@ struct ConfigurationTests {
         #expect(c.logLevel == "debug")
     }
 
+    @Test("collector.url may list several collectors: the first is used first, the others are failovers")
+    func collectorList() throws {
+        let c = try AgentConfiguration.parse(
+            yaml: "collector:\n  url: [http://a:8443/, http://b:8443]\nstate_dir: s\npolicies_dir: p\n",
+            file: "/etc/vigil/vigild.yaml"
+        )
+        #expect(c.collectorURL == "http://a:8443")
+        #expect(c.collectorURLs == ["http://a:8443", "http://b:8443"])
+        #expect(
+            throws: PolicyError.self,
+            performing: { try AgentConfiguration.parse(yaml: "collector:\n  url: [http://a, ftp://b]\nstate_dir: s\npolicies_dir: p\n", file: "f.yaml") }
+        )
+        #expect(
+            throws: PolicyError.self,
+            performing: { try AgentConfiguration.parse(yaml: "collector:\n  url: []\nstate_dir: s\npolicies_dir: p\n", file: "f.yaml") }
+        )
+    }
+
     @Test(
         "agent configuration mistakes name file, line and column",
         arguments: [

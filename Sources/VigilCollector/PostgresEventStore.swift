@@ -1,0 +1,606 @@
+import Foundation
+import Logging
+import PostgresNIO
+import VigilCore
+import VigilWire
+
+/// Where a PostgreSQL store lives: parsed from `--store postgres://USER:PASSWORD@HOST:PORT/DB`.
+///
+/// Accepted forms: `postgres://` and `postgresql://` URLs (user, password and database
+/// percent-decoded; port defaults to 5432; `?host=/run/postgresql` selects a Unix socket directory),
+/// with the options `sslmode=disable` (the only mode this build supports) and `pool_size=N`
+/// (connections per collector, 1-100, default 10).
+public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    /// A Unix socket path, when the URL names a socket directory with `?host=`.
+    public var unixSocketPath: String?
+    public var username: String
+    public var password: String?
+    public var database: String
+    public var poolSize: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 5432, unixSocketPath: String? = nil, username: String, password: String?, database: String, poolSize: Int = 10) {
+        self.host = host
+        self.port = port
+        self.unixSocketPath = unixSocketPath
+        self.username = username
+        self.password = password
+        self.database = database
+        self.poolSize = poolSize
+    }
+
+    /// Parses a `postgres://` or `postgresql://` URL. Errors name what is wrong and show the form.
+    public init(url text: String) throws(CollectorError) {
+        let example = "e.g. postgres://vigil:PASSWORD@db.example:5432/vigil"
+        func bad(_ what: String) -> CollectorError {
+            CollectorError(.badRequest, "--store: \(what) (\(example))")
+        }
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            throw bad("'\(Self.redacting(text))' is not a URL")
+        }
+        guard scheme == "postgres" || scheme == "postgresql" else {
+            throw bad("unknown scheme '\(scheme)'")
+        }
+        var unixSocketDirectory: String? = nil
+        var poolSize = 10
+        for item in components.queryItems ?? [] {
+            let value = item.value ?? ""
+            switch item.name {
+            case "sslmode":
+                guard value == "disable" else {
+                    throw bad("sslmode=\(value) is not supported by this build; use sslmode=disable on a trusted network or a local socket")
+                }
+            case "pool_size":
+                guard let n = Int(value), (1...100).contains(n) else { throw bad("pool_size must be 1-100, got '\(value)'") }
+                poolSize = n
+            case "host":
+                guard value.hasPrefix("/") else { throw bad("host= must be a socket directory, an absolute path") }
+                unixSocketDirectory = value
+            default:
+                throw bad("unknown option '\(item.name)' (known: sslmode, pool_size, host)")
+            }
+        }
+        let host = components.host ?? ""
+        if host.isEmpty && unixSocketDirectory == nil { throw bad("no host") }
+        guard let user = components.user, !user.isEmpty else { throw bad("no user name") }
+        var path = components.path
+        if path.hasPrefix("/") { path.removeFirst() }
+        guard !path.isEmpty, !path.contains("/") else { throw bad("no database name after the host") }
+        if let port = components.port, !(1...65535).contains(port) { throw bad("port \(port) is out of range") }
+        let port = components.port ?? 5432
+        self.init(
+            host: host.isEmpty ? "localhost" : host,
+            port: port,
+            unixSocketPath: unixSocketDirectory.map { "\($0)/.s.PGSQL.\(port)" },
+            username: user,
+            password: components.password,
+            database: path,
+            poolSize: poolSize
+        )
+    }
+
+    /// The URL with the password hidden: safe to log.
+    public var description: String {
+        let auth = password == nil ? username : "\(username):***"
+        let socket = unixSocketPath.map { "?host=\(($0 as NSString).deletingLastPathComponent)" } ?? ""
+        return "postgres://\(auth)@\(host):\(port)/\(database)\(socket)"
+    }
+
+    private static func redacting(_ text: String) -> String {
+        // Hide anything between "://user:" and "@" in a message.
+        guard let scheme = text.range(of: "://"), let at = text.range(of: "@", range: scheme.upperBound..<text.endIndex),
+            let colon = text.range(of: ":", range: scheme.upperBound..<at.lowerBound)
+        else { return text }
+        return text.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
+    }
+
+    var clientConfiguration: PostgresClient.Configuration {
+        var config: PostgresClient.Configuration
+        if let socket = unixSocketPath {
+            config = .init(unixSocketPath: socket, username: username, password: password, database: database)
+        } else {
+            config = .init(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+        }
+        config.options.maximumConnections = poolSize
+        config.options.connectTimeout = .seconds(10)
+        return config
+    }
+
+    var connectionConfiguration: PostgresConnection.Configuration {
+        var config: PostgresConnection.Configuration
+        if let socket = unixSocketPath {
+            config = .init(unixSocketPath: socket, username: username, password: password, database: database)
+        } else {
+            config = .init(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+        }
+        config.options.connectTimeout = .seconds(10)
+        return config
+    }
+}
+
+/// The scale-out store: PostgreSQL through postgres-nio.
+///
+/// Any number of collectors may share one database. Dedup and chain state live in it: `ingest`
+/// runs in one transaction that first locks the agent's row (`SELECT … FOR UPDATE`), so two
+/// collectors handed batches of the same agent take turns on the chain check, while different
+/// agents ingest in parallel. `(agent_id, batch_seq)` and `(agent_id, seq)` are unique keys as a
+/// second line. Migrations are versioned in `schema_migrations` and applied at start under an
+/// advisory lock, so collectors starting together do not race.
+public final class PostgresEventStore: EventStore {
+    public let location: PostgresLocation
+    private let client: PostgresClient
+    private let logger: Logger
+
+    private init(location: PostgresLocation, client: PostgresClient, logger: Logger) {
+        self.location = location
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Connects, applies pending migrations, and runs `body` with the store. The connection pool
+    /// runs for the duration of `body` and is shut down when it returns or throws.
+    ///
+    /// Throws `CollectorError(.storeFailure)` with the reason when the database cannot be reached
+    /// or refuses the login, before `body` runs.
+    public static func withStore<Result>(
+        at location: PostgresLocation,
+        logger: Logger,
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: (PostgresEventStore) async throws -> Result
+    ) async throws -> Result {
+        try await migrate(location, logger: logger)
+        let client = PostgresClient(configuration: location.clientConfiguration, backgroundLogger: logger)
+        let store = PostgresEventStore(location: location, client: client, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self, returning: Result.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            return try await body(store)
+        }
+    }
+
+    // MARK: migrations
+
+    /// Versioned schema changes, applied in order, each once. Append; never edit a shipped one.
+    static let migrations: [(version: Int, statements: [String])] = [
+        (
+            1,
+            [
+                """
+                CREATE TABLE agents (
+                    agent_id TEXT PRIMARY KEY,
+                    public_key TEXT NOT NULL,
+                    key_id TEXT NOT NULL,
+                    hostname TEXT NOT NULL,
+                    machine_id TEXT NOT NULL,
+                    enrolled_at BIGINT NOT NULL,
+                    revoked_at BIGINT,
+                    last_seen BIGINT,
+                    last_batch_seq BIGINT NOT NULL DEFAULT 0,
+                    last_header_hash BYTEA,
+                    event_count BIGINT NOT NULL DEFAULT 0
+                )
+                """,
+                """
+                CREATE TABLE batches (
+                    agent_id TEXT NOT NULL REFERENCES agents (agent_id),
+                    batch_seq BIGINT NOT NULL,
+                    header BYTEA NOT NULL,
+                    signature BYTEA NOT NULL,
+                    body BYTEA NOT NULL,
+                    header_hash BYTEA NOT NULL,
+                    first_seq BIGINT NOT NULL,
+                    event_count INTEGER NOT NULL,
+                    received_at BIGINT NOT NULL,
+                    chain TEXT NOT NULL,
+                    PRIMARY KEY (agent_id, batch_seq)
+                )
+                """,
+                """
+                CREATE TABLE events (
+                    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    agent_id TEXT NOT NULL,
+                    seq BIGINT NOT NULL,
+                    batch_seq BIGINT NOT NULL,
+                    type TEXT NOT NULL,
+                    time_ns BIGINT NOT NULL,
+                    rule_id TEXT,
+                    json TEXT NOT NULL,
+                    UNIQUE (agent_id, seq)
+                )
+                """,
+                "CREATE INDEX events_by_type_time ON events (type, time_ns)",
+                "CREATE INDEX events_by_agent_time ON events (agent_id, time_ns)",
+                "CREATE INDEX events_by_rule ON events (rule_id) WHERE rule_id IS NOT NULL",
+                """
+                CREATE TABLE chain_anomalies (
+                    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                    agent_id TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    batch_seq BIGINT NOT NULL,
+                    detail TEXT NOT NULL,
+                    detected_at BIGINT NOT NULL
+                )
+                """,
+                "CREATE INDEX chain_anomalies_by_agent ON chain_anomalies (agent_id, id)",
+            ]
+        ),
+        // Seq accounting (SeqAccount): declared gaps versus silently missing events.
+        (
+            2,
+            [
+                """
+                ALTER TABLE agents
+                    ADD COLUMN last_event_seq BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN declared_through BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN gap_records BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN dropped_events BIGINT NOT NULL DEFAULT 0
+                """,
+                """
+                UPDATE agents SET last_event_seq = coalesce((SELECT max(seq) FROM events WHERE events.agent_id = agents.agent_id), 0)
+                """,
+            ]
+        ),
+    ]
+
+    /// The advisory-lock key that serializes migrations across collectors ("vigil" in ASCII).
+    static let migrationLockKey: Int64 = 0x7669_6769_6C00_0001
+
+    /// Applies pending migrations on one dedicated connection, in one transaction, holding a
+    /// transaction-scoped advisory lock: a second collector starting at the same time waits, then
+    /// finds the schema current.
+    static func migrate(_ location: PostgresLocation, logger: Logger) async throws {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: location.connectionConfiguration, id: 1, logger: logger)
+        } catch {
+            throw CollectorError(.storeFailure, "cannot open the PostgreSQL store \(location): \(Self.reason(error))")
+        }
+        do {
+            try await connection.withTransaction(logger: logger) { db in
+                try await db.query("SELECT pg_advisory_xact_lock(\(migrationLockKey))", logger: logger)
+                try await db.query(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+                    logger: logger
+                )
+                var applied = Set<Int>()
+                for try await version in try await db.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                    applied.insert(version)
+                }
+                if let newest = applied.max(), let known = migrations.map(\.version).max(), newest > known {
+                    throw CollectorError(
+                        .storeFailure,
+                        "the database schema is at version \(newest), newer than this collector knows (\(known)); upgrade the collector"
+                    )
+                }
+                for migration in migrations where !applied.contains(migration.version) {
+                    for statement in migration.statements {
+                        try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                    }
+                    try await db.query("INSERT INTO schema_migrations (version) VALUES (\(migration.version))", logger: logger)
+                    logger.info("store migrated", metadata: ["store": "\(location)", "version": "\(migration.version)"])
+                }
+            }
+        } catch let error as CollectorError {
+            try? await connection.close()
+            throw error
+        } catch {
+            try? await connection.close()
+            throw CollectorError(.storeFailure, "cannot migrate the PostgreSQL store \(location): \(Self.reason(error))")
+        }
+        try? await connection.close()
+    }
+
+    /// A one-line reason from a postgres-nio error (its `description` hides details on purpose).
+    static func reason(_ error: any Error) -> String {
+        if let psql = error as? PSQLError {
+            if let message = psql.serverInfo?[.message] {
+                return message
+            }
+            if let underlying = psql.underlying {
+                return "\(underlying)"
+            }
+            return "\(psql.code)"
+        }
+        if let transaction = error as? PostgresTransactionError {
+            if let closure = transaction.closureError { return reason(closure) }
+            if let begin = transaction.beginError { return reason(begin) }
+            if let commit = transaction.commitError { return reason(commit) }
+        }
+        return "\(error)"
+    }
+
+    // MARK: EventStore
+
+    public func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome {
+        let inserted = try await client.query(
+            """
+            INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at)
+            VALUES (\(agent.agentId), \(agent.publicKey), \(agent.keyId), \(agent.hostname), \(agent.machineId), \(agent.enrolledAt.nanosecondsSinceEpoch))
+            ON CONFLICT (agent_id) DO NOTHING
+            RETURNING agent_id
+            """,
+            logger: logger
+        ).collect()
+        if !inserted.isEmpty { return .enrolled }
+        for try await existing in try await client.query("SELECT public_key FROM agents WHERE agent_id = \(agent.agentId)", logger: logger).decode(String.self) {
+            return existing == agent.publicKey ? .alreadyEnrolled : .conflict
+        }
+        throw CollectorError(.storeFailure, "agent \(agent.agentId) vanished during enrollment")
+    }
+
+    public func agent(id: String) async throws -> AgentRecord? {
+        let rows = try await client.query(
+            "SELECT agent_id, public_key, key_id, hostname, machine_id, enrolled_at, revoked_at FROM agents WHERE agent_id = \(id)",
+            logger: logger
+        )
+        for try await (agentId, publicKey, keyId, hostname, machineId, enrolledAt, revokedAt) in rows.decode((String, String, String, String, String, Int64, Int64?).self) {
+            return AgentRecord(
+                agentId: agentId,
+                publicKey: publicKey,
+                keyId: keyId,
+                hostname: hostname,
+                machineId: machineId,
+                enrolledAt: Timestamp(nanosecondsSinceEpoch: enrolledAt),
+                revokedAt: revokedAt.map { Timestamp(nanosecondsSinceEpoch: $0) }
+            )
+        }
+        return nil
+    }
+
+    public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
+        let header = batch.header
+        guard let batchSeq = Int64(exactly: header.batchSeq), let firstSeq = Int64(exactly: header.firstSeq) else {
+            throw CollectorError(.badRequest, "batch_seq and first_seq must be below 2^63")
+        }
+        // Column arrays for one multi-row INSERT … SELECT unnest(…): one round trip per batch.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var seqs: [Int64] = [], types: [String] = [], times: [Int64] = [], rules: [String] = [], jsons: [String] = []
+        seqs.reserveCapacity(events.count)
+        types.reserveCapacity(events.count)
+        times.reserveCapacity(events.count)
+        rules.reserveCapacity(events.count)
+        jsons.reserveCapacity(events.count)
+        for event in events {
+            guard let seq = Int64(exactly: event.seq) else { throw CollectorError(.badRequest, "event seq \(event.seq) must be below 2^63") }
+            seqs.append(seq)
+            types.append(event.type.rawValue)
+            times.append(event.time.nanosecondsSinceEpoch)
+            // "" stands for "no rule" in the array; NULLIF turns it back into NULL.
+            if case .alert(let alert) = event.payload { rules.append(alert.ruleId) } else { rules.append("") }
+            jsons.append(String(decoding: try encoder.encode(event), as: UTF8.self))
+        }
+        let agentId = header.agentId
+        let headerHash = Data(batch.headerHash)
+        let received = receivedAt.nanosecondsSinceEpoch
+        let logger = self.logger
+
+        return try await client.withTransaction(logger: logger) { db -> IngestOutcome in
+            // The agent's row is the chain's lock: ingests of one agent take turns here.
+            var chainState: (Int64, Data?, Int64, Int64, Int64, Int64)? = nil
+            for try await row in try await db.query(
+                """
+                SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events
+                FROM agents WHERE agent_id = \(agentId) FOR UPDATE
+                """,
+                logger: logger
+            ).decode((Int64, Data?, Int64, Int64, Int64, Int64).self) {
+                chainState = row
+            }
+            guard let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState else {
+                throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+            }
+            for try await stored in try await db.query(
+                "SELECT header_hash FROM batches WHERE agent_id = \(agentId) AND batch_seq = \(batchSeq)",
+                logger: logger
+            ).decode(Data.self) {
+                if stored == headerHash { return .duplicate }
+                let detail = "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
+                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: "fork", batchSeq: batchSeq, detail: detail, at: received)
+                return .fork(detail: detail)
+            }
+            let lastSeq = UInt64(max(lastSeqSigned, 0))
+            var verdict = ChainVerdict.ok
+            var detail: String? = nil
+            let advances = header.batchSeq > lastSeq
+            if header.batchSeq == lastSeq + 1 {
+                if Data(header.prevHeaderHash) != (lastHash ?? Data(genesisHeaderHash)) {
+                    verdict = .broken
+                    detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
+                }
+            } else if header.batchSeq > lastSeq + 1 {
+                verdict = .gap
+                let missingFrom = lastSeq + 1
+                let missingTo = header.batchSeq - 1
+                detail = missingFrom == missingTo ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
+            } else {
+                verdict = .reordered
+                detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
+            }
+            if verdict != .ok, let detail {
+                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: verdict.rawValue, batchSeq: batchSeq, detail: detail, at: received)
+            }
+            var account = SeqAccount(
+                lastEventSeq: UInt64(max(lastEventSeq, 0)),
+                declaredThrough: UInt64(max(declaredThrough, 0)),
+                gapRecords: UInt64(max(gapRecords, 0)),
+                droppedEvents: UInt64(max(droppedEvents, 0))
+            )
+            if let missing = account.admit(firstSeq: header.firstSeq, lastSeq: header.lastSeq, events: events, inOrder: verdict == .ok) {
+                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: "seq_gap", batchSeq: batchSeq, detail: missing, at: received)
+            }
+            try await db.query(
+                """
+                UPDATE agents SET last_event_seq = \(Int64(clamping: account.lastEventSeq)), declared_through = \(Int64(clamping: account.declaredThrough)),
+                    gap_records = \(Int64(clamping: account.gapRecords)), dropped_events = \(Int64(clamping: account.droppedEvents))
+                WHERE agent_id = \(agentId)
+                """,
+                logger: logger
+            )
+            try await db.query(
+                """
+                INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain)
+                VALUES (\(agentId), \(batchSeq), \(Data(batch.headerBytes)), \(Data(batch.signature)), \(Data(batch.body)), \(headerHash),
+                        \(firstSeq), \(Int32(clamping: header.eventCount)), \(received), \(verdict.rawValue))
+                """,
+                logger: logger
+            )
+            var inserted: Int64 = 0
+            if !seqs.isEmpty {
+                let result = try await db.query(
+                    """
+                    WITH rows AS (
+                        INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
+                        SELECT \(agentId), e.seq, \(batchSeq), e.type, e.time_ns, NULLIF(e.rule_id, ''), e.json
+                        FROM unnest(\(seqs)::bigint[], \(types)::text[], \(times)::bigint[], \(rules)::text[], \(jsons)::text[])
+                            AS e (seq, type, time_ns, rule_id, json)
+                        ORDER BY e.seq
+                        ON CONFLICT (agent_id, seq) DO NOTHING
+                        RETURNING 1
+                    )
+                    SELECT count(*) FROM rows
+                    """,
+                    logger: logger
+                )
+                for try await count in result.decode(Int64.self) { inserted = count }
+            }
+            if inserted < Int64(seqs.count) {
+                let dup = Int64(seqs.count) - inserted
+                try await Self.recordAnomaly(
+                    db, logger: logger, agentId: agentId, kind: "duplicate_seq", batchSeq: batchSeq,
+                    detail: "\(dup) event(s) reuse seqs already stored from another batch", at: received
+                )
+            }
+            if advances {
+                try await db.query(
+                    """
+                    UPDATE agents SET last_batch_seq = \(batchSeq), last_header_hash = \(headerHash), last_seen = \(received),
+                        event_count = event_count + \(inserted)
+                    WHERE agent_id = \(agentId)
+                    """,
+                    logger: logger
+                )
+            } else {
+                try await db.query(
+                    "UPDATE agents SET last_seen = \(received), event_count = event_count + \(inserted) WHERE agent_id = \(agentId)",
+                    logger: logger
+                )
+            }
+            return .accepted(verdict, detail: detail)
+        }
+    }
+
+    private static func recordAnomaly(
+        _ db: PostgresConnection, logger: Logger, agentId: String, kind: String, batchSeq: Int64, detail: String, at time: Int64
+    ) async throws {
+        try await db.query(
+            "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (\(agentId), \(kind), \(batchSeq), \(detail), \(time))",
+            logger: logger
+        )
+    }
+
+    public func events(_ query: EventQuery) async throws -> [StoredEvent] {
+        var clauses: [String] = []
+        var binds = PostgresBindings()
+        func placeholder() -> String { "$\(binds.count)" }
+        if let agent = query.agentId {
+            binds.append(agent)
+            clauses.append("agent_id = \(placeholder())")
+        }
+        if !query.types.isEmpty {
+            binds.append(query.types.map(\.rawValue))
+            clauses.append("type = ANY(\(placeholder())::text[])")
+        }
+        if let rule = query.ruleId {
+            binds.append(rule)
+            clauses.append("rule_id = \(placeholder())")
+        }
+        if let since = query.since {
+            binds.append(since.nanosecondsSinceEpoch)
+            clauses.append("time_ns >= \(placeholder())")
+        }
+        if let until = query.until {
+            binds.append(until.nanosecondsSinceEpoch)
+            clauses.append("time_ns < \(placeholder())")
+        }
+        if let after = query.after {
+            binds.append(after)
+            clauses.append("id > \(placeholder())")
+        }
+        binds.append(Int64(max(0, query.limit)))
+        let limit = placeholder()
+        let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        let sql = "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id LIMIT \(limit)"
+        let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
+        let decoder = JSONDecoder()
+        var result: [StoredEvent] = []
+        for try await (id, agentId, batchSeq, json) in rows.decode((Int64, String, Int64, String).self) {
+            let event = try decoder.decode(Event.self, from: Data(json.utf8))
+            result.append(StoredEvent(id: id, agentId: agentId, batchSeq: UInt64(max(batchSeq, 0)), event: event))
+        }
+        return result
+    }
+
+    public func agents() async throws -> [AgentSummary] {
+        var anomalies: [String: [ChainAnomaly]] = [:]
+        let anomalyRows = try await client.query(
+            "SELECT agent_id, kind, batch_seq, detail, detected_at FROM chain_anomalies ORDER BY id",
+            logger: logger
+        )
+        for try await (agentId, kind, batchSeq, detail, detectedAt) in anomalyRows.decode((String, String, Int64, String, Int64).self) {
+            anomalies[agentId, default: []].append(
+                ChainAnomaly(kind: kind, batchSeq: UInt64(max(batchSeq, 0)), detail: detail, detectedAt: Timestamp(nanosecondsSinceEpoch: detectedAt))
+            )
+        }
+        let rows = try await client.query(
+            """
+            SELECT agent_id, hostname, key_id, enrolled_at, revoked_at, last_seen, last_batch_seq, event_count, gap_records, dropped_events
+            FROM agents ORDER BY hostname, agent_id
+            """,
+            logger: logger
+        )
+        var result: [AgentSummary] = []
+        for try await (id, hostname, keyId, enrolledAt, revokedAt, lastSeen, lastBatchSeq, eventCount, gapRecords, droppedEvents) in rows.decode(
+            (String, String, String, Int64, Int64?, Int64?, Int64, Int64, Int64, Int64).self
+        ) {
+            let list = anomalies[id] ?? []
+            result.append(
+                AgentSummary(
+                    agentId: id,
+                    hostname: hostname,
+                    keyId: keyId,
+                    enrolledAt: Timestamp(nanosecondsSinceEpoch: enrolledAt),
+                    revoked: revokedAt != nil,
+                    lastSeen: lastSeen.map { Timestamp(nanosecondsSinceEpoch: $0) },
+                    lastBatchSeq: UInt64(max(lastBatchSeq, 0)),
+                    events: UInt64(max(eventCount, 0)),
+                    chainStatus: list.last?.kind ?? "whole",
+                    anomalies: list,
+                    declaredGaps: UInt64(max(gapRecords, 0)),
+                    droppedEvents: UInt64(max(droppedEvents, 0))
+                )
+            )
+        }
+        return result
+    }
+
+    public func batches(agentId: String, afterBatchSeq: UInt64, limit: Int) async throws -> [StoredBatch] {
+        let after = Int64(clamping: afterBatchSeq)
+        let rows = try await client.query(
+            """
+            SELECT batch_seq, header, signature, body FROM batches
+            WHERE agent_id = \(agentId) AND batch_seq > \(after) ORDER BY batch_seq LIMIT \(Int64(max(0, limit)))
+            """,
+            logger: logger
+        )
+        var result: [StoredBatch] = []
+        for try await (batchSeq, header, signature, body) in rows.decode((Int64, Data, Data, Data).self) {
+            result.append(StoredBatch(batchSeq: UInt64(max(batchSeq, 0)), headerBytes: Array(header), signature: Array(signature), body: Array(body)))
+        }
+        return result
+    }
+
+    /// The pool closes when `withStore`'s body returns.
+    public func close() async throws {}
+}
