@@ -36,4 +36,25 @@ public enum Poll {
                      "poll on a closed descriptor")
         return Readiness(first: fds.0.revents & ready != 0, second: count == 2 && fds.1.revents & ready != 0)
     }
+
+    /// Waits until any of `descriptors` is readable (or hung up / errored), or
+    /// `timeoutMilliseconds` pass (-1: forever); returns, per descriptor, whether it is ready.
+    ///
+    /// The corresponding C function is `poll`; `EINTR` is retried as in the two-descriptor form.
+    public static func waitReadable(
+        _ descriptors: [FileDescriptor],
+        timeoutMilliseconds: Int32,
+        retryOnInterrupt: Bool = true
+    ) throws(Errno) -> [Bool] {
+        var fds = descriptors.map { pollfd(fd: $0.rawValue, events: Int16(POLLIN), revents: 0) }
+        let count = nfds_t(fds.count)
+        _ = try fds.withUnsafeMutableBufferPointer { buffer in
+            valueOrErrno(retryOnInterrupt: retryOnInterrupt) {
+                system_poll(buffer.baseAddress!, count, timeoutMilliseconds)
+            }
+        }.get()
+        let ready = Int16(POLLIN | POLLHUP | POLLERR | POLLNVAL)
+        precondition(fds.allSatisfy { $0.revents & Int16(POLLNVAL) == 0 }, "poll on a closed descriptor")
+        return fds.map { $0.revents & ready != 0 }
+    }
 }

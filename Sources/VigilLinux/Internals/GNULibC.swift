@@ -12,6 +12,21 @@ enum GNULibC {
     /// `int eventfd(unsigned int initval, int flags)`, in glibc since 2.8.
     static let eventfd: EventFDFunction = resolve("eventfd")!
 
+    typealias FanotifyInitFunction = @convention(c) (UInt32, UInt32) -> Int32
+    typealias FanotifyMarkFunction = @convention(c) (Int32, UInt32, UInt64, Int32, UnsafePointer<CChar>?) -> Int32
+
+    /// `int fanotify_init(unsigned int flags, unsigned int event_f_flags)` (`<sys/fanotify.h>`,
+    /// outside Glibc's module map), in glibc since 2.13.
+    static let fanotifyInit: FanotifyInitFunction? = resolve("fanotify_init")
+
+    /// `int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)`.
+    static let fanotifyMark: FanotifyMarkFunction? = resolve("fanotify_mark")
+
+    typealias OpenByHandleFunction = @convention(c) (Int32, UnsafeMutableRawPointer, Int32) -> Int32
+
+    /// `int open_by_handle_at(int mount_fd, struct file_handle *handle, int flags)` (`_GNU_SOURCE`).
+    static let openByHandleAt: OpenByHandleFunction? = resolve("open_by_handle_at")
+
     /// `int pthread_setname_np(pthread_t, const char *)`, in glibc since 2.12; optional.
     static let pthreadSetName: SetNameFunction? = resolve("pthread_setname_np")
 

@@ -95,3 +95,94 @@ func system_opendir(_ path: UnsafePointer<CChar>) -> OpaquePointer? {
     #endif
     return opendir(path)
 }
+
+// Proc connector (netlink), fanotify and /proc reads: the process sensor.
+
+func system_socket(_ domain: Int32, _ type: Int32, _ protocolNumber: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("socket") { return -1 }
+    #endif
+    return socket(domain, type, protocolNumber)
+}
+
+func system_bind(_ fd: Int32, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) -> Int32 {
+    #if DEBUG
+    if injectedFailure("bind") { return -1 }
+    #endif
+    return bind(fd, address, length)
+}
+
+func system_send(_ fd: Int32, _ buffer: UnsafeRawPointer?, _ count: Int, _ flags: Int32) -> Int {
+    #if DEBUG
+    if injectedFailure("send") { return -1 }
+    #endif
+    return send(fd, buffer, count, flags)
+}
+
+func system_recv(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, _ flags: Int32) -> Int {
+    #if DEBUG
+    if injectedFailure("recv") { return -1 }
+    #endif
+    return recv(fd, buffer, count, flags)
+}
+
+func system_setsockopt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: UnsafeRawPointer?, _ length: socklen_t) -> Int32 {
+    #if DEBUG
+    if injectedFailure("setsockopt") { return -1 }
+    #endif
+    return setsockopt(fd, level, name, value, length)
+}
+
+func system_getsockopt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: UnsafeMutableRawPointer?, _ length: UnsafeMutablePointer<socklen_t>) -> Int32 {
+    #if DEBUG
+    if injectedFailure("getsockopt") { return -1 }
+    #endif
+    return getsockopt(fd, level, name, value, length)
+}
+
+func system_fanotify_init(_ flags: UInt32, _ eventFlags: UInt32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("fanotify_init") { return -1 }
+    #endif
+    guard let call = GNULibC.fanotifyInit else {
+        setErrno(ENOSYS)
+        return -1
+    }
+    return call(flags, eventFlags)
+}
+
+func system_fanotify_mark(_ fd: Int32, _ flags: UInt32, _ mask: UInt64, _ dirfd: Int32, _ path: UnsafePointer<CChar>?) -> Int32 {
+    #if DEBUG
+    if injectedFailure("fanotify_mark") { return -1 }
+    #endif
+    guard let call = GNULibC.fanotifyMark else {
+        setErrno(ENOSYS)
+        return -1
+    }
+    return call(fd, flags, mask, dirfd, path)
+}
+
+func system_openat(_ dirfd: Int32, _ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("openat") { return -1 }
+    #endif
+    return openat(dirfd, path, flags)
+}
+
+func system_readlinkat(_ dirfd: Int32, _ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int {
+    #if DEBUG
+    if injectedFailure("readlinkat") { return -1 }
+    #endif
+    return readlinkat(dirfd, path, buffer, size)
+}
+
+func system_open_by_handle_at(_ mountFD: Int32, _ handle: UnsafeMutableRawPointer, _ flags: Int32) -> Int32 {
+    #if DEBUG
+    if injectedFailure("open_by_handle_at") { return -1 }
+    #endif
+    guard let call = GNULibC.openByHandleAt else {
+        setErrno(ENOSYS)
+        return -1
+    }
+    return call(mountFD, handle, flags)
+}

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: forkstat (Debian forkstat, also on the proc connector) and Vigil's
+# ProcessSensor watch the same burst of N execs from a tight C fork/exec loop (spawn.c: each
+# child runs `/bin/true vigil-bench-NONCE-I`, reaped before the next fork).
+#
+# Prints, per tool: execs seen (%), Image right (%), CommandLine right (%) (exactly the
+# child's own argv), context marked complete (ours), CPU seconds per 10,000 execs; then the
+# CPU ratio ours / forkstat.
+#
+# usage: Benchmarks/process/run.sh [N]      (default 20000; run as root)
+# needs: forkstat (Debian forkstat), cc, swift; the root package must export `VigilSensors`.
+set -euo pipefail
+
+N=${1:-20000}
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d /tmp/vigil-process-bench.XXXXXX)
+FS_PID=""
+OURS_PID=""
+cleanup() {
+    [ -n "$FS_PID" ] && kill "$FS_PID" 2>/dev/null || true
+    [ -n "$OURS_PID" ] && kill "$OURS_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root (the proc connector needs CAP_NET_ADMIN)" >&2; exit 1; }
+command -v forkstat >/dev/null || { echo "forkstat not found (apt-get install forkstat)" >&2; exit 1; }
+
+echo "building the spawner and the sensor benchmark (release, own build directory)..." >&2
+cc -O2 -o "$WORK/spawn" "$HERE/spawn.c"
+SCRATCH=${VIGIL_BENCH_SCRATCH:-$HERE/.build}
+swift build -c release --package-path "$HERE" --scratch-path "$SCRATCH" --product process-bench >&2
+BENCH="$(swift build -c release --package-path "$HERE" --scratch-path "$SCRATCH" --show-bin-path)/process-bench"
+
+cpu_of() {
+    awk -v tck="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
+}
+
+forkstat -l -e exec > "$WORK/forkstat.out" 2> "$WORK/forkstat.err" &
+FS_PID=$!
+until grep -q "Process" "$WORK/forkstat.out" 2>/dev/null; do
+    kill -0 "$FS_PID" 2>/dev/null || { cat "$WORK/forkstat.err" >&2; exit 1; }
+    sleep 0.05
+done
+"$BENCH" "$WORK/spawn" "$WORK/ours.tsv" > "$WORK/ours.out" 2> "$WORK/ours.err" &
+OURS_PID=$!
+until grep -q READY "$WORK/ours.out" 2>/dev/null; do
+    kill -0 "$OURS_PID" 2>/dev/null || { cat "$WORK/ours.err" >&2; exit 1; }
+    sleep 0.05
+done
+FS_CPU0=$(cpu_of "$FS_PID")
+
+NONCE=$RANDOM$RANDOM
+echo "burst: $N execs of /bin/true vigil-bench-$NONCE-I" >&2
+"$WORK/spawn" "$N" "$NONCE" "$WORK/pids"
+/bin/sh -c 'sleep 0.3' vigil-bench-done
+wait "$OURS_PID"; OURS_PID=""
+sleep 1  # let forkstat finish printing
+FS_CPU=$(awk -v a="$(cpu_of "$FS_PID")" -v b="$FS_CPU0" 'BEGIN { print a - b }')
+kill "$FS_PID"; wait "$FS_PID" 2>/dev/null || true; FS_PID=""
+
+# Scores: child k (line k of pids, from 0) ran exactly `/bin/true vigil-bench-NONCE-k`.
+score_forkstat=$(awk -v nonce="$NONCE" '
+    FNR == NR { want[$1] = "/bin/true vigil-bench-" nonce "-" (FNR - 1); next }
+    $2 == "exec" && ($3 in want) {
+        name = $0; sub(/^[^ ]+ +exec +[0-9]+ +/, "", name); sub(/ +$/, "", name)
+        seen++
+        if (name == want[$3]) right++
+        split(name, w, " "); if (w[1] == "/bin/true") image++
+    }
+    END { printf "%d %d %d", seen, image, right }' "$WORK/pids" "$WORK/forkstat.out")
+score_ours=$(awk -F'\t' -v nonce="$NONCE" '
+    FNR == NR { want[$1] = "/bin/true vigil-bench-" nonce "-" (FNR - 1); next }
+    ($1 in want) {
+        seen++
+        if ($3 == "/usr/bin/true") image++
+        if ($4 == want[$1]) right++
+        if ($2 == 0) full++
+    }
+    END { printf "%d %d %d %d", seen, image, right, full }' "$WORK/pids" "$WORK/ours.tsv")
+read -r FS_SEEN FS_IMAGE FS_RIGHT <<< "$score_forkstat"
+read -r O_SEEN O_IMAGE O_RIGHT O_FULL <<< "$score_ours"
+OURS_CPU=$(sed -n 's/.*cpu_seconds=\([0-9.e+-]*\).*/\1/p' "$WORK/ours.out")
+
+pct() { awk -v a="$1" -v n="$N" 'BEGIN { printf "%.1f%%", a * 100 / n }'; }
+per10k() { awk -v c="$1" -v n="$N" 'BEGIN { printf "%.3f", c * 10000 / n }'; }
+echo
+echo "burst of $N execs from a C fork/exec loop"
+printf "%-22s %9s %11s %17s %14s %14s\n" tool seen image_right command_line_right full_context cpu_s_per_10k
+printf "%-22s %9s %11s %17s %14s %14s\n" forkstat "$(pct "$FS_SEEN")" "$(pct "$FS_IMAGE")" "$(pct "$FS_RIGHT")" "-" "$(per10k "$FS_CPU")"
+printf "%-22s %9s %11s %17s %14s %14s\n" "vigil ProcessSensor" "$(pct "$O_SEEN")" "$(pct "$O_IMAGE")" "$(pct "$O_RIGHT")" "$(pct "$O_FULL")" "$(per10k "$OURS_CPU")"
+awk -v a="$OURS_CPU" -v b="$FS_CPU" 'BEGIN { if (b > 0) printf "cpu ratio ours/forkstat: %.2f\n", a / b }'
+echo "vigil counters: $(tail -1 "$WORK/ours.out")"

@@ -1,0 +1,239 @@
+import Glibc
+import SystemPackage
+
+/// Events asked of fanotify (`<linux/fanotify.h>`). Only notification events: Vigil never
+/// asks for permission events (`FAN_OPEN_PERM`, `FAN_ACCESS_PERM`, `FAN_OPEN_EXEC_PERM`), so
+/// no process ever waits on the agent.
+public struct FanotifyMask: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    public static let access = FanotifyMask(rawValue: 0x1)
+    public static let modify = FanotifyMask(rawValue: 0x2)
+    public static let closeWrite = FanotifyMask(rawValue: 0x8)
+    public static let open = FanotifyMask(rawValue: 0x20)
+    /// A file opened to be executed (`execve`, and the ELF interpreter it loads); Linux 5.0.
+    public static let openExec = FanotifyMask(rawValue: 0x1000)
+    /// The kernel queue overflowed (`FAN_Q_OVERFLOW`); events were lost.
+    public static let queueOverflow = FanotifyMask(rawValue: 0x4000)
+}
+
+/// One fanotify event, its file already resolved to a path and its descriptor closed.
+public struct FanotifyEvent: Hashable, Sendable {
+    public var mask: FanotifyMask
+    /// The process (thread group id) that caused the event.
+    public var pid: Int32
+    /// The file's path as `/proc/self/fd/N` names it (` (deleted)` appended for an unlinked
+    /// file); nil for an overflow record or when the link could not be read.
+    public var path: String?
+}
+
+/// An owned fanotify group in notification class (`FAN_CLASS_NOTIF`).
+///
+/// Two ways to learn the file of an event, both resolved to a path by `readEvents`:
+/// - **directory identifier and name** (`FAN_REPORT_DFID_NAME`, Linux 5.9): the kernel reports
+///   the handle of the directory and the name the file was opened by, and opens nothing. The
+///   directory's path comes from a bounded cache of handles, filled on a miss with
+///   `open_by_handle_at` (`CAP_DAC_READ_SEARCH`) on the marked filesystem; entries expire after
+///   `handleCacheLifetime`, so a renamed directory is named afresh. (A directory has one path;
+///   a file's own handle would not say which of its hard links was executed.)
+/// - **descriptors** (the fallback): the kernel opens the file for every event; the path is
+///   read from `/proc/self/fd/N` and the descriptor closed.
+///
+/// Needs `CAP_SYS_ADMIN`. The kernel queue keeps its default bound (16384 events,
+/// `fs.fanotify.max_queued_events`): `FAN_UNLIMITED_QUEUE` is not used, overflow is reported.
+/// Non-blocking and close-on-exec; one thread owns it.
+public final class Fanotify {
+    public static let readBufferSize = 64 * 1024
+
+    /// The descriptor; valid for the object's lifetime. Do not close it.
+    public let fileDescriptor: FileDescriptor
+    /// Whether events carry a directory handle and name (`FAN_REPORT_DFID_NAME`) rather than
+    /// descriptors.
+    public let reportsFileIdentifiers: Bool
+    private let buffer: UnsafeMutableRawBufferPointer
+    /// Descriptor of the marked filesystem's root, for `open_by_handle_at`.
+    private var mountFD: Int32 = -1
+    private var handlePaths: [[UInt8]: (path: String, expires: ContinuousClock.Instant)] = [:]
+    public static let handleCacheCapacity = 4096
+    public static let handleCacheLifetime = Duration.seconds(5)
+    private let pathBuffer: UnsafeMutablePointer<CChar>
+    private static let pathBufferSize = 4096
+
+    static let classNotification: UInt32 = 0x0  // FAN_CLASS_NOTIF
+    static let closeOnExec: UInt32 = 0x1  // FAN_CLOEXEC
+    static let nonBlocking: UInt32 = 0x2  // FAN_NONBLOCK
+    static let markAdd: UInt32 = 0x1  // FAN_MARK_ADD
+    static let markMount: UInt32 = 0x10  // FAN_MARK_MOUNT
+    static let markFilesystem: UInt32 = 0x100  // FAN_MARK_FILESYSTEM
+    static let metadataVersion: UInt8 = 3  // FANOTIFY_METADATA_VERSION
+    static let largeFile: Int32 = 0o100_000  // O_LARGEFILE on x86-64 and arm64 (0 in their uapi for 64-bit; the kernel forces it)
+    static let metadataSize = 24  // struct fanotify_event_metadata
+    static let reportDirectoryFIDName: UInt32 = 0x400 | 0x800  // FAN_REPORT_DIR_FID | FAN_REPORT_NAME
+    static let infoTypeDirectoryFIDName: UInt8 = 2  // FAN_EVENT_INFO_TYPE_DFID_NAME
+    static let pathOnly: Int32 = 0o10_000_000  // O_PATH
+
+    /// Creates the group. The corresponding C function is `fanotify_init` with
+    /// `FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK` (and `FAN_REPORT_FID` when asked), event
+    /// files opened `O_RDONLY | O_LARGEFILE | O_CLOEXEC` in descriptor mode.
+    ///
+    /// `EPERM`: no `CAP_SYS_ADMIN`; `ENOSYS`: a kernel without fanotify; `EINVAL` with
+    /// `reportFileIdentifiers` (`FAN_REPORT_DFID_NAME`): a kernel before 5.9.
+    public init(reportFileIdentifiers: Bool = false) throws(Errno) {
+        let flags = Self.classNotification | Self.closeOnExec | Self.nonBlocking | (reportFileIdentifiers ? Self.reportDirectoryFIDName : 0)
+        let fd = try valueOrErrno(retryOnInterrupt: true) {
+            system_fanotify_init(flags, UInt32(O_RDONLY | Self.largeFile | O_CLOEXEC))
+        }.get()
+        fileDescriptor = FileDescriptor(rawValue: fd)
+        reportsFileIdentifiers = reportFileIdentifiers
+        buffer = .allocate(byteCount: Self.readBufferSize, alignment: MemoryLayout<UInt64>.alignment)
+        pathBuffer = .allocate(capacity: Self.pathBufferSize)
+    }
+
+    deinit {
+        _ = system_close(fileDescriptor.rawValue)
+        if mountFD >= 0 { _ = system_close(mountFD) }
+        buffer.deallocate()
+        pathBuffer.deallocate()
+    }
+
+    /// Marks the whole filesystem holding `path` (`FAN_MARK_FILESYSTEM`, Linux 4.20).
+    ///
+    /// The corresponding C function is `fanotify_mark`. `EINVAL` for a mask the kernel does not
+    /// know (`FAN_OPEN_EXEC` needs 5.0); `EXDEV`/`ENODEV` for filesystems that cannot be marked.
+    ///
+    /// With file identifiers, handles are resolved on the filesystem of the first path marked.
+    public func markFilesystem(of path: String, mask: FanotifyMask, retryOnInterrupt: Bool = true) throws(Errno) {
+        try mark(path, flags: Self.markAdd | Self.markFilesystem, mask: mask, retryOnInterrupt: retryOnInterrupt)
+        if reportsFileIdentifiers, mountFD < 0 {
+            mountFD = try path.withCString { p in
+                // Not O_PATH: open_by_handle_at refuses an O_PATH mount descriptor (EBADF).
+                valueOrErrno(retryOnInterrupt: true) { system_openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            }.get()
+        }
+    }
+
+    /// Marks the mount holding `path` (`FAN_MARK_MOUNT`).
+    public func markMount(of path: String, mask: FanotifyMask, retryOnInterrupt: Bool = true) throws(Errno) {
+        try mark(path, flags: Self.markAdd | Self.markMount, mask: mask, retryOnInterrupt: retryOnInterrupt)
+    }
+
+    private func mark(_ path: String, flags: UInt32, mask: FanotifyMask, retryOnInterrupt: Bool) throws(Errno) {
+        try path.withCString { cPath in
+            nothingOrErrno(retryOnInterrupt: retryOnInterrupt) {
+                system_fanotify_mark(fileDescriptor.rawValue, flags, mask.rawValue, AT_FDCWD, cPath)
+            }
+        }.get()
+    }
+
+    /// The outcome of one `readEvents`.
+    public enum ReadResult: Hashable, Sendable {
+        case wouldBlock
+        case read(events: Int, malformedBytes: Int)
+    }
+
+    /// Reads once (up to 64 KiB of records) and calls `body` for each event, in kernel order.
+    /// Every descriptor the kernel handed over is closed before this returns.
+    ///
+    /// The corresponding C functions are `read`, `readlink` and `close`. Records are parsed
+    /// with bounds checks; a record of another metadata version is skipped (its descriptor
+    /// still closed when its layout is known).
+    public func readEvents(retryOnInterrupt: Bool = true, _ body: (FanotifyEvent) -> Void) throws(Errno) -> ReadResult {
+        let result = valueOrErrno(retryOnInterrupt: retryOnInterrupt) {
+            system_read(fileDescriptor.rawValue, buffer.baseAddress, buffer.count)
+        }
+        let count: Int
+        switch result {
+        case .failure(let err) where err == .resourceTemporarilyUnavailable: return .wouldBlock
+        case .failure(let err): throw err
+        case .success(let n): count = max(0, min(n, buffer.count))
+        }
+        var offset = 0
+        var events = 0
+        while count - offset >= Self.metadataSize {
+            let length = Int(buffer.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            let version = buffer.loadUnaligned(fromByteOffset: offset + 4, as: UInt8.self)
+            guard length >= Self.metadataSize, length <= count - offset else { break }
+            let mask = buffer.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)
+            let fd = buffer.loadUnaligned(fromByteOffset: offset + 16, as: Int32.self)
+            let pid = buffer.loadUnaligned(fromByteOffset: offset + 20, as: Int32.self)
+            offset += length
+            var path: String?
+            if fd >= 0 {
+                path = resolve(fd)
+                _ = system_close(fd)
+            } else if reportsFileIdentifiers, length > Self.metadataSize {
+                let record = UnsafeRawBufferPointer(rebasing: buffer[(offset - length + Self.metadataSize)..<offset])
+                path = resolveHandle(record)
+            }
+            guard version == Self.metadataVersion else { continue }
+            events += 1
+            body(FanotifyEvent(mask: FanotifyMask(rawValue: mask), pid: pid, path: path))
+        }
+        return .read(events: events, malformedBytes: count - offset)
+    }
+
+    /// The path of the file in the first `FAN_EVENT_INFO_TYPE_DFID_NAME` record of `info` (the
+    /// bytes after the event metadata): header (4 bytes), `fsid` (8), `struct file_handle` of
+    /// the directory (`handle_bytes` u32, `handle_type` i32, `f_handle`), then the
+    /// NUL-terminated name.
+    private func resolveHandle(_ info: UnsafeRawBufferPointer) -> String? {
+        var offset = 0
+        while info.count - offset >= 4 {
+            let type = info[offset]
+            let length = Int(info.loadUnaligned(fromByteOffset: offset + 2, as: UInt16.self))
+            guard length >= 4, length <= info.count - offset else { return nil }
+            defer { offset += length }
+            guard type == Self.infoTypeDirectoryFIDName, length >= 4 + 8 + 8 else { continue }
+            let handleBytes = Int(info.loadUnaligned(fromByteOffset: offset + 12, as: UInt32.self))
+            guard handleBytes < length - 20 else { return nil }
+            let nameBytes = info[(offset + 20 + handleBytes)..<(offset + length)].prefix { $0 != 0 }
+            guard !nameBytes.isEmpty else { return nil }
+            let name = String(decoding: nameBytes, as: UTF8.self)
+            let key = Array(info[(offset + 4)..<(offset + 20 + handleBytes)])
+            let now = ContinuousClock.now
+            let directory: String
+            if let cached = handlePaths[key], cached.expires > now {
+                directory = cached.path
+            } else {
+                guard let path = openHandle(key) else { return nil }
+                if handlePaths.count >= Self.handleCacheCapacity { handlePaths.removeAll(keepingCapacity: true) }
+                handlePaths[key] = (path, now + Self.handleCacheLifetime)
+                directory = path
+            }
+            return directory == "/" ? "/" + name : directory + "/" + name
+        }
+        return nil
+    }
+
+    /// `open_by_handle_at` on the marked filesystem, then the descriptor's path.
+    private func openHandle(_ key: [UInt8]) -> String? {
+        guard mountFD >= 0 else { return nil }
+        // struct file_handle, 8-aligned: skip the 8-byte fsid of the key.
+        let handle = UnsafeMutableRawBufferPointer.allocate(byteCount: key.count - 8, alignment: 8)
+        defer { handle.deallocate() }
+        key[8...].withUnsafeBytes { handle.copyMemory(from: $0) }
+        // Any failure (ESTALE: the file is gone) leaves the event unnamed; a handle from the
+        // kernel is input, never a reason to trap.
+        var fd: Int32 = -1
+        repeat {
+            fd = system_open_by_handle_at(mountFD, handle.baseAddress!, Self.pathOnly | O_CLOEXEC)
+        } while fd < 0 && errno == EINTR
+        guard fd >= 0 else { return nil }
+        defer { _ = system_close(fd) }
+        return resolve(fd)
+    }
+
+    /// `readlink("/proc/self/fd/N")`.
+    private func resolve(_ fd: Int32) -> String? {
+        let link = "/proc/self/fd/\(fd)"
+        let n = link.withCString { system_readlinkat(AT_FDCWD, $0, pathBuffer, Self.pathBufferSize) }
+        guard n > 0, n < Self.pathBufferSize else { return nil }
+        return UnsafeRawBufferPointer(start: pathBuffer, count: n).withMemoryRebound(to: UInt8.self) {
+            String(decoding: $0, as: UTF8.self)
+        }
+    }
+}
+
+@available(*, unavailable)
+extension Fanotify: Sendable {}

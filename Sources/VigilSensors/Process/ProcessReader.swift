@@ -1,0 +1,457 @@
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+import VigilCore
+import VigilLinux
+
+/// The body of the process sensor's reader thread (see `ProcessSensor`). Everything here runs
+/// on that one thread.
+final class ProcessReader {
+    private let connector: ProcConnector
+    private let fanotify: Fanotify?
+    private let configuration: ProcessSensorConfiguration
+    private let shared: ProcessSensorShared
+    private let continuation: AsyncStream<Event>.Continuation
+    private let logger: Logger
+
+    private var stats = ProcessSensorStatistics()
+    private let scratch = ProcessDirectory.Scratch()
+    private let users = UserNames()
+    private let ownPid = UInt32(getpid())
+    private let ticksPerSecond = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
+    /// Executables opened for exec (fanotify), by pid, since that pid's last exec or fork.
+    private var openedForExec: [UInt32: [String]] = [:]
+    private var batch: [ProcConnectorMessage] = []
+    private var overrunsUnreported: UInt64 = 0
+    private var clocks = ClockOffsets()
+    private var outbox: [Event] = []
+    private var nextFanotifyDrain = ContinuousClock.now
+    /// How often fanotify is read when no exec needed it: bounds the kernel queue (16,384
+    /// records, two per exec) at any exec rate below ~80,000/s.
+    static let fanotifyInterval = Duration.milliseconds(50)
+
+    /// Messages handled per batch: small, so `/proc` is read within microseconds of the exec,
+    /// and big enough to see a second exec of the same pid in the batch.
+    static let batchSize = 32
+
+    init(
+        connector: ProcConnector, fanotify: Fanotify?, configuration: ProcessSensorConfiguration,
+        shared: ProcessSensorShared, continuation: AsyncStream<Event>.Continuation, logger: Logger
+    ) {
+        self.connector = connector
+        self.fanotify = fanotify
+        self.configuration = configuration
+        self.shared = shared
+        self.continuation = continuation
+        self.logger = logger
+        batch.reserveCapacity(Self.batchSize)
+    }
+
+    func emitHealth(kind: String, message: String, counters: [String: UInt64] = [:]) {
+        emit(Event(payload: .health(AgentHealth(kind: kind, message: message, counters: counters))))
+    }
+
+    /// Queues an event; `flush()` hands the batch to the consumer back to back, so a batch
+    /// wakes the consumer once rather than once per event.
+    private func emit(_ event: Event) {
+        outbox.append(event)
+    }
+
+    private func flush() {
+        for event in outbox {
+            if case .dropped = continuation.yield(event) {
+                stats.queueDropped += 1
+            }
+        }
+        outbox.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Loop
+
+    func run() {
+        defer {
+            // What the kernel queued before the stop is still reported.
+            drain()
+            publish()
+            emitHealth(kind: "process_stats", message: "process sensor statistics", counters: stats.counters)
+            flush()
+            continuation.finish()
+        }
+        let descriptors = [connector.fileDescriptor, shared.control.fileDescriptor]
+        let withFanotify = descriptors + (fanotify.map { [$0.fileDescriptor] } ?? [])
+        let statisticsEvery = configuration.statisticsInterval
+        var nextStatistics = ContinuousClock.now + statisticsEvery
+        var nextOverrunReport = ContinuousClock.now
+        while !shared.stopRequested.load(ordering: .acquiring) {
+            if shared.suspendRequested.load(ordering: .acquiring) {
+                shared.suspended.store(true, ordering: .releasing)
+                _ = try? shared.control.wait(timeoutMilliseconds: 50)
+                _ = try? shared.control.drain()
+                continue
+            }
+            shared.suspended.store(false, ordering: .releasing)
+            // fanotify is read with each batch holding an exec, and otherwise every
+            // `fanotifyInterval` only, so its records (two per exec) do not wake this thread.
+            let fanotifyDue = fanotify != nil && ContinuousClock.now >= nextFanotifyDrain
+            let wait = ContinuousClock.now.duration(to: min(nextStatistics, fanotify == nil || fanotifyDue ? nextStatistics : nextFanotifyDrain))
+            let timeout = Int32(clamping: max(0, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000) + 1)
+            let ready: [Bool]
+            do {
+                ready = try Poll.waitReadable(fanotifyDue ? withFanotify : descriptors, timeoutMilliseconds: min(timeout, 1000))
+            } catch {
+                logger.info("process sensor poll failed", metadata: ["errno": "\(error)"])
+                _ = try? shared.control.wait(timeoutMilliseconds: 100)
+                continue
+            }
+            if ready[1] { _ = try? shared.control.drain() }
+            if fanotifyDue, ready.count > 2, ready[2] { drainFanotify() }
+            drain()
+            let now = ContinuousClock.now
+            if overrunsUnreported > 0, now >= nextOverrunReport {
+                emitHealth(
+                    kind: "process_events_lost",
+                    message: "the kernel dropped process events: the proc connector receive buffer was full",
+                    counters: ["kernel_overruns": overrunsUnreported, "kernel_overruns_total": stats.kernelOverruns])
+                logger.warning("the kernel dropped process events", metadata: ["overruns": "\(overrunsUnreported)"])
+                overrunsUnreported = 0
+                nextOverrunReport = now + .seconds(1)
+            }
+            if now >= nextStatistics {
+                publish()
+                emitHealth(kind: "process_stats", message: "process sensor statistics", counters: stats.counters)
+                nextStatistics = now + statisticsEvery
+            }
+            flush()
+        }
+    }
+
+    /// Reads and handles what is queued, in bounded rounds so a stop is noticed under any load.
+    private func drain() {
+        for _ in 0..<256 {
+            batch.removeAll(keepingCapacity: true)
+            receiving: while batch.count < Self.batchSize {
+                do {
+                    switch try connector.receive({ batch.append($0) }) {
+                    case .wouldBlock:
+                        break receiving
+                    case .overrun:
+                        stats.kernelOverruns += 1
+                        overrunsUnreported += 1
+                    case .received(let messages, let malformed):
+                        stats.messages += UInt64(messages)
+                        stats.malformed += UInt64(malformed)
+                    }
+                } catch {
+                    logger.info("proc connector read failed", metadata: ["errno": "\(error)"])
+                    break receiving
+                }
+            }
+            if batch.isEmpty { return }
+            // After the messages: an exec's FAN_OPEN_EXEC is queued before its exec message, so
+            // every exec of the batch has its records in hand (and consumes them).
+            if batch.contains(where: { if case .exec = $0.event { true } else { false } }) {
+                drainFanotify()
+            }
+            handleBatch()
+            flush()
+            publish()
+        }
+    }
+
+    /// Reads the fanotify queue into `openedForExec`. An exec's `FAN_OPEN_EXEC` is queued
+    /// before its exec message, so after this every exec already received has its records.
+    private func drainFanotify() {
+        guard let fanotify else { return }
+        nextFanotifyDrain = ContinuousClock.now + Self.fanotifyInterval
+        for _ in 0..<64 {
+            let result: Fanotify.ReadResult
+            do {
+                result = try fanotify.readEvents { event in
+                    stats.fanotifyEvents += 1
+                    if event.mask.contains(.queueOverflow) {
+                        stats.fanotifyOverflows += 1
+                        return
+                    }
+                    guard event.mask.contains(.openExec), event.pid > 0, let path = event.path else { return }
+                    let pid = UInt32(event.pid)
+                    guard pid != ownPid else { return }
+                    openedForExec[pid, default: []].append(path)
+                }
+            } catch {
+                return
+            }
+            // A read that did not fill the buffer emptied the queue.
+            guard case .read(let events, _) = result, events > 0, events * 24 > Fanotify.readBufferSize / 2 else { break }
+        }
+        // Bound: entries whose exec message never came (failed execve, lost messages).
+        if openedForExec.count > configuration.maxProcesses * 2 + 1024 {
+            openedForExec.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func publish() {
+        stats.tableSize = UInt64(shared.table.withLock { $0.count })
+        let snapshot = stats
+        shared.statistics.withLock { $0 = snapshot }
+    }
+
+    // MARK: Messages
+
+    private func handleBatch() {
+        clocks = ClockOffsets.now()
+        shared.table.withLock { table in
+            for index in batch.indices {
+                handle(index, table: &table)
+            }
+            stats.tableEvictions = table.evictions
+        }
+    }
+
+    private func time(_ message: ProcConnectorMessage) -> Timestamp {
+        Timestamp(nanosecondsSinceEpoch: Int64(truncatingIfNeeded: message.timestampNanoseconds) &+ clocks.realtimeMinusMonotonic)
+    }
+
+    private func handle(_ index: Int, table: inout ProcessTable) {
+        let message = batch[index]
+        let report = configuration.reportedActions
+        switch message.event {
+        case .fork(_, let parentTgid, let childPid, let childTgid):
+            guard childPid == childTgid else { return }  // a new thread
+            stats.forks += 1
+            // openedForExec[childTgid] is kept: the child's FAN_OPEN_EXEC may already be in.
+            let parent = parentRecord(parentTgid, table: &table)
+            var child = parent ?? ProcessRecord(pid: parentTgid)
+            child.pid = childTgid
+            child.parentPid = parentTgid
+            child.startTimeTicks = nil
+            table.upsert(child)
+            if report.contains(.fork) {
+                emit(Event(time: time(message), payload: .process(ProcessEvent(
+                    action: .fork, processId: childTgid, parentProcessId: parentTgid, image: child.image,
+                    commandLine: child.commandLine, user: child.user, uid: child.uid, euid: child.euid, gid: child.gid,
+                    parentImage: parent?.image, parentCommandLine: parent?.commandLine, containerId: child.containerId))))
+            }
+        case .exec(_, let tgid):
+            stats.execs += 1
+            let superseded = batch[(index + 1)...].contains {
+                if case .exec(_, let t) = $0.event { t == tgid } else { false }
+            }
+            let event = inspectExec(tgid, timestamp: message.timestampNanoseconds, superseded: superseded, table: &table)
+            if report.contains(.exec) {
+                emit(Event(time: time(message), payload: .process(event)))
+            }
+        case .exit(let pid, let tgid, let status, _, _, _):
+            guard pid == tgid else { return }  // a thread
+            stats.exits += 1
+            openedForExec[tgid] = nil
+            let record = table.remove(pid: tgid)
+            if report.contains(.exit) {
+                var event = ProcessEvent(action: .exit, processId: tgid, exitCode: Self.exitCode(status))
+                if let record { fill(&event, from: record) }
+                emit(Event(time: time(message), payload: .process(event)))
+            }
+        case .uidChange(let pid, let tgid, let ruid, let euid):
+            guard pid == tgid else { return }
+            let user = users.name(of: euid)
+            table.update(pid: tgid) {
+                $0.uid = ruid
+                $0.euid = euid
+                $0.user = user
+            }
+            if report.contains(.uidChange) {
+                var event = ProcessEvent(action: .uidChange, processId: tgid)
+                if let record = table.peek(pid: tgid) { fill(&event, from: record) }
+                event.uid = ruid
+                event.euid = euid
+                event.user = user
+                emit(Event(time: time(message), payload: .process(event)))
+            }
+        case .gidChange(let pid, let tgid, let rgid, _):
+            guard pid == tgid else { return }
+            table.update(pid: tgid) { $0.gid = rgid }
+            if report.contains(.gidChange) {
+                var event = ProcessEvent(action: .gidChange, processId: tgid)
+                if let record = table.peek(pid: tgid) { fill(&event, from: record) }
+                event.gid = rgid
+                emit(Event(time: time(message), payload: .process(event)))
+            }
+        case .sidChange(let pid, let tgid):
+            guard pid == tgid, report.contains(.sidChange) else { return }
+            var event = ProcessEvent(action: .sidChange, processId: tgid)
+            if let record = table.peek(pid: tgid) { fill(&event, from: record) }
+            emit(Event(time: time(message), payload: .process(event)))
+        case .ptrace(_, let tgid, _, let tracerTgid):
+            guard report.contains(.ptrace), tracerTgid != 0 else { return }
+            var event = ProcessEvent(action: .ptrace, processId: tgid, parentProcessId: tracerTgid)
+            if let record = table.peek(pid: tgid) { fill(&event, from: record) }
+            // For ptrace, the "parent" fields name the tracer.
+            event.parentProcessId = tracerTgid
+            let tracer = table.peek(pid: tracerTgid)
+            event.parentImage = tracer?.image
+            event.parentCommandLine = tracer?.commandLine
+            emit(Event(time: time(message), payload: .process(event)))
+        case .commChange(let pid, let tgid, let comm):
+            guard pid == tgid, report.contains(.commChange) else { return }
+            var event = ProcessEvent(action: .commChange, processId: tgid)
+            if let record = table.peek(pid: tgid) { fill(&event, from: record) }
+            event.comm = comm
+            emit(Event(time: time(message), payload: .process(event)))
+        case .acknowledgement, .coredump, .unknown:
+            return
+        }
+    }
+
+    /// The process's own context from its table entry.
+    private func fill(_ event: inout ProcessEvent, from record: ProcessRecord) {
+        event.parentProcessId = event.parentProcessId ?? record.parentPid
+        event.image = record.image
+        event.commandLine = record.commandLine
+        event.uid = record.uid
+        event.euid = record.euid
+        event.gid = record.gid
+        event.user = record.user
+        event.startTimeTicks = record.startTimeTicks
+        event.containerId = record.containerId
+    }
+
+    /// A wait status as a shell shows it: the exit code, or 128 + the signal that ended it.
+    static func exitCode(_ status: UInt32) -> Int32 {
+        let signal = Int32(status & 0x7f)
+        return signal == 0 ? Int32((status >> 8) & 0xff) : 128 + signal
+    }
+
+    // MARK: /proc
+
+    private func inspectExec(_ pid: UInt32, timestamp: UInt64, superseded: Bool, table: inout ProcessTable) -> ProcessEvent {
+        var event = ProcessEvent(action: .exec, processId: pid)
+        var complete = false
+        if !superseded, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
+            // What vanishes first at exit (the memory map: argv and exe) is read first.
+            let cmdline = directory.read("cmdline", maxBytes: configuration.maxCommandLineBytes)
+            let exe = directory.readLink("exe")
+            let cwd = directory.readLink("cwd")
+            if let stat = directory.read("stat").flatMap(ProcParsing.stat),
+                clocks.startedBefore(ticks: stat.startTimeTicks, ticksPerSecond: ticksPerSecond, monotonic: timestamp)
+            {
+                let argv = cmdline.map(ProcParsing.argv) ?? []
+                let credentials = directory.read("status").flatMap(ProcParsing.credentials)
+                event.image = exe
+                event.argv = argv
+                event.commandLine = argv.isEmpty ? nil : ProcParsing.commandLine(argv)
+                event.currentDirectory = cwd
+                event.parentProcessId = stat.parentPid
+                event.startTimeTicks = stat.startTimeTicks
+                event.tty = ProcParsing.ttyName(stat.ttyNumber)
+                if let credentials {
+                    event.uid = credentials.uid
+                    event.euid = credentials.euid
+                    event.gid = credentials.gid
+                    event.user = users.name(of: credentials.uid)
+                }
+                event.loginUid = directory.read("loginuid").flatMap(ProcParsing.auditNumber)
+                event.sessionId = directory.read("sessionid").flatMap(ProcParsing.auditNumber)
+                event.containerId = directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
+                complete = exe != nil && !argv.isEmpty && cwd != nil && credentials != nil
+            }
+        }
+        if event.image == nil {
+            if let image = takeExecutable(pid: pid) {
+                event.image = image
+                stats.execsNamedByFanotify += 1
+            }
+        } else if openedForExec[pid] != nil {
+            _ = takeExecutable(pid: pid)
+        }
+        let previous = table.peek(pid: pid)
+        if event.parentProcessId == nil {
+            // Known from the fork; never the parent's image or command line.
+            event.parentProcessId = previous?.parentPid
+        }
+        if let ppid = event.parentProcessId, let parent = parentRecord(ppid, table: &table) {
+            event.parentImage = parent.image
+            event.parentCommandLine = parent.commandLine
+        }
+        event.incomplete = !complete
+        if !complete { stats.incompleteExecs += 1 }
+        table.upsert(ProcessRecord(
+            pid: pid, parentPid: event.parentProcessId, startTimeTicks: event.startTimeTicks ?? previous?.startTimeTicks,
+            image: event.image, commandLine: event.commandLine, uid: event.uid, euid: event.euid, gid: event.gid,
+            user: event.user, containerId: event.containerId))
+        return event
+    }
+
+    /// Consumes the files opened for this pid's exec, and only those: the entries up to the
+    /// first ELF interpreter. Records of a later exec of the same pid may already be in (read
+    /// with this batch) and stay for that exec.
+    private func takeExecutable(pid: UInt32) -> String? {
+        guard let opened = openedForExec.removeValue(forKey: pid), !opened.isEmpty else { return nil }
+        let end = opened.firstIndex(where: Self.isInterpreter).map { $0 + 1 } ?? 1
+        if end < opened.count { openedForExec[pid] = Array(opened[end...]) }
+        return Self.executable(opened: Array(opened[..<end]))
+    }
+
+    static func isInterpreter(_ path: String) -> Bool {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        return name.hasPrefix("ld-linux") || name.hasPrefix("ld-musl") || name.hasPrefix("ld.so") || name.hasPrefix("ld64.so")
+    }
+
+    /// The executable among the files opened for one exec: the last one that is not the ELF
+    /// interpreter (for a `#!` script the kernel opens the script, then its interpreter; for
+    /// a dynamic binary, the binary, then `ld.so`), as `/proc/PID/exe` would name it.
+    static func executable(opened: [String]?) -> String? {
+        guard let opened, !opened.isEmpty else { return nil }
+        let programs = opened.filter { !isInterpreter($0) }
+        return programs.last ?? opened.first
+    }
+
+    /// The entry of `pid` as a parent: from the table, else read from `/proc` and remembered.
+    private func parentRecord(_ pid: UInt32, table: inout ProcessTable) -> ProcessRecord? {
+        if let record = table.lookup(pid: pid), record.image != nil || record.commandLine != nil {
+            return record
+        }
+        guard pid > 0, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) else { return table.peek(pid: pid) }
+        let argv = directory.read("cmdline", maxBytes: configuration.maxCommandLineBytes).map(ProcParsing.argv) ?? []
+        let exe = directory.readLink("exe")
+        guard let stat = directory.read("stat").flatMap(ProcParsing.stat) else { return table.peek(pid: pid) }
+        let credentials = directory.read("status").flatMap(ProcParsing.credentials)
+        let record = ProcessRecord(
+            pid: pid, parentPid: stat.parentPid, startTimeTicks: stat.startTimeTicks, image: exe,
+            commandLine: argv.isEmpty ? nil : ProcParsing.commandLine(argv), uid: credentials?.uid,
+            euid: credentials?.euid, gid: credentials?.gid, user: credentials.flatMap { users.name(of: $0.uid) },
+            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:)))
+        table.upsert(record)
+        return record
+    }
+}
+
+@available(*, unavailable)
+extension ProcessReader: Sendable {}
+
+/// Offsets between the kernel's clocks, taken once per batch: proc connector timestamps are
+/// CLOCK_MONOTONIC, `/proc` start times are CLOCK_BOOTTIME ticks, events carry CLOCK_REALTIME.
+struct ClockOffsets {
+    var realtimeMinusMonotonic: Int64 = 0
+    var boottimeMinusMonotonic: Int64 = 0
+
+    static func now() -> ClockOffsets {
+        func read(_ clock: clockid_t) -> Int64 {
+            var ts = timespec()
+            clock_gettime(clock, &ts)
+            return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+        }
+        let monotonic = read(CLOCK_MONOTONIC)
+        let realtime = read(CLOCK_REALTIME)
+        let boottime = read(clockid_t(7))  // CLOCK_BOOTTIME
+        return ClockOffsets(realtimeMinusMonotonic: realtime - monotonic, boottimeMinusMonotonic: boottime - monotonic)
+    }
+
+    /// Whether a process that started at `ticks` (after boot) can be the one that exec'd at
+    /// `monotonic`: a later start means the pid was reused. One tick of slack for rounding.
+    func startedBefore(ticks: UInt64, ticksPerSecond: UInt64, monotonic: UInt64) -> Bool {
+        let (started, overflow) = ticks.multipliedReportingOverflow(by: 1_000_000_000 / ticksPerSecond)
+        guard !overflow else { return false }
+        let execBoot = Int64(truncatingIfNeeded: monotonic) &+ boottimeMinusMonotonic
+        return Int64(truncatingIfNeeded: started) <= execBoot &+ Int64(1_000_000_000 / ticksPerSecond) &+ 1_000_000
+    }
+}

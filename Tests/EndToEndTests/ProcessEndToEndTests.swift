@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+import VigilTestSupport
+
+/// The process sensor in the agent: an exec on this host reaches the collector as a process
+/// event with its context, and a `process_creation` rule fires on it. Needs root (proc
+/// connector); outside CI it is skipped without it, in CI it fails.
+@Suite("Process events end to end", .serialized)
+struct ProcessEndToEndTests {
+    let dir = NSTemporaryDirectory() + "vigil-process-e2e-\(UUID().uuidString)"
+
+    func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
+        let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
+        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    @Test("process events end to end need root, and CI has it")
+    func rootInCI() {
+        #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the process end-to-end test as root")
+    }
+
+    @Test(
+        "an exec reaches the collector with its context and a process_creation rule fires",
+        .enabled(if: TestEnvironment.isRoot, "needs root (proc connector)"), .timeLimit(.minutes(3)))
+    func execToCollector() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/policies/rules", withIntermediateDirectories: true)
+        let marker = "vigil-e2e-\(UInt32.random(in: 0...UInt32.max))"
+        let ruleId = "33333333-3333-4333-8333-\(String(format: "%012x", UInt64.random(in: 0...0xffff_ffff_ffff)))"
+        try """
+            title: Test shell with marker
+            id: \(ruleId)
+            status: test
+            level: high
+            tags: [attack.t1059.004]
+            logsource: {product: linux, category: process_creation}
+            detection:
+                selection:
+                    Image|endswith: '/dash'
+                    CommandLine|contains: '\(marker)'
+                    ParentImage|endswith: '/bash'
+                condition: selection
+            """.write(toFile: dir + "/policies/rules/marker.yml", atomically: true, encoding: .utf8)
+        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        try AgentFixture.write(
+            in: dir, collection: "files:\n  watch: []\nprocesses:\n  max_processes: 4096\n", collectorURL: base, enrollToken: "t")
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        let started = try await eventually {
+            try await vigilctl(["events", "--collector", base, "--type", "health"]).contains {
+                (($0["event"] as? [String: Any])?["health"] as? [String: Any])?["kind"] as? String == "policy_loaded"
+            }
+        }
+        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+
+        let workload = try await runCommand("/bin/bash", ["-c", "/bin/sh -c 'sleep 0.2; true' \(marker); true"])
+        #expect(workload.status == 0)
+
+        var exec: [String: Any]?
+        let arrived = try await eventually {
+            exec = try await vigilctl(["events", "--collector", base, "--type", "process"]).compactMap {
+                ($0["event"] as? [String: Any])?["process"] as? [String: Any]
+            }.first { ($0["CommandLine"] as? String)?.hasPrefix("/bin/sh -c sleep 0.2; true \(marker)") == true && $0["action"] as? String == "exec" }
+            return exec != nil
+        }
+        #expect(arrived, "no process event; agent log:\n\(agent.stderr)")
+        #expect(exec?["Image"] as? String == "/usr/bin/dash")
+        #expect(exec?["CommandLine"] as? String == "/bin/sh -c sleep 0.2; true \(marker)")
+        #expect(exec?["ParentImage"] as? String == "/usr/bin/bash")
+        #expect(exec?["CurrentDirectory"] as? String == FileManager.default.currentDirectoryPath)
+
+        let alerted = try await eventually {
+            try await !vigilctl(["events", "--collector", base, "--type", "alert", "--rule", ruleId]).isEmpty
+        }
+        #expect(alerted, "the process_creation rule did not fire; agent log:\n\(agent.stderr)")
+
+        #expect(await agent.stop() == 0, "\(agent.stderr)")
+        #expect(await collector.stop() == 0)
+    }
+}
