@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "VigilWire", targets: ["VigilWire"]),
         .library(name: "VigilSpool", targets: ["VigilSpool"]),
         .library(name: "VigilCollector", targets: ["VigilCollector"]),
+        .library(name: "VigilAgent", targets: ["VigilAgent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -36,6 +37,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0", traits: []),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // System libraries from Debian (-dev packages), reached through pkg-config.
@@ -104,6 +106,7 @@ let package = Package(
                 "VigilWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -200,7 +203,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VigilAgentTests",
-            dependencies: ["VigilAgent", "VigilSpool", "VigilPolicy", "VigilWire", "VigilCore", "VigilTestSupport"],
+            dependencies: ["VigilAgent", "VigilSpool", "VigilPolicy", "VigilWire", "VigilCore", "VigilLinux", "VigilTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -213,6 +216,14 @@ let package = Package(
             name: "VigilFlowTests",
             dependencies: ["VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport"],
             exclude: ["Fixtures"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VigilProcessTests",
+            dependencies: [
+                "VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

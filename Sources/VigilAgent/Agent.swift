@@ -26,23 +26,32 @@ public final class Agent: Service {
     /// When the flush loop last completed a pass (ContinuousClock nanoseconds since start): the
     /// systemd watchdog is fed only while the pipeline moves.
     private let heartbeat = Atomic<Int64>(0)
-    private let clockOrigin = ContinuousClock.now
-    /// The rules events are evaluated against; swapped whole on SIGHUP, between two flushes.
+    let clockOrigin = ContinuousClock.now
+    /// The rules events are evaluated against as they are read; swapped whole on SIGHUP.
     private let policy = Mutex<PolicySet?>(nil)
     /// Events read from sensors but not yet in the spool.
-    private let pending = Mutex<PendingEvents>(PendingEvents())
-    private let shutdownRequested = Atomic<Bool>(false)
+    let pending = Mutex<PendingEvents>(PendingEvents())
+    let shutdownRequested = Atomic<Bool>(false)
+    /// What `prepare` opened before the sandbox closed (vigild); nil: `run()` prepares.
+    let prepared: Prepared?
+    /// The self-watchdog, set by `run()` before the sensors' readers start.
+    let governorBox = Mutex<BudgetGovernor?>(nil)
     /// Set once the flush loop made its last commit after shutdown was requested.
     private let finalFlushDone = Atomic<Bool>(false)
     /// How often sensor output is committed to the spool.
     let flushInterval: Duration = .milliseconds(50)
-    /// Bound of the in-memory buffer in front of the spool.
-    let pendingCapacity = 100_000
+    /// Bound of the in-memory buffer in front of the spool (about 400 bytes an event in memory).
+    let pendingCapacity = 32_768
+    /// Room past `pendingCapacity` kept for events that raised an alert and for agent health:
+    /// a full buffer sheds raw events, never alerts.
+    let priorityReserve = 8_192
     /// How long shutdown waits for the collector to take what is spooled.
     let drainTimeout: Duration = .seconds(5)
 
     struct PendingEvents {
         var events: [Event] = []
+        /// Alerts raised by `events[i]`, evaluated when read (sparse: most events raise none).
+        var alerts: [Int: [Alert]] = [:]
         var dropped: [String: UInt64] = [:]
     }
 
@@ -52,8 +61,10 @@ public final class Agent: Service {
         configuration: AgentConfiguration,
         logger: Logger,
         httpClient: HTTPClient,
-        notifier: SystemdNotifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+        notifier: SystemdNotifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment),
+        prepared: Prepared? = nil
     ) {
+        self.prepared = prepared
         self.configuration = configuration
         self.logger = logger
         self.httpClient = httpClient
@@ -72,18 +83,21 @@ public final class Agent: Service {
         return identity
     }
 
-    public func run() async throws {
-        let identity = try Self.loadOrCreateIdentity(configuration: configuration, logger: logger)
-        let spool = try Spool(path: configuration.spoolPath)
+    /// Opens everything that needs privileges or writes outside the state directory: the key,
+    /// the spool, the policy, the file sensor (not yet started) and the packet capture. vigild
+    /// calls it while the process is still single-threaded, then installs the sandbox (see
+    /// `AgentSandbox`), so every thread started afterwards inherits it. New privileged handles
+    /// (netlink, fanotify) belong here too.
+    public static func prepare(configuration: AgentConfiguration, logger: Logger) throws -> Prepared {
+        let identity = try loadOrCreateIdentity(configuration: configuration, logger: logger)
+        let spool = try Spool(path: configuration.spoolPath, limits: Spool.Limits(maxBytes: configuration.spoolMaxBytes))
         let settings = try CollectionSettings.load(policiesDirectory: configuration.policiesDirectory)
-        let (policySet, notApplicable) = try Self.loadPolicy(configuration.policiesDirectory)
-        policy.withLock { $0 = policySet }
+        let (policySet, notApplicable) = try loadPolicy(configuration.policiesDirectory)
         let logger = {
-            var logger = self.logger
+            var logger = logger
             logger[metadataKey: "agent_id"] = "\(identity.agentId)"
             return logger
         }()
-
         let roots = (settings.files.watch + configuration.additionalWatchPaths).filter { path in
             if FileManager.default.fileExists(atPath: path) { return true }
             logger.notice("watched path does not exist; skipping it", metadata: ["path": "\(path)"])
@@ -94,19 +108,48 @@ public final class Agent: Service {
                 paths: roots,
                 // The agent's own spool writes would otherwise feed back into the stream.
                 exclude: settings.files.exclude + configuration.additionalExcludePaths + [configuration.stateDirectory],
-                hashMaxBytes: settings.files.hashMaxBytes
+                hashMaxBytes: settings.files.hashMaxBytes,
+                queueCapacity: 16_384
             ),
             logger: logger
         )
+        var startupHealth: [Event] = []
+        let flowSensor = settings.network.flatMap { openFlowSensor($0, configuration: configuration, logger: logger, health: &startupHealth) }
+        let processSensor = settings.processes.flatMap { openProcessSensor($0, logger: logger, health: &startupHealth) }
+        var prepared = Prepared(
+            identity: identity, spool: spool, settings: settings, policySet: policySet, notApplicable: notApplicable.count,
+            roots: roots, fileSensor: sensor, flowSensor: flowSensor, startupHealth: startupHealth, logger: logger)
+        prepared.processSensor = processSensor
+        return prepared
+    }
+
+    public func run() async throws {
+        let prepared = try self.prepared ?? Self.prepare(configuration: configuration, logger: logger)
+        let (identity, spool, settings, policySet, roots, logger) = (
+            prepared.identity, prepared.spool, prepared.settings, prepared.policySet, prepared.roots, prepared.logger
+        )
+        policy.withLock { $0 = policySet }
+        let governor = BudgetGovernor(budget: settings.budget)
+        governorBox.withLock { $0 = governor }
+        pending.withLock { $0.events.append(contentsOf: prepared.startupHealth) }
+        let sensor = prepared.fileSensor
         try sensor.start()
-        let flowSensor = settings.network.flatMap { startFlowSensor($0, logger: logger) }
+        let flowSensor = prepared.flowSensor
+        if let flowSensor {
+            do {
+                try flowSensor.start()
+            } catch {
+                logger.error("packet capture unavailable; running without flow events", metadata: ["error": "\(error)"])
+            }
+        }
+        let processSensor = Self.startProcessSensor(prepared.processSensor, logger: logger)
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
         try spool.append([
             Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)]))),
-            Self.policyLoaded(policySet, notApplicable: notApplicable.count, directory: configuration.policiesDirectory),
-        ])
+            Self.policyLoaded(policySet, notApplicable: prepared.notApplicable, directory: configuration.policiesDirectory),
+        ] + prepared.sandboxHealth + Self.spoolRecovered(spool, logger: logger))
 
-        let client = CollectorClient(baseURL: configuration.collectorURL, client: httpClient)
+        let client = CollectorClient(baseURLs: configuration.collectorURLs, client: httpClient)
         notifier.ready(status: "watching \(roots.count) path(s), shipping to \(configuration.collectorURL)")
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { group in
@@ -114,7 +157,14 @@ public final class Agent: Service {
                 if let flowSensor {
                     group.addTask { await self.readSensor(flowSensor.events) }
                 }
+                if let processSensor {
+                    group.addTask { await self.readSensor(processSensor.events) }
+                }
                 group.addTask { try await self.flushLoop(spool: spool) }
+                group.addTask { await self.budgetLoop(governor: governor, fileSensor: sensor, flowSensor: flowSensor, logger: logger) }
+                #if DEBUG
+                group.addTask { await self.sandboxProbeForTesting(prepared: prepared, logger: logger) }
+                #endif
                 group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
                 group.addTask { await self.reloadOnHangup(logger: logger) }
                 if let interval = notifier.watchdogInterval {
@@ -127,8 +177,22 @@ public final class Agent: Service {
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
             sensor.stop()
             flowSensor?.stop()
+            processSensor?.stop()
         }
         logger.info("agent stopped")
+    }
+
+    /// A damaged spool repaired on open: logged, and reported as agent health (the gap record,
+    /// if seqs were lost, is already in the spool).
+    static func spoolRecovered(_ spool: Spool, logger: Logger) -> [Event] {
+        guard let recovery = spool.recovery else { return [] }
+        logger.error("spool repaired on start", metadata: ["path": "\(spool.path)", "detail": "\(recovery.message)"])
+        var counters: [String: UInt64] = [:]
+        if let gap = recovery.gap {
+            counters["lost_first_seq"] = gap.firstSeq
+            counters["lost_last_seq"] = gap.lastSeq
+        }
+        return [Event(payload: .health(AgentHealth(kind: "spool_recovered", message: recovery.message, counters: counters)))]
     }
 
     /// Sends systemd's watchdog keep-alive at half its interval, but only while the flush loop
@@ -166,7 +230,7 @@ public final class Agent: Service {
         )
     }
 
-    /// SIGHUP: load and validate the policy again and swap it in whole between two flushes, so
+    /// SIGHUP: load and validate the policy again and swap it in whole between two events, so
     /// every event is evaluated exactly once, by the old rules or the new. A broken policy is
     /// refused, the old one stays, and the refusal travels as agent health.
     private func reloadOnHangup(logger: Logger) async {
@@ -189,7 +253,9 @@ public final class Agent: Service {
     /// Opens the packet capture; a capture that cannot be opened (no CAP_NET_RAW, no such
     /// interface, a bad filter) is reported in the log and as agent health, and the agent runs
     /// on without it. The agent's own traffic to the collector is filtered out in the kernel.
-    private func startFlowSensor(_ network: CollectionSettings.Network, logger: Logger) -> FlowSensor? {
+    private static func openFlowSensor(
+        _ network: CollectionSettings.Network, configuration: AgentConfiguration, logger: Logger, health: inout [Event]
+    ) -> FlowSensor? {
         var filter = network.filter
         if let own = Self.collectorFilter(configuration.collectorURL) {
             filter = filter.map { "(\($0)) and \(own)" } ?? own
@@ -199,14 +265,10 @@ public final class Agent: Service {
             table: FlowTableConfiguration(maxFlows: network.maxFlows, idleTimeout: .seconds(network.idleTimeoutSeconds))
         )
         do {
-            let flows = try FlowSensor(configuration: config, logger: logger)
-            try flows.start()
-            return flows
+            return try FlowSensor(configuration: config, logger: logger)
         } catch {
             logger.error("packet capture unavailable; running without flow events", metadata: ["error": "\(error)"])
-            pending.withLock {
-                $0.events.append(Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "flow sensor: \(error)"))))
-            }
+            health.append(Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "flow sensor: \(error)"))))
             return nil
         }
     }
@@ -221,10 +283,19 @@ public final class Agent: Service {
         return "not (host \(host) and tcp port \(port))"
     }
 
+    /// Buffers a sensor's events for the spool. Each raw event is evaluated against the policy
+    /// here, as it is read, so that a full buffer (or the self-watchdog) sheds only raw events
+    /// that raised no alert: alerts, the events they quote and health records get in.
     private func readSensor(_ events: AsyncStream<Event>) async {
         for await event in events {
+            var alerts: [Alert] = []
+            if !event.isHighPriority, let rules = policy.withLock({ $0 }) {
+                alerts = rules.evaluate(event)
+            }
+            let priority = event.isHighPriority || !alerts.isEmpty
             pending.withLock { p in
-                if p.events.count < pendingCapacity {
+                if p.events.count < pendingCapacity || (priority && p.events.count < pendingCapacity + priorityReserve) {
+                    if !alerts.isEmpty { p.alerts[p.events.count] = alerts }
                     p.events.append(event)
                 } else {
                     p.dropped[event.type.rawValue, default: 0] += 1
@@ -248,22 +319,45 @@ public final class Agent: Service {
     }
 
     private func flush(spool: Spool) throws {
-        let (events, dropped) = pending.withLock { p in
+        let (events, alerts, dropped) = pending.withLock { p in
             defer {
                 p.events.removeAll(keepingCapacity: true)
+                p.alerts.removeAll(keepingCapacity: true)
                 p.dropped.removeAll()
             }
-            return (p.events, p.dropped)
+            return (p.events, p.alerts, p.dropped)
         }
-        var batch = events
+        // The self-watchdog's sampling: raw events without alerts may be shed (and counted).
+        let governor = governorBox.withLock { $0 }
+        var batch: [Event] = []
+        var batchAlerts: [[Alert]] = []
+        batch.reserveCapacity(events.count + 1)
+        for (i, event) in events.enumerated() {
+            let raised = alerts[i] ?? []
+            if raised.isEmpty, !event.isHighPriority, let governor, !governor.keepRaw(event) { continue }
+            batch.append(event)
+            batchAlerts.append(raised)
+        }
         if !dropped.isEmpty {
             let total = dropped.values.reduce(0, +)
             batch.append(Event(payload: .health(AgentHealth(kind: "queue_drop", message: "\(total) event(s) dropped: spool buffer full", counters: dropped))))
         }
-        let rules = policy.withLock { $0 }
-        try spool.append(batch) { event in
-            guard let rules, !event.isHighPriority else { return [] }
-            return rules.evaluate(event).map { Event(payload: .alert($0)) }
+        // Alerts were raised when the events were read; each now quotes its event with its seq.
+        var index = 0
+        try spool.append(batch) { stored in
+            defer { index += 1 }
+            guard index < batchAlerts.count else { return [] }
+            return batchAlerts[index].map { alert in
+                var alert = alert
+                alert.event = stored
+                return Event(payload: .alert(alert))
+            }
+        }
+        for gap in spool.takeShedReports() {
+            logger.warning(
+                "spool full: dropped the oldest events and wrote a gap record",
+                metadata: ["first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)", "max_bytes": "\(spool.limits.maxBytes)"]
+            )
         }
     }
 

@@ -6,7 +6,8 @@ import Yams
 ///
 /// ```yaml
 /// collector:
-///   url: https://collector.example:8443   # where batches go
+///   url: https://collector.example:8443   # where batches go; or a list of collectors on one
+///                                          # store, tried in turn when one is unreachable
 ///   enroll_token: "..."                    # presented once, at enrollment
 /// state_dir: /var/lib/vigil                # key, spool; created 0700
 /// policies_dir: /etc/vigil/policies        # collection.yaml and rules
@@ -14,15 +15,42 @@ import Yams
 ///   batch_max_events: 2000
 ///   batch_max_bytes: 1048576
 ///   batch_max_age_ms: 1000
+/// spool:                                   # optional
+///   max_bytes: 256MiB                      # bound on spooled event bytes; bytes or KiB/MiB/GiB.
+///                                          # When hit, the oldest raw events are dropped (alerts
+///                                          # last) and a signed gap record says which and how many
 /// log_level: info                          # trace, debug, info, notice, warning, error
+/// sandbox:                                 # optional; the self-sandbox after start-up
+///   enabled: true                          # false: no capability drop, Landlock or seccomp (debugging)
+///   default_action: eperm                  # a call off the allowlist fails with EPERM; `kill`
+///                                          # kills the agent with SIGSYS instead (debugging)
 /// ```
 public struct AgentConfiguration: Sendable, Hashable {
     public var collectorURL: String
+    /// Further collectors (`collector.url` given as a list): the agent fails over to the next one
+    /// when a collector cannot be reached or answers with a server error.
+    public var collectorFallbackURLs: [String] = []
+    /// `collectorURL` followed by `collectorFallbackURLs`.
+    public var collectorURLs: [String] { [collectorURL] + collectorFallbackURLs }
     public var enrollToken: String?
     public var stateDirectory: String
     public var policiesDirectory: String
     public var shipping: Shipping
+    /// `spool.max_bytes`: the bound on spooled event bytes (default 256 MiB, at least 1 MiB).
+    public var spoolMaxBytes: Int = 256 << 20
     public var logLevel: String
+    /// `sandbox:`: whether vigild sandboxes itself after start-up, and what a refused call does.
+    public var sandbox = SandboxSettings()
+
+    public struct SandboxSettings: Sendable, Hashable {
+        public var enabled = true
+        /// `eperm` or `kill`.
+        public var defaultAction = "eperm"
+        public init(enabled: Bool = true, defaultAction: String = "eperm") {
+            self.enabled = enabled
+            self.defaultAction = defaultAction
+        }
+    }
     /// Trees watched in addition to those of collection.yaml (set by `vigild --demo`, not read from the file).
     public var additionalWatchPaths: [String] = []
     /// Path prefixes left unwatched in addition to collection.yaml's (the state directory is always left out).
@@ -99,7 +127,7 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             return v
         }
-        let known = ["collector", "state_dir", "policies_dir", "shipping", "log_level"]
+        let known = ["collector", "state_dir", "policies_dir", "shipping", "spool", "log_level", "sandbox"]
         for (key, _) in top where !known.contains(key.string ?? "") {
             throw fail(key, "unknown key '\(key.string ?? "?")'; expected one of: \(known.joined(separator: ", "))")
         }
@@ -110,12 +138,24 @@ public struct AgentConfiguration: Sendable, Hashable {
         for (key, _) in collector where !["url", "enroll_token"].contains(key.string ?? "") {
             throw fail(key, "unknown key '\(key.string ?? "?")' in collector; expected url, enroll_token")
         }
-        guard let url = try string(collector["url"], "collector.url") else {
+        // One URL, or a list of collectors sharing one store (failover in order).
+        var urls: [String] = []
+        if let node = collector["url"], case .sequence(let list) = node {
+            guard !list.isEmpty else { throw fail(node, "collector.url is an empty list") }
+            for item in list {
+                guard case .scalar(let scalar) = item else { throw fail(item, "collector.url: each entry must be a URL") }
+                urls.append(scalar.string)
+            }
+        } else if let url = try string(collector["url"], "collector.url") {
+            urls = [url]
+        } else {
             throw fail(collectorNode, "collector.url is required, e.g. https://collector.example:8443")
         }
-        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+        for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw fail(collector["url"], "collector.url must start with http:// or https://")
         }
+        urls = urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
+        let url = urls[0]
         guard let stateDir = try string(top["state_dir"], "state_dir") else {
             throw fail(root, "state_dir is required, e.g. /var/lib/vigil")
         }
@@ -123,11 +163,12 @@ public struct AgentConfiguration: Sendable, Hashable {
             throw fail(root, "policies_dir is required, e.g. /etc/vigil/policies")
         }
         var config = AgentConfiguration(
-            collectorURL: url.hasSuffix("/") ? String(url.dropLast()) : url,
+            collectorURL: url,
             enrollToken: try string(collector["enroll_token"], "collector.enroll_token"),
             stateDirectory: Self.resolve(stateDir, relativeTo: file),
             policiesDirectory: Self.resolve(policiesDir, relativeTo: file)
         )
+        config.collectorFallbackURLs = Array(urls.dropFirst())
         if let level = try string(top["log_level"], "log_level") {
             guard logLevels.contains(level) else { throw fail(top["log_level"], "log_level must be one of \(logLevels.joined(separator: ", "))") }
             config.logLevel = level
@@ -142,7 +183,47 @@ public struct AgentConfiguration: Sendable, Hashable {
             if let v = try int(shipping["batch_max_bytes"], "shipping.batch_max_bytes", 1024...(32 << 20)) { config.shipping.batchMaxBytes = v }
             if let v = try int(shipping["batch_max_age_ms"], "shipping.batch_max_age_ms", 10...600_000) { config.shipping.batchMaxAgeMilliseconds = v }
         }
+        if let sandboxNode = top["sandbox"] {
+            guard case .mapping(let sandbox) = sandboxNode else { throw fail(sandboxNode, "sandbox must be a mapping") }
+            for (key, _) in sandbox where !["enabled", "default_action"].contains(key.string ?? "") {
+                throw fail(key, "unknown key '\(key.string ?? "?")' in sandbox; expected enabled, default_action")
+            }
+            if let node = sandbox["enabled"] {
+                guard case .scalar(let s) = node, let v = Bool(s.string) else { throw fail(node, "sandbox.enabled must be true or false") }
+                config.sandbox.enabled = v
+            }
+            if let node = sandbox["default_action"] {
+                guard case .scalar(let s) = node, ["eperm", "kill"].contains(s.string) else {
+                    throw fail(node, "sandbox.default_action must be eperm or kill")
+                }
+                config.sandbox.defaultAction = s.string
+            }
+        }
+        if let spoolNode = top["spool"] {
+            guard case .mapping(let spool) = spoolNode else { throw fail(spoolNode, "spool must be a mapping") }
+            for (key, _) in spool where key.string != "max_bytes" {
+                throw fail(key, "unknown key '\(key.string ?? "?")' in spool; expected max_bytes")
+            }
+            if let node = spool["max_bytes"] {
+                guard case .scalar(let text) = node, let bytes = Self.byteCount(text.string), (1 << 20...(1 << 40)).contains(bytes) else {
+                    throw fail(node, "spool.max_bytes must be a size from 1MiB to 1TiB: bytes, or a number with KiB, MiB or GiB")
+                }
+                config.spoolMaxBytes = bytes
+            }
+        }
         return config
+    }
+
+    /// `1048576`, `512KiB`, `256MiB`, `2GiB` (also KB/MB/GB, read as powers of 1024).
+    static func byteCount(_ text: String) -> Int? {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
+        for (suffix, factor) in units where t.hasSuffix(suffix) {
+            guard let n = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
+            let (v, overflow) = n.multipliedReportingOverflow(by: factor)
+            return overflow ? nil : v
+        }
+        return Int(t)
     }
 
     /// Paths in the file are relative to the file's directory; the result is always absolute.

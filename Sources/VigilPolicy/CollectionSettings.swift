@@ -14,6 +14,16 @@ import Yams
 ///   snap_length: 128                  # bytes kept per packet: headers only
 ///   max_flows: 262144                 # flows tracked at once (memory bound)
 ///   idle_timeout_s: 60                # a UDP/ICMP flow quiet this long is reported (TCP: 300)
+/// processes:                          # proc connector + /proc (+ fanotify); absent: off
+///   enabled: true
+///   max_processes: 32768              # live processes remembered (LRU; memory bound)
+///   report: [exec, uid_change, gid_change, sid_change, ptrace]  # also: fork, exit, comm_change
+///   fanotify: true                    # FAN_OPEN_EXEC names executables of vanished processes
+/// budget:                             # the agent's own resource budget (self-watchdog)
+///   cpu_percent: 10                   # share of one core, averaged over window_s
+///   window_s: 10
+///   memory_mb: 96                     # resident set size cap
+///   sample_interval_ms: 1000          # how often /proc/self is sampled
 /// ```
 public struct CollectionSettings: Sendable, Hashable {
     public struct Files: Sendable, Hashable {
@@ -45,13 +55,61 @@ public struct CollectionSettings: Sendable, Hashable {
         }
     }
 
+    /// The agent's resource budget: when over it, the agent sheds load along an ordered ladder
+    /// (see `VigilAgent.ShedLadder`) and reports what it shed.
+    public struct Budget: Sendable, Hashable {
+        /// Share of one core (percent) the agent may use, averaged over `windowSeconds`.
+        public var cpuPercent: Int
+        public var windowSeconds: Int
+        /// Resident set size cap, in MiB.
+        public var memoryMegabytes: Int
+        public var sampleIntervalMilliseconds: Int
+
+        /// Defaults from measurement (2026-11-28, debug build, file sensor + flow capture): idle
+        /// ~54 MiB resident and ~0% CPU; under ~40,000 file events/s ~60 MiB and about half a core
+        /// before shedding. 96 MiB leaves room for the bounded queues; 10% of a core keeps the
+        /// agent an order of magnitude below the workloads it watches (osquery's watchdog: 10%).
+        public init(cpuPercent: Int = 10, windowSeconds: Int = 10, memoryMegabytes: Int = 96, sampleIntervalMilliseconds: Int = 1000) {
+            self.cpuPercent = cpuPercent
+            self.windowSeconds = windowSeconds
+            self.memoryMegabytes = memoryMegabytes
+            self.sampleIntervalMilliseconds = sampleIntervalMilliseconds
+        }
+    }
+
+    /// Process events (exec with full context, credential changes, ...).
+    public struct Processes: Sendable, Hashable {
+        /// Action names as in `ProcessEvent.Action` (`exec`, `fork`, `exit`, `uid_change`,
+        /// `gid_change`, `sid_change`, `ptrace`, `comm_change`).
+        public static let actionNames = ["exec", "fork", "exit", "uid_change", "gid_change", "sid_change", "ptrace", "comm_change"]
+
+        public var maxProcesses: Int
+        public var report: [String]
+        public var fanotify: Bool
+
+        /// Defaults: 32,768 remembered processes (the default `kernel.pid_max` on small hosts;
+        /// about 10 MiB at most), execs and the security-relevant changes, fanotify on.
+        public init(
+            maxProcesses: Int = 32_768, report: [String] = ["exec", "uid_change", "gid_change", "sid_change", "ptrace"],
+            fanotify: Bool = true
+        ) {
+            self.maxProcesses = maxProcesses
+            self.report = report
+            self.fanotify = fanotify
+        }
+    }
+
     public var files: Files
     /// Nil: no packet capture.
     public var network: Network?
+    /// Nil: no process events.
+    public var processes: Processes?
+    public var budget: Budget
 
-    public init(files: Files = Files(), network: Network? = nil) {
+    public init(files: Files = Files(), network: Network? = nil, budget: Budget = Budget()) {
         self.files = files
         self.network = network
+        self.budget = budget
     }
 
     public static let fileName = "collection.yaml"
@@ -82,7 +140,7 @@ public struct CollectionSettings: Sendable, Hashable {
         }
         guard let root else { return CollectionSettings() }
         let top = try YAMLMapping(file: file, node: root, what: "collection.yaml")
-        try top.checkKeys(["files", "network"], context: "collection.yaml")
+        try top.checkKeys(["files", "network", "processes", "budget"], context: "collection.yaml")
         var settings = CollectionSettings()
         if let files = try top.mapping("files", context: "files") {
             try files.checkKeys(["watch", "exclude", "hash_max_bytes"], context: "files")
@@ -117,6 +175,41 @@ public struct CollectionSettings: Sendable, Hashable {
             if let v = try network.integer("max_flows", context: "network", range: 16...(1 << 24)) { n.maxFlows = Int(v) }
             if let v = try network.integer("idle_timeout_s", context: "network", range: 1...86400) { n.idleTimeoutSeconds = Int(v) }
             settings.network = n
+        }
+        if let processes = try top.mapping("processes", context: "processes") {
+            try processes.checkKeys(["enabled", "max_processes", "report", "fanotify"], context: "processes")
+            var p = Processes()
+            func flag(_ key: String) throws(PolicyError) -> Bool? {
+                guard let v = processes.value(key) else { return nil }
+                guard case .scalar(let s) = v, let b = Bool(s.string.lowercased()) else {
+                    throw PolicyError(file: file, at: v, "processes.\(key) must be true or false")
+                }
+                return b
+            }
+            let enabled = try flag("enabled") ?? true
+            if let v = try processes.integer("max_processes", context: "processes", range: 16...(1 << 22)) { p.maxProcesses = Int(v) }
+            if let report = try processes.stringList("report", context: "processes") {
+                for (i, name) in report.enumerated() where !Processes.actionNames.contains(name) {
+                    let node = processes.value("report").flatMap { n -> Node? in
+                        if case .sequence(let s) = n { return s[i] } else { return nil }
+                    }
+                    throw PolicyError(
+                        file: file, at: node,
+                        "processes.report: unknown action '\(name)'; expected some of: \(Processes.actionNames.joined(separator: ", "))")
+                }
+                p.report = report
+            }
+            if let v = try flag("fanotify") { p.fanotify = v }
+            settings.processes = enabled ? p : nil
+        }
+        if let budget = try top.mapping("budget", context: "budget") {
+            try budget.checkKeys(["cpu_percent", "window_s", "memory_mb", "sample_interval_ms"], context: "budget")
+            if let v = try budget.integer("cpu_percent", context: "budget", range: 1...400) { settings.budget.cpuPercent = Int(v) }
+            if let v = try budget.integer("window_s", context: "budget", range: 1...3600) { settings.budget.windowSeconds = Int(v) }
+            if let v = try budget.integer("memory_mb", context: "budget", range: 8...65536) { settings.budget.memoryMegabytes = Int(v) }
+            if let v = try budget.integer("sample_interval_ms", context: "budget", range: 50...60000) {
+                settings.budget.sampleIntervalMilliseconds = Int(v)
+            }
         }
         return settings
     }

@@ -57,12 +57,29 @@ struct Vigild: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        if demo {
-            bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? "notice") ?? .notice)
-            try await Demo(policiesDirectory: policies, duration: duration).run()
-            return
+    /// Parses the command line and, for the agent, does the start-up that must happen while the
+    /// process has a single thread: open the sensors' privileged handles (`Agent.prepare`), then
+    /// install the sandbox, so that every thread created afterwards (NIO, libdispatch, sensor
+    /// threads) inherits the reduced capabilities and the Landlock and seccomp confinement.
+    static func main() async {
+        do {
+            let command = try parseAsRoot()
+            if let vigild = command as? Vigild, !vigild.demo {
+                let started = try vigild.startAgent()
+                try await vigild.runAgent(started)
+            } else if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                var command = command
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
         }
+    }
+
+    /// Configuration, logging, `Agent.prepare`, sandbox: synchronous, on the main thread.
+    func startAgent() throws -> (AgentConfiguration, Agent.Prepared) {
         let configuration: AgentConfiguration
         do {
             configuration = try AgentConfiguration.load(path: config!)
@@ -71,8 +88,25 @@ struct Vigild: AsyncParsableCommand {
         }
         bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info)
         let logger = Logger(label: "vigild")
+        var prepared = try Agent.prepare(configuration: configuration, logger: logger)
+        prepared.sandboxHealth = AgentSandbox.apply(configuration: configuration, processSensor: prepared.processSensor != nil, logger: logger)
+        return (configuration, prepared)
+    }
+
+    func run() async throws {
+        if demo {
+            bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? "notice") ?? .notice)
+            try await Demo(policiesDirectory: policies, duration: duration).run()
+            return
+        }
+        try await runAgent(startAgent())
+    }
+
+    func runAgent(_ started: (AgentConfiguration, Agent.Prepared)) async throws {
+        let (configuration, prepared) = started
+        let logger = Logger(label: "vigild")
         let httpClient = CollectorClient.makeHTTPClient()
-        let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient)
+        let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient, prepared: prepared)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
                 services: [.init(service: agent)],

@@ -176,6 +176,34 @@ public final class PcapCapture: @unchecked Sendable {
         throw PcapError(code: .readFailed, message: String(cString: pcap_geterr(handle)), source: options.interface)
     }
 
+    /// Replaces the kernel filter of the live capture (`nil`: everything). With
+    /// `snapshotLength` below the capture's, the filter's accept keeps only that many bytes per
+    /// packet, so the kernel copies less into the ring. Call it from the thread that calls
+    /// `dispatch` (libpcap handles are not thread-safe); the socket needs no privilege for it.
+    ///
+    /// The corresponding C functions are `pcap_compile` (on a `pcap_open_dead` handle of the
+    /// capture's link type and the given snap length) and `pcap_setfilter`.
+    /// - Throws: `PcapError` `.invalidFilter`, quoting the expression.
+    public func setFilter(_ expression: String?, snapshotLength: Int? = nil) throws(PcapError) {
+        let snap = Int32(clamping: min(snapshotLength ?? options.snapshotLength, options.snapshotLength))
+        guard let dead = pcap_open_dead(linkType, max(1, snap)) else {
+            throw PcapError(code: .invalidFilter, message: "cannot compile a filter for link type \(linkType)", source: options.interface)
+        }
+        defer { pcap_close(dead) }
+        var program = bpf_program()
+        guard pcap_compile(dead, &program, expression ?? "", 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+            throw PcapError(
+                code: .invalidFilter, message: "invalid BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(dead)))",
+                source: options.interface)
+        }
+        defer { pcap_freecode(&program) }
+        guard pcap_setfilter(handle, &program) == 0 else {
+            throw PcapError(
+                code: .invalidFilter, message: "cannot install BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(handle)))",
+                source: options.interface)
+        }
+    }
+
     /// Makes the current or next `dispatch` return `.interrupted` (wakes a blocked reader).
     ///
     /// The corresponding C function is `pcap_breakloop`.

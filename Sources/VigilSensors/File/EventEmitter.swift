@@ -16,6 +16,8 @@ final class EventEmitter {
     private let hashMaxBytes: Int64
     private let logger: Logger
     private let hasher = FileHasher()
+    /// Holds `hashingPaused`, set by the agent's self-watchdog: hashing is shed (`hashSkipped = "shed"`).
+    private let shared: SensorShared
 
     /// Health events the stream refused (full); retried before anything else.
     private var pendingHealth: [Event] = []
@@ -27,7 +29,11 @@ final class EventEmitter {
     private static let chunk = 1024
     private static let chunkTime = Duration.milliseconds(10)
 
-    init(queue: StageQueue, continuation: AsyncStream<Event>.Continuation, counters: SensorCounters, hashMaxBytes: Int64, logger: Logger) {
+    init(
+        queue: StageQueue, continuation: AsyncStream<Event>.Continuation, counters: SensorCounters, hashMaxBytes: Int64,
+        shared: SensorShared, logger: Logger
+    ) {
+        self.shared = shared
         self.queue = queue
         self.continuation = continuation
         self.counters = counters
@@ -83,7 +89,10 @@ final class EventEmitter {
             return (Event(time: time, payload: .health(health)), false)
         case .file(var event, let time, let request):
             if let request {
-                if queue.backlog > queue.capacity / 2 {
+                if shared.hashingPaused.load(ordering: .relaxed) {
+                    event.hashSkipped = "shed"
+                    counters.hashesShed.add(1, ordering: .relaxed)
+                } else if queue.backlog > queue.capacity / 2 {
                     event.hashSkipped = "backlog"
                 } else {
                     switch hasher.hash(path: request.path, inode: request.inode, maxBytes: hashMaxBytes) {

@@ -130,7 +130,7 @@ public final class FileSensor: Sendable {
         reader.watchRoots()
         let emitter = EventEmitter(
             queue: shared.queue, continuation: continuation, counters: shared.counters,
-            hashMaxBytes: configuration.hashMaxBytes, logger: logger)
+            hashMaxBytes: configuration.hashMaxBytes, shared: shared, logger: logger)
         let emitterThread: PosixThread
         do {
             emitterThread = try PosixThread.spawn(name: "vigil-fsensor-h") { emitter.run() }
@@ -168,6 +168,12 @@ public final class FileSensor: Sendable {
         case .starting, .stopped:
             break  // start() joins what it launched, or it was done before
         }
+    }
+
+    /// Pauses or resumes content hashing (the agent's self-watchdog sheds it under load):
+    /// while paused, events that would be hashed carry `hashSkipped = "shed"`.
+    public func setHashingPaused(_ paused: Bool) {
+        shared.hashingPaused.store(paused, ordering: .relaxed)
     }
 
     // MARK: Test hooks
@@ -209,6 +215,7 @@ final class SensorShared: Sendable {
     let stopRequested = Atomic<Bool>(false)
     let suspendRequested = Atomic<Bool>(false)
     let suspended = Atomic<Bool>(false)
+    let hashingPaused = Atomic<Bool>(false)
     #if DEBUG
     let newDirectoryHook = Mutex<(@Sendable (String) -> Void)?>(nil)
     #endif

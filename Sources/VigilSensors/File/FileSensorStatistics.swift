@@ -12,6 +12,8 @@ public struct FileSensorStatistics: Hashable, Sendable {
     public var queueDrops: UInt64
     /// Directories watched now.
     public var watches: Int
+    /// Files not hashed because hashing was paused by the agent's self-watchdog.
+    public var hashesShed: UInt64 = 0
 
     public init(events: UInt64 = 0, overflows: UInt64 = 0, watchLimitHits: UInt64 = 0, queueDrops: UInt64 = 0, watches: Int = 0) {
         self.events = events
@@ -32,18 +34,21 @@ final class SensorCounters: Sendable {
     /// Dropped at the full `events` stream.
     let streamDrops = Atomic<UInt64>(0)
     let watches = Atomic<Int>(0)
+    let hashesShed = Atomic<UInt64>(0)
 
     var queueDrops: UInt64 {
         stageDrops.load(ordering: .relaxed) &+ streamDrops.load(ordering: .relaxed)
     }
 
     var snapshot: FileSensorStatistics {
-        FileSensorStatistics(
+        var s = FileSensorStatistics(
             events: events.load(ordering: .relaxed),
             overflows: overflows.load(ordering: .relaxed),
             watchLimitHits: watchLimitHits.load(ordering: .relaxed),
             queueDrops: queueDrops,
             watches: watches.load(ordering: .relaxed)
         )
+        s.hashesShed = hashesShed.load(ordering: .relaxed)
+        return s
     }
 }

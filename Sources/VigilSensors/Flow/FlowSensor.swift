@@ -126,6 +126,37 @@ public final class FlowSensor: Sendable {
         ])
     }
 
+    /// How much the sensor captures; the agent's self-watchdog lowers it under load.
+    public enum CaptureMode: Int, Sendable, Hashable {
+        /// The configured filter and snap length.
+        case full = 0
+        /// Only TCP control packets (SYN, FIN, RST) and non-TCP packets, 96 bytes each: flows are
+        /// still seen to start and end, their packet and byte counts are partial.
+        case reduced = 1
+        /// Nothing passes the kernel filter.
+        case paused = 2
+    }
+
+    /// Changes what the kernel hands the sensor; applied by the capture thread before its next
+    /// read (within the capture timeout). A change is reported as a `capture_mode` health event.
+    public func setCaptureMode(_ mode: CaptureMode) {
+        stopRequested.captureMode.store(mode.rawValue, ordering: .relaxed)
+    }
+
+    /// The kernel filter for a capture mode. `tcp[13]` is IPv4 only in BPF, so IPv6 TCP flags
+    /// are read at `ip6[53]` when TCP directly follows the fixed header.
+    public static func kernelFilter(for mode: CaptureMode, configured: String?) -> (expression: String?, snapshotLength: Int?) {
+        switch mode {
+        case .full:
+            return (configured, nil)
+        case .reduced:
+            let control = "(not tcp or (ip and tcp[13] & 7 != 0) or (ip6 and ip6[6] = 6 and ip6[53] & 7 != 0))"
+            return (configured.map { "(\($0)) and \(control)" } ?? control, 96)
+        case .paused:
+            return ("less 1", 64)
+        }
+    }
+
     /// Stops capturing, reports the flows still tracked and finishes `events`. Idempotent;
     /// blocks until the capture thread has ended.
     public func stop() {
@@ -183,7 +214,13 @@ private final class FlowCaptureLoop: Sendable {
         let statisticsEvery = configuration.statisticsInterval.nanoseconds
         var lastExpiry = Self.wallClock()
         var lastStatistics = lastExpiry
+        var appliedMode = FlowSensor.CaptureMode.full
         while !stopRequested.isRequested {
+            let wanted = FlowSensor.CaptureMode(rawValue: stopRequested.captureMode.load(ordering: .relaxed)) ?? .full
+            if wanted != appliedMode {
+                apply(wanted)
+                appliedMode = wanted
+            }
             let result: PcapCapture.DispatchResult
             do {
                 result = try capture.dispatch { captured in
@@ -214,6 +251,20 @@ private final class FlowCaptureLoop: Sendable {
         continuation.finish()
     }
 
+    private func apply(_ mode: FlowSensor.CaptureMode) {
+        let (expression, snap) = FlowSensor.kernelFilter(for: mode, configured: configuration.capture.filter)
+        do {
+            try capture.setFilter(expression, snapshotLength: snap)
+            logger.info("capture mode changed", metadata: ["mode": "\(mode)", "filter": "\(expression ?? "")"])
+            yield(.health(AgentHealth(
+                kind: "capture_mode", message: "flow sensor capture \(mode)" + (mode == .full ? "" : " by the self-watchdog: flows are partial"),
+                counters: ["mode": UInt64(mode.rawValue)])))
+        } catch {
+            logger.error("cannot change the capture filter", metadata: ["mode": "\(mode)", "error": "\(error)"])
+            yield(.health(AgentHealth(kind: "capture_mode_failed", message: "\(mode): \(error)")))
+        }
+    }
+
     private func reportStatistics(decoder: PacketDecoder, table: FlowTable) {
         var counters = decoder.statistics.droppedByReason
         counters["packets"] = decoder.statistics.packets
@@ -232,9 +283,10 @@ private final class FlowCaptureLoop: Sendable {
     }
 }
 
-/// A stop request shared by the sensor and its capture thread.
+/// A stop request (and the wanted capture mode) shared by the sensor and its capture thread.
 private final class StopSignal: Sendable {
     private let flag = Atomic<Bool>(false)
+    let captureMode = Atomic<Int>(FlowSensor.CaptureMode.full.rawValue)
 
     func request() {
         flag.store(true, ordering: .releasing)

@@ -1,0 +1,64 @@
+import Foundation
+import Logging
+import VigilCore
+import VigilLinux
+import VigilPolicy
+import VigilSensors
+import VigilSpool
+import VigilWire
+
+extension Agent {
+    /// What `Agent.prepare` opened: handed from vigild's single-threaded start-up to `run()`.
+    public struct Prepared: Sendable {
+        public let identity: AgentIdentity
+        public let spool: Spool
+        public let settings: CollectionSettings
+        public let policySet: PolicySet
+        public let notApplicable: Int
+        public let roots: [String]
+        public let fileSensor: FileSensor
+        public let flowSensor: FlowSensor?
+        /// The process sensor (proc connector and fanotify opened, reader not started).
+        public var processSensor: ProcessSensor? = nil
+        /// Health events from start-up (a capture that could not be opened, say).
+        public let startupHealth: [Event]
+        /// Health events describing the sandbox, set by whoever installed it.
+        public var sandboxHealth: [Event] = []
+        public let logger: Logger
+    }
+
+    /// The self-watchdog: samples `/proc/self` every `sample_interval_ms`, moves the shed ladder,
+    /// applies its level to the sensors, and reports every level change and what was shed.
+    func budgetLoop(governor: BudgetGovernor, fileSensor: FileSensor, flowSensor: FlowSensor?, logger: Logger) async {
+        let interval = Duration.milliseconds(governor.budget.sampleIntervalMilliseconds)
+        var lastShedReport = ContinuousClock.now
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            try? await Task.sleep(for: interval)
+            let now = ContinuousClock.now
+            var report: [Event] = []
+            if let usage = ProcessUsage.current(), let transition = governor.observe(usage, at: now - clockOrigin) {
+                let level = transition.to
+                fileSensor.setHashingPaused(level.pausesHashing)
+                flowSensor?.setCaptureMode(level.pausesLowPrioritySensor ? .paused : level.reducesCapture ? .reduced : .full)
+                let event = governor.transitionEvent(transition)
+                if case .health(let health) = event.payload {
+                    logger.notice("self-watchdog level changed", metadata: ["from": "\(transition.from)", "to": "\(level)", "detail": "\(health.message)"])
+                }
+                report.append(event)
+            }
+            // What was shed, at most every 2 s and at every level change.
+            if !report.isEmpty || now - lastShedReport >= .seconds(2) {
+                if let shed = governor.shedReport(hashesShedTotal: fileSensor.statistics.hashesShed) {
+                    report.insert(shed, at: 0)
+                }
+                lastShedReport = now
+            }
+            if !report.isEmpty {
+                pending.withLock { $0.events.append(contentsOf: report) }
+            }
+        }
+        if let shed = governor.shedReport(hashesShedTotal: fileSensor.statistics.hashesShed) {
+            pending.withLock { $0.events.append(shed) }
+        }
+    }
+}
