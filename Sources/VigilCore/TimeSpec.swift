@@ -6,19 +6,29 @@ public enum TimeSpec {
     /// - A duration back from `now`: a number followed by `s`, `m`, `h` or `d` (`90s`, `15m`, `2h`, `7d`).
     /// - Seconds since the Unix epoch, optionally fractional (`1764334800.5`).
     /// - ISO 8601 UTC: `YYYY-MM-DDTHH:MM:SS[.fff]Z` (or `+00:00`), or just `YYYY-MM-DD`.
+    ///
+    /// Nil for anything else, and for times a `Timestamp` cannot hold: durations over 100 years,
+    /// and times outside 1970-01-01 ... 2261-12-31 (the text often comes from the network).
     public static func parse(_ text: String, now: Timestamp = .now()) -> Timestamp? {
         let s = text.trimmingSpaces
         guard let last = s.last else { return nil }
         if let unit = ["s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0][String(last)],
-            let n = Double(s.dropLast()), n >= 0, n.isFinite
+            let n = Double(s.dropLast()), n >= 0, n * unit <= maximumDurationSeconds
         {
-            return Timestamp(nanosecondsSinceEpoch: now.nanosecondsSinceEpoch - Int64(n * unit * 1e9))
+            let back = Int64(n * unit * 1e9)
+            let (time, overflow) = now.nanosecondsSinceEpoch.subtractingReportingOverflow(back)
+            return overflow ? nil : Timestamp(nanosecondsSinceEpoch: time)
         }
-        if let seconds = Double(s), seconds.isFinite, seconds >= 0, seconds < 1e11 {
+        if let seconds = Double(s), seconds >= 0, seconds < latestSeconds {
             return Timestamp(nanosecondsSinceEpoch: Int64(seconds * 1e9))
         }
         return parseISO8601(s)
     }
+
+    /// 100 years.
+    static let maximumDurationSeconds = 100 * 366 * 86_400.0
+    /// 2262-01-01T00:00:00Z: nanoseconds since the epoch in an Int64 run out in April 2262.
+    static let latestSeconds = 9_214_646_400.0
 
     static func parseISO8601(_ s: String) -> Timestamp? {
         let u = Array(s.utf8)
@@ -31,7 +41,7 @@ public enum TimeSpec {
             }
             return v
         }
-        guard u.count >= 10, let year = num(0, 4), u[4] == 0x2d, let month = num(5, 2), u[7] == 0x2d, let day = num(8, 2),
+        guard u.count >= 10, let year = num(0, 4), (1970...2261).contains(year), u[4] == 0x2d, let month = num(5, 2), u[7] == 0x2d, let day = num(8, 2),
             (1...12).contains(month), (1...31).contains(day)
         else { return nil }
         var hour = 0, minute = 0, second = 0, nanos = 0

@@ -1,0 +1,35 @@
+// swift-tools-version:6.1
+// Fuzz targets for every input path Vigil parses: libFuzzer + AddressSanitizer. Build and run
+// them with `Fuzz/run SECONDS` (it passes the sanitizer flags; a plain `swift build` here is not
+// how they are meant to be built).
+import PackageDescription
+
+let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+    ("FuzzBatch", [.product(name: "VigilWire", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
+    ("FuzzEvent", [.product(name: "VigilWire", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
+    ("FuzzZstd", [.product(name: "VigilWire", package: "vigil")]),
+    ("FuzzPackets", [.product(name: "VigilSensors", package: "vigil"), .product(name: "VigilLinux", package: "vigil")]),
+    ("FuzzSigma", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
+    ("FuzzConfig", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilAgent", package: "vigil")]),
+    (
+        "FuzzQuery",
+        [.product(name: "VigilCollector", package: "vigil"), .product(name: "HummingbirdCore", package: "hummingbird")]
+    ),
+]
+
+let package = Package(
+    name: "vigil-fuzz",
+    platforms: [.macOS(.v15)],
+    products: fuzzTargets.map { .executable(name: $0.name, targets: [$0.name]) },
+    dependencies: [
+        .package(name: "vigil", path: ".."),
+        // The collector's own URI parsing, for the query-string target (same version as the root).
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0", traits: []),
+    ],
+    targets: [
+        .target(name: "FuzzSupport", dependencies: [.product(name: "VigilCore", package: "vigil")])
+    ]
+        + fuzzTargets.map {
+            .executableTarget(name: $0.name, dependencies: ["FuzzSupport"] + $0.dependencies)
+        }
+)
