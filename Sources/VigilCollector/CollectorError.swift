@@ -13,6 +13,7 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
         }
         public static let badRequest = Code("bad_request", .badRequest)
         public static let badToken = Code("bad_token", .unauthorized)
+        public static let unauthorized = Code("unauthorized", .unauthorized)
         public static let unknownAgent = Code("unknown_agent", .unauthorized)
         public static let revokedAgent = Code("revoked_agent", .forbidden)
         public static let unknownKey = Code("unknown_key", .unauthorized)

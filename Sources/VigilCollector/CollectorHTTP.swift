@@ -16,9 +16,14 @@ import VigilWire
 /// | `GET /healthz` | `ok` |
 ///
 /// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.
+///
+/// Agents authenticate by enrollment token and then by signature; the read routes (`GET /v1/…`)
+/// need `Authorization: Bearer TOKEN` when the collector has an API token, and otherwise answer
+/// loopback clients only. The whole API is described in `openapi.yaml` at the repository root.
 public enum CollectorHTTP {
-    public static func router(collector: Collector) -> Router<BasicRequestContext> {
-        let router = Router()
+    public static func router(collector: Collector) -> Router<CollectorRequestContext> {
+        let router = Router(context: CollectorRequestContext.self)
+        let reader = ReadAuthorization(token: collector.configuration.apiToken)
         let maxBatch = collector.configuration.batchLimits.maxBatchBytes
 
         router.get("/healthz") { _, _ in "ok\n" }
@@ -41,17 +46,20 @@ public enum CollectorHTTP {
         }
 
         router.get("/v1/events") { request, context -> Response in
+            try reader.check(request, context)
             let query = try eventQuery(request.uri.queryParameters, maxLimit: collector.configuration.maxQueryLimit)
             let events = try await collector.store.events(query)
             let page = EventPage(events: events, nextCursor: events.count == query.limit ? events.last?.id : nil)
             return try json(page)
         }
 
-        router.get("/v1/agents") { _, _ -> Response in
-            try json(AgentList(agents: try await collector.store.agents()))
+        router.get("/v1/agents") { request, context -> Response in
+            try reader.check(request, context)
+            return try json(AgentList(agents: try await collector.store.agents()))
         }
 
         router.get("/v1/agents/:id/batches") { request, context -> Response in
+            try reader.check(request, context)
             let id = try context.parameters.require("id")
             guard Collector.isValidAgentId(id), let agent = try await collector.store.agent(id: id) else {
                 throw CollectorError(.unknownAgent, "agent \(id) is not enrolled")
@@ -83,7 +91,53 @@ public enum CollectorHTTP {
             )
         }
 
+        // A known path with a method it does not serve: 405 with Allow, not 404.
+        let served: [(path: RouterPath, methods: [HTTPRequest.Method])] = [
+            ("/healthz", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]), ("/v1/events", [.get]),
+            ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]),
+        ]
+        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace] + [HTTPRequest.Method("QUERY")].compactMap { $0 }
+        for (path, allowed) in served {
+            let allow = allowed.map(\.rawValue).joined(separator: ", ")
+            for method in methods where !allowed.contains(method) {
+                router.on(path, method: method) { _, _ -> Response in
+                    var response = try json(
+                        CollectorError.Body(error: "method_not_allowed", message: "\(method.rawValue) is not served here; allowed: \(allow)"),
+                        status: .methodNotAllowed
+                    )
+                    response.headers[.allow] = allow
+                    return response
+                }
+            }
+        }
         return router
+    }
+
+    /// Who may use the read routes: holders of the API token, or, without one, loopback clients.
+    struct ReadAuthorization: Sendable {
+        let token: [UInt8]?
+
+        init(token: String?) { self.token = token.map { Array($0.utf8) } }
+
+        func check(_ request: Request, _ context: CollectorRequestContext) throws {
+            if let token {
+                let header = request.headers[.authorization] ?? ""
+                guard header.hasPrefix("Bearer "), Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), token) else {
+                    throw CollectorError(.unauthorized, "this route needs Authorization: Bearer with the collector's API token (vigilctl: set VIGIL_API_TOKEN)")
+                }
+            } else {
+                guard context.isLoopbackClient else {
+                    throw CollectorError(.unauthorized, "reads from other hosts need an API token: start the collector with --api-token (or VIGIL_API_TOKEN)")
+                }
+            }
+        }
+
+        static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+            guard a.count == b.count else { return false }
+            var difference: UInt8 = 0
+            for i in a.indices { difference |= a[i] ^ b[i] }
+            return difference == 0
+        }
     }
 
     /// Stored batches exactly as received, for independent re-verification (`vigilctl verify`).

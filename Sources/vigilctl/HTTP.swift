@@ -5,10 +5,15 @@ import NIOCore
 import NIOFoundationCompat
 
 /// GETs a collector URL and returns the JSON body, turning refusals into readable errors.
+/// Sends `VIGIL_API_TOKEN` from the environment as a bearer token when set.
 func getJSON(_ url: String) async throws -> Data {
     let client = HTTPClient(eventLoopGroupProvider: .singleton)
     do {
-        let response = try await client.execute(HTTPClientRequest(url: url), timeout: .seconds(30))
+        var request = HTTPClientRequest(url: url)
+        if let token = ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"], !token.isEmpty {
+            request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        }
+        let response = try await client.execute(request, timeout: .seconds(30))
         let body = Data(buffer: try await response.body.collect(upTo: 256 << 20))
         try await client.shutdown()
         guard response.status.code == 200 else {

@@ -92,3 +92,84 @@ struct CollectorHTTPTests {
         #expect(await collector.stop() == 0, "\(collector.stderr)")
     }
 }
+
+/// Who may read a collector's events: with `--api-token`, bearer-token holders only; without,
+/// loopback clients only. Remote clients come from a second, non-loopback address (root).
+@Suite("Collector read API authorization", .serialized)
+struct CollectorReadAuthorizationTests {
+    static let address = "198.18.47.1"
+
+    func curl(_ url: String, from source: String? = nil, token: String? = nil) async throws -> (Int, String) {
+        var args = ["-sS", "-o", "-", "-w", "\n%{http_code}"]
+        if let source { args += ["--interface", source] }
+        if let token { args += ["-H", "Authorization: Bearer \(token)"] }
+        let result = try await runCommand("/usr/bin/curl", args + [url])
+        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test("read routes need the API token when set, and a loopback client when not")
+    func readAuthorization() async throws {
+        guard TestEnvironment.isRoot else {
+            if TestEnvironment.isCI { Issue.record("a non-loopback client address needs CAP_NET_ADMIN (root); CI runs as root") }
+            return
+        }
+        // A second, non-loopback address on lo (containers often lack the dummy link type).
+        let added = try await runCommand("/usr/sbin/ip", ["addr", "add", Self.address + "/32", "dev", "lo"])
+        #expect(added.status == 0 || added.stderr.contains("exists"), "ip addr add: \(added.stderr)")
+        defer {
+            let remove = Process()
+            remove.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            remove.arguments = ["addr", "del", Self.address + "/32", "dev", "lo"]
+            try? remove.run()
+            remove.waitUntilExit()
+        }
+
+        let dir = NSTemporaryDirectory() + "vigil-auth-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let routes = ["/v1/events", "/v1/agents", "/v1/agents/\(String(repeating: "a", count: 32))/batches"]
+
+        // Without a token: loopback reads, a remote client is refused, /healthz stays open.
+        var port = freeLoopbackPort()
+        var collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"), ["--listen", "0.0.0.0:\(port)", "--store", "sqlite:\(dir)/c.sqlite"]
+        )
+        var up = await eventually { (try? await curl("http://127.0.0.1:\(port)/healthz"))?.0 == 200 }
+        #expect(up, "collector did not start: \(collector.stderr)")
+        #expect(try await curl("http://127.0.0.1:\(port)/v1/events").0 == 200)
+        #expect(try await curl("http://\(Self.address):\(port)/healthz", from: Self.address).0 == 200)
+        for route in routes {
+            let (status, body) = try await curl("http://\(Self.address):\(port)\(route)", from: Self.address)
+            #expect(status == 401 && body.contains("--api-token"), "\(route): \(status) \(body)")
+        }
+        #expect(await collector.stop() == 0)
+
+        // With a token: everyone needs it, loopback included; the right one is let through.
+        let token = "t0ken-" + UUID().uuidString
+        port = freeLoopbackPort()
+        collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "0.0.0.0:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--api-token", token]
+        )
+        up = await eventually { (try? await curl("http://127.0.0.1:\(port)/healthz"))?.0 == 200 }
+        #expect(up, "collector did not start: \(collector.stderr)")
+        for route in routes {
+            for (source, presented) in [(nil, nil), (Self.address, nil), (Self.address, token + "x"), (nil, String(token.dropLast()))] as [(String?, String?)] {
+                let host = source ?? "127.0.0.1"
+                let (status, body) = try await curl("http://\(host):\(port)\(route)", from: source, token: presented)
+                #expect(status == 401 && body.contains("\"unauthorized\""), "\(route) from \(host) with \(presented ?? "no token"): \(status) \(body)")
+            }
+        }
+        #expect(try await curl("http://\(Self.address):\(port)/v1/events", from: Self.address, token: token).0 == 200)
+        #expect(try await curl("http://127.0.0.1:\(port)/v1/agents", token: token).0 == 200)
+        // Unknown agent, but authorized: the route's own answer, not an auth refusal.
+        let (status, body) = try await curl("http://127.0.0.1:\(port)\(routes[2])", token: token)
+        #expect(status == 401 && body.contains("\"unknown_agent\""), "\(status) \(body)")
+        #expect(await collector.stop() == 0)
+
+        // A token too short to be one is refused at start.
+        let refused = try await runCommand(BuiltProducts.path("vigil-collector"), ["--store", "sqlite:\(dir)/c.sqlite", "--api-token", "short"])
+        #expect(refused.status != 0 && refused.stderr.contains("at least 16 characters"), "\(refused)")
+    }
+}
