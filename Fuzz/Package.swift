@@ -10,6 +10,13 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzZstd", [.product(name: "VigilWire", package: "vigil")]),
     ("FuzzPackets", [.product(name: "VigilSensors", package: "vigil"), .product(name: "VigilLinux", package: "vigil")]),
     ("FuzzSigma", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
+    (
+        "FuzzSpool",
+        [
+            .product(name: "VigilSpool", package: "vigil"), .product(name: "VigilWire", package: "vigil"),
+            .product(name: "VigilCore", package: "vigil"),
+        ]
+    ),
     ("FuzzConfig", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilAgent", package: "vigil")]),
     (
         "FuzzQuery",
