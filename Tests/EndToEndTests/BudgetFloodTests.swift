@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import VigilTestSupport
 
@@ -100,8 +101,10 @@ struct BudgetFloodTests {
             """])
         let storm = try ChildProcess("/bin/sh", ["-c", "end=$(($(date +%s) + 12)); n=0; while [ $(date +%s) -lt $end ]; do /bin/true; n=$((n+1)); done; echo $n"])
         var droppers: [String] = []
-        var peakKiB = 0
-        var samples = 0
+        // RSS is sampled on a thread of its own every 100 ms: the test's own tasks share the
+        // cooperative pool with the other suites, whose waits can delay a Task.sleep by seconds.
+        let sampler = RSSSampler(pid: agent.process.processIdentifier)
+        sampler.start()
         while churn.isRunning || storm.isRunning {
             if droppers.count < 20 {
                 let sub = dir + "/watched/d\(droppers.count)"
@@ -109,14 +112,9 @@ struct BudgetFloodTests {
                 try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: sub + "/evil.sh"))
                 droppers.append(sub + "/evil.sh")
             }
-            for _ in 0..<5 {
-                if let kib = Self.residentKiB(agent.process.processIdentifier) {
-                    peakKiB = max(peakKiB, kib)
-                    samples += 1
-                }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+            try await Task.sleep(for: .milliseconds(500))
         }
+        let (peakKiB, samples) = sampler.stop()
         let files = Int(churn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         let execs = Int(storm.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         print("flood: \(files) files churned (\(files * 4 / 12) events/s), \(execs) execs, agent RSS idle \(idleKiB) KiB, peak \(peakKiB) KiB over \(samples) samples")
@@ -160,5 +158,35 @@ struct BudgetFloodTests {
         #expect(hashed, "no hashed file event after recovery")
         #expect(await agent.stop() == 0, "\(agent.stderr.suffix(3000))")
         #expect(await collector.stop() == 0)
+    }
+}
+
+/// Samples a process's resident memory every 100 ms on a dedicated thread until stopped.
+final class RSSSampler: Sendable {
+    let pid: Int32
+    private let state = Mutex<(peakKiB: Int, samples: Int, done: Bool)>((0, 0, false))
+
+    init(pid: Int32) { self.pid = pid }
+
+    func start() {
+        Thread { [self] in
+            while !state.withLock({ $0.done }) {
+                if let kib = BudgetFloodTests.residentKiB(pid) {
+                    state.withLock {
+                        $0.peakKiB = max($0.peakKiB, kib)
+                        $0.samples += 1
+                    }
+                }
+                usleep(100_000)
+            }
+        }.start()
+    }
+
+    /// Stops sampling; returns the peak and the number of samples.
+    func stop() -> (peakKiB: Int, samples: Int) {
+        state.withLock {
+            $0.done = true
+            return ($0.peakKiB, $0.samples)
+        }
     }
 }
