@@ -34,7 +34,10 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0", traits: []),
     ],
     targets: [
-        .target(name: "FuzzSupport", dependencies: [.product(name: "VigilCore", package: "vigil")])
+        .target(
+            name: "FuzzSupport",
+            dependencies: [.product(name: "VigilCore", package: "vigil"), .product(name: "VigilWire", package: "vigil")]
+        )
     ]
         + fuzzTargets.map {
             .executableTarget(name: $0.name, dependencies: ["FuzzSupport"] + $0.dependencies)

@@ -63,8 +63,7 @@ public final class Collector: Sendable {
         guard let expected = configuration.enrollToken else {
             throw CollectorError(.badToken, "enrollment is disabled on this collector (start it with --enroll-token)")
         }
-        // Compare digests so the comparison time does not depend on where the strings differ.
-        guard SHA256.hash(data: Data(request.token.utf8)) == SHA256.hash(data: Data(expected.utf8)) else {
+        guard Self.tokenMatches(request.token, expected) else {
             throw CollectorError(.badToken, "enrollment token is not valid")
         }
         guard Self.isValidAgentId(request.agentId) else {
@@ -94,6 +93,12 @@ public final class Collector: Sendable {
         case .conflict:
             throw CollectorError(.enrollConflict, "agent \(request.agentId) is already enrolled with a different key")
         }
+    }
+
+    /// Whether a presented secret (enrollment or API token) is `expected`. Compares digests, so
+    /// the time taken says nothing about where or whether the lengths differ.
+    static func tokenMatches(_ presented: some StringProtocol, _ expected: String) -> Bool {
+        SHA256.hash(data: Data(presented.utf8)) == SHA256.hash(data: Data(expected.utf8))
     }
 
     /// Agent ids are 1-64 characters of [A-Za-z0-9._-] (checked at enrollment and by `vigilctl keygen`).

@@ -115,14 +115,12 @@ public enum CollectorHTTP {
 
     /// Who may use the read routes: holders of the API token, or, without one, loopback clients.
     struct ReadAuthorization: Sendable {
-        let token: [UInt8]?
-
-        init(token: String?) { self.token = token.map { Array($0.utf8) } }
+        let token: String?
 
         func check(_ request: Request, _ context: CollectorRequestContext) throws {
             if let token {
                 let header = request.headers[.authorization] ?? ""
-                guard header.hasPrefix("Bearer "), Self.constantTimeEqual(Array(header.utf8.dropFirst(7)), token) else {
+                guard header.hasPrefix("Bearer "), Collector.tokenMatches(header.dropFirst(7), token) else {
                     throw CollectorError(.unauthorized, "this route needs Authorization: Bearer with the collector's API token (vigilctl: set VIGIL_API_TOKEN)")
                 }
             } else {
@@ -130,13 +128,6 @@ public enum CollectorHTTP {
                     throw CollectorError(.unauthorized, "reads from other hosts need an API token: start the collector with --api-token (or VIGIL_API_TOKEN)")
                 }
             }
-        }
-
-        static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-            guard a.count == b.count else { return false }
-            var difference: UInt8 = 0
-            for i in a.indices { difference |= a[i] ^ b[i] }
-            return difference == 0
         }
     }
 

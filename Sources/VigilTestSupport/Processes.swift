@@ -116,3 +116,10 @@ public func eventually(timeout: Duration = .seconds(30), every interval: Duratio
 /// True when the tests run in CI (`CI=true`), where a missing privilege or kernel feature must
 /// fail a test instead of skipping it.
 public var runningInCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
+
+/// Every row of one query on an SQLite file, through the sqlite3 CLI (waiting up to 5 s on a
+/// lock held by the process under test), each row's columns split on `|`.
+public func sqliteRows(_ database: String, _ sql: String) async throws -> [[String]] {
+    let result = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", database, sql])
+    return result.stdout.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Testing
 
 /// The PostgreSQL server the tests use: `VIGIL_TEST_POSTGRES_URL`, by default
 /// `postgres://vigil:vigil@127.0.0.1:5432/vigil_test` (what `.ci/postgres` sets up). Each test
@@ -48,6 +49,20 @@ public enum TestPostgres {
         components.path = "/" + name
         guard let databaseURL = components.string else { throw TestPostgresError(message: "cannot build a URL for \(name)") }
         return TestDatabase(name: String(name), url: databaseURL)
+    }
+
+    /// A fresh database for the current test; without a server, the test is cancelled with the
+    /// reason, and under `CI=true` it fails instead.
+    public static func requireDatabase() async throws -> TestDatabase {
+        if let reason = await unavailableReason() {
+            if TestEnvironment.isCI {
+                Issue.record("CI must have PostgreSQL: \(reason)")
+                throw TestPostgresError(message: reason)
+            }
+            print("skipping a PostgreSQL test: \(reason)")
+            try Test.cancel("PostgreSQL is not available: \(reason)")
+        }
+        return try await createDatabase()
     }
 
     static func redacted(_ text: String) -> String {

@@ -37,8 +37,7 @@ struct DeliveryFaultTests {
 
     /// Runs one SQL query with the sqlite3 CLI and returns its first row's columns.
     func query(_ db: String, _ sql: String) async throws -> [Int] {
-        let r = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", db, sql])
-        return r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "|").map { Int($0) ?? -1 }
+        (try await sqliteRows(db, sql).first ?? []).map { Int($0) ?? -1 }
     }
 
     var spool: String { dir + "/state/spool.sqlite" }

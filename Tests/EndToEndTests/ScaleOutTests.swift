@@ -65,7 +65,7 @@ struct ScaleOutTests {
 
     @Test("two collectors, three agents, collectors killed at random: every event stored once, every chain whole")
     func failoverExactlyOnce() async throws {
-        let database = try await requirePostgresDatabaseForEndToEnd()
+        let database = try await TestPostgres.requireDatabase()
         let dir = NSTemporaryDirectory() + "vigil-scaleout-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let token = UUID().uuidString
@@ -188,17 +188,4 @@ struct ScaleOutTests {
         }
         await database.drop()
     }
-}
-
-/// A fresh database on the test server, or a skip (a failure in CI) saying why there is none.
-func requirePostgresDatabaseForEndToEnd() async throws -> TestDatabase {
-    if let reason = await TestPostgres.unavailableReason() {
-        if TestEnvironment.isCI {
-            Issue.record("CI must have PostgreSQL: \(reason)")
-            throw TestPostgresError(message: reason)
-        }
-        print("skipping a PostgreSQL test: \(reason)")
-        try Test.cancel("PostgreSQL is not available: \(reason)")
-    }
-    return try await TestPostgres.createDatabase()
 }

@@ -17,8 +17,7 @@ struct SpoolBoundTests {
 
     /// Every row of one query, columns split.
     func rows(_ db: String, _ sql: String) async throws -> [[Int]] {
-        let r = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", db, sql])
-        return r.stdout.split(separator: "\n").map { line in line.split(separator: "|", omittingEmptySubsequences: false).map { Int($0) ?? -1 } }
+        try await sqliteRows(db, sql).map { $0.map { Int($0) ?? -1 } }
     }
 
     func value(_ db: String, _ sql: String) async throws -> Int {

@@ -17,8 +17,7 @@ struct SpoolRecoveryTests {
     var base: String { "http://127.0.0.1:\(port)" }
 
     func rows(_ db: String, _ sql: String) async throws -> [[String]] {
-        let r = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", db, sql])
-        return r.stdout.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+        try await sqliteRows(db, sql)
     }
 
     func value(_ db: String, _ sql: String) async throws -> Int {

@@ -63,7 +63,7 @@ func withCollector(_ backend: Backend, _ body: (CollectorFixture) async throws -
             try await body(CollectorFixture(store: store, location: location))
         }
     case .postgres:
-        let database = try await requirePostgresDatabase()
+        let database = try await TestPostgres.requireDatabase()
         do {
             let location = try StoreLocation(parsing: database.url)
             try await location.withStore(logger: Logger(label: "test")) { store in
@@ -75,19 +75,6 @@ func withCollector(_ backend: Backend, _ body: (CollectorFixture) async throws -
         }
         await database.drop()
     }
-}
-
-/// A fresh database on the test server, or a skip (a failure in CI) saying why there is none.
-func requirePostgresDatabase() async throws -> TestDatabase {
-    if let reason = await TestPostgres.unavailableReason() {
-        if TestEnvironment.isCI {
-            Issue.record("CI must have PostgreSQL: \(reason)")
-            throw TestPostgresError(message: reason)
-        }
-        print("skipping a PostgreSQL test case: \(reason)")
-        try Test.cancel("PostgreSQL is not available: \(reason)")
-    }
-    return try await TestPostgres.createDatabase()
 }
 
 /// Builds consecutive signed batches for one agent.

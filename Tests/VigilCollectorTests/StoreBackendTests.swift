@@ -195,7 +195,7 @@ struct StoreLocationTests {
 /// A fresh PostgreSQL database for `body`, dropped afterwards (skipped without a server, a
 /// failure in CI).
 func withTestDatabase(_ body: (TestDatabase) async throws -> Void) async throws {
-    let database = try await requirePostgresDatabase()
+    let database = try await TestPostgres.requireDatabase()
     do {
         try await body(database)
     } catch {

@@ -1,4 +1,3 @@
-import Crypto
 import FuzzSupport
 import VigilCore
 import VigilWire
@@ -12,10 +11,7 @@ import VigilWire
 /// body that decodes holds exactly the events the header declares, with consecutive seqs from
 /// `firstSeq`; and those events, sealed again, verify and decode to the same events.
 enum BatchTarget: FuzzTarget {
-    static let identity = AgentIdentity(
-        agentId: "fuzz-agent",
-        privateKey: try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 7, count: 32))
-    )
+    static let identity = FuzzIdentity.agent
     static let limits = BatchLimits(maxBatchBytes: 1 << 20, maxUncompressedBytes: 4 << 20, maxEvents: 10_000)
 
     static func seeds() throws -> [[UInt8]] {

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import FuzzSupport
 import VigilCore
@@ -13,10 +12,6 @@ import VigilWire
 /// reported, not thrown); the opened spool accepts an event, numbers it above everything the
 /// intact spool had numbered unless the anchor itself was replaced, and seals it into a batch.
 enum SpoolTarget: FuzzTarget {
-    static let identity = AgentIdentity(
-        agentId: "fuzz-agent",
-        privateKey: try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 9, count: 32))
-    )
     /// On tmpfs: the spool fsyncs every transaction, which costs nothing there.
     static let root = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "vigil-fuzz-spool-\(getpid())"
     /// The intact spool every input starts from, built once, and the seq it would hand out next.
@@ -31,10 +26,7 @@ enum SpoolTarget: FuzzTarget {
         try? FileManager.default.removeItem(atPath: dir)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let spool = try Spool(path: dir + "/spool.sqlite")
-        let sealer = BatchSealer(identity: identity)
-        let seal: ([[UInt8]], UInt64, UInt64, [UInt8]) throws -> SealedBatch = { events, first, batchSeq, prev in
-            try sealer.seal(encodedEvents: events, firstSeq: first, batchSeq: batchSeq, prevHeaderHash: prev)
-        }
+        let seal = FuzzIdentity.seal
         _ = try spool.append(Array(SampleEvents.all.prefix(4)))
         if let batch = try spool.nextBatch(maxEvents: 3, maxBytes: 1 << 20, seal: seal) { try spool.acknowledge(batch) }
         _ = try spool.append(Array(SampleEvents.all.suffix(3)))
@@ -87,12 +79,9 @@ enum SpoolTarget: FuzzTarget {
         if suffix != ".anchor" {
             FuzzCheck.require(seq >= numberedBefore, "seq \(seq) reused: \(numberedBefore) had been handed out (recovery: \(String(describing: spool.recovery)))")
         }
-        let sealer = BatchSealer(identity: identity)
         do {
             var sent = 0
-            while let batch = try spool.nextBatch(maxEvents: 100, maxBytes: 1 << 20, seal: { events, first, batchSeq, prev in
-                try sealer.seal(encodedEvents: events, firstSeq: first, batchSeq: batchSeq, prevHeaderHash: prev)
-            }) {
+            while let batch = try spool.nextBatch(maxEvents: 100, maxBytes: 1 << 20, seal: FuzzIdentity.seal) {
                 try spool.acknowledge(batch)
                 sent += 1
                 FuzzCheck.require(sent < 100, "the spool keeps handing out batches")
