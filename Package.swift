@@ -203,7 +203,9 @@ let package = Package(
         ),
         .testTarget(
             name: "VigilAgentTests",
-            dependencies: ["VigilAgent", "VigilSpool", "VigilPolicy", "VigilWire", "VigilCore", "VigilLinux", "VigilTestSupport"],
+            dependencies: [
+                "VigilAgent", "VigilSpool", "VigilPolicy", "VigilWire", "VigilCore", "VigilLinux", "VigilTestSupport",
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -8,7 +8,10 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
     ("FuzzBatch", [.product(name: "VigilWire", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
     ("FuzzEvent", [.product(name: "VigilWire", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
     ("FuzzZstd", [.product(name: "VigilWire", package: "vigil")]),
-    ("FuzzPackets", [.product(name: "VigilSensors", package: "vigil"), .product(name: "VigilLinux", package: "vigil")]),
+    (
+        "FuzzPackets",
+        [.product(name: "VigilSensors", package: "vigil"), .product(name: "VigilLinux", package: "vigil")]
+    ),
     ("FuzzSigma", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilCore", package: "vigil")]),
     (
         "FuzzSpool",
@@ -36,7 +39,9 @@ let package = Package(
     targets: [
         .target(
             name: "FuzzSupport",
-            dependencies: [.product(name: "VigilCore", package: "vigil"), .product(name: "VigilWire", package: "vigil")]
+            dependencies: [
+                .product(name: "VigilCore", package: "vigil"), .product(name: "VigilWire", package: "vigil"),
+            ]
         )
     ]
         + fuzzTargets.map {

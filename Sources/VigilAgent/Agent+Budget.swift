@@ -39,10 +39,15 @@ extension Agent {
             if let usage = ProcessUsage.current(), let transition = governor.observe(usage, at: now - clockOrigin) {
                 let level = transition.to
                 fileSensor.setHashingPaused(level.pausesHashing)
-                flowSensor?.setCaptureMode(level.pausesLowPrioritySensor ? .paused : level.reducesCapture ? .reduced : .full)
+                flowSensor?.setCaptureMode(
+                    level.pausesLowPrioritySensor ? .paused : level.reducesCapture ? .reduced : .full
+                )
                 let event = governor.transitionEvent(transition)
                 if case .health(let health) = event.payload {
-                    logger.notice("self-watchdog level changed", metadata: ["from": "\(transition.from)", "to": "\(level)", "detail": "\(health.message)"])
+                    logger.notice(
+                        "self-watchdog level changed",
+                        metadata: ["from": "\(transition.from)", "to": "\(level)", "detail": "\(health.message)"]
+                    )
                 }
                 report.append(event)
             }

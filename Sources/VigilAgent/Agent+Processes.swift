@@ -8,16 +8,23 @@ extension Agent {
     /// before the sandbox closes. A sensor that cannot be opened (no CAP_NET_ADMIN, not in the
     /// host's namespaces) is reported in the log and as agent health, and the agent runs on
     /// without process events.
-    static func openProcessSensor(_ settings: CollectionSettings.Processes, logger: Logger, health: inout [Event]) -> ProcessSensor? {
+    static func openProcessSensor(
+        _ settings: CollectionSettings.Processes,
+        logger: Logger,
+        health: inout [Event]
+    ) -> ProcessSensor? {
         let configuration = ProcessSensorConfiguration(
             maxProcesses: settings.maxProcesses,
             reportedActions: Set(settings.report.compactMap(ProcessEvent.Action.init(rawValue:))),
-            useFanotify: settings.fanotify)
+            useFanotify: settings.fanotify
+        )
         do {
             return try ProcessSensor(configuration: configuration, logger: logger)
         } catch {
             logger.error("process sensor unavailable; running without process events", metadata: ["error": "\(error)"])
-            health.append(Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "process sensor: \(error)"))))
+            health.append(
+                Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "process sensor: \(error)")))
+            )
             return nil
         }
     }

@@ -12,10 +12,20 @@ public enum AgentSandbox {
     /// - Parameter processSensor: a process sensor is running. Writes are then not confined
     ///   with Landlock: a Landlock domain cannot read `/proc/PID/exe` and `cwd` of processes
     ///   outside it, which is what the process sensor reports.
-    public static func apply(configuration: AgentConfiguration, processSensor: Bool = false, logger: Logger) -> [Event] {
+    public static func apply(configuration: AgentConfiguration, processSensor: Bool = false, logger: Logger) -> [Event]
+    {
         guard configuration.sandbox.enabled else {
             logger.notice("sandbox disabled in the configuration")
-            return [Event(payload: .health(AgentHealth(kind: "sandbox_disabled", message: "sandbox disabled by configuration (sandbox.enabled: false)")))]
+            return [
+                Event(
+                    payload: .health(
+                        AgentHealth(
+                            kind: "sandbox_disabled",
+                            message: "sandbox disabled by configuration (sandbox.enabled: false)"
+                        )
+                    )
+                )
+            ]
         }
         var sandbox = Sandbox.Configuration(
             enabled: true,
@@ -25,10 +35,15 @@ public enum AgentSandbox {
         sandbox.confineWrites = !processSensor
         do {
             let report = try Sandbox.apply(sandbox)
-            logger.info("sandbox installed", metadata: [
-                "capabilities": "\(report.capabilities.effective)", "landlock_abi": "\(report.landlockABI.map(String.init) ?? "none")",
-                "syscalls": "\(report.seccomp.allowed)", "default_action": "\(report.defaultAction)", "threads": "\(report.threads)",
-            ])
+            logger.info(
+                "sandbox installed",
+                metadata: [
+                    "capabilities": "\(report.capabilities.effective)",
+                    "landlock_abi": "\(report.landlockABI.map(String.init) ?? "none")",
+                    "syscalls": "\(report.seccomp.allowed)", "default_action": "\(report.defaultAction)",
+                    "threads": "\(report.threads)",
+                ]
+            )
             var counters: [String: UInt64] = [
                 "cap_effective": report.capabilities.effective.rawValue,
                 "cap_bounding": report.bounding.rawValue,
@@ -41,13 +56,15 @@ public enum AgentSandbox {
             if let abi = report.landlockABI {
                 message += "writes confined to the state directory (Landlock ABI \(abi)), "
             } else if processSensor {
-                message += "writes not confined (Landlock would hide other processes' /proc entries from the process sensor), "
+                message +=
+                    "writes not confined (Landlock would hide other processes' /proc entries from the process sensor), "
             } else {
                 message += "no Landlock in this kernel: writes not confined, "
             }
             message += "seccomp allowlist of \(report.seccomp.allowed) rules, default \(report.defaultAction)"
             if report.threads > 1 {
-                message += "; \(report.threads) threads existed at install: only the installing thread's capabilities were reduced"
+                message +=
+                    "; \(report.threads) threads existed at install: only the installing thread's capabilities were reduced"
             }
             return [Event(payload: .health(AgentHealth(kind: "sandbox", message: message, counters: counters)))]
         } catch {
@@ -67,11 +84,19 @@ extension Agent {
         guard let outside = environment["VIGIL_TEST_SANDBOX_PROBE"] else { return }
         try? await Task.sleep(for: .seconds(1))
         let results = SandboxProbe.run(
-            outsideDirectory: outside, stateDirectory: configuration.stateDirectory,
-            ptraceTarget: environment["VIGIL_TEST_PTRACE_TARGET"].flatMap { Int32($0) })
+            outsideDirectory: outside,
+            stateDirectory: configuration.stateDirectory,
+            ptraceTarget: environment["VIGIL_TEST_PTRACE_TARGET"].flatMap { Int32($0) }
+        )
         logger.notice("sandbox probe", metadata: ["results": "\(results)"])
         pending.withLock {
-            $0.events.append(Event(payload: .health(AgentHealth(kind: "sandbox_probe", message: "errno of each refused attempt", counters: results))))
+            $0.events.append(
+                Event(
+                    payload: .health(
+                        AgentHealth(kind: "sandbox_probe", message: "errno of each refused attempt", counters: results)
+                    )
+                )
+            )
         }
     }
 }

@@ -1,7 +1,7 @@
 import AsyncHTTPClient
-import NIOCore
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -73,13 +73,22 @@ public final class Agent: Service {
 
     /// Loads the agent's identity from the state directory, creating it (0600) on first run.
     public static func loadOrCreateIdentity(configuration: AgentConfiguration, logger: Logger) throws -> AgentIdentity {
-        try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(
+            atPath: configuration.stateDirectory,
+            withIntermediateDirectories: true,
+            attributes: [.posixPermissions: 0o700]
+        )
         if FileManager.default.fileExists(atPath: configuration.keyPath) {
             return try AgentIdentity.load(from: configuration.keyPath)
         }
         let identity = AgentIdentity.generate()
         try identity.save(to: configuration.keyPath)
-        logger.info("generated agent key", metadata: ["agent_id": "\(identity.agentId)", "key_id": "\(identity.keyId)", "path": "\(configuration.keyPath)"])
+        logger.info(
+            "generated agent key",
+            metadata: [
+                "agent_id": "\(identity.agentId)", "key_id": "\(identity.keyId)", "path": "\(configuration.keyPath)",
+            ]
+        )
         return identity
     }
 
@@ -90,7 +99,10 @@ public final class Agent: Service {
     /// (netlink, fanotify) belong here too.
     public static func prepare(configuration: AgentConfiguration, logger: Logger) throws -> Prepared {
         let identity = try loadOrCreateIdentity(configuration: configuration, logger: logger)
-        let spool = try Spool(path: configuration.spoolPath, limits: Spool.Limits(maxBytes: configuration.spoolMaxBytes))
+        let spool = try Spool(
+            path: configuration.spoolPath,
+            limits: Spool.Limits(maxBytes: configuration.spoolMaxBytes)
+        )
         let settings = try CollectionSettings.load(policiesDirectory: configuration.policiesDirectory)
         let (policySet, notApplicable) = try loadPolicy(configuration.policiesDirectory)
         let logger = {
@@ -114,11 +126,22 @@ public final class Agent: Service {
             logger: logger
         )
         var startupHealth: [Event] = []
-        let flowSensor = settings.network.flatMap { openFlowSensor($0, configuration: configuration, logger: logger, health: &startupHealth) }
+        let flowSensor = settings.network.flatMap {
+            openFlowSensor($0, configuration: configuration, logger: logger, health: &startupHealth)
+        }
         let processSensor = settings.processes.flatMap { openProcessSensor($0, logger: logger, health: &startupHealth) }
         var prepared = Prepared(
-            identity: identity, spool: spool, settings: settings, policySet: policySet, notApplicable: notApplicable.count,
-            roots: roots, fileSensor: sensor, flowSensor: flowSensor, startupHealth: startupHealth, logger: logger)
+            identity: identity,
+            spool: spool,
+            settings: settings,
+            policySet: policySet,
+            notApplicable: notApplicable.count,
+            roots: roots,
+            fileSensor: sensor,
+            flowSensor: flowSensor,
+            startupHealth: startupHealth,
+            logger: logger
+        )
         prepared.processSensor = processSensor
         return prepared
     }
@@ -144,10 +167,24 @@ public final class Agent: Service {
         }
         let processSensor = Self.startProcessSensor(prepared.processSensor, logger: logger)
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
-        try spool.append([
-            Event(payload: .health(AgentHealth(kind: "started", message: "vigild started; watching \(roots.count) path(s)", counters: ["watched_roots": UInt64(roots.count)]))),
-            Self.policyLoaded(policySet, notApplicable: prepared.notApplicable, directory: configuration.policiesDirectory),
-        ] + prepared.sandboxHealth + Self.spoolRecovered(spool, logger: logger))
+        try spool.append(
+            [
+                Event(
+                    payload: .health(
+                        AgentHealth(
+                            kind: "started",
+                            message: "vigild started; watching \(roots.count) path(s)",
+                            counters: ["watched_roots": UInt64(roots.count)]
+                        )
+                    )
+                ),
+                Self.policyLoaded(
+                    policySet,
+                    notApplicable: prepared.notApplicable,
+                    directory: configuration.policiesDirectory
+                ),
+            ] + prepared.sandboxHealth + Self.spoolRecovered(spool, logger: logger)
+        )
 
         let client = CollectorClient(baseURLs: configuration.collectorURLs, client: httpClient)
         notifier.ready(status: "watching \(roots.count) path(s), shipping to \(configuration.collectorURL)")
@@ -161,11 +198,20 @@ public final class Agent: Service {
                     group.addTask { await self.readSensor(processSensor.events) }
                 }
                 group.addTask { try await self.flushLoop(spool: spool) }
-                group.addTask { await self.budgetLoop(governor: governor, fileSensor: sensor, flowSensor: flowSensor, logger: logger) }
+                group.addTask {
+                    await self.budgetLoop(
+                        governor: governor,
+                        fileSensor: sensor,
+                        flowSensor: flowSensor,
+                        logger: logger
+                    )
+                }
                 #if DEBUG
                 group.addTask { await self.sandboxProbeForTesting(prepared: prepared, logger: logger) }
                 #endif
-                group.addTask { try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger) }
+                group.addTask {
+                    try await self.shipLoop(spool: spool, client: client, identity: identity, logger: logger)
+                }
                 group.addTask { await self.reloadOnHangup(logger: logger) }
                 if let interval = notifier.watchdogInterval {
                     group.addTask { await self.feedWatchdog(interval: interval) }
@@ -192,7 +238,9 @@ public final class Agent: Service {
             counters["lost_first_seq"] = gap.firstSeq
             counters["lost_last_seq"] = gap.lastSeq
         }
-        return [Event(payload: .health(AgentHealth(kind: "spool_recovered", message: recovery.message, counters: counters)))]
+        return [
+            Event(payload: .health(AgentHealth(kind: "spool_recovered", message: recovery.message, counters: counters)))
+        ]
     }
 
     /// Sends systemd's watchdog keep-alive at half its interval, but only while the flush loop
@@ -223,7 +271,8 @@ public final class Agent: Service {
             payload: .health(
                 AgentHealth(
                     kind: "policy_loaded",
-                    message: "\(rules) rule(s) active from \(directory)" + (notApplicable > 0 ? ", \(notApplicable) not applicable" : ""),
+                    message: "\(rules) rule(s) active from \(directory)"
+                        + (notApplicable > 0 ? ", \(notApplicable) not applicable" : ""),
                     counters: ["rules": rules, "not_applicable": UInt64(notApplicable)]
                 )
             )
@@ -240,7 +289,11 @@ public final class Agent: Service {
             do {
                 let (set, notApplicable) = try Self.loadPolicy(configuration.policiesDirectory)
                 policy.withLock { $0 = set }
-                event = Self.policyLoaded(set, notApplicable: notApplicable.count, directory: configuration.policiesDirectory)
+                event = Self.policyLoaded(
+                    set,
+                    notApplicable: notApplicable.count,
+                    directory: configuration.policiesDirectory
+                )
                 logger.info("policy reloaded", metadata: ["rules": "\(set.report.applicable.count)"])
             } catch {
                 logger.error("policy reload refused; keeping the previous policy", metadata: ["error": "\(error)"])
@@ -254,21 +307,30 @@ public final class Agent: Service {
     /// interface, a bad filter) is reported in the log and as agent health, and the agent runs
     /// on without it. The agent's own traffic to the collector is filtered out in the kernel.
     private static func openFlowSensor(
-        _ network: CollectionSettings.Network, configuration: AgentConfiguration, logger: Logger, health: inout [Event]
+        _ network: CollectionSettings.Network,
+        configuration: AgentConfiguration,
+        logger: Logger,
+        health: inout [Event]
     ) -> FlowSensor? {
         var filter = network.filter
         if let own = Self.collectorFilter(configuration.collectorURL) {
             filter = filter.map { "(\($0)) and \(own)" } ?? own
         }
         let config = FlowSensorConfiguration(
-            capture: PcapCaptureOptions(interface: network.interface, snapshotLength: network.snapLength, filter: filter),
+            capture: PcapCaptureOptions(
+                interface: network.interface,
+                snapshotLength: network.snapLength,
+                filter: filter
+            ),
             table: FlowTableConfiguration(maxFlows: network.maxFlows, idleTimeout: .seconds(network.idleTimeoutSeconds))
         )
         do {
             return try FlowSensor(configuration: config, logger: logger)
         } catch {
             logger.error("packet capture unavailable; running without flow events", metadata: ["error": "\(error)"])
-            health.append(Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "flow sensor: \(error)"))))
+            health.append(
+                Event(payload: .health(AgentHealth(kind: "sensor_unavailable", message: "flow sensor: \(error)")))
+            )
             return nil
         }
     }
@@ -294,7 +356,8 @@ public final class Agent: Service {
             }
             let priority = event.isHighPriority || !alerts.isEmpty
             pending.withLock { p in
-                if p.events.count < pendingCapacity || (priority && p.events.count < pendingCapacity + priorityReserve) {
+                if p.events.count < pendingCapacity || (priority && p.events.count < pendingCapacity + priorityReserve)
+                {
                     if !alerts.isEmpty { p.alerts[p.events.count] = alerts }
                     p.events.append(event)
                 } else {
@@ -310,7 +373,10 @@ public final class Agent: Service {
             try? await Task.sleep(for: flushInterval)
             try flush(spool: spool)
             let elapsed = ContinuousClock.now - clockOrigin
-            heartbeat.store(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000, ordering: .relaxed)
+            heartbeat.store(
+                elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000,
+                ordering: .relaxed
+            )
         }
         // Let the sensor's last events reach the buffer.
         try? await Task.sleep(for: flushInterval)
@@ -340,7 +406,17 @@ public final class Agent: Service {
         }
         if !dropped.isEmpty {
             let total = dropped.values.reduce(0, +)
-            batch.append(Event(payload: .health(AgentHealth(kind: "queue_drop", message: "\(total) event(s) dropped: spool buffer full", counters: dropped))))
+            batch.append(
+                Event(
+                    payload: .health(
+                        AgentHealth(
+                            kind: "queue_drop",
+                            message: "\(total) event(s) dropped: spool buffer full",
+                            counters: dropped
+                        )
+                    )
+                )
+            )
         }
         // Alerts were raised when the events were read; each now quotes its event with its seq.
         var index = 0
@@ -356,7 +432,10 @@ public final class Agent: Service {
         for gap in spool.takeShedReports() {
             logger.warning(
                 "spool full: dropped the oldest events and wrote a gap record",
-                metadata: ["first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)", "max_bytes": "\(spool.limits.maxBytes)"]
+                metadata: [
+                    "first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)",
+                    "max_bytes": "\(spool.limits.maxBytes)",
+                ]
             )
         }
     }
@@ -376,7 +455,10 @@ public final class Agent: Service {
                 drainDeadline = deadline
                 if ContinuousClock.now >= deadline {
                     let stats = try spool.statistics()
-                    logger.notice("stopping with events still spooled; they are sent on the next start", metadata: ["pending": "\(stats.pendingEvents)"])
+                    logger.notice(
+                        "stopping with events still spooled; they are sent on the next start",
+                        metadata: ["pending": "\(stats.pendingEvents)"]
+                    )
                     return
                 }
             }
@@ -394,14 +476,21 @@ public final class Agent: Service {
                     try await client.enroll(identity: identity, token: token, hostname: hostname, machineId: machineId)
                     enrolled = true
                     backoff.reset()
-                    logger.info("enrolled with collector", metadata: ["collector": "\(client.baseURL)", "key_id": "\(identity.keyId)"])
+                    logger.info(
+                        "enrolled with collector",
+                        metadata: ["collector": "\(client.baseURL)", "key_id": "\(identity.keyId)"]
+                    )
                 } catch {
                     logger.warning("enrollment failed; will retry", metadata: ["error": "\(error.message)"])
                     try await pause(backoff.next())
                     continue
                 }
             }
-            let batch = try spool.nextBatch(maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes) { encoded, firstSeq, batchSeq, prev in
+            let batch = try spool.nextBatch(maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes) {
+                encoded,
+                firstSeq,
+                batchSeq,
+                prev in
                 try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
             }
             guard let batch else {
@@ -413,7 +502,9 @@ public final class Agent: Service {
             var timeout: TimeAmount? = nil
             if let drainDeadline {
                 let left = drainDeadline - ContinuousClock.now
-                timeout = .milliseconds(max(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+                timeout = .milliseconds(
+                    max(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+                )
             }
             switch await client.send(batch: batch.bytes, timeout: timeout) {
             case .stored(let duplicate, let chain):
@@ -421,7 +512,10 @@ public final class Agent: Service {
                 backoff.reset()
                 logger.debug(
                     "batch delivered",
-                    metadata: ["batch_seq": "\(batch.batchSeq)", "events": "\(batch.eventCount)", "duplicate": "\(duplicate)", "chain": "\(chain ?? "")"]
+                    metadata: [
+                        "batch_seq": "\(batch.batchSeq)", "events": "\(batch.eventCount)", "duplicate": "\(duplicate)",
+                        "chain": "\(chain ?? "")",
+                    ]
                 )
             case .unknownAgent:
                 logger.warning("collector does not know this agent; enrolling again")
@@ -429,11 +523,17 @@ public final class Agent: Service {
             case .refused(let status, let error, let message):
                 logger.error(
                     "collector refused batch; will retry",
-                    metadata: ["batch_seq": "\(batch.batchSeq)", "status": "\(status)", "error": "\(error)", "message": "\(message)"]
+                    metadata: [
+                        "batch_seq": "\(batch.batchSeq)", "status": "\(status)", "error": "\(error)",
+                        "message": "\(message)",
+                    ]
                 )
                 try await pause(backoff.next())
             case .retry(let reason):
-                logger.warning("cannot deliver batch; will retry", metadata: ["batch_seq": "\(batch.batchSeq)", "reason": "\(reason)"])
+                logger.warning(
+                    "cannot deliver batch; will retry",
+                    metadata: ["batch_seq": "\(batch.batchSeq)", "reason": "\(reason)"]
+                )
                 try await pause(backoff.next())
             }
         }

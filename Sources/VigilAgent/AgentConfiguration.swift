@@ -110,14 +110,21 @@ public struct AgentConfiguration: Sendable, Hashable {
             throw PolicyError(file: file, yamlError: error)
         }
         guard let root, case .mapping(let top) = root else {
-            throw PolicyError(file: file, line: root?.mark?.line ?? 1, column: 1, message: "the configuration must be a YAML mapping")
+            throw PolicyError(
+                file: file,
+                line: root?.mark?.line ?? 1,
+                column: 1,
+                message: "the configuration must be a YAML mapping"
+            )
         }
         func fail(_ node: Node?, _ message: String) -> PolicyError {
             PolicyError(file: file, line: node?.mark?.line ?? 1, column: node?.mark?.column ?? 1, message: message)
         }
         func string(_ node: Node?, _ name: String) throws(PolicyError) -> String? {
             guard let node else { return nil }
-            guard case .scalar(let s) = node, !s.string.isEmpty else { throw fail(node, "\(name) must be a non-empty string") }
+            guard case .scalar(let s) = node, !s.string.isEmpty else {
+                throw fail(node, "\(name) must be a non-empty string")
+            }
             return s.string
         }
         func int(_ node: Node?, _ name: String, _ range: ClosedRange<Int>) throws(PolicyError) -> Int? {
@@ -134,7 +141,9 @@ public struct AgentConfiguration: Sendable, Hashable {
         guard let collectorNode = top["collector"] else {
             throw fail(root, "missing 'collector:' with at least 'url:'")
         }
-        guard case .mapping(let collector) = collectorNode else { throw fail(collectorNode, "collector must be a mapping") }
+        guard case .mapping(let collector) = collectorNode else {
+            throw fail(collectorNode, "collector must be a mapping")
+        }
         for (key, _) in collector where !["url", "enroll_token"].contains(key.string ?? "") {
             throw fail(key, "unknown key '\(key.string ?? "?")' in collector; expected url, enroll_token")
         }
@@ -143,7 +152,9 @@ public struct AgentConfiguration: Sendable, Hashable {
         if let node = collector["url"], case .sequence(let list) = node {
             guard !list.isEmpty else { throw fail(node, "collector.url is an empty list") }
             for item in list {
-                guard case .scalar(let scalar) = item else { throw fail(item, "collector.url: each entry must be a URL") }
+                guard case .scalar(let scalar) = item else {
+                    throw fail(item, "collector.url: each entry must be a URL")
+                }
                 urls.append(scalar.string)
             }
         } else if let url = try string(collector["url"], "collector.url") {
@@ -170,18 +181,31 @@ public struct AgentConfiguration: Sendable, Hashable {
         )
         config.collectorFallbackURLs = Array(urls.dropFirst())
         if let level = try string(top["log_level"], "log_level") {
-            guard logLevels.contains(level) else { throw fail(top["log_level"], "log_level must be one of \(logLevels.joined(separator: ", "))") }
+            guard logLevels.contains(level) else {
+                throw fail(top["log_level"], "log_level must be one of \(logLevels.joined(separator: ", "))")
+            }
             config.logLevel = level
         }
         if let shippingNode = top["shipping"] {
-            guard case .mapping(let shipping) = shippingNode else { throw fail(shippingNode, "shipping must be a mapping") }
+            guard case .mapping(let shipping) = shippingNode else {
+                throw fail(shippingNode, "shipping must be a mapping")
+            }
             let keys = ["batch_max_events", "batch_max_bytes", "batch_max_age_ms"]
             for (key, _) in shipping where !keys.contains(key.string ?? "") {
-                throw fail(key, "unknown key '\(key.string ?? "?")' in shipping; expected one of: \(keys.joined(separator: ", "))")
+                throw fail(
+                    key,
+                    "unknown key '\(key.string ?? "?")' in shipping; expected one of: \(keys.joined(separator: ", "))"
+                )
             }
-            if let v = try int(shipping["batch_max_events"], "shipping.batch_max_events", 1...100_000) { config.shipping.batchMaxEvents = v }
-            if let v = try int(shipping["batch_max_bytes"], "shipping.batch_max_bytes", 1024...(32 << 20)) { config.shipping.batchMaxBytes = v }
-            if let v = try int(shipping["batch_max_age_ms"], "shipping.batch_max_age_ms", 10...600_000) { config.shipping.batchMaxAgeMilliseconds = v }
+            if let v = try int(shipping["batch_max_events"], "shipping.batch_max_events", 1...100_000) {
+                config.shipping.batchMaxEvents = v
+            }
+            if let v = try int(shipping["batch_max_bytes"], "shipping.batch_max_bytes", 1024...(32 << 20)) {
+                config.shipping.batchMaxBytes = v
+            }
+            if let v = try int(shipping["batch_max_age_ms"], "shipping.batch_max_age_ms", 10...600_000) {
+                config.shipping.batchMaxAgeMilliseconds = v
+            }
         }
         if let sandboxNode = top["sandbox"] {
             guard case .mapping(let sandbox) = sandboxNode else { throw fail(sandboxNode, "sandbox must be a mapping") }
@@ -189,7 +213,9 @@ public struct AgentConfiguration: Sendable, Hashable {
                 throw fail(key, "unknown key '\(key.string ?? "?")' in sandbox; expected enabled, default_action")
             }
             if let node = sandbox["enabled"] {
-                guard case .scalar(let s) = node, let v = Bool(s.string) else { throw fail(node, "sandbox.enabled must be true or false") }
+                guard case .scalar(let s) = node, let v = Bool(s.string) else {
+                    throw fail(node, "sandbox.enabled must be true or false")
+                }
                 config.sandbox.enabled = v
             }
             if let node = sandbox["default_action"] {
@@ -205,8 +231,13 @@ public struct AgentConfiguration: Sendable, Hashable {
                 throw fail(key, "unknown key '\(key.string ?? "?")' in spool; expected max_bytes")
             }
             if let node = spool["max_bytes"] {
-                guard case .scalar(let text) = node, let bytes = Self.byteCount(text.string), (1 << 20...(1 << 40)).contains(bytes) else {
-                    throw fail(node, "spool.max_bytes must be a size from 1MiB to 1TiB: bytes, or a number with KiB, MiB or GiB")
+                guard case .scalar(let text) = node, let bytes = Self.byteCount(text.string),
+                    (1 << 20...(1 << 40)).contains(bytes)
+                else {
+                    throw fail(
+                        node,
+                        "spool.max_bytes must be a size from 1MiB to 1TiB: bytes, or a number with KiB, MiB or GiB"
+                    )
                 }
                 config.spoolMaxBytes = bytes
             }
@@ -217,7 +248,10 @@ public struct AgentConfiguration: Sendable, Hashable {
     /// `1048576`, `512KiB`, `256MiB`, `2GiB` (also KB/MB/GB, read as powers of 1024).
     static func byteCount(_ text: String) -> Int? {
         let t = text.trimmingCharacters(in: .whitespaces)
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
+        let units: [(String, Int)] = [
+            ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20), ("GB", 1 << 30),
+            ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30),
+        ]
         for (suffix, factor) in units where t.hasSuffix(suffix) {
             guard let n = Int(t.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) else { return nil }
             let (v, overflow) = n.multipliedReportingOverflow(by: factor)

@@ -77,10 +77,13 @@ public struct CollectorClient: Sendable {
 
     /// Sends one serialized batch. `timeout` bounds the whole exchange (default: the client's).
     public func send(batch bytes: [UInt8], timeout: TimeAmount? = nil) async -> Delivery {
-        await failingOver({ url in await send(batch: bytes, to: url, timeout: timeout) }) { delivery in
-            if case .retry = delivery { return false }
-            return true
-        }
+        await failingOver(
+            { url in await send(batch: bytes, to: url, timeout: timeout) },
+            isFinal: { delivery in
+                if case .retry = delivery { return false }
+                return true
+            }
+        )
     }
 
     private func send(batch bytes: [UInt8], to baseURL: String, timeout: TimeAmount?) async -> Delivery {
@@ -99,7 +102,11 @@ public struct CollectorClient: Sendable {
             case 401 where json["error"] as? String == "unknown_agent":
                 return .unknownAgent
             case 400..<500:
-                return .refused(status: status, error: json["error"] as? String ?? "http_\(status)", message: json["message"] as? String ?? "")
+                return .refused(
+                    status: status,
+                    error: json["error"] as? String ?? "http_\(status)",
+                    message: json["message"] as? String ?? ""
+                )
             default:
                 return .retry("collector answered \(status): \(json["message"] as? String ?? "")")
             }
@@ -116,19 +123,39 @@ public struct CollectorClient: Sendable {
     }
 
     /// Enrolls the agent's public key. Succeeds also when it was enrolled before with the same key.
-    public func enroll(identity: AgentIdentity, token: String, hostname: String, machineId: String) async throws(EnrollmentError) {
-        let outcome: EnrollmentError? = await failingOver({ url in
-            do throws(EnrollmentError) {
-                try await enroll(identity: identity, token: token, hostname: hostname, machineId: machineId, at: url)
-                return nil
-            } catch {
-                return error
-            }
-        }) { error in error.map(\.permanent) ?? true }
+    public func enroll(
+        identity: AgentIdentity,
+        token: String,
+        hostname: String,
+        machineId: String
+    ) async throws(EnrollmentError) {
+        let outcome: EnrollmentError? = await failingOver(
+            { url in
+                do throws(EnrollmentError) {
+                    try await enroll(
+                        identity: identity,
+                        token: token,
+                        hostname: hostname,
+                        machineId: machineId,
+                        at: url
+                    )
+                    return nil
+                } catch {
+                    return error
+                }
+            },
+            isFinal: { error in error.map(\.permanent) ?? true }
+        )
         if let outcome { throw outcome }
     }
 
-    private func enroll(identity: AgentIdentity, token: String, hostname: String, machineId: String, at baseURL: String) async throws(EnrollmentError) {
+    private func enroll(
+        identity: AgentIdentity,
+        token: String,
+        hostname: String,
+        machineId: String,
+        at baseURL: String
+    ) async throws(EnrollmentError) {
         let payload: [String: String] = [
             "token": token,
             "agent_id": identity.agentId,
@@ -147,7 +174,10 @@ public struct CollectorClient: Sendable {
             guard (200..<300).contains(status) else {
                 let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
                 let reason = json["message"] as? String ?? String(buffer: body)
-                throw EnrollmentError(message: "enrollment refused (\(status)): \(reason)", permanent: (400..<500).contains(status))
+                throw EnrollmentError(
+                    message: "enrollment refused (\(status)): \(reason)",
+                    permanent: (400..<500).contains(status)
+                )
             }
         } catch let error as EnrollmentError {
             throw error

@@ -86,7 +86,10 @@ public final class Collector: Sendable {
         )
         switch try await store.enroll(record) {
         case .enrolled:
-            logger.info("agent enrolled", metadata: ["agent_id": "\(request.agentId)", "hostname": "\(record.hostname)", "key_id": "\(keyId)"])
+            logger.info(
+                "agent enrolled",
+                metadata: ["agent_id": "\(request.agentId)", "hostname": "\(record.hostname)", "key_id": "\(keyId)"]
+            )
             return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "enrolled")
         case .alreadyEnrolled:
             return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "already_enrolled")
@@ -105,7 +108,8 @@ public final class Collector: Sendable {
     public static func isValidAgentId(_ id: String) -> Bool {
         guard (1...64).contains(id.utf8.count) else { return false }
         return id.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f || c == 0x2d
+            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f
+                || c == 0x2d
         }
     }
 
@@ -145,13 +149,18 @@ public final class Collector: Sendable {
         } catch {
             logger.notice(
                 "batch refused",
-                metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)", "reason": "\(error.code)", "detail": "\(error.message)"]
+                metadata: [
+                    "agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)", "reason": "\(error.code)",
+                    "detail": "\(error.message)",
+                ]
             )
             throw CollectorError(wire: error)
         }
         // Stores keep sequence numbers as signed 64-bit integers (SQLite and PostgreSQL alike).
         let seqLimit = UInt64(Int64.max)
-        guard batch.header.batchSeq <= seqLimit, batch.header.firstSeq <= seqLimit - UInt64(batch.header.eventCount), events.allSatisfy({ $0.seq <= seqLimit }) else {
+        guard batch.header.batchSeq <= seqLimit, batch.header.firstSeq <= seqLimit - UInt64(batch.header.eventCount),
+            events.allSatisfy({ $0.seq <= seqLimit })
+        else {
             throw CollectorError(.badRequest, "batch_seq and event seqs must be below 2^63")
         }
         let outcome: IngestOutcome
@@ -173,11 +182,20 @@ public final class Collector: Sendable {
             if verdict != .ok {
                 logger.warning(
                     "chain anomaly",
-                    metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)", "verdict": "\(verdict.rawValue)", "detail": "\(detail ?? "")"]
+                    metadata: [
+                        "agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)",
+                        "verdict": "\(verdict.rawValue)", "detail": "\(detail ?? "")",
+                    ]
                 )
             }
             publish(agentId: agentId, batchSeq: batch.header.batchSeq, events: events)
-            return BatchResponse(status: "accepted", batchSeq: batch.header.batchSeq, events: events.count, chain: verdict.rawValue, detail: detail)
+            return BatchResponse(
+                status: "accepted",
+                batchSeq: batch.header.batchSeq,
+                events: events.count,
+                chain: verdict.rawValue,
+                detail: detail
+            )
         }
     }
 
@@ -192,7 +210,10 @@ public final class Collector: Sendable {
             throw CollectorError(.revokedAgent, "agent \(agentId) was revoked")
         }
         guard record.keyId == keyId else {
-            throw CollectorError(.unknownKey, "agent \(agentId) signed with key \(keyId), but its enrolled key is \(record.keyId)")
+            throw CollectorError(
+                .unknownKey,
+                "agent \(agentId) signed with key \(keyId), but its enrolled key is \(record.keyId)"
+            )
         }
         let key: Curve25519.Signing.PublicKey
         do {

@@ -48,12 +48,20 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     public init(parsing text: String) throws(CollectorError) {
         if text.hasPrefix("sqlite:") {
             let path = String(text.dropFirst("sqlite:".count))
-            guard !path.isEmpty else { throw CollectorError(.badRequest, "--store sqlite: needs a path, e.g. sqlite:/var/lib/vigil-collector/events.sqlite") }
+            guard !path.isEmpty else {
+                throw CollectorError(
+                    .badRequest,
+                    "--store sqlite: needs a path, e.g. sqlite:/var/lib/vigil-collector/events.sqlite"
+                )
+            }
             self = .sqlite(path: path)
         } else if text.hasPrefix("postgres:") || text.hasPrefix("postgresql:") {
             self = .postgres(try PostgresLocation(url: text))
         } else {
-            throw CollectorError(.badRequest, "--store \(text): expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB")
+            throw CollectorError(
+                .badRequest,
+                "--store \(text): expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB"
+            )
         }
     }
 
@@ -83,7 +91,8 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
                 throw error
             }
         case .postgres(let location):
-            return try await PostgresEventStore.withStore(at: location, logger: logger) { store in try await body(store) }
+            return try await PostgresEventStore.withStore(at: location, logger: logger) { store in try await body(store)
+            }
         }
     }
 }

@@ -57,7 +57,11 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var response = try context.responseEncoder.encode(Body(error: code.rawValue, message: message), from: request, context: context)
+        var response = try context.responseEncoder.encode(
+            Body(error: code.rawValue, message: message),
+            from: request,
+            context: context
+        )
         response.status = status
         return response
     }

@@ -34,7 +34,10 @@ public enum CollectorHTTP {
             do {
                 enroll = try JSONDecoder().decode(Collector.EnrollRequest.self, from: Data(buffer: body))
             } catch {
-                throw CollectorError(.badRequest, "enrollment body must be JSON with token, agent_id, public_key, hostname, machine_id: \(describe(error))")
+                throw CollectorError(
+                    .badRequest,
+                    "enrollment body must be JSON with token, agent_id, public_key, hostname, machine_id: \(describe(error))"
+                )
             }
             return try json(try await collector.enroll(enroll))
         }
@@ -70,12 +73,16 @@ public enum CollectorHTTP {
             }
             var after: UInt64 = 0
             if let text = params.get("after") {
-                guard let v = UInt64(text) else { throw CollectorError(.badRequest, "after: must be a batch sequence number") }
+                guard let v = UInt64(text) else {
+                    throw CollectorError(.badRequest, "after: must be a batch sequence number")
+                }
                 after = v
             }
             var limit = 500
             if let text = params.get("limit") {
-                guard let v = Int(text), (1...5000).contains(v) else { throw CollectorError(.badRequest, "limit: must be an integer from 1 to 5000") }
+                guard let v = Int(text), (1...5000).contains(v) else {
+                    throw CollectorError(.badRequest, "limit: must be an integer from 1 to 5000")
+                }
                 limit = v
             }
             let batches = try await collector.store.batches(agentId: id, afterBatchSeq: after, limit: limit)
@@ -85,7 +92,12 @@ public enum CollectorHTTP {
                     publicKey: agent.publicKey,
                     keyId: agent.keyId,
                     batches: batches.map {
-                        .init(batchSeq: $0.batchSeq, header: Data($0.headerBytes).base64EncodedString(), signature: Data($0.signature).base64EncodedString(), body: Data($0.body).base64EncodedString())
+                        .init(
+                            batchSeq: $0.batchSeq,
+                            header: Data($0.headerBytes).base64EncodedString(),
+                            signature: Data($0.signature).base64EncodedString(),
+                            body: Data($0.body).base64EncodedString()
+                        )
                     }
                 )
             )
@@ -96,13 +108,18 @@ public enum CollectorHTTP {
             ("/healthz", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]), ("/v1/events", [.get]),
             ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]),
         ]
-        let methods: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace] + [HTTPRequest.Method("QUERY")].compactMap { $0 }
+        let methods: [HTTPRequest.Method] =
+            [.get, .head, .post, .put, .delete, .patch, .options, .trace]
+            + [HTTPRequest.Method("QUERY")].compactMap { $0 }
         for (path, allowed) in served {
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
             for method in methods where !allowed.contains(method) {
                 router.on(path, method: method) { _, _ -> Response in
                     var response = try json(
-                        CollectorError.Body(error: "method_not_allowed", message: "\(method.rawValue) is not served here; allowed: \(allow)"),
+                        CollectorError.Body(
+                            error: "method_not_allowed",
+                            message: "\(method.rawValue) is not served here; allowed: \(allow)"
+                        ),
                         status: .methodNotAllowed
                     )
                     response.headers[.allow] = allow
@@ -121,11 +138,17 @@ public enum CollectorHTTP {
             if let token {
                 let header = request.headers[.authorization] ?? ""
                 guard header.hasPrefix("Bearer "), Collector.tokenMatches(header.dropFirst(7), token) else {
-                    throw CollectorError(.unauthorized, "this route needs Authorization: Bearer with the collector's API token (vigilctl: set VIGIL_API_TOKEN)")
+                    throw CollectorError(
+                        .unauthorized,
+                        "this route needs Authorization: Bearer with the collector's API token (vigilctl: set VIGIL_API_TOKEN)"
+                    )
                 }
             } else {
                 guard context.isLoopbackClient else {
-                    throw CollectorError(.unauthorized, "reads from other hosts need an API token: start the collector with --api-token (or VIGIL_API_TOKEN)")
+                    throw CollectorError(
+                        .unauthorized,
+                        "reads from other hosts need an API token: start the collector with --api-token (or VIGIL_API_TOKEN)"
+                    )
                 }
             }
         }
@@ -201,35 +224,50 @@ public enum CollectorHTTP {
     static func eventQuery(_ params: Parameters, maxLimit: Int) throws -> EventQuery {
         let known: Set<String> = ["agent", "type", "rule", "since", "until", "after", "limit"]
         for (key, _) in params where !known.contains(String(key)) {
-            throw CollectorError(.badRequest, "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))")
+            throw CollectorError(
+                .badRequest,
+                "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))"
+            )
         }
         var q = EventQuery()
         if let agent = params.get("agent") {
-            guard Collector.isValidAgentId(agent) else { throw CollectorError(.badRequest, "agent: not a valid agent id") }
+            guard Collector.isValidAgentId(agent) else {
+                throw CollectorError(.badRequest, "agent: not a valid agent id")
+            }
             q.agentId = agent
         }
         if let types = params.get("type") {
             q.types = try types.split(separator: ",").map { name in
                 guard let t = EventType(rawValue: String(name)) else {
-                    throw CollectorError(.badRequest, "type: '\(name)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                    throw CollectorError(
+                        .badRequest,
+                        "type: '\(name)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
+                    )
                 }
                 return t
             }
         }
         if let rule = params.get("rule") {
-            guard !rule.isEmpty, rule.utf8.count <= 200 else { throw CollectorError(.badRequest, "rule: must be 1-200 characters") }
+            guard !rule.isEmpty, rule.utf8.count <= 200 else {
+                throw CollectorError(.badRequest, "rule: must be 1-200 characters")
+            }
             q.ruleId = rule
         }
         for (name, keyPath) in [("since", \EventQuery.since), ("until", \EventQuery.until)] {
             if let text = params.get(name) {
                 guard let t = TimeSpec.parse(text) else {
-                    throw CollectorError(.badRequest, "\(name): '\(text)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)")
+                    throw CollectorError(
+                        .badRequest,
+                        "\(name): '\(text)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)"
+                    )
                 }
                 q[keyPath: keyPath] = t
             }
         }
         if let after = params.get("after") {
-            guard let v = Int64(after), v >= 0 else { throw CollectorError(.badRequest, "after: must be a non-negative integer cursor") }
+            guard let v = Int64(after), v >= 0 else {
+                throw CollectorError(.badRequest, "after: must be a non-negative integer cursor")
+            }
             q.after = v
         }
         if let limit = params.get("limit") {

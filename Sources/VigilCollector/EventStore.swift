@@ -13,7 +13,15 @@ public struct AgentRecord: Sendable, Codable, Hashable {
     public var enrolledAt: Timestamp
     public var revokedAt: Timestamp?
 
-    public init(agentId: String, publicKey: String, keyId: String, hostname: String, machineId: String, enrolledAt: Timestamp, revokedAt: Timestamp? = nil) {
+    public init(
+        agentId: String,
+        publicKey: String,
+        keyId: String,
+        hostname: String,
+        machineId: String,
+        enrolledAt: Timestamp,
+        revokedAt: Timestamp? = nil
+    ) {
         self.agentId = agentId
         self.publicKey = publicKey
         self.keyId = keyId
@@ -107,7 +115,15 @@ public struct EventQuery: Sendable, Hashable {
     public var after: Int64?
     public var limit: Int
 
-    public init(agentId: String? = nil, types: [EventType] = [], ruleId: String? = nil, since: Timestamp? = nil, until: Timestamp? = nil, after: Int64? = nil, limit: Int = 100) {
+    public init(
+        agentId: String? = nil,
+        types: [EventType] = [],
+        ruleId: String? = nil,
+        since: Timestamp? = nil,
+        until: Timestamp? = nil,
+        after: Int64? = nil,
+        limit: Int = 100
+    ) {
         self.agentId = agentId
         self.types = types
         self.ruleId = ruleId

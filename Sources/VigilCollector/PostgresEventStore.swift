@@ -20,7 +20,15 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
     public var database: String
     public var poolSize: Int
 
-    public init(host: String = "127.0.0.1", port: Int = 5432, unixSocketPath: String? = nil, username: String, password: String?, database: String, poolSize: Int = 10) {
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 5432,
+        unixSocketPath: String? = nil,
+        username: String,
+        password: String?,
+        database: String,
+        poolSize: Int = 10
+    ) {
         self.host = host
         self.port = port
         self.unixSocketPath = unixSocketPath
@@ -49,10 +57,14 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
             switch item.name {
             case "sslmode":
                 guard value == "disable" else {
-                    throw bad("sslmode=\(value) is not supported by this build; use sslmode=disable on a trusted network or a local socket")
+                    throw bad(
+                        "sslmode=\(value) is not supported by this build; use sslmode=disable on a trusted network or a local socket"
+                    )
                 }
             case "pool_size":
-                guard let n = Int(value), (1...100).contains(n) else { throw bad("pool_size must be 1-100, got '\(value)'") }
+                guard let n = Int(value), (1...100).contains(n) else {
+                    throw bad("pool_size must be 1-100, got '\(value)'")
+                }
                 poolSize = n
             case "host":
                 guard value.hasPrefix("/") else { throw bad("host= must be a socket directory, an absolute path") }
@@ -89,7 +101,8 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
 
     private static func redacting(_ text: String) -> String {
         // Hide anything between "://user:" and "@" in a message.
-        guard let scheme = text.range(of: "://"), let at = text.range(of: "@", range: scheme.upperBound..<text.endIndex),
+        guard let scheme = text.range(of: "://"),
+            let at = text.range(of: "@", range: scheme.upperBound..<text.endIndex),
             let colon = text.range(of: ":", range: scheme.upperBound..<at.lowerBound)
         else { return text }
         return text.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
@@ -100,7 +113,14 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         if let socket = unixSocketPath {
             config = .init(unixSocketPath: socket, username: username, password: password, database: database)
         } else {
-            config = .init(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+            config = .init(
+                host: host,
+                port: port,
+                username: username,
+                password: password,
+                database: database,
+                tls: .disable
+            )
         }
         config.options.maximumConnections = poolSize
         config.options.connectTimeout = .seconds(10)
@@ -112,7 +132,14 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         if let socket = unixSocketPath {
             config = .init(unixSocketPath: socket, username: username, password: password, database: database)
         } else {
-            config = .init(host: host, port: port, username: username, password: password, database: database, tls: .disable)
+            config = .init(
+                host: host,
+                port: port,
+                username: username,
+                password: password,
+                database: database,
+                tls: .disable
+            )
         }
         config.options.connectTimeout = .seconds(10)
         return config
@@ -252,7 +279,11 @@ public final class PostgresEventStore: EventStore {
     static func migrate(_ location: PostgresLocation, logger: Logger) async throws {
         let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(configuration: location.connectionConfiguration, id: 1, logger: logger)
+            connection = try await PostgresConnection.connect(
+                configuration: location.connectionConfiguration,
+                id: 1,
+                logger: logger
+            )
         } catch {
             throw CollectorError(.storeFailure, "cannot open the PostgreSQL store \(location): \(Self.reason(error))")
         }
@@ -264,7 +295,9 @@ public final class PostgresEventStore: EventStore {
                     logger: logger
                 )
                 var applied = Set<Int>()
-                for try await version in try await db.query("SELECT version FROM schema_migrations", logger: logger).decode(Int.self) {
+                for try await version in try await db.query("SELECT version FROM schema_migrations", logger: logger)
+                    .decode(Int.self)
+                {
                     applied.insert(version)
                 }
                 if let newest = applied.max(), let known = migrations.map(\.version).max(), newest > known {
@@ -277,8 +310,14 @@ public final class PostgresEventStore: EventStore {
                     for statement in migration.statements {
                         try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
-                    try await db.query("INSERT INTO schema_migrations (version) VALUES (\(migration.version))", logger: logger)
-                    logger.info("store migrated", metadata: ["store": "\(location)", "version": "\(migration.version)"])
+                    try await db.query(
+                        "INSERT INTO schema_migrations (version) VALUES (\(migration.version))",
+                        logger: logger
+                    )
+                    logger.info(
+                        "store migrated",
+                        metadata: ["store": "\(location)", "version": "\(migration.version)"]
+                    )
                 }
             }
         } catch let error as CollectorError {
@@ -286,7 +325,10 @@ public final class PostgresEventStore: EventStore {
             throw error
         } catch {
             try? await connection.close()
-            throw CollectorError(.storeFailure, "cannot migrate the PostgreSQL store \(location): \(Self.reason(error))")
+            throw CollectorError(
+                .storeFailure,
+                "cannot migrate the PostgreSQL store \(location): \(Self.reason(error))"
+            )
         }
         try? await connection.close()
     }
@@ -323,7 +365,10 @@ public final class PostgresEventStore: EventStore {
             logger: logger
         ).collect()
         if !inserted.isEmpty { return .enrolled }
-        for try await existing in try await client.query("SELECT public_key FROM agents WHERE agent_id = \(agent.agentId)", logger: logger).decode(String.self) {
+        for try await existing in try await client.query(
+            "SELECT public_key FROM agents WHERE agent_id = \(agent.agentId)",
+            logger: logger
+        ).decode(String.self) {
             return existing == agent.publicKey ? .alreadyEnrolled : .conflict
         }
         throw CollectorError(.storeFailure, "agent \(agent.agentId) vanished during enrollment")
@@ -334,7 +379,9 @@ public final class PostgresEventStore: EventStore {
             "SELECT agent_id, public_key, key_id, hostname, machine_id, enrolled_at, revoked_at FROM agents WHERE agent_id = \(id)",
             logger: logger
         )
-        for try await (agentId, publicKey, keyId, hostname, machineId, enrolledAt, revokedAt) in rows.decode((String, String, String, String, String, Int64, Int64?).self) {
+        for try await (agentId, publicKey, keyId, hostname, machineId, enrolledAt, revokedAt) in rows.decode(
+            (String, String, String, String, String, Int64, Int64?).self
+        ) {
             return AgentRecord(
                 agentId: agentId,
                 publicKey: publicKey,
@@ -356,14 +403,20 @@ public final class PostgresEventStore: EventStore {
         // Column arrays for one multi-row INSERT … SELECT unnest(…): one round trip per batch.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        var seqs: [Int64] = [], types: [String] = [], times: [Int64] = [], rules: [String] = [], jsons: [String] = []
+        var seqs: [Int64] = []
+        var types: [String] = []
+        var times: [Int64] = []
+        var rules: [String] = []
+        var jsons: [String] = []
         seqs.reserveCapacity(events.count)
         types.reserveCapacity(events.count)
         times.reserveCapacity(events.count)
         rules.reserveCapacity(events.count)
         jsons.reserveCapacity(events.count)
         for event in events {
-            guard let seq = Int64(exactly: event.seq) else { throw CollectorError(.badRequest, "event seq \(event.seq) must be below 2^63") }
+            guard let seq = Int64(exactly: event.seq) else {
+                throw CollectorError(.badRequest, "event seq \(event.seq) must be below 2^63")
+            }
             seqs.append(seq)
             types.append(event.type.rawValue)
             times.append(event.time.nanosecondsSinceEpoch)
@@ -388,7 +441,8 @@ public final class PostgresEventStore: EventStore {
             ).decode((Int64, Data?, Int64, Int64, Int64, Int64).self) {
                 chainState = row
             }
-            guard let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState else {
+            guard let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState
+            else {
                 throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
             }
             for try await stored in try await db.query(
@@ -396,8 +450,17 @@ public final class PostgresEventStore: EventStore {
                 logger: logger
             ).decode(Data.self) {
                 if stored == headerHash { return .duplicate }
-                let detail = "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
-                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: "fork", batchSeq: batchSeq, detail: detail, at: received)
+                let detail =
+                    "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
+                try await Self.recordAnomaly(
+                    db,
+                    logger: logger,
+                    agentId: agentId,
+                    kind: "fork",
+                    batchSeq: batchSeq,
+                    detail: detail,
+                    at: received
+                )
                 return .fork(detail: detail)
             }
             let lastSeq = UInt64(max(lastSeqSigned, 0))
@@ -413,13 +476,23 @@ public final class PostgresEventStore: EventStore {
                 verdict = .gap
                 let missingFrom = lastSeq + 1
                 let missingTo = header.batchSeq - 1
-                detail = missingFrom == missingTo ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
+                detail =
+                    missingFrom == missingTo
+                    ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
             } else {
                 verdict = .reordered
                 detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
             }
             if verdict != .ok, let detail {
-                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: verdict.rawValue, batchSeq: batchSeq, detail: detail, at: received)
+                try await Self.recordAnomaly(
+                    db,
+                    logger: logger,
+                    agentId: agentId,
+                    kind: verdict.rawValue,
+                    batchSeq: batchSeq,
+                    detail: detail,
+                    at: received
+                )
             }
             var account = SeqAccount(
                 lastEventSeq: UInt64(max(lastEventSeq, 0)),
@@ -427,8 +500,21 @@ public final class PostgresEventStore: EventStore {
                 gapRecords: UInt64(max(gapRecords, 0)),
                 droppedEvents: UInt64(max(droppedEvents, 0))
             )
-            if let missing = account.admit(firstSeq: header.firstSeq, lastSeq: header.lastSeq, events: events, inOrder: verdict == .ok) {
-                try await Self.recordAnomaly(db, logger: logger, agentId: agentId, kind: "seq_gap", batchSeq: batchSeq, detail: missing, at: received)
+            if let missing = account.admit(
+                firstSeq: header.firstSeq,
+                lastSeq: header.lastSeq,
+                events: events,
+                inOrder: verdict == .ok
+            ) {
+                try await Self.recordAnomaly(
+                    db,
+                    logger: logger,
+                    agentId: agentId,
+                    kind: "seq_gap",
+                    batchSeq: batchSeq,
+                    detail: missing,
+                    at: received
+                )
             }
             try await db.query(
                 """
@@ -468,8 +554,13 @@ public final class PostgresEventStore: EventStore {
             if inserted < Int64(seqs.count) {
                 let dup = Int64(seqs.count) - inserted
                 try await Self.recordAnomaly(
-                    db, logger: logger, agentId: agentId, kind: "duplicate_seq", batchSeq: batchSeq,
-                    detail: "\(dup) event(s) reuse seqs already stored from another batch", at: received
+                    db,
+                    logger: logger,
+                    agentId: agentId,
+                    kind: "duplicate_seq",
+                    batchSeq: batchSeq,
+                    detail: "\(dup) event(s) reuse seqs already stored from another batch",
+                    at: received
                 )
             }
             if advances {
@@ -492,7 +583,13 @@ public final class PostgresEventStore: EventStore {
     }
 
     private static func recordAnomaly(
-        _ db: PostgresConnection, logger: Logger, agentId: String, kind: String, batchSeq: Int64, detail: String, at time: Int64
+        _ db: PostgresConnection,
+        logger: Logger,
+        agentId: String,
+        kind: String,
+        batchSeq: Int64,
+        detail: String,
+        at time: Int64
     ) async throws {
         try await db.query(
             "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (\(agentId), \(kind), \(batchSeq), \(detail), \(time))",
@@ -548,9 +645,16 @@ public final class PostgresEventStore: EventStore {
             "SELECT agent_id, kind, batch_seq, detail, detected_at FROM chain_anomalies ORDER BY id",
             logger: logger
         )
-        for try await (agentId, kind, batchSeq, detail, detectedAt) in anomalyRows.decode((String, String, Int64, String, Int64).self) {
+        for try await (agentId, kind, batchSeq, detail, detectedAt) in anomalyRows.decode(
+            (String, String, Int64, String, Int64).self
+        ) {
             anomalies[agentId, default: []].append(
-                ChainAnomaly(kind: kind, batchSeq: UInt64(max(batchSeq, 0)), detail: detail, detectedAt: Timestamp(nanosecondsSinceEpoch: detectedAt))
+                ChainAnomaly(
+                    kind: kind,
+                    batchSeq: UInt64(max(batchSeq, 0)),
+                    detail: detail,
+                    detectedAt: Timestamp(nanosecondsSinceEpoch: detectedAt)
+                )
             )
         }
         let rows = try await client.query(
@@ -561,7 +665,9 @@ public final class PostgresEventStore: EventStore {
             logger: logger
         )
         var result: [AgentSummary] = []
-        for try await (id, hostname, keyId, enrolledAt, revokedAt, lastSeen, lastBatchSeq, eventCount, gapRecords, droppedEvents) in rows.decode(
+        for try await (
+            id, hostname, keyId, enrolledAt, revokedAt, lastSeen, lastBatchSeq, eventCount, gapRecords, droppedEvents
+        ) in rows.decode(
             (String, String, String, Int64, Int64?, Int64?, Int64, Int64, Int64, Int64).self
         ) {
             let list = anomalies[id] ?? []
@@ -596,7 +702,14 @@ public final class PostgresEventStore: EventStore {
         )
         var result: [StoredBatch] = []
         for try await (batchSeq, header, signature, body) in rows.decode((Int64, Data, Data, Data).self) {
-            result.append(StoredBatch(batchSeq: UInt64(max(batchSeq, 0)), headerBytes: Array(header), signature: Array(signature), body: Array(body)))
+            result.append(
+                StoredBatch(
+                    batchSeq: UInt64(max(batchSeq, 0)),
+                    headerBytes: Array(header),
+                    signature: Array(signature),
+                    body: Array(body)
+                )
+            )
         }
         return result
     }

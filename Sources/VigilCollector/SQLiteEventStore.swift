@@ -97,7 +97,11 @@ public final class SQLiteEventStore: EventStore {
 
     public func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome {
         try await pool.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT public_key FROM agents WHERE agent_id = ?", arguments: [agent.agentId]) {
+            if let row = try Row.fetchOne(
+                db,
+                sql: "SELECT public_key FROM agents WHERE agent_id = ?",
+                arguments: [agent.agentId]
+            ) {
                 let existing: String = row["public_key"]
                 return existing == agent.publicKey ? .alreadyEnrolled : .conflict
             }
@@ -106,7 +110,10 @@ public final class SQLiteEventStore: EventStore {
                     INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at)
                     VALUES (?, ?, ?, ?, ?, ?)
                     """,
-                arguments: [agent.agentId, agent.publicKey, agent.keyId, agent.hostname, agent.machineId, agent.enrolledAt.nanosecondsSinceEpoch]
+                arguments: [
+                    agent.agentId, agent.publicKey, agent.keyId, agent.hostname, agent.machineId,
+                    agent.enrolledAt.nanosecondsSinceEpoch,
+                ]
             )
             return .enrolled
         }
@@ -151,14 +158,23 @@ public final class SQLiteEventStore: EventStore {
             ) {
                 let stored: Data = existing["header_hash"]
                 if stored == headerHash { return .duplicate }
-                let detail = "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
-                try Self.recordAnomaly(db, agentId: agentId, kind: "fork", batchSeq: header.batchSeq, detail: detail, at: receivedAt)
+                let detail =
+                    "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
+                try Self.recordAnomaly(
+                    db,
+                    agentId: agentId,
+                    kind: "fork",
+                    batchSeq: header.batchSeq,
+                    detail: detail,
+                    at: receivedAt
+                )
                 return .fork(detail: detail)
             }
             guard
                 let agentRow = try Row.fetchOne(
                     db,
-                    sql: "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events FROM agents WHERE agent_id = ?",
+                    sql:
+                        "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events FROM agents WHERE agent_id = ?",
                     arguments: [agentId]
                 )
             else {
@@ -180,14 +196,22 @@ public final class SQLiteEventStore: EventStore {
                 verdict = .gap
                 let missingFrom = lastSeq + 1
                 let missingTo = header.batchSeq - 1
-                detail = missingFrom == missingTo
+                detail =
+                    missingFrom == missingTo
                     ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
             } else {
                 verdict = .reordered
                 detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
             }
             if verdict != .ok, let detail {
-                try Self.recordAnomaly(db, agentId: agentId, kind: verdict.rawValue, batchSeq: header.batchSeq, detail: detail, at: receivedAt)
+                try Self.recordAnomaly(
+                    db,
+                    agentId: agentId,
+                    kind: verdict.rawValue,
+                    batchSeq: header.batchSeq,
+                    detail: detail,
+                    at: receivedAt
+                )
             }
             var account = SeqAccount(
                 lastEventSeq: UInt64(agentRow["last_event_seq"] as Int64),
@@ -195,11 +219,24 @@ public final class SQLiteEventStore: EventStore {
                 gapRecords: UInt64(agentRow["gap_records"] as Int64),
                 droppedEvents: UInt64(agentRow["dropped_events"] as Int64)
             )
-            if let missing = account.admit(firstSeq: header.firstSeq, lastSeq: header.lastSeq, events: events, inOrder: verdict == .ok) {
-                try Self.recordAnomaly(db, agentId: agentId, kind: "seq_gap", batchSeq: header.batchSeq, detail: missing, at: receivedAt)
+            if let missing = account.admit(
+                firstSeq: header.firstSeq,
+                lastSeq: header.lastSeq,
+                events: events,
+                inOrder: verdict == .ok
+            ) {
+                try Self.recordAnomaly(
+                    db,
+                    agentId: agentId,
+                    kind: "seq_gap",
+                    batchSeq: header.batchSeq,
+                    detail: missing,
+                    at: receivedAt
+                )
             }
             try db.execute(
-                sql: "UPDATE agents SET last_event_seq = ?, declared_through = ?, gap_records = ?, dropped_events = ? WHERE agent_id = ?",
+                sql:
+                    "UPDATE agents SET last_event_seq = ?, declared_through = ?, gap_records = ?, dropped_events = ? WHERE agent_id = ?",
                 arguments: [
                     Int64(clamping: account.lastEventSeq), Int64(clamping: account.declaredThrough),
                     Int64(clamping: account.gapRecords), Int64(clamping: account.droppedEvents), agentId,
@@ -212,7 +249,8 @@ public final class SQLiteEventStore: EventStore {
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """,
                 arguments: [
-                    agentId, header.batchSeq, Data(batch.headerBytes), Data(batch.signature), Data(batch.body), headerHash,
+                    agentId, header.batchSeq, Data(batch.headerBytes), Data(batch.signature), Data(batch.body),
+                    headerHash,
                     header.firstSeq, header.eventCount, receivedAt.nanosecondsSinceEpoch, verdict.rawValue,
                 ]
             )
@@ -224,14 +262,21 @@ public final class SQLiteEventStore: EventStore {
             )
             var inserted: Int64 = 0
             for (event, json, ruleId) in rows {
-                try insert.execute(arguments: [agentId, event.seq, header.batchSeq, event.type.rawValue, event.time.nanosecondsSinceEpoch, ruleId, json])
+                try insert.execute(arguments: [
+                    agentId, event.seq, header.batchSeq, event.type.rawValue, event.time.nanosecondsSinceEpoch, ruleId,
+                    json,
+                ])
                 inserted += Int64(db.changesCount)
             }
             if inserted < Int64(rows.count) {
                 let dup = Int64(rows.count) - inserted
                 try Self.recordAnomaly(
-                    db, agentId: agentId, kind: "duplicate_seq", batchSeq: header.batchSeq,
-                    detail: "\(dup) event(s) reuse seqs already stored from another batch", at: receivedAt
+                    db,
+                    agentId: agentId,
+                    kind: "duplicate_seq",
+                    batchSeq: header.batchSeq,
+                    detail: "\(dup) event(s) reuse seqs already stored from another batch",
+                    at: receivedAt
                 )
             }
             if advances {
@@ -252,7 +297,14 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
-    private static func recordAnomaly(_ db: Database, agentId: String, kind: String, batchSeq: UInt64, detail: String, at time: Timestamp) throws {
+    private static func recordAnomaly(
+        _ db: Database,
+        agentId: String,
+        kind: String,
+        batchSeq: UInt64,
+        detail: String,
+        at time: Timestamp
+    ) throws {
         try db.execute(
             sql: "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (?, ?, ?, ?, ?)",
             arguments: [agentId, kind, batchSeq, detail, time.nanosecondsSinceEpoch]
@@ -297,13 +349,21 @@ public final class SQLiteEventStore: EventStore {
         }
         let decoder = JSONDecoder()
         return try rows.map { id, agentId, batchSeq, json in
-            StoredEvent(id: id, agentId: agentId, batchSeq: UInt64(batchSeq), event: try decoder.decode(Event.self, from: Data(json.utf8)))
+            StoredEvent(
+                id: id,
+                agentId: agentId,
+                batchSeq: UInt64(batchSeq),
+                event: try decoder.decode(Event.self, from: Data(json.utf8))
+            )
         }
     }
 
     public func agents() async throws -> [AgentSummary] {
         try await pool.read { db in
-            let anomalyRows = try Row.fetchAll(db, sql: "SELECT agent_id, kind, batch_seq, detail, detected_at FROM chain_anomalies ORDER BY id")
+            let anomalyRows = try Row.fetchAll(
+                db,
+                sql: "SELECT agent_id, kind, batch_seq, detail, detected_at FROM chain_anomalies ORDER BY id"
+            )
             var anomalies: [String: [ChainAnomaly]] = [:]
             for row in anomalyRows {
                 let anomaly = ChainAnomaly(
@@ -341,7 +401,8 @@ public final class SQLiteEventStore: EventStore {
         try await pool.read { db in
             try Row.fetchAll(
                 db,
-                sql: "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? ORDER BY batch_seq LIMIT ?",
+                sql:
+                    "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? ORDER BY batch_seq LIMIT ?",
                 arguments: [agentId, afterBatchSeq, limit]
             ).map { row in
                 StoredBatch(

@@ -23,7 +23,12 @@ public struct SeqAccount: Sendable, Hashable {
     /// The sum of their `dropped_by_type` counts.
     public var droppedEvents: UInt64
 
-    public init(lastEventSeq: UInt64 = 0, declaredThrough: UInt64 = 0, gapRecords: UInt64 = 0, droppedEvents: UInt64 = 0) {
+    public init(
+        lastEventSeq: UInt64 = 0,
+        declaredThrough: UInt64 = 0,
+        gapRecords: UInt64 = 0,
+        droppedEvents: UInt64 = 0
+    ) {
         self.lastEventSeq = lastEventSeq
         self.declaredThrough = declaredThrough
         self.gapRecords = gapRecords
@@ -42,7 +47,8 @@ public struct SeqAccount: Sendable, Hashable {
             let from = max(lastEventSeq + 1, declaredThrough &+ 1)
             let to = firstSeq - 1
             if from <= to {
-                anomaly = from == to
+                anomaly =
+                    from == to
                     ? "event \(from) is missing and no gap record declares it"
                     : "events \(from)-\(to) are missing and no gap record declares them"
             }

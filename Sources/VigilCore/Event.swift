@@ -29,7 +29,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, Codable, CustomStringCo
 
     /// ISO 8601 in UTC with microseconds, e.g. `2026-11-28T13:25:55.123456Z`.
     public var iso8601: String {
-        let seconds = nanosecondsSinceEpoch >= 0
+        let seconds =
+            nanosecondsSinceEpoch >= 0
             ? nanosecondsSinceEpoch / 1_000_000_000
             : (nanosecondsSinceEpoch - 999_999_999) / 1_000_000_000
         let micros = (nanosecondsSinceEpoch - seconds * 1_000_000_000) / 1000
@@ -361,14 +362,25 @@ public struct FlowEvent: Hashable, Sendable, Codable {
     public var processId: UInt32?
 
     public init(
-        ts: Double, duration: Double, proto: String,
-        origH: String, origP: UInt16, respH: String, respP: UInt16,
-        origPkts: UInt64 = 0, respPkts: UInt64 = 0,
-        origIPBytes: UInt64 = 0, respIPBytes: UInt64 = 0,
-        origBytes: UInt64 = 0, respBytes: UInt64 = 0,
-        origTCPFlags: UInt8 = 0, respTCPFlags: UInt8 = 0,
-        state: String = "", communityID: String = "",
-        image: String? = nil, processId: UInt32? = nil
+        ts: Double,
+        duration: Double,
+        proto: String,
+        origH: String,
+        origP: UInt16,
+        respH: String,
+        respP: UInt16,
+        origPkts: UInt64 = 0,
+        respPkts: UInt64 = 0,
+        origIPBytes: UInt64 = 0,
+        respIPBytes: UInt64 = 0,
+        origBytes: UInt64 = 0,
+        respBytes: UInt64 = 0,
+        origTCPFlags: UInt8 = 0,
+        respTCPFlags: UInt8 = 0,
+        state: String = "",
+        communityID: String = "",
+        image: String? = nil,
+        processId: UInt32? = nil
     ) {
         self.ts = ts
         self.duration = duration
@@ -423,7 +435,14 @@ public struct Alert: Hashable, Sendable, Codable {
     /// Rule author credit (kept for Sigma's Detection Rule License).
     public var author: String?
 
-    public init(ruleId: String, title: String, level: String, tags: [String] = [], event: Event? = nil, author: String? = nil) {
+    public init(
+        ruleId: String,
+        title: String,
+        level: String,
+        tags: [String] = [],
+        event: Event? = nil,
+        author: String? = nil
+    ) {
         self.ruleId = ruleId
         self.title = title
         self.level = level

@@ -29,7 +29,8 @@ public enum EventFormatter {
             if p.incomplete { s += " (incomplete)" }
             return s
         case .flow(let f):
-            return "\(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP) pkts=\(f.origPkts)/\(f.respPkts) bytes=\(f.origIPBytes)/\(f.respIPBytes) \(f.state)"
+            return
+                "\(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP) pkts=\(f.origPkts)/\(f.respPkts) bytes=\(f.origIPBytes)/\(f.respIPBytes) \(f.state)"
         case .alert(let a):
             var s = "[\(a.level)] \(a.title) (rule \(a.ruleId))"
             if !a.tags.isEmpty { s += " " + a.tags.joined(separator: ",") }

@@ -41,10 +41,14 @@ public enum TimeSpec {
             }
             return v
         }
-        guard u.count >= 10, let year = num(0, 4), (1970...2261).contains(year), u[4] == 0x2d, let month = num(5, 2), u[7] == 0x2d, let day = num(8, 2),
+        guard u.count >= 10, let year = num(0, 4), (1970...2261).contains(year), u[4] == 0x2d, let month = num(5, 2),
+            u[7] == 0x2d, let day = num(8, 2),
             (1...12).contains(month), (1...31).contains(day)
         else { return nil }
-        var hour = 0, minute = 0, second = 0, nanos = 0
+        var hour = 0
+        var minute = 0
+        var second = 0
+        var nanos = 0
         var i = 10
         if u.count > 10 {
             guard u[10] == 0x54 || u[10] == 0x20, let h = num(11, 2), u.count > 13, u[13] == 0x3a, let m = num(14, 2),

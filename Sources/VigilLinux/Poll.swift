@@ -32,8 +32,10 @@ public enum Poll {
             }
         }.get()
         let ready = Int16(POLLIN | POLLHUP | POLLERR | POLLNVAL)
-        precondition(fds.0.revents & Int16(POLLNVAL) == 0 && fds.1.revents & Int16(POLLNVAL) == 0,
-                     "poll on a closed descriptor")
+        precondition(
+            fds.0.revents & Int16(POLLNVAL) == 0 && fds.1.revents & Int16(POLLNVAL) == 0,
+            "poll on a closed descriptor"
+        )
         return Readiness(first: fds.0.revents & ready != 0, second: count == 2 && fds.1.revents & ready != 0)
     }
 

@@ -28,15 +28,20 @@ public final class PosixThread: Sendable {
     public static func spawn(name: String, body: sending @escaping () -> Void) throws(Errno) -> PosixThread {
         let context = Unmanaged.passRetained(Context(name: name, body: body)).toOpaque()
         var handle = pthread_t()
-        let rc = pthread_create(&handle, nil, { raw in
-            guard let raw else { return nil }
-            let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
-            if let setName = GNULibC.pthreadSetName, let name = String(context.name.utf8.prefix(15)) {
-                _ = name.withCString { setName(pthread_self(), $0) }
-            }
-            context.body()
-            return nil
-        }, context)
+        let rc = pthread_create(
+            &handle,
+            nil,
+            { raw in
+                guard let raw else { return nil }
+                let context = Unmanaged<Context>.fromOpaque(raw).takeRetainedValue()
+                if let setName = GNULibC.pthreadSetName, let name = String(context.name.utf8.prefix(15)) {
+                    _ = name.withCString { setName(pthread_self(), $0) }
+                }
+                context.body()
+                return nil
+            },
+            context
+        )
         guard rc == 0 else {
             Unmanaged<Context>.fromOpaque(context).release()
             throw Errno(rawValue: rc)

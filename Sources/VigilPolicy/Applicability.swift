@@ -13,10 +13,14 @@ public enum Applicability: Sendable, Hashable {
         }
         if let service = source.service {
             return .notApplicable(
-                reason: "service '\(service)' is not a source Vigil produces (Vigil provides categories \(supportedList))")
+                reason:
+                    "service '\(service)' is not a source Vigil produces (Vigil provides categories \(supportedList))"
+            )
         }
         guard let name = source.category else {
-            return .notApplicable(reason: "no category: a generic log source (syslog/journal text) that Vigil does not collect")
+            return .notApplicable(
+                reason: "no category: a generic log source (syslog/journal text) that Vigil does not collect"
+            )
         }
         guard let category = EventCategory(rawValue: name) else {
             return .notApplicable(reason: "category '\(name)' is not produced by Vigil (it provides \(supportedList))")

@@ -65,7 +65,10 @@ extension CategoryIndex {
     /// must be derived for glob checks.
     @inline(__always)
     private func run(
-        _ scanner: Scanner, _ bytes: UnsafeBufferPointer<UInt8>, folding: Bool, _ scratch: inout MatchScratch,
+        _ scanner: Scanner,
+        _ bytes: UnsafeBufferPointer<UInt8>,
+        folding: Bool,
+        _ scratch: inout MatchScratch,
         _ mark: (Int32, inout MatchScratch) -> Void
     ) {
         let n = bytes.count

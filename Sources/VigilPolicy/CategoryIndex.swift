@@ -87,7 +87,9 @@ struct CategoryIndex: Sendable {
             }
             func compile(_ test: FieldTest) -> PredicateExpression {
                 let values = test.values.map { variants in
-                    let terms = variants.map { PredicateExpression.test(predicate(Key(field: test.field, matcher: $0))) }
+                    let terms = variants.map {
+                        PredicateExpression.test(predicate(Key(field: test.field, matcher: $0)))
+                    }
                     return terms.count == 1 ? terms[0] : .or(terms)
                 }
                 if values.count == 1 { return values[0] }
@@ -133,15 +135,21 @@ struct CategoryIndex: Sendable {
             case .exists(let flag): directs.append(Direct(predicate: Int32(id), fields: fields, test: .exists(flag)))
             case .null: directs.append(Direct(predicate: Int32(id), fields: fields, test: .null))
             case .fieldReference(let other, let anchor, let cased):
-                directs.append(Direct(predicate: Int32(id), fields: fields, test: .fieldReference(other, anchor, cased: cased)))
+                directs.append(
+                    Direct(predicate: Int32(id), fields: fields, test: .fieldReference(other, anchor, cased: cased))
+                )
             }
         }
         var scans: [FieldScan] = []
         for field in fieldOrder {
-            var folded: [[UInt8]: Int] = [:], cased: [[UInt8]: Int] = [:]
-            var foldedPatterns: [[UInt8]] = [], casedPatterns: [[UInt8]] = []
-            var foldedUses: [[PatternUse]] = [], casedUses: [[PatternUse]] = []
-            var whenPresent: [Int32] = [], whenEmpty: [Int32] = []
+            var folded: [[UInt8]: Int] = [:]
+            var cased: [[UInt8]: Int] = [:]
+            var foldedPatterns: [[UInt8]] = []
+            var casedPatterns: [[UInt8]] = []
+            var foldedUses: [[PatternUse]] = []
+            var casedUses: [[PatternUse]] = []
+            var whenPresent: [Int32] = []
+            var whenEmpty: [Int32] = []
             let fields = field.map { [$0] } ?? category.fields
             for id in byField[field] ?? [] {
                 guard case .string(let pattern) = keys[Int(id)].matcher else { continue }
@@ -168,11 +176,23 @@ struct CategoryIndex: Sendable {
                     use = .glob(pattern)
                 }
                 if pattern.cased {
-                    let n = cased[literal] ?? { casedPatterns.append(literal); casedUses.append([]); return casedPatterns.count - 1 }()
+                    let n =
+                        cased[literal]
+                        ?? {
+                            casedPatterns.append(literal)
+                            casedUses.append([])
+                            return casedPatterns.count - 1
+                        }()
                     cased[literal] = n
                     casedUses[n].append(PatternUse(predicate: id, use: use))
                 } else {
-                    let n = folded[literal] ?? { foldedPatterns.append(literal); foldedUses.append([]); return foldedPatterns.count - 1 }()
+                    let n =
+                        folded[literal]
+                        ?? {
+                            foldedPatterns.append(literal)
+                            foldedUses.append([])
+                            return foldedPatterns.count - 1
+                        }()
                     folded[literal] = n
                     foldedUses[n].append(PatternUse(predicate: id, use: use))
                 }
@@ -181,11 +201,23 @@ struct CategoryIndex: Sendable {
                 FieldScan(
                     fields: fields,
                     folded: foldedPatterns.isEmpty
-                        ? nil : Scanner(automaton: AhoCorasick(patterns: foldedPatterns, foldASCII: true), uses: foldedUses, cased: false),
+                        ? nil
+                        : Scanner(
+                            automaton: AhoCorasick(patterns: foldedPatterns, foldASCII: true),
+                            uses: foldedUses,
+                            cased: false
+                        ),
                     cased: casedPatterns.isEmpty
-                        ? nil : Scanner(automaton: AhoCorasick(patterns: casedPatterns, foldASCII: false), uses: casedUses, cased: true),
-                    whenPresent: whenPresent, whenEmpty: whenEmpty
-                ))
+                        ? nil
+                        : Scanner(
+                            automaton: AhoCorasick(patterns: casedPatterns, foldASCII: false),
+                            uses: casedUses,
+                            cased: true
+                        ),
+                    whenPresent: whenPresent,
+                    whenEmpty: whenEmpty
+                )
+            )
         }
         self.scans = scans
         self.directs = directs

@@ -46,7 +46,13 @@ public struct CollectionSettings: Sendable, Hashable {
         public var maxFlows: Int
         public var idleTimeoutSeconds: Int
 
-        public init(interface: String = "any", filter: String? = nil, snapLength: Int = 128, maxFlows: Int = 262_144, idleTimeoutSeconds: Int = 60) {
+        public init(
+            interface: String = "any",
+            filter: String? = nil,
+            snapLength: Int = 128,
+            maxFlows: Int = 262_144,
+            idleTimeoutSeconds: Int = 60
+        ) {
             self.interface = interface
             self.filter = filter
             self.snapLength = snapLength
@@ -69,7 +75,12 @@ public struct CollectionSettings: Sendable, Hashable {
         /// ~54 MiB resident and ~0% CPU; under ~40,000 file events/s ~60 MiB and about half a core
         /// before shedding. 96 MiB leaves room for the bounded queues; 10% of a core keeps the
         /// agent an order of magnitude below the workloads it watches (osquery's watchdog: 10%).
-        public init(cpuPercent: Int = 10, windowSeconds: Int = 10, memoryMegabytes: Int = 96, sampleIntervalMilliseconds: Int = 1000) {
+        public init(
+            cpuPercent: Int = 10,
+            windowSeconds: Int = 10,
+            memoryMegabytes: Int = 96,
+            sampleIntervalMilliseconds: Int = 1000
+        ) {
             self.cpuPercent = cpuPercent
             self.windowSeconds = windowSeconds
             self.memoryMegabytes = memoryMegabytes
@@ -81,7 +92,9 @@ public struct CollectionSettings: Sendable, Hashable {
     public struct Processes: Sendable, Hashable {
         /// Action names as in `ProcessEvent.Action` (`exec`, `fork`, `exit`, `uid_change`,
         /// `gid_change`, `sid_change`, `ptrace`, `comm_change`).
-        public static let actionNames = ["exec", "fork", "exit", "uid_change", "gid_change", "sid_change", "ptrace", "comm_change"]
+        public static let actionNames = [
+            "exec", "fork", "exit", "uid_change", "gid_change", "sid_change", "ptrace", "comm_change",
+        ]
 
         public var maxProcesses: Int
         public var report: [String]
@@ -90,7 +103,8 @@ public struct CollectionSettings: Sendable, Hashable {
         /// Defaults: 32,768 remembered processes (the default `kernel.pid_max` on small hosts;
         /// about 10 MiB at most), execs and the security-relevant changes, fanotify on.
         public init(
-            maxProcesses: Int = 32_768, report: [String] = ["exec", "uid_change", "gid_change", "sid_change", "ptrace"],
+            maxProcesses: Int = 32_768,
+            report: [String] = ["exec", "uid_change", "gid_change", "sid_change", "ptrace"],
             fanotify: Bool = true
         ) {
             self.maxProcesses = maxProcesses
@@ -159,21 +173,36 @@ public struct CollectionSettings: Sendable, Hashable {
             }
         }
         if let network = try top.mapping("network", context: "network") {
-            try network.checkKeys(["interface", "filter", "snap_length", "max_flows", "idle_timeout_s"], context: "network")
+            try network.checkKeys(
+                ["interface", "filter", "snap_length", "max_flows", "idle_timeout_s"],
+                context: "network"
+            )
             var n = Network()
             if let v = network.value("interface") {
                 guard case .scalar(let s) = v, !s.string.isEmpty, s.string.utf8.count < 16 else {
-                    throw PolicyError(file: file, at: v, "network.interface must be an interface name (at most 15 characters) or any")
+                    throw PolicyError(
+                        file: file,
+                        at: v,
+                        "network.interface must be an interface name (at most 15 characters) or any"
+                    )
                 }
                 n.interface = s.string
             }
             if let v = network.value("filter") {
-                guard case .scalar(let s) = v else { throw PolicyError(file: file, at: v, "network.filter must be a BPF expression string") }
+                guard case .scalar(let s) = v else {
+                    throw PolicyError(file: file, at: v, "network.filter must be a BPF expression string")
+                }
                 n.filter = s.string.isEmpty ? nil : s.string
             }
-            if let v = try network.integer("snap_length", context: "network", range: 64...65535) { n.snapLength = Int(v) }
-            if let v = try network.integer("max_flows", context: "network", range: 16...(1 << 24)) { n.maxFlows = Int(v) }
-            if let v = try network.integer("idle_timeout_s", context: "network", range: 1...86400) { n.idleTimeoutSeconds = Int(v) }
+            if let v = try network.integer("snap_length", context: "network", range: 64...65535) {
+                n.snapLength = Int(v)
+            }
+            if let v = try network.integer("max_flows", context: "network", range: 16...(1 << 24)) {
+                n.maxFlows = Int(v)
+            }
+            if let v = try network.integer("idle_timeout_s", context: "network", range: 1...86400) {
+                n.idleTimeoutSeconds = Int(v)
+            }
             settings.network = n
         }
         if let processes = try top.mapping("processes", context: "processes") {
@@ -187,15 +216,19 @@ public struct CollectionSettings: Sendable, Hashable {
                 return b
             }
             let enabled = try flag("enabled") ?? true
-            if let v = try processes.integer("max_processes", context: "processes", range: 16...(1 << 22)) { p.maxProcesses = Int(v) }
+            if let v = try processes.integer("max_processes", context: "processes", range: 16...(1 << 22)) {
+                p.maxProcesses = Int(v)
+            }
             if let report = try processes.stringList("report", context: "processes") {
                 for (i, name) in report.enumerated() where !Processes.actionNames.contains(name) {
                     let node = processes.value("report").flatMap { n -> Node? in
                         if case .sequence(let s) = n { return s[i] } else { return nil }
                     }
                     throw PolicyError(
-                        file: file, at: node,
-                        "processes.report: unknown action '\(name)'; expected some of: \(Processes.actionNames.joined(separator: ", "))")
+                        file: file,
+                        at: node,
+                        "processes.report: unknown action '\(name)'; expected some of: \(Processes.actionNames.joined(separator: ", "))"
+                    )
                 }
                 p.report = report
             }
@@ -204,9 +237,15 @@ public struct CollectionSettings: Sendable, Hashable {
         }
         if let budget = try top.mapping("budget", context: "budget") {
             try budget.checkKeys(["cpu_percent", "window_s", "memory_mb", "sample_interval_ms"], context: "budget")
-            if let v = try budget.integer("cpu_percent", context: "budget", range: 1...400) { settings.budget.cpuPercent = Int(v) }
-            if let v = try budget.integer("window_s", context: "budget", range: 1...3600) { settings.budget.windowSeconds = Int(v) }
-            if let v = try budget.integer("memory_mb", context: "budget", range: 8...65536) { settings.budget.memoryMegabytes = Int(v) }
+            if let v = try budget.integer("cpu_percent", context: "budget", range: 1...400) {
+                settings.budget.cpuPercent = Int(v)
+            }
+            if let v = try budget.integer("window_s", context: "budget", range: 1...3600) {
+                settings.budget.windowSeconds = Int(v)
+            }
+            if let v = try budget.integer("memory_mb", context: "budget", range: 8...65536) {
+                settings.budget.memoryMegabytes = Int(v)
+            }
             if let v = try budget.integer("sample_interval_ms", context: "budget", range: 50...60000) {
                 settings.budget.sampleIntervalMilliseconds = Int(v)
             }

@@ -1,4 +1,5 @@
 import VigilCore
+
 /// Applicable rules compiled for speed: per event category, every string test of every rule on a
 /// field is folded into one Aho–Corasick automaton (one for case-insensitive tests, one for
 /// `cased`), so an event's field is scanned once whatever the number of rules. Regular

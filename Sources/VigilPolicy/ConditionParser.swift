@@ -33,12 +33,18 @@ struct ConditionParser {
     }
 
     static func parse(_ text: String, selections: [String]) throws -> Condition {
-        var parser = ConditionParser(tokens: try tokenize(text), selectionNames: selections, textLength: text.unicodeScalars.count)
+        var parser = ConditionParser(
+            tokens: try tokenize(text),
+            selectionNames: selections,
+            textLength: text.unicodeScalars.count
+        )
         guard !parser.tokens.isEmpty else { throw Failure(offset: 0, message: "condition is empty") }
         let result = try parser.parseOr()
         if parser.position < parser.tokens.count {
             let (token, offset) = parser.tokens[parser.position]
-            if token == .pipe { throw Unsupported(reason: "aggregation conditions ('| count()' etc.) are not supported") }
+            if token == .pipe {
+                throw Unsupported(reason: "aggregation conditions ('| count()' etc.) are not supported")
+            }
             throw Failure(offset: offset, message: "unexpected '\(describe(token))' in condition")
         }
         return result
@@ -62,9 +68,11 @@ struct ConditionParser {
             if c == " " || c == "\t" || c == "\n" || c == "\r" {
                 i += 1
             } else if c == "(" {
-                out.append((.open, i)); i += 1
+                out.append((.open, i))
+                i += 1
             } else if c == ")" {
-                out.append((.close, i)); i += 1
+                out.append((.close, i))
+                i += 1
             } else if c == "|" {
                 // An aggregation follows; the parser reports it as unsupported.
                 out.append((.pipe, i))

@@ -1,4 +1,5 @@
 import VigilCore
+
 /// Evaluates rules straight from their parsed form, one test after another: the reference the
 /// compiled matcher is checked against, the naive baseline of the benchmark, and the evaluator
 /// of `vigil.exceptions` (which only runs on hits).
@@ -22,7 +23,10 @@ public struct DirectMatcher: Sendable {
         for test in tests {
             for variants in test.values {
                 for case .regex(let pattern, let options) in variants {
-                    regexes[RegexKey(pattern: pattern, options: options)] = try? CompiledRegex(pattern: pattern, options: options)
+                    regexes[RegexKey(pattern: pattern, options: options)] = try? CompiledRegex(
+                        pattern: pattern,
+                        options: options
+                    )
                 }
             }
         }

@@ -18,7 +18,10 @@ public enum EventCategory: String, CaseIterable, Sendable, Hashable {
                 "LogonId", "ProcessId", "ParentProcessId",
             ]
         case .fileEvent, .fileChange, .fileDelete, .fileRename:
-            ["TargetFilename", "SourceFilename", "Image", "ProcessId", "User", "FileMode", "SetUID", "SetGID", "Hashes"]
+            [
+                "TargetFilename", "SourceFilename", "Image", "ProcessId", "User", "FileMode", "SetUID", "SetGID",
+                "Hashes",
+            ]
         case .networkConnection:
             [
                 "Image", "ProcessId", "Protocol", "Initiated", "SourceIp", "SourcePort", "DestinationIp",

@@ -65,19 +65,31 @@ struct ModifierParser {
         if anchors.count > 1 { throw fail("'contains', 'startswith' and 'endswith' exclude each other") }
         let kinds = has.intersection(["re", "cidr", "exists", "lt", "lte", "gt", "gte"])
         if kinds.count > 1 { throw fail("'\(kinds.sorted().joined(separator: "' and '"))' exclude each other") }
-        if !has.isDisjoint(with: ["i", "m", "s"]), !has.contains("re") { throw fail("'i', 'm' and 's' apply only to 're'") }
-        if let kind = kinds.first, !anchors.isEmpty { throw fail("'\(kind)' cannot be combined with '\(anchors.first!)'") }
+        if !has.isDisjoint(with: ["i", "m", "s"]), !has.contains("re") {
+            throw fail("'i', 'm' and 's' apply only to 're'")
+        }
+        if let kind = kinds.first, !anchors.isEmpty {
+            throw fail("'\(kind)' cannot be combined with '\(anchors.first!)'")
+        }
         if let kind = kinds.first, !has.isDisjoint(with: ["base64", "base64offset", "windash", "fieldref"]) {
             throw fail("'\(kind)' cannot be combined with value transformations")
         }
-        if has.contains("base64"), has.contains("base64offset") { throw fail("'base64' and 'base64offset' exclude each other") }
+        if has.contains("base64"), has.contains("base64offset") {
+            throw fail("'base64' and 'base64offset' exclude each other")
+        }
         if has.contains("base64offset"), !has.contains("contains") { throw fail("'base64offset' requires 'contains'") }
         if has.contains("fieldref"), !has.isDisjoint(with: ["base64", "base64offset", "windash"]) {
             throw fail("'fieldref' cannot be combined with value transformations")
         }
     }
 
-    private func matchers(for scalar: Node.Scalar, node: Node, modifiers has: Set<String>, key: String, keyword: Bool) throws -> [ValueMatcher] {
+    private func matchers(
+        for scalar: Node.Scalar,
+        node: Node,
+        modifiers has: Set<String>,
+        key: String,
+        keyword: Bool
+    ) throws -> [ValueMatcher] {
         let text = scalar.string
         guard text.utf8.count <= Self.maximumValueLength else {
             throw PolicyError(file: file, at: node, "value of '\(key)' is longer than \(Self.maximumValueLength) bytes")
@@ -101,7 +113,11 @@ struct ModifierParser {
         }
         if has.contains("re") {
             guard text.utf8.count <= Self.maximumRegexLength else {
-                throw PolicyError(file: file, at: node, "regular expression longer than \(Self.maximumRegexLength) bytes")
+                throw PolicyError(
+                    file: file,
+                    at: node,
+                    "regular expression longer than \(Self.maximumRegexLength) bytes"
+                )
             }
             var options: RegexOptions = []
             if has.contains("i") { options.insert(.ignoreCase) }
@@ -122,7 +138,8 @@ struct ModifierParser {
         }
         // Keywords (no field) are searched for anywhere in the event's values.
         let anchor: StringPattern.Anchor =
-            has.contains("contains") || keyword ? .anywhere
+            has.contains("contains") || keyword
+            ? .anywhere
             : has.contains("startswith") ? .prefix : has.contains("endswith") ? .suffix : .exact
         let cased = has.contains("cased")
         if has.contains("fieldref") {
@@ -138,14 +155,18 @@ struct ModifierParser {
         }
         // base64 output is case-sensitive and has no wildcards.
         let encoded = has.contains("base64") || has.contains("base64offset")
-        return variants.map { .string(StringPattern(sigma: $0, anchor: anchor, cased: cased || encoded, wildcards: !encoded)) }
+        return variants.map {
+            .string(StringPattern(sigma: $0, anchor: anchor, cased: cased || encoded, wildcards: !encoded))
+        }
     }
 
     /// The `windash` variants: every dash or slash that starts a word, replaced in turn by each
     /// of `-`, `/`, en dash, em dash and horizontal bar.
     static func windashVariants(_ value: String) -> [String] {
         let scalars = Array(value.unicodeScalars)
-        func isWord(_ c: Unicode.Scalar) -> Bool { c.properties.isAlphabetic || c.properties.numericType != nil || c == "_" }
+        func isWord(_ c: Unicode.Scalar) -> Bool {
+            c.properties.isAlphabetic || c.properties.numericType != nil || c == "_"
+        }
         var positions: [Int] = []
         for (i, c) in scalars.enumerated() where c == "-" || c == "/" {
             let before = i == 0 || !isWord(scalars[i - 1])

@@ -52,7 +52,8 @@ struct YAMLMapping {
         for (key, _) in mapping {
             guard let name = key.string, known.contains(name) else {
                 throw PolicyError(
-                    file: file, at: key,
+                    file: file,
+                    at: key,
                     "unknown key '\(key.string ?? "?")' in \(context); expected one of: \(known.joined(separator: ", "))"
                 )
             }
@@ -87,7 +88,11 @@ struct YAMLMapping {
             throw PolicyError(file: file, at: v, "\(context).\(key) must be an integer")
         }
         guard range.contains(n) else {
-            throw PolicyError(file: file, at: v, "\(context).\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(n)")
+            throw PolicyError(
+                file: file,
+                at: v,
+                "\(context).\(key) must be between \(range.lowerBound) and \(range.upperBound), got \(n)"
+            )
         }
         return n
     }

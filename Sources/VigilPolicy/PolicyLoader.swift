@@ -37,7 +37,13 @@ public enum PolicyLoader {
         var rules: [SigmaRule] = []
         var seen: [String: String] = [:]
         for file in files {
-            add(file: file, read: { () throws(PolicyError) in try PolicySource.documents(file: file) }, to: &rules, &report, &seen)
+            add(
+                file: file,
+                read: { () throws(PolicyError) in try PolicySource.documents(file: file) },
+                to: &rules,
+                &report,
+                &seen
+            )
         }
         return (rules, report)
     }
@@ -48,12 +54,21 @@ public enum PolicyLoader {
         report.files = [file]
         var rules: [SigmaRule] = []
         var seen: [String: String] = [:]
-        add(file: file, read: { () throws(PolicyError) in try PolicySource.documents(bytes: Array(yaml.utf8), file: file) }, to: &rules, &report, &seen)
+        add(
+            file: file,
+            read: { () throws(PolicyError) in try PolicySource.documents(bytes: Array(yaml.utf8), file: file) },
+            to: &rules,
+            &report,
+            &seen
+        )
         return (rules, report)
     }
 
     private static func add(
-        file: String, read: () throws(PolicyError) -> [Node], to rules: inout [SigmaRule], _ report: inout PolicyReport,
+        file: String,
+        read: () throws(PolicyError) -> [Node],
+        to rules: inout [SigmaRule],
+        _ report: inout PolicyReport,
         _ seen: inout [String: String]
     ) {
         let documents: [Node]
@@ -73,17 +88,35 @@ public enum PolicyLoader {
                 case .rule(let rule):
                     switch Applicability.of(rule) {
                     case .applicable(let category):
-                        status = RuleStatus(id: rule.id, title: rule.title, file: file, line: rule.line, category: category)
+                        status = RuleStatus(
+                            id: rule.id,
+                            title: rule.title,
+                            file: file,
+                            line: rule.line,
+                            category: category
+                        )
                         rules.append(rule)
                     case .notApplicable(let reason):
-                        status = RuleStatus(id: rule.id, title: rule.title, file: file, line: rule.line, notApplicableReason: reason)
+                        status = RuleStatus(
+                            id: rule.id,
+                            title: rule.title,
+                            file: file,
+                            line: rule.line,
+                            notApplicableReason: reason
+                        )
                     }
                 case .unsupported(let id, let title, let line, let reason):
                     status = RuleStatus(id: id, title: title, file: file, line: line, notApplicableReason: reason)
                 }
                 if let first = seen[status.id] {
                     report.errors.append(
-                        PolicyError(file: file, line: status.line, column: 1, message: "rule id '\(status.id)' is already used in \(first)"))
+                        PolicyError(
+                            file: file,
+                            line: status.line,
+                            column: 1,
+                            message: "rule id '\(status.id)' is already used in \(first)"
+                        )
+                    )
                     rules.removeAll { $0.id == status.id && $0.file == file }
                     continue
                 }
@@ -97,4 +130,3 @@ public enum PolicyLoader {
         }
     }
 }
-

@@ -75,9 +75,17 @@ public final class PolicySet: Sendable {
                 out.append(
                     RuleHit(
                         alert: Alert(
-                            ruleId: rule.id, title: rule.title, level: rule.level, tags: rule.tags, event: event,
-                            author: rule.author),
-                        action: settings.action, suppressedCount: suppressed))
+                            ruleId: rule.id,
+                            title: rule.title,
+                            level: rule.level,
+                            tags: rule.tags,
+                            event: event,
+                            author: rule.author
+                        ),
+                        action: settings.action,
+                        suppressedCount: suppressed
+                    )
+                )
             }
             return out
         }

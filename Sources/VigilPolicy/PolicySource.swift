@@ -33,7 +33,9 @@ enum PolicySource {
                     walker.skipDescendants()
                     continue
                 }
-                guard name.hasSuffix(".yml") || name.hasSuffix(".yaml"), name != CollectionSettings.fileName else { continue }
+                guard name.hasSuffix(".yml") || name.hasSuffix(".yaml"), name != CollectionSettings.fileName else {
+                    continue
+                }
                 let full = (path as NSString).appendingPathComponent(relative)
                 var isDir: ObjCBool = false
                 if fm.fileExists(atPath: full, isDirectory: &isDir), !isDir.boolValue { found.append(full) }
@@ -75,10 +77,13 @@ enum PolicySource {
     /// Decodes UTF-8, locating the first invalid byte.
     static func decodeUTF8(_ bytes: [UInt8], file: String) throws(PolicyError) -> String {
         if let text = String(validating: bytes, as: UTF8.self) { return text }
-        var line = 1, column = 1, i = 0
+        var line = 1
+        var column = 1
+        var i = 0
         while i < bytes.count {
             let b = bytes[i]
-            let length = b < 0x80 ? 1 : b >= 0xC2 && b < 0xE0 ? 2 : b >= 0xE0 && b < 0xF0 ? 3 : b >= 0xF0 && b < 0xF5 ? 4 : 0
+            let length =
+                b < 0x80 ? 1 : b >= 0xC2 && b < 0xE0 ? 2 : b >= 0xE0 && b < 0xF0 ? 3 : b >= 0xF0 && b < 0xF5 ? 4 : 0
             guard length > 0, i + length <= bytes.count,
                 String(validating: bytes[i..<(i + length)], as: UTF8.self) != nil
             else { break }
@@ -96,7 +101,9 @@ enum PolicySource {
     /// Refuses flow collections (`[`, `{`) nested deeper than `maximumFlowNesting`: the YAML
     /// composer recurses per level. (Block nesting is bounded by the file size limit.)
     static func checkNesting(_ bytes: [UInt8], file: String) throws(PolicyError) {
-        var depth = 0, line = 1, column = 0
+        var depth = 0
+        var line = 1
+        var column = 0
         var quote: UInt8? = nil
         var comment = false
         for b in bytes {
@@ -118,7 +125,12 @@ enum PolicySource {
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
                 if depth > maximumFlowNesting {
-                    throw PolicyError(file: file, line: line, column: column, message: "nesting deeper than \(maximumFlowNesting) levels")
+                    throw PolicyError(
+                        file: file,
+                        line: line,
+                        column: column,
+                        message: "nesting deeper than \(maximumFlowNesting) levels"
+                    )
                 }
             case UInt8(ascii: "]"), UInt8(ascii: "}"): depth = max(0, depth - 1)
             default: break

@@ -45,8 +45,12 @@ public enum PolicyTest {
             }
             guard let category = EventCategory(rawValue: name) else {
                 throw PolicyError(
-                    file: file, line: number, column: 1,
-                    message: "unknown category '\(name)'; expected one of \(EventCategory.allCases.map(\.rawValue).joined(separator: ", "))")
+                    file: file,
+                    line: number,
+                    column: 1,
+                    message:
+                        "unknown category '\(name)'; expected one of \(EventCategory.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
             var values: [String: String] = [:]
             for (key, value) in object where key != "category" {
@@ -61,7 +65,12 @@ public enum PolicyTest {
                         values[key] = n.stringValue
                     }
                 default:
-                    throw PolicyError(file: file, line: number, column: 1, message: "field '\(key)' must be a string, number, boolean or null")
+                    throw PolicyError(
+                        file: file,
+                        line: number,
+                        column: 1,
+                        message: "field '\(key)' must be a string, number, boolean or null"
+                    )
                 }
             }
             events.append(TestEvent(line: number, fields: DictionaryFields(category: category, values: values)))
@@ -77,7 +86,12 @@ public enum PolicyTest {
             guard let event = (object["event"] as? NSNumber).flatMap({ Int(exactly: $0.doubleValue) }), event > 0,
                 let rule = object["rule"] as? String
             else {
-                throw PolicyError(file: file, line: index + 1, column: 1, message: "expected {\"event\": N, \"rule\": \"ID\"}")
+                throw PolicyError(
+                    file: file,
+                    line: index + 1,
+                    column: 1,
+                    message: "expected {\"event\": N, \"rule\": \"ID\"}"
+                )
             }
             matches.append(Match(event: event, rule: rule, title: object["title"] as? String))
         }
@@ -97,10 +111,15 @@ public enum PolicyTest {
         let actualKeys = Set(actual.map(key))
         return Difference(
             missing: expected.filter { !actualKeys.contains(key($0)) },
-            unexpected: actual.filter { !expectedKeys.contains(key($0)) })
+            unexpected: actual.filter { !expectedKeys.contains(key($0)) }
+        )
     }
 
-    private static func jsonObject(_ line: Substring, file: String, line number: Int) throws(PolicyError) -> [String: Any] {
+    private static func jsonObject(
+        _ line: Substring,
+        file: String,
+        line number: Int
+    ) throws(PolicyError) -> [String: Any] {
         guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
             throw PolicyError(file: file, line: number, column: 1, message: "not a JSON object")
         }

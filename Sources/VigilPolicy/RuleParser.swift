@@ -20,24 +20,39 @@ struct RuleParser {
         let top = try YAMLMapping(file: file, node: root, what: "a Sigma rule")
         let line = root.mark?.line ?? 1
         let title = try requiredString(top, "title")
-        guard title.count <= 256 else { throw PolicyError(file: file, at: top.value("title"), "title is longer than 256 characters") }
+        guard title.count <= 256 else {
+            throw PolicyError(file: file, at: top.value("title"), "title is longer than 256 characters")
+        }
         let id = try requiredString(top, "id")
         guard id.count <= 128, id.allSatisfy({ !$0.isWhitespace && !$0.isNewline }) else {
             throw PolicyError(file: file, at: top.value("id"), "id must be at most 128 characters without spaces")
         }
         if top.value("action") != nil {
-            return .unsupported(id: id, title: title, line: line, reason: "multi-document rule collections ('action') are not supported")
+            return .unsupported(
+                id: id,
+                title: title,
+                line: line,
+                reason: "multi-document rule collections ('action') are not supported"
+            )
         }
         if top.value("correlation") != nil {
             return .unsupported(id: id, title: title, line: line, reason: "correlation rules are not supported")
         }
         let level = try optionalString(top, "level") ?? "medium"
         guard Self.levels.contains(level) else {
-            throw PolicyError(file: file, at: top.value("level"), "level must be one of \(Self.levels.joined(separator: ", ")), got '\(level)'")
+            throw PolicyError(
+                file: file,
+                at: top.value("level"),
+                "level must be one of \(Self.levels.joined(separator: ", ")), got '\(level)'"
+            )
         }
         let status = try optionalString(top, "status")
         if let status, !Self.statuses.contains(status) {
-            throw PolicyError(file: file, at: top.value("status"), "status must be one of \(Self.statuses.joined(separator: ", ")), got '\(status)'")
+            throw PolicyError(
+                file: file,
+                at: top.value("status"),
+                "status must be one of \(Self.statuses.joined(separator: ", ")), got '\(status)'"
+            )
         }
         let logsourceNode = try required(top, "logsource")
         let logsourceMap = try YAMLMapping(file: file, node: logsourceNode, what: "logsource")
@@ -47,7 +62,9 @@ struct RuleParser {
             service: try optionalString(logsourceMap, "service")
         )
         let modifiers = ModifierParser(file: file)
-        let vigil = try top.value("vigil").map { try VigilSettings.parse($0, file: file, modifiers: modifiers) } ?? VigilSettings()
+        let vigil =
+            try top.value("vigil").map { try VigilSettings.parse($0, file: file, modifiers: modifiers) }
+            ?? VigilSettings()
 
         let detection: Detection
         do {
@@ -59,15 +76,20 @@ struct RuleParser {
         }
         return .rule(
             SigmaRule(
-                title: title, id: id, status: status,
+                title: title,
+                id: id,
+                status: status,
                 description: try optionalString(top, "description"),
                 level: level,
                 tags: try top.stringList("tags", context: "rule") ?? [],
                 author: try optionalString(top, "author"),
                 references: try top.stringList("references", context: "rule") ?? [],
                 falsepositives: try top.stringList("falsepositives", context: "rule") ?? [],
-                logsource: logsource, detection: detection, vigil: vigil,
-                file: file, line: line
+                logsource: logsource,
+                detection: detection,
+                vigil: vigil,
+                file: file,
+                line: line
             )
         )
     }
@@ -104,7 +126,11 @@ struct RuleParser {
         let names = selections.map(\.name)
         var conditions: [Condition] = []
         let conditionNodes: [Node]
-        if case .sequence(let seq) = conditionNode, !seq.isEmpty { conditionNodes = Array(seq) } else { conditionNodes = [conditionNode] }
+        if case .sequence(let seq) = conditionNode, !seq.isEmpty {
+            conditionNodes = Array(seq)
+        } else {
+            conditionNodes = [conditionNode]
+        }
         for cnode in conditionNodes {
             guard case .scalar(let scalar) = cnode else {
                 throw PolicyError(file: file, at: cnode, "condition must be a string (or a list of strings)")
@@ -114,8 +140,11 @@ struct RuleParser {
             } catch let failure as ConditionParser.Failure {
                 let quote = scalar.style == .singleQuoted || scalar.style == .doubleQuoted ? 1 : 0
                 throw PolicyError(
-                    file: file, line: cnode.mark?.line ?? 1, column: (cnode.mark?.column ?? 1) + quote + failure.offset,
-                    message: failure.message)
+                    file: file,
+                    line: cnode.mark?.line ?? 1,
+                    column: (cnode.mark?.column ?? 1) + quote + failure.offset,
+                    message: failure.message
+                )
             }
         }
         return Detection(selections: selections, condition: conditions.count == 1 ? conditions[0] : .or(conditions))
@@ -136,7 +165,11 @@ struct RuleParser {
                 return Selection(groups: groups)
             }
             if let bad = seq.first(where: { if case .scalar = $0 { false } else { true } }) {
-                throw PolicyError(file: file, at: bad, "selection '\(name)' mixes keywords and field mappings, or nests lists")
+                throw PolicyError(
+                    file: file,
+                    at: bad,
+                    "selection '\(name)' mixes keywords and field mappings, or nests lists"
+                )
             }
             return Selection(groups: [[try modifiers.fieldTest(key: "", keyNode: node, value: node)]])
         case .scalar:
@@ -150,7 +183,9 @@ struct RuleParser {
         guard !mapping.isEmpty else { throw PolicyError(file: file, at: node, "empty mapping in a selection") }
         var tests: [FieldTest] = []
         for (key, value) in mapping {
-            guard case .scalar(let k) = key else { throw PolicyError(file: file, at: key, "selection keys must be field names") }
+            guard case .scalar(let k) = key else {
+                throw PolicyError(file: file, at: key, "selection keys must be field names")
+            }
             if k.string.hasPrefix("|") {
                 // `'|all'` on a keyword list: a field-less key with modifiers.
                 tests.append(try modifiers.fieldTest(key: k.string, keyNode: key, value: value))

@@ -27,7 +27,8 @@ struct RuleThrottle {
         }
         if let limit = settings.rateLimit {
             let elapsed = windowStart.map { now.subtractingReportingOverflow($0) }
-            let inWindow = elapsed.map { !$0.overflow && $0.partialValue >= 0 && $0.partialValue < limit.perNanoseconds } ?? false
+            let inWindow =
+                elapsed.map { !$0.overflow && $0.partialValue >= 0 && $0.partialValue < limit.perNanoseconds } ?? false
             if !inWindow {
                 windowStart = now
                 windowCount = 0

@@ -29,7 +29,10 @@ public struct StringPattern: Hashable, Sendable, CustomStringConvertible {
         if anchor == .suffix || anchor == .anywhere { tokens.append(.anyString) }
         var literal: [UInt8] = []
         func flush() {
-            if !literal.isEmpty { tokens.append(.literal(literal)); literal = [] }
+            if !literal.isEmpty {
+                tokens.append(.literal(literal))
+                literal = []
+            }
         }
         if wildcards {
             let bytes = Array(text.utf8)
@@ -58,7 +61,7 @@ public struct StringPattern: Hashable, Sendable, CustomStringConvertible {
             literal = Array(text.utf8)
         }
         flush()
-        if (anchor == .prefix || anchor == .anywhere), tokens.last != .anyString { tokens.append(.anyString) }
+        if anchor == .prefix || anchor == .anywhere, tokens.last != .anyString { tokens.append(.anyString) }
         self.tokens = tokens
     }
 
@@ -75,7 +78,9 @@ public struct StringPattern: Hashable, Sendable, CustomStringConvertible {
             if case .literal(let l) = tokens[1], tokens[0] == .anyString { return (l, .suffix) }
             return nil
         case 3:
-            if tokens[0] == .anyString, tokens[2] == .anyString, case .literal(let l) = tokens[1] { return (l, .anywhere) }
+            if tokens[0] == .anyString, tokens[2] == .anyString, case .literal(let l) = tokens[1] {
+                return (l, .anywhere)
+            }
             return nil
         default: return nil
         }
@@ -93,8 +98,10 @@ public struct StringPattern: Hashable, Sendable, CustomStringConvertible {
     public func matches(_ value: some RandomAccessCollection<UInt8>) -> Bool {
         let v = Array(value)
         // Iterative glob matching with single-star backtracking (linear-ish, no recursion).
-        var t = 0, i = 0
-        var starToken = -1, starPos = 0
+        var t = 0
+        var i = 0
+        var starToken = -1
+        var starPos = 0
         func charLength(at p: Int) -> Int {
             let b = v[p]
             let n = b < 0x80 ? 1 : b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1

@@ -55,8 +55,13 @@ public struct VigilSettings: Sendable, Hashable {
             guard let max = try rate.integer("max", context: "vigil.rate_limit", range: 1...1_000_000) else {
                 throw PolicyError(file: file, at: rate.node, "vigil.rate_limit needs 'max'")
             }
-            guard let per = rate.value("per") else { throw PolicyError(file: file, at: rate.node, "vigil.rate_limit needs 'per'") }
-            settings.rateLimit = RateLimit(max: Int(max), perNanoseconds: try duration(per, file: file, what: "vigil.rate_limit.per"))
+            guard let per = rate.value("per") else {
+                throw PolicyError(file: file, at: rate.node, "vigil.rate_limit needs 'per'")
+            }
+            settings.rateLimit = RateLimit(
+                max: Int(max),
+                perNanoseconds: try duration(per, file: file, what: "vigil.rate_limit.per")
+            )
         }
         if let suppress = try map.mapping("suppress", context: "vigil") {
             try suppress.checkKeys(["window", "by"], context: "vigil.suppress")
@@ -98,7 +103,11 @@ public struct VigilSettings: Sendable, Hashable {
             digits = digits.dropLast()
         }
         guard let n = Int64(digits), n > 0, n * unit <= 30 * 86400 else {
-            throw PolicyError(file: file, at: node, "\(what) must be a duration like 30s, 5m, 2h or 1d (at most 30d), got '\(text)'")
+            throw PolicyError(
+                file: file,
+                at: node,
+                "\(what) must be a duration like 30s, 5m, 2h or 1d (at most 30d), got '\(text)'"
+            )
         }
         return n * unit * 1_000_000_000
     }

@@ -84,13 +84,17 @@ public final class Spool: Sendable {
             let aside = path + ".damaged-\(Int(Date().timeIntervalSince1970))"
             for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
                 guard rename(path + suffix, aside + suffix) == 0 else {
-                    throw SpoolError("\(path + suffix): damaged (\(error)) and cannot be moved aside: \(String(cString: strerror(errno)))")
+                    throw SpoolError(
+                        "\(path + suffix): damaged (\(error)) and cannot be moved aside: \(String(cString: strerror(errno)))"
+                    )
                 }
             }
             movedAside = aside
             notes.append("the spool database was damaged (\(error)); moved aside to \(aside) and started afresh")
             if saved == nil {
-                notes.append("no spool anchor either: seqs and batch numbers restart at 1, the collector will see a fork")
+                notes.append(
+                    "no spool anchor either: seqs and batch numbers restart at 1, the collector will see a fork"
+                )
             }
             opened = try Self.openChecked(path)
         }
@@ -98,7 +102,8 @@ public final class Spool: Sendable {
         let (current, gap) = try opened.write { db in try Self.reconcile(db, with: saved, notes: &notes) }
         anchor = Mutex(current)
         try current.save(anchorPath)
-        recovery = notes.isEmpty ? nil : Recovery(message: notes.joined(separator: "; "), movedAsideTo: movedAside, gap: gap)
+        recovery =
+            notes.isEmpty ? nil : Recovery(message: notes.joined(separator: "; "), movedAsideTo: movedAside, gap: gap)
     }
 
     /// Opens, migrates and checks the database; throws when any of it fails.
@@ -130,7 +135,11 @@ public final class Spool: Sendable {
 
     /// Brings the database in line with the anchor when it lost committed transactions (or is
     /// new after a damaged one was moved aside), and returns the anchor to keep from now on.
-    private static func reconcile(_ db: Database, with saved: SpoolAnchor?, notes: inout [String]) throws -> (SpoolAnchor, GapRecord?) {
+    private static func reconcile(
+        _ db: Database,
+        with saved: SpoolAnchor?,
+        notes: inout [String]
+    ) throws -> (SpoolAnchor, GapRecord?) {
         var next = try integer(db, "next_seq")
         var nextBatch = try integer(db, "next_batch_seq")
         var prev = try blob(db, "prev_header_hash")
@@ -143,30 +152,44 @@ public final class Spool: Sendable {
             // sealing it again under the same number is right.
             if saved.nextBatchSeq > nextBatch + 1 || (saved.nextBatchSeq == nextBatch + 1 && lostSeqs) {
                 // Batches were sealed that the database forgot: never number one twice.
-                notes.append("the spool lost sealed batches \(nextBatch)-\(saved.nextBatchSeq - 1); continuing the chain from the anchor")
+                notes.append(
+                    "the spool lost sealed batches \(nextBatch)-\(saved.nextBatchSeq - 1); continuing the chain from the anchor"
+                )
                 nextBatch = saved.nextBatchSeq
                 prev = Hex.decode(saved.prevHeaderHash) ?? genesisHeaderHash
                 sealedThrough = max(sealedThrough, saved.sealedThrough)
                 try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [nextBatch])
-                try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(prev)])
+                try db.execute(
+                    sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'",
+                    arguments: [Data(prev)]
+                )
             }
             if lostSeqs {
                 // Committed events are gone. Continue above every seq ever handed out, and
                 // declare the seqs that may have held them.
                 let first = max(next, sealedThrough + 1)
                 let last = saved.seqCeiling - 1
-                notes.append("the spool lost committed events (it held seqs below \(next), \(saved.nextSeq - 1) had been accepted); continuing from seq \(saved.seqCeiling)")
+                notes.append(
+                    "the spool lost committed events (it held seqs below \(next), \(saved.nextSeq - 1) had been accepted); continuing from seq \(saved.seqCeiling)"
+                )
                 if first <= last {
                     let record = GapRecord(
                         firstSeq: UInt64(first),
                         lastSeq: UInt64(last),
                         droppedByType: ["unknown": UInt64(last - first + 1)],
-                        reason: "spool_lost: the spool database lost events; seqs \(first)-\(last) may have held them (at least \(first)-\(saved.nextSeq - 1) did)"
+                        reason:
+                            "spool_lost: the spool database lost events; seqs \(first)-\(last) may have held them (at least \(first)-\(saved.nextSeq - 1) did)"
                     )
                     let event = Event(seq: UInt64(first), payload: .gap(record))
                     let data = try EventCodec.encode(event)
-                    try db.execute(sql: "INSERT OR REPLACE INTO events (seq, type, priority, data) VALUES (?, 'gap', 2, ?)", arguments: [first, Data(data)])
-                    try db.execute(sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'", arguments: [data.count])
+                    try db.execute(
+                        sql: "INSERT OR REPLACE INTO events (seq, type, priority, data) VALUES (?, 'gap', 2, ?)",
+                        arguments: [first, Data(data)]
+                    )
+                    try db.execute(
+                        sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
+                        arguments: [data.count]
+                    )
                     gap = record
                 }
                 next = saved.seqCeiling
@@ -330,7 +353,11 @@ public final class Spool: Sendable {
 
         // Absorb every unsealed gap record: at most one is ever waiting to be sent, and it
         // covers everything dropped since the last one sealed.
-        for row in try Row.fetchAll(db, sql: "SELECT seq, data FROM events WHERE priority = 2 AND seq > ?", arguments: [floor]) {
+        for row in try Row.fetchAll(
+            db,
+            sql: "SELECT seq, data FROM events WHERE priority = 2 AND seq > ?",
+            arguments: [floor]
+        ) {
             let data: Data = row["data"]
             guard case .gap(let gap) = try EventCodec.decode(Array(data)).payload else { continue }
             first = min(first, Int64(gap.firstSeq))
@@ -355,8 +382,14 @@ public final class Spool: Sendable {
             sql: "INSERT INTO events (seq, type, priority, data) VALUES (?, ?, 2, ?)",
             arguments: [first, record.type.rawValue, Data(data)]
         )
-        try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'bytes'", arguments: [bytes - freed + Int64(data.count)])
-        try db.execute(sql: "UPDATE state SET value = value + ? WHERE key = 'dropped_total'", arguments: [Int64(droppedNow)])
+        try db.execute(
+            sql: "UPDATE state SET value = ? WHERE key = 'bytes'",
+            arguments: [bytes - freed + Int64(data.count)]
+        )
+        try db.execute(
+            sql: "UPDATE state SET value = value + ? WHERE key = 'dropped_total'",
+            arguments: [Int64(droppedNow)]
+        )
         if case .gap(let gap) = record.payload {
             shedReports.withLock { $0.append(gap) }
         }
@@ -390,7 +423,10 @@ public final class Spool: Sendable {
         seal: ([[UInt8]], UInt64, UInt64, [UInt8]) throws -> SealedBatch
     ) throws -> PendingBatch? {
         try queue.write { db in
-            if let row = try Row.fetchOne(db, sql: "SELECT batch_seq, last_seq, batch FROM outbox ORDER BY batch_seq LIMIT 1") {
+            if let row = try Row.fetchOne(
+                db,
+                sql: "SELECT batch_seq, last_seq, batch FROM outbox ORDER BY batch_seq LIMIT 1"
+            ) {
                 let bytes = Array(row["batch"] as Data)
                 let batch = try BatchOpener.parse(bytes, limits: BatchLimits(maxBatchBytes: Int.max))
                 return PendingBatch(
@@ -400,7 +436,11 @@ public final class Spool: Sendable {
                     bytes: bytes
                 )
             }
-            let rows = try Row.fetchCursor(db, sql: "SELECT seq, data FROM events ORDER BY seq LIMIT ?", arguments: [maxEvents])
+            let rows = try Row.fetchCursor(
+                db,
+                sql: "SELECT seq, data FROM events ORDER BY seq LIMIT ?",
+                arguments: [maxEvents]
+            )
             var encoded: [[UInt8]] = []
             var firstSeq: Int64 = 0
             var lastSeq: Int64 = 0
@@ -425,7 +465,10 @@ public final class Spool: Sendable {
                 arguments: [batchSeq, lastSeq, Data(sealed.headerHash), Data(serialized)]
             )
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [batchSeq + 1])
-            try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(sealed.headerHash)])
+            try db.execute(
+                sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'",
+                arguments: [Data(sealed.headerHash)]
+            )
             // The batch number and chain link are spoken for before the seal commits.
             let committedNext = try Self.integer(db, "next_seq")
             try anchor.withLock { anchor in
@@ -450,14 +493,24 @@ public final class Spool: Sendable {
                     )
                 }
             }
-            return PendingBatch(batchSeq: UInt64(batchSeq), lastSeq: UInt64(lastSeq), eventCount: encoded.count, bytes: serialized)
+            return PendingBatch(
+                batchSeq: UInt64(batchSeq),
+                lastSeq: UInt64(lastSeq),
+                eventCount: encoded.count,
+                bytes: serialized
+            )
         }
     }
 
     /// The collector stored `batch`: forget it and its events.
     public func acknowledge(_ batch: PendingBatch) throws {
         try queue.write { db in
-            let freed = try Int64.fetchOne(db, sql: "SELECT coalesce(sum(length(data)), 0) FROM events WHERE seq <= ?", arguments: [batch.lastSeq]) ?? 0
+            let freed =
+                try Int64.fetchOne(
+                    db,
+                    sql: "SELECT coalesce(sum(length(data)), 0) FROM events WHERE seq <= ?",
+                    arguments: [batch.lastSeq]
+                ) ?? 0
             try db.execute(sql: "UPDATE state SET value = value - ? WHERE key = 'bytes'", arguments: [freed])
             try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [batch.lastSeq])
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [batch.batchSeq])
@@ -497,7 +550,9 @@ public final class Spool: Sendable {
     }
 
     private static func integerOrBlob(_ db: Database, _ key: String) throws -> DatabaseValue {
-        guard let v = try DatabaseValue.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [key]), !v.isNull else {
+        guard let v = try DatabaseValue.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [key]),
+            !v.isNull
+        else {
             throw SpoolError("spool state '\(key)' is missing; the spool file is damaged")
         }
         return v

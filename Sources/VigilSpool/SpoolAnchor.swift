@@ -71,7 +71,10 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
     static func load(_ path: String) throws(SpoolError) -> SpoolAnchor? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         do {
-            let anchor = try JSONDecoder().decode(SpoolAnchor.self, from: try Data(contentsOf: URL(fileURLWithPath: path)))
+            let anchor = try JSONDecoder().decode(
+                SpoolAnchor.self,
+                from: try Data(contentsOf: URL(fileURLWithPath: path))
+            )
             guard anchor.seqCeiling >= anchor.nextSeq, anchor.nextSeq >= 1, anchor.nextBatchSeq >= 1,
                 Hex.decode(anchor.prevHeaderHash)?.count == 32
             else {
@@ -101,8 +104,12 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         let synced = fsync(fd) == 0
         close(fd)
-        guard written == data.count, synced else { throw SpoolError("\(temporary): cannot write: \(String(cString: strerror(errno)))") }
-        guard rename(temporary, path) == 0 else { throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))") }
+        guard written == data.count, synced else {
+            throw SpoolError("\(temporary): cannot write: \(String(cString: strerror(errno)))")
+        }
+        guard rename(temporary, path) == 0 else {
+            throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))")
+        }
         let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dir >= 0 {
             _ = fsync(dir)

@@ -5,7 +5,8 @@ public enum BuiltProducts {
     /// The directory holding the built executables: the test bundle's own directory
     /// (`swift test` builds products and tests into the same folder).
     public static var directory: String {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let exe =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = (exe as NSString).deletingLastPathComponent
         // The test binary may sit inside NAME.xctest/ on some layouts.
         while !dir.isEmpty, dir != "/", !FileManager.default.fileExists(atPath: dir + "/vigild") {
@@ -23,7 +24,12 @@ public final class ChildProcess: @unchecked Sendable {
     public let stdoutPath: String
     public let stderrPath: String
 
-    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, directory: String? = nil) throws {
+    public init(
+        _ executable: String,
+        _ arguments: [String],
+        environment: [String: String]? = nil,
+        directory: String? = nil
+    ) throws {
         let base = NSTemporaryDirectory() + "vigil-child-\(UUID().uuidString)"
         stdoutPath = base + ".out"
         stderrPath = base + ".err"
@@ -82,7 +88,11 @@ public final class ChildProcess: @unchecked Sendable {
 }
 
 /// Runs a command to completion and returns its status and output.
-public func runCommand(_ executable: String, _ arguments: [String], timeout: Duration = .seconds(60)) async throws -> (status: Int32, stdout: String, stderr: String) {
+public func runCommand(
+    _ executable: String,
+    _ arguments: [String],
+    timeout: Duration = .seconds(60)
+) async throws -> (status: Int32, stdout: String, stderr: String) {
     let child = try ChildProcess(executable, arguments)
     let status = await child.wait(timeout: timeout)
     return (status, child.stdout, child.stderr)
@@ -96,15 +106,23 @@ public func freeLoopbackPort() -> Int {
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     addr.sin_port = 0
-    _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    _ = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+    }
     return Int(UInt16(bigEndian: addr.sin_port))
 }
 
 /// Polls `condition` until it holds or `timeout` passes (a deadline for slow machines, not a
 /// speed assertion). Returns whether it held.
-public func eventually(timeout: Duration = .seconds(30), every interval: Duration = .milliseconds(200), _ condition: () async throws -> Bool) async rethrows -> Bool {
+public func eventually(
+    timeout: Duration = .seconds(30),
+    every interval: Duration = .milliseconds(200),
+    _ condition: () async throws -> Bool
+) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try await condition() { return true }
@@ -121,5 +139,7 @@ public var runningInCI: Bool { ProcessInfo.processInfo.environment["CI"] == "tru
 /// lock held by the process under test), each row's columns split on `|`.
 public func sqliteRows(_ database: String, _ sql: String) async throws -> [[String]] {
     let result = try await runCommand("/usr/bin/sqlite3", ["-cmd", ".timeout 5000", database, sql])
-    return result.stdout.split(separator: "\n").map { $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init) }
+    return result.stdout.split(separator: "\n").map {
+        $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+    }
 }

@@ -57,7 +57,9 @@ public final class KernelParameter: Sendable {
         }
         let ok = fputs(value + "\n", file) >= 0
         let closed = fclose(file) == 0
-        guard ok && closed else { throw KernelParameterError(name: path, message: "cannot write \(value) (errno \(errno))") }
+        guard ok && closed else {
+            throw KernelParameterError(name: path, message: "cannot write \(value) (errno \(errno))")
+        }
     }
 }
 

@@ -23,7 +23,8 @@ public enum TestPostgres {
         do {
             let result = try await runCommand(psql, ["-X", "-q", "-tA", url, "-c", "SELECT 1"], timeout: .seconds(20))
             if result.status == 0 { return nil }
-            return "PostgreSQL at \(redacted(url)) is not reachable (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))); run .ci/postgres or set VIGIL_TEST_POSTGRES_URL"
+            return
+                "PostgreSQL at \(redacted(url)) is not reachable (\(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines))); run .ci/postgres or set VIGIL_TEST_POSTGRES_URL"
         } catch {
             return "cannot run psql: \(error)"
         }
@@ -32,7 +33,11 @@ public enum TestPostgres {
     /// Runs SQL as the test role on the database at `url` (the admin database by default).
     @discardableResult
     public static func run(_ sql: String, on databaseURL: String? = nil) async throws -> String {
-        let result = try await runCommand(psql, ["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", databaseURL ?? url, "-c", sql], timeout: .seconds(60))
+        let result = try await runCommand(
+            psql,
+            ["-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", databaseURL ?? url, "-c", sql],
+            timeout: .seconds(60)
+        )
         guard result.status == 0 else {
             throw TestPostgresError(message: "psql failed (\(result.status)) on \(sql): \(result.stderr)")
         }
@@ -47,7 +52,9 @@ public enum TestPostgres {
             throw TestPostgresError(message: "VIGIL_TEST_POSTGRES_URL is not a URL")
         }
         components.path = "/" + name
-        guard let databaseURL = components.string else { throw TestPostgresError(message: "cannot build a URL for \(name)") }
+        guard let databaseURL = components.string else {
+            throw TestPostgresError(message: "cannot build a URL for \(name)")
+        }
         return TestDatabase(name: String(name), url: databaseURL)
     }
 

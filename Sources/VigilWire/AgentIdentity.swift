@@ -55,7 +55,10 @@ public struct AgentIdentity: Sendable {
             throw WireError(.badKey, "\(path): cannot read key file (\(String(cString: strerror(errno))))")
         }
         guard st.st_mode & 0o077 == 0 else {
-            throw WireError(.badKey, "\(path): key file is readable by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it")
+            throw WireError(
+                .badKey,
+                "\(path): key file is readable by others (mode \(String(st.st_mode & 0o777, radix: 8))); chmod 600 it"
+            )
         }
         let data: Data
         let file: File
@@ -70,7 +73,10 @@ public struct AgentIdentity: Sendable {
         }
         guard !file.agent_id.isEmpty else { throw WireError(.badKey, "\(path): agent_id is empty") }
         do {
-            return AgentIdentity(agentId: file.agent_id, privateKey: try Curve25519.Signing.PrivateKey(rawRepresentation: seed))
+            return AgentIdentity(
+                agentId: file.agent_id,
+                privateKey: try Curve25519.Signing.PrivateKey(rawRepresentation: seed)
+            )
         } catch {
             throw WireError(.badKey, "\(path): invalid Ed25519 key: \(error)")
         }

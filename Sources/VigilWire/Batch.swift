@@ -227,7 +227,10 @@ public enum BatchOpener {
             throw WireError(.malformedBatch, "batch header is not a vigil.v1.BatchHeader: \(error)")
         }
         guard pb.formatVersion == batchFormatVersion else {
-            throw WireError(.unsupportedVersion, "batch format version \(pb.formatVersion) is not supported (expected \(batchFormatVersion))")
+            throw WireError(
+                .unsupportedVersion,
+                "batch format version \(pb.formatVersion) is not supported (expected \(batchFormatVersion))"
+            )
         }
         guard !pb.agentID.isEmpty else { throw WireError(.malformedBatch, "batch header has no agent_id") }
         guard pb.batchSeq > 0 else { throw WireError(.malformedBatch, "batch_seq must be at least 1") }
@@ -274,9 +277,13 @@ public enum BatchOpener {
     }
 
     /// Checks the Ed25519 signature over the header bytes and that the body is the one the header names.
-    public static func verifySignature(_ batch: SealedBatch, publicKey: Curve25519.Signing.PublicKey) throws(WireError) {
+    public static func verifySignature(_ batch: SealedBatch, publicKey: Curve25519.Signing.PublicKey) throws(WireError)
+    {
         guard batch.signature.count == 64, publicKey.isValidSignature(batch.signature, for: batch.headerBytes) else {
-            throw WireError(.badSignature, "signature does not verify with the key enrolled for agent \(batch.header.agentId)")
+            throw WireError(
+                .badSignature,
+                "signature does not verify with the key enrolled for agent \(batch.header.agentId)"
+            )
         }
         guard Array(SHA256.hash(data: batch.body)) == batch.header.bodyHash else {
             throw WireError(.bodyHashMismatch, "body SHA-256 does not match the signed header")
@@ -284,13 +291,24 @@ public enum BatchOpener {
     }
 
     /// Decompresses and decodes the body of a batch whose signature was checked.
-    public static func decodeBody(_ batch: SealedBatch, limits: BatchLimits = BatchLimits(), zstd: Zstd? = nil) throws(WireError) -> [Event] {
+    public static func decodeBody(
+        _ batch: SealedBatch,
+        limits: BatchLimits = BatchLimits(),
+        zstd: Zstd? = nil
+    ) throws(WireError) -> [Event] {
         let raw: [UInt8]
         if batch.header.compressed {
-            raw = try (zstd ?? Zstd()).decompress(batch.body, expectedSize: batch.header.uncompressedSize, limit: limits.maxUncompressedBytes)
+            raw = try (zstd ?? Zstd()).decompress(
+                batch.body,
+                expectedSize: batch.header.uncompressedSize,
+                limit: limits.maxUncompressedBytes
+            )
         } else {
             guard UInt64(batch.body.count) == batch.header.uncompressedSize else {
-                throw WireError(.countMismatch, "uncompressed body is \(batch.body.count) bytes, header says \(batch.header.uncompressedSize)")
+                throw WireError(
+                    .countMismatch,
+                    "uncompressed body is \(batch.body.count) bytes, header says \(batch.header.uncompressedSize)"
+                )
             }
             raw = batch.body
         }

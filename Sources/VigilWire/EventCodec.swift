@@ -54,13 +54,14 @@ public enum EventCodec {
 
     static func message(from f: FileEvent) -> Vigil_V1_FileEvent {
         var pb = Vigil_V1_FileEvent()
-        pb.action = switch f.action {
-        case .create: .create
-        case .modify: .modify
-        case .attrib: .attrib
-        case .delete: .delete
-        case .rename: .rename
-        }
+        pb.action =
+            switch f.action {
+            case .create: .create
+            case .modify: .modify
+            case .attrib: .attrib
+            case .delete: .delete
+            case .rename: .rename
+            }
         pb.targetFilename = f.targetFilename
         pb.sourceFilename = f.sourceFilename ?? ""
         pb.isDirectory = f.isDirectory
@@ -82,16 +83,17 @@ public enum EventCodec {
 
     static func message(from p: ProcessEvent) -> Vigil_V1_ProcessEvent {
         var pb = Vigil_V1_ProcessEvent()
-        pb.action = switch p.action {
-        case .exec: .exec
-        case .fork: .fork
-        case .exit: .exit
-        case .uidChange: .uidChange
-        case .gidChange: .gidChange
-        case .sidChange: .sidChange
-        case .ptrace: .ptrace
-        case .commChange: .commChange
-        }
+        pb.action =
+            switch p.action {
+            case .exec: .exec
+            case .fork: .fork
+            case .exit: .exit
+            case .uidChange: .uidChange
+            case .gidChange: .gidChange
+            case .sidChange: .sidChange
+            case .ptrace: .ptrace
+            case .commChange: .commChange
+            }
         pb.processID = p.processId
         pb.parentProcessID = p.parentProcessId ?? 0
         pb.image = p.image ?? ""
@@ -172,7 +174,9 @@ public enum EventCodec {
         case .health(let h):
             payload = .health(AgentHealth(kind: h.kind, message: h.message, counters: h.counters))
         case .gap(let g):
-            payload = .gap(GapRecord(firstSeq: g.firstSeq, lastSeq: g.lastSeq, droppedByType: g.droppedByType, reason: g.reason))
+            payload = .gap(
+                GapRecord(firstSeq: g.firstSeq, lastSeq: g.lastSeq, droppedByType: g.droppedByType, reason: g.reason)
+            )
         case nil:
             throw WireError(.malformedEvent, "event \(m.seq) has no payload")
         }

@@ -52,7 +52,9 @@ public final class Zstd {
                 return .failure(WireError(.decompressionFailed, "body is not a zstd frame"))
             }
             if frameSize != UInt64.max, frameSize != expectedSize {
-                return .failure(WireError(.decompressionFailed, "zstd frame holds \(frameSize) bytes, header says \(expectedSize)"))
+                return .failure(
+                    WireError(.decompressionFailed, "zstd frame holds \(frameSize) bytes, header says \(expectedSize)")
+                )
             }
             // One extra byte of room so that a frame with more content than declared is caught.
             var out = [UInt8](repeating: 0, count: Int(expectedSize) + 1)
@@ -64,7 +66,9 @@ public final class Zstd {
                 return .failure(WireError(.decompressionFailed, "zstd: \(name) (limit \(expectedSize) bytes)"))
             }
             guard UInt64(n) == expectedSize else {
-                return .failure(WireError(.decompressionFailed, "body decompressed to \(n) bytes, header says \(expectedSize)"))
+                return .failure(
+                    WireError(.decompressionFailed, "body decompressed to \(n) bytes, header says \(expectedSize)")
+                )
             }
             out.removeLast()
             return .success(out)

@@ -25,10 +25,20 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Address and port to listen on.", valueName: "host:port"))
     var listen: String = "127.0.0.1:8443"
 
-    @Option(help: ArgumentHelp("Where to store events: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB for several collectors on one database.", valueName: "store"))
+    @Option(
+        help: ArgumentHelp(
+            "Where to store events: sqlite:PATH, or postgres://USER:PASSWORD@HOST:PORT/DB for several collectors on one database.",
+            valueName: "store"
+        )
+    )
     var store: String = "sqlite:vigil-collector.sqlite"
 
-    @Option(help: ArgumentHelp("Token agents present to enroll (or set VIGIL_ENROLL_TOKEN). Without one, enrollment is off.", valueName: "token"))
+    @Option(
+        help: ArgumentHelp(
+            "Token agents present to enroll (or set VIGIL_ENROLL_TOKEN). Without one, enrollment is off.",
+            valueName: "token"
+        )
+    )
     var enrollToken: String?
 
     @Option(
@@ -44,11 +54,15 @@ struct VigilCollectorCommand: AsyncParsableCommand {
 
     func validate() throws {
         _ = try parseListen()
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: '\(logLevel)' is not a log level") }
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level: '\(logLevel)' is not a log level")
+        }
     }
 
     func parseListen() throws -> (String, Int) {
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port) else {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+            (0...65535).contains(port)
+        else {
             throw ValidationError("--listen: '\(listen)' must be HOST:PORT, e.g. 127.0.0.1:8443")
         }
         var host = String(listen[..<colon])
@@ -83,7 +97,14 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
                 let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
-                    logger.info("collector listening", metadata: ["address": "\(host):\(port)", "store": "\(location)", "enrollment": "\(token == nil ? "off" : "on")", "reads": "\(readToken == nil ? "loopback only" : "API token")"])
+                    logger.info(
+                        "collector listening",
+                        metadata: [
+                            "address": "\(host):\(port)", "store": "\(location)",
+                            "enrollment": "\(token == nil ? "off" : "on")",
+                            "reads": "\(readToken == nil ? "loopback only" : "API token")",
+                        ]
+                    )
                     notifier.ready(status: "listening on \(host):\(port)")
                 }
                 let group = ServiceGroup(

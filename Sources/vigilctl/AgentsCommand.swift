@@ -30,14 +30,23 @@ struct AgentsCommand: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(list), as: UTF8.self))
             return
         }
-        print("AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    CHAIN")
+        print(
+            "AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    CHAIN"
+        )
         for a in list.agents {
             let seen = a.lastSeen?.iso8601 ?? "never"
             // Loss the agent declared in signed gap records: honest, so not a chain anomaly.
-            let declared = a.declaredGaps == 0 ? "" : " (gap: \(a.droppedEvents) event(s) dropped by the agent, declared in \(a.declaredGaps) signed record(s))"
-            print("\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)")
+            let declared =
+                a.declaredGaps == 0
+                ? ""
+                : " (gap: \(a.droppedEvents) event(s) dropped by the agent, declared in \(a.declaredGaps) signed record(s))"
+            print(
+                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
+            )
             for anomaly in a.anomalies.suffix(5) {
-                print("    \(anomaly.detectedAt.iso8601) \(anomaly.kind) at batch \(anomaly.batchSeq): \(anomaly.detail)")
+                print(
+                    "    \(anomaly.detectedAt.iso8601) \(anomaly.kind) at batch \(anomaly.batchSeq): \(anomaly.detail)"
+                )
             }
         }
     }

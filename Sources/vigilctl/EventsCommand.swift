@@ -20,13 +20,20 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only this agent's events.", valueName: "id"))
     var agent: String?
 
-    @Option(help: ArgumentHelp("Only these types (comma-separated): file, process, flow, alert, health, gap.", valueName: "types"))
+    @Option(
+        help: ArgumentHelp(
+            "Only these types (comma-separated): file, process, flow, alert, health, gap.",
+            valueName: "types"
+        )
+    )
     var type: String?
 
     @Option(help: ArgumentHelp("Only alerts from this rule.", valueName: "id"))
     var rule: String?
 
-    @Option(help: ArgumentHelp("Events at or after: 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z.", valueName: "time"))
+    @Option(
+        help: ArgumentHelp("Events at or after: 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z.", valueName: "time")
+    )
     var since: String?
 
     @Option(help: ArgumentHelp("Events before this time (same forms as --since).", valueName: "time"))
@@ -42,12 +49,16 @@ struct EventsCommand: AsyncParsableCommand {
         _ = try collectorBase(collector)
         if let type {
             for t in type.split(separator: ",") where EventType(rawValue: String(t)) == nil {
-                throw ValidationError("--type: '\(t)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))")
+                throw ValidationError(
+                    "--type: '\(t)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
             }
         }
         for (flag, value) in [("--since", since), ("--until", until)] {
             if let value, TimeSpec.parse(value) == nil {
-                throw ValidationError("\(flag): '\(value)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)")
+                throw ValidationError(
+                    "\(flag): '\(value)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)"
+                )
             }
         }
         guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
@@ -65,8 +76,12 @@ struct EventsCommand: AsyncParsableCommand {
         if let type { params.append(("type", type)) }
         if let rule { params.append(("rule", rule)) }
         // Resolve relative times here so that every page asks for the same window.
-        if let since, let t = TimeSpec.parse(since) { params.append(("since", String(format: "%.6f", t.secondsSinceEpoch))) }
-        if let until, let t = TimeSpec.parse(until) { params.append(("until", String(format: "%.6f", t.secondsSinceEpoch))) }
+        if let since, let t = TimeSpec.parse(since) {
+            params.append(("since", String(format: "%.6f", t.secondsSinceEpoch)))
+        }
+        if let until, let t = TimeSpec.parse(until) {
+            params.append(("until", String(format: "%.6f", t.secondsSinceEpoch)))
+        }
         var remaining = limit
         var cursor: Int64? = nil
         let encoder = JSONEncoder()

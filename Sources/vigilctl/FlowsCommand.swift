@@ -31,7 +31,12 @@ struct FlowsCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Seconds without a packet before a UDP/ICMP/other flow is reported.", valueName: "s"))
     var idleTimeout: Int = 60
 
-    @Option(help: ArgumentHelp("Seconds after which a long flow is reported and its counters start over (0: never).", valueName: "s"))
+    @Option(
+        help: ArgumentHelp(
+            "Seconds after which a long flow is reported and its counters start over (0: never).",
+            valueName: "s"
+        )
+    )
     var activeTimeout: Int = 1800
 
     func validate() throws {
@@ -43,11 +48,16 @@ struct FlowsCommand: ParsableCommand {
 
     func run() throws {
         let configuration = FlowTableConfiguration(
-            maxFlows: maxFlows, tcpIdleTimeout: .seconds(tcpIdleTimeout), idleTimeout: .seconds(idleTimeout),
-            activeTimeout: activeTimeout == 0 ? nil : .seconds(activeTimeout))
+            maxFlows: maxFlows,
+            tcpIdleTimeout: .seconds(tcpIdleTimeout),
+            idleTimeout: .seconds(idleTimeout),
+            activeTimeout: activeTimeout == 0 ? nil : .seconds(activeTimeout)
+        )
         let output = BufferedOutput()
         if !json {
-            output.write("ts                 duration   proto  originator -> responder  pkts o/r  ip bytes o/r  state  community_id\n")
+            output.write(
+                "ts                 duration   proto  originator -> responder  pkts o/r  ip bytes o/r  state  community_id\n"
+            )
         }
         let summary: OfflineFlowReader.Summary
         do {
@@ -60,7 +70,8 @@ struct FlowsCommand: ParsableCommand {
             throw CommandFailure(error.description)
         }
         output.flush()
-        var counters = "packets \(summary.packets), decoded \(summary.decode.decoded), fragments \(summary.decode.fragments)"
+        var counters =
+            "packets \(summary.packets), decoded \(summary.decode.decoded), fragments \(summary.decode.fragments)"
         counters += ", flows \(summary.table.flowsReported), evictions \(summary.table.evictions)"
         counters += ", active timeouts \(summary.table.activeTimeouts)"
         for (reason, count) in summary.decode.droppedByReason.sorted(by: { $0.key < $1.key }) {

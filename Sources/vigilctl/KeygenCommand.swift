@@ -37,7 +37,9 @@ struct KeygenCommand: ParsableCommand {
             throw CommandFailure(error.message)
         }
         if json {
-            print("{\"agent_id\":\"\(identity.agentId)\",\"key_id\":\"\(identity.keyId)\",\"public_key\":\"\(identity.publicKeyBase64)\",\"path\":\"\(out)\"}")
+            print(
+                "{\"agent_id\":\"\(identity.agentId)\",\"key_id\":\"\(identity.keyId)\",\"public_key\":\"\(identity.publicKeyBase64)\",\"path\":\"\(out)\"}"
+            )
         } else {
             print("agent id    \(identity.agentId)")
             print("key id      \(identity.keyId)")

@@ -41,7 +41,8 @@ struct PolicyCheckCommand: ParsableCommand {
             let notApplicable = report.notApplicable
             print(
                 "\(report.files.count) files: \(report.rules.count) rules loaded, \(report.applicable.count) applicable, "
-                    + "\(notApplicable.count) not applicable, \(report.errors.count) errors")
+                    + "\(notApplicable.count) not applicable, \(report.errors.count) errors"
+            )
             let byReason = Dictionary(grouping: notApplicable, by: { $0.notApplicableReason ?? "" })
             for (reason, rules) in byReason.sorted(by: { ($0.value.count, $1.key) > ($1.value.count, $0.key) }) {
                 print("  \(rules.count) not applicable: \(reason)")
@@ -99,7 +100,9 @@ struct PolicyTestCommand: ParsableCommand {
         }
         guard let expected else { return }
         let difference = PolicyTest.compare(expected: expected, actual: matches)
-        for m in difference.missing { printError("missing: event \(m.event) rule \(m.rule)\(m.title.map { " (\($0))" } ?? "")") }
+        for m in difference.missing {
+            printError("missing: event \(m.event) rule \(m.rule)\(m.title.map { " (\($0))" } ?? "")")
+        }
         for m in difference.unexpected { printError("unexpected: event \(m.event) rule \(m.rule) (\(m.title ?? ""))") }
         if !difference.isEmpty {
             printError("\(difference.missing.count) missing, \(difference.unexpected.count) unexpected")

@@ -49,28 +49,45 @@ struct VerifyCommand: AsyncParsableCommand {
             for item in page.batches {
                 after = item.batchSeq
                 batches += 1
-                guard let header = Data(base64Encoded: item.header), let signature = Data(base64Encoded: item.signature),
+                guard let header = Data(base64Encoded: item.header),
+                    let signature = Data(base64Encoded: item.signature),
                     let body = Data(base64Encoded: item.body)
                 else {
                     breaks.append("batch \(item.batchSeq): stored bytes are not valid base64")
                     continue
                 }
-                let envelope = SealedBatch.envelope(headerBytes: Array(header), signature: Array(signature), body: Array(body))
+                let envelope = SealedBatch.envelope(
+                    headerBytes: Array(header),
+                    signature: Array(signature),
+                    body: Array(body)
+                )
                 do {
                     let batch = try BatchOpener.parse(envelope, limits: BatchLimits(maxBatchBytes: Int.max))
-                    if batch.header.agentId != agent { breaks.append("batch \(item.batchSeq): header names agent \(batch.header.agentId)") }
-                    if batch.header.batchSeq != item.batchSeq { breaks.append("batch \(item.batchSeq): header says batch \(batch.header.batchSeq)") }
+                    if batch.header.agentId != agent {
+                        breaks.append("batch \(item.batchSeq): header names agent \(batch.header.agentId)")
+                    }
+                    if batch.header.batchSeq != item.batchSeq {
+                        breaks.append("batch \(item.batchSeq): header says batch \(batch.header.batchSeq)")
+                    }
                     if batch.header.batchSeq != expectedSeq {
                         breaks.append(
                             batch.header.batchSeq > expectedSeq
-                                ? "batches \(expectedSeq)-\(batch.header.batchSeq - 1) are missing" : "batch \(batch.header.batchSeq) is out of order"
+                                ? "batches \(expectedSeq)-\(batch.header.batchSeq - 1) are missing"
+                                : "batch \(batch.header.batchSeq) is out of order"
                         )
                     } else if batch.header.prevHeaderHash != (prevHash ?? genesisHeaderHash) {
-                        breaks.append("batch \(batch.header.batchSeq) does not link to batch \(expectedSeq - 1) (chain broken)")
+                        breaks.append(
+                            "batch \(batch.header.batchSeq) does not link to batch \(expectedSeq - 1) (chain broken)"
+                        )
                     }
                     let inOrder = batch.header.batchSeq == expectedSeq
                     let decoded = try BatchOpener.verify(batch, publicKey: key, zstd: zstd)
-                    if let missing = account.admit(firstSeq: batch.header.firstSeq, lastSeq: batch.header.lastSeq, events: decoded, inOrder: inOrder) {
+                    if let missing = account.admit(
+                        firstSeq: batch.header.firstSeq,
+                        lastSeq: batch.header.lastSeq,
+                        events: decoded,
+                        inOrder: inOrder
+                    ) {
                         breaks.append("batch \(batch.header.batchSeq): \(missing)")
                     }
                     if let next = nextEventSeq, let first = decoded.first?.seq, first < next {
@@ -92,11 +109,18 @@ struct VerifyCommand: AsyncParsableCommand {
                 "agent_id": agent, "batches": batches, "events": events, "whole": breaks.isEmpty, "breaks": breaks,
                 "declared_gaps": account.gapRecords, "dropped_events": account.droppedEvents,
             ]
-            print(String(decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]), as: UTF8.self))
+            print(
+                String(
+                    decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]),
+                    as: UTF8.self
+                )
+            )
         } else {
             print("agent \(agent): \(batches) batch(es), \(events) event(s) checked")
             if account.gapRecords > 0 {
-                print("gap: the agent declared \(account.droppedEvents) dropped event(s) in \(account.gapRecords) signed gap record(s)")
+                print(
+                    "gap: the agent declared \(account.droppedEvents) dropped event(s) in \(account.gapRecords) signed gap record(s)"
+                )
             }
             if breaks.isEmpty {
                 print("chain whole: every signature, body hash and link verified")

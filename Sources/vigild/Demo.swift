@@ -15,10 +15,15 @@ struct Demo {
     func run() async throws {
         let logger = Logger(label: "vigild.demo")
         guard let policies = resolvePolicies() else {
-            throw DemoError("no policies directory found: run from the repository root (./Policies) or pass --policies DIR")
+            throw DemoError(
+                "no policies directory found: run from the repository root (./Policies) or pass --policies DIR"
+            )
         }
         var template = Array("/tmp/vigil-demo.XXXXXX".utf8CString)
-        guard let base = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }) else {
+        guard
+            let base = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }).map({ String(cString: $0) }
+            )
+        else {
             throw DemoError("cannot create a temporary directory under /tmp")
         }
         let watched = base + "/watched"
@@ -29,7 +34,12 @@ struct Demo {
         let store = try SQLiteEventStore(path: storePath)
         let collector = Collector(
             store: store,
-            configuration: CollectorConfiguration(host: "127.0.0.1", port: 0, store: .sqlite(path: storePath), enrollToken: token),
+            configuration: CollectorConfiguration(
+                host: "127.0.0.1",
+                port: 0,
+                store: .sqlite(path: storePath),
+                enrollToken: token
+            ),
             logger: logger
         )
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
@@ -39,8 +49,14 @@ struct Demo {
         }
         let httpClient = CollectorClient.makeHTTPClient()
         let agent = DemoAgent(
-            ports: ports, base: base, policies: policies, watched: watched, token: token,
-            logger: logger, httpClient: httpClient, storePath: storePath
+            ports: ports,
+            base: base,
+            policies: policies,
+            watched: watched,
+            token: token,
+            logger: logger,
+            httpClient: httpClient,
+            storePath: storePath
         )
         let printer = LivePrinter(collector: collector)
         let group = ServiceGroup(

@@ -36,13 +36,28 @@ struct Vigild: AsyncParsableCommand {
     @Flag(help: "Run an agent and an in-process collector on loopback with the default policies and print events live.")
     var demo = false
 
-    @Option(help: ArgumentHelp("With --demo: the policies directory (default: ./Policies, then /etc/vigil/policies).", valueName: "dir"))
+    @Option(
+        help: ArgumentHelp(
+            "With --demo: the policies directory (default: ./Policies, then /etc/vigil/policies).",
+            valueName: "dir"
+        )
+    )
     var policies: String?
 
-    @Option(help: ArgumentHelp("With --demo: stop after this many seconds (default: run until Ctrl-C).", valueName: "seconds"))
+    @Option(
+        help: ArgumentHelp(
+            "With --demo: stop after this many seconds (default: run until Ctrl-C).",
+            valueName: "seconds"
+        )
+    )
     var duration: Int?
 
-    @Option(help: ArgumentHelp("Override the configured log level: trace, debug, info, notice, warning, error.", valueName: "level"))
+    @Option(
+        help: ArgumentHelp(
+            "Override the configured log level: trace, debug, info, notice, warning, error.",
+            valueName: "level"
+        )
+    )
     var logLevel: String?
 
     func validate() throws {
@@ -89,7 +104,11 @@ struct Vigild: AsyncParsableCommand {
         bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info)
         let logger = Logger(label: "vigild")
         var prepared = try Agent.prepare(configuration: configuration, logger: logger)
-        prepared.sandboxHealth = AgentSandbox.apply(configuration: configuration, processSensor: prepared.processSensor != nil, logger: logger)
+        prepared.sandboxHealth = AgentSandbox.apply(
+            configuration: configuration,
+            processSensor: prepared.processSensor != nil,
+            logger: logger
+        )
         return (configuration, prepared)
     }
 

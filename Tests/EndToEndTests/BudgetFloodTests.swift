@@ -19,13 +19,20 @@ struct BudgetFloodTests {
     let ruleId = "33333333-3333-4333-8333-333333333333"
 
     func vigilctl(_ base: String, _ args: [String]) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", base, "--limit", "100000", "--json"] + args)
-        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .compactMap { $0["event"] as? [String: Any] }
+        let r = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["events", "--collector", base, "--limit", "100000", "--json"] + args
+        )
+        return r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        .compactMap { $0["event"] as? [String: Any] }
     }
 
     func health(_ base: String, kind: String) async throws -> [[String: Any]] {
-        try await vigilctl(base, ["--type", "health"]).compactMap { ($0["health"] as? [String: Any]) }.filter { $0["kind"] as? String == kind }
+        try await vigilctl(base, ["--type", "health"]).compactMap { ($0["health"] as? [String: Any]) }.filter {
+            $0["kind"] as? String == kind
+        }
     }
 
     func counters(_ h: [String: Any]) -> [String: Int] {
@@ -39,7 +46,10 @@ struct BudgetFloodTests {
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }
 
-    @Test("flooded on a small budget: memory under the cap, shedding reported, alerts kept, full collection after", .timeLimit(.minutes(6)))
+    @Test(
+        "flooded on a small budget: memory under the cap, shedding reported, alerts kept, full collection after",
+        .timeLimit(.minutes(6))
+    )
     func flood() async throws {
         #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the flood test as root")
         guard TestEnvironment.isRoot else { return }  // the kernel queue is raised for the flood
@@ -62,7 +72,8 @@ struct BudgetFloodTests {
                 TargetFilename|endswith: '/evil.sh'
             condition: selection
         """.write(toFile: dir + "/policies/rules/evil.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
         let config = try AgentFixture.write(
             in: dir,
             collection: """
@@ -74,10 +85,21 @@ struct BudgetFloodTests {
                   memory_mb: \(Self.memoryCapMiB)
                   sample_interval_ms: 250
                 """,
-            collectorURL: base, enrollToken: "t")
-        try (String(contentsOfFile: config, encoding: .utf8) + "sandbox:\n  default_action: kill\n").write(toFile: config, atomically: true, encoding: .utf8)
+            collectorURL: base,
+            enrollToken: "t"
+        )
+        try (String(contentsOfFile: config, encoding: .utf8) + "sandbox:\n  default_action: kill\n").write(
+            toFile: config,
+            atomically: true,
+            encoding: .utf8
+        )
         let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t", "--log-level", "warning"])
+            BuiltProducts.path("vigil-collector"),
+            [
+                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t",
+                "--log-level", "warning",
+            ]
+        )
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", config, "--log-level", "notice"])
         let started = try await eventually(timeout: .seconds(60)) { try await !health(base, kind: "started").isEmpty }
         #expect(started, "agent log:\n\(agent.stderr)\ncollector:\n\(collector.stderr)")
@@ -85,21 +107,33 @@ struct BudgetFloodTests {
 
         // The flood: python churns files (create, write, close, delete: four events each) for
         // 12 s, a shell runs an exec storm, and a dropper file appears every half second.
-        let churn = try ChildProcess("/usr/bin/python3", ["-c", """
-            import os, time
-            d = '\(dir)/watched/churn'
-            end = time.time() + 12
-            n = 0
-            while time.time() < end:
-                p = f'{d}/f{n % 512}'
-                fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                os.write(fd, b'x' * 64)
-                os.close(fd)
-                os.unlink(p)
-                n += 1
-            print(n)
-            """])
-        let storm = try ChildProcess("/bin/sh", ["-c", "end=$(($(date +%s) + 12)); n=0; while [ $(date +%s) -lt $end ]; do /bin/true; n=$((n+1)); done; echo $n"])
+        let churn = try ChildProcess(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import os, time
+                d = '\(dir)/watched/churn'
+                end = time.time() + 12
+                n = 0
+                while time.time() < end:
+                    p = f'{d}/f{n % 512}'
+                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                    os.write(fd, b'x' * 64)
+                    os.close(fd)
+                    os.unlink(p)
+                    n += 1
+                print(n)
+                """,
+            ]
+        )
+        let storm = try ChildProcess(
+            "/bin/sh",
+            [
+                "-c",
+                "end=$(($(date +%s) + 12)); n=0; while [ $(date +%s) -lt $end ]; do /bin/true; n=$((n+1)); done; echo $n",
+            ]
+        )
         var droppers: [String] = []
         // RSS is sampled on a thread of its own every 100 ms: the test's own tasks share the
         // cooperative pool with the other suites, whose waits can delay a Task.sleep by seconds.
@@ -117,13 +151,21 @@ struct BudgetFloodTests {
         let (peakKiB, samples) = sampler.stop()
         let files = Int(churn.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         let execs = Int(storm.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        print("flood: \(files) files churned (\(files * 4 / 12) events/s), \(execs) execs, agent RSS idle \(idleKiB) KiB, peak \(peakKiB) KiB over \(samples) samples")
+        print(
+            "flood: \(files) files churned (\(files * 4 / 12) events/s), \(execs) execs, agent RSS idle \(idleKiB) KiB, peak \(peakKiB) KiB over \(samples) samples"
+        )
         #expect(files * 4 / 12 >= 10_000, "the flood was not a flood: \(files) files in 12 s")
-        #expect(agent.isRunning, "the agent died under the flood (SIGSYS would be a syscall missing from the allowlist):\n\(agent.stderr.suffix(3000))")
+        #expect(
+            agent.isRunning,
+            "the agent died under the flood (SIGSYS would be a syscall missing from the allowlist):\n\(agent.stderr.suffix(3000))"
+        )
         // Sampled throughout (how often depends on the machine's load; the point is that the
         // peak below is not one lucky reading).
         #expect(samples >= 10, "only \(samples) RSS samples during the flood")
-        #expect(peakKiB > 0 && peakKiB < Self.memoryCapMiB * 1024, "peak RSS \(peakKiB) KiB over the \(Self.memoryCapMiB) MiB cap")
+        #expect(
+            peakKiB > 0 && peakKiB < Self.memoryCapMiB * 1024,
+            "peak RSS \(peakKiB) KiB over the \(Self.memoryCapMiB) MiB cap"
+        )
 
         // Shedding happened and the collector was told.
         let shedReported = try await eventually(timeout: .seconds(120), every: .seconds(1)) {
@@ -135,7 +177,9 @@ struct BudgetFloodTests {
         // Every dropper raised its alert.
         let alerted = try await eventually(timeout: .seconds(120), every: .seconds(1)) {
             let alerts = try await vigilctl(base, ["--type", "alert", "--rule", ruleId]).compactMap {
-                ((($0["alert"] as? [String: Any])?["event"] as? [String: Any])?["file"] as? [String: Any])?["TargetFilename"] as? String
+                ((($0["alert"] as? [String: Any])?["event"] as? [String: Any])?["file"] as? [String: Any])?[
+                    "TargetFilename"
+                ] as? String
             }
             return Set(droppers).isSubset(of: Set(alerts))
         }

@@ -9,7 +9,11 @@ import VigilWire
 @Suite("Collector over HTTP", .serialized)
 struct CollectorHTTPTests {
     /// POSTs or GETs with curl; returns (status, body).
-    func curl(_ url: String, post body: [UInt8]? = nil, contentType: String = "application/x-vigil-batch") async throws -> (Int, String) {
+    func curl(
+        _ url: String,
+        post body: [UInt8]? = nil,
+        contentType: String = "application/x-vigil-batch"
+    ) async throws -> (Int, String) {
         var args = ["-sS", "-o", "-", "-w", "\n%{http_code}", url]
         var bodyFile: String? = nil
         if let body {
@@ -40,7 +44,11 @@ struct CollectorHTTPTests {
 
         let identity = AgentIdentity.generate()
         let events = [Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: "/tmp/a")))]
-        let batch = try BatchSealer(identity: identity).seal(events: events, batchSeq: 1, prevHeaderHash: genesisHeaderHash).serialized()
+        let batch = try BatchSealer(identity: identity).seal(
+            events: events,
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        ).serialized()
 
         // Not enrolled yet: 401 unknown_agent.
         var (status, body) = try await curl(base + "/v1/batches", post: batch)
@@ -48,11 +56,18 @@ struct CollectorHTTPTests {
 
         // Enrollment: wrong token 401, then right token.
         let enroll = { (token: String) in
-            Array("{\"token\":\"\(token)\",\"agent_id\":\"\(identity.agentId)\",\"public_key\":\"\(identity.publicKeyBase64)\",\"hostname\":\"h\",\"machine_id\":\"m\"}".utf8)
+            Array(
+                "{\"token\":\"\(token)\",\"agent_id\":\"\(identity.agentId)\",\"public_key\":\"\(identity.publicKeyBase64)\",\"hostname\":\"h\",\"machine_id\":\"m\"}"
+                    .utf8
+            )
         }
         (status, body) = try await curl(base + "/v1/enroll", post: enroll("nope"), contentType: "application/json")
         #expect(status == 401 && body.contains("\"bad_token\""), "\(status) \(body)")
-        (status, body) = try await curl(base + "/v1/enroll", post: Array("{not json".utf8), contentType: "application/json")
+        (status, body) = try await curl(
+            base + "/v1/enroll",
+            post: Array("{not json".utf8),
+            contentType: "application/json"
+        )
         #expect(status == 400, "\(status) \(body)")
         (status, body) = try await curl(base + "/v1/enroll", post: enroll("tok"), contentType: "application/json")
         #expect(status == 200 && body.contains("\"enrolled\""), "\(status) \(body)")
@@ -111,7 +126,9 @@ struct CollectorReadAuthorizationTests {
     @Test("read routes need the API token when set, and a loopback client when not")
     func readAuthorization() async throws {
         guard TestEnvironment.isRoot else {
-            if TestEnvironment.isCI { Issue.record("a non-loopback client address needs CAP_NET_ADMIN (root); CI runs as root") }
+            if TestEnvironment.isCI {
+                Issue.record("a non-loopback client address needs CAP_NET_ADMIN (root); CI runs as root")
+            }
             return
         }
         // A second, non-loopback address on lo (containers often lack the dummy link type).
@@ -133,7 +150,8 @@ struct CollectorReadAuthorizationTests {
         // Without a token: loopback reads, a remote client is refused, /healthz stays open.
         var port = freeLoopbackPort()
         var collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"), ["--listen", "0.0.0.0:\(port)", "--store", "sqlite:\(dir)/c.sqlite"]
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "0.0.0.0:\(port)", "--store", "sqlite:\(dir)/c.sqlite"]
         )
         var up = await eventually { (try? await curl("http://127.0.0.1:\(port)/healthz"))?.0 == 200 }
         #expect(up, "collector did not start: \(collector.stderr)")
@@ -155,10 +173,15 @@ struct CollectorReadAuthorizationTests {
         up = await eventually { (try? await curl("http://127.0.0.1:\(port)/healthz"))?.0 == 200 }
         #expect(up, "collector did not start: \(collector.stderr)")
         for route in routes {
-            for (source, presented) in [(nil, nil), (Self.address, nil), (Self.address, token + "x"), (nil, String(token.dropLast()))] as [(String?, String?)] {
+            for (source, presented) in [
+                (nil, nil), (Self.address, nil), (Self.address, token + "x"), (nil, String(token.dropLast())),
+            ] as [(String?, String?)] {
                 let host = source ?? "127.0.0.1"
                 let (status, body) = try await curl("http://\(host):\(port)\(route)", from: source, token: presented)
-                #expect(status == 401 && body.contains("\"unauthorized\""), "\(route) from \(host) with \(presented ?? "no token"): \(status) \(body)")
+                #expect(
+                    status == 401 && body.contains("\"unauthorized\""),
+                    "\(route) from \(host) with \(presented ?? "no token"): \(status) \(body)"
+                )
             }
         }
         #expect(try await curl("http://\(Self.address):\(port)/v1/events", from: Self.address, token: token).0 == 200)
@@ -169,7 +192,10 @@ struct CollectorReadAuthorizationTests {
         #expect(await collector.stop() == 0)
 
         // A token too short to be one is refused at start.
-        let refused = try await runCommand(BuiltProducts.path("vigil-collector"), ["--store", "sqlite:\(dir)/c.sqlite", "--api-token", "short"])
+        let refused = try await runCommand(
+            BuiltProducts.path("vigil-collector"),
+            ["--store", "sqlite:\(dir)/c.sqlite", "--api-token", "short"]
+        )
         #expect(refused.status != 0 && refused.stderr.contains("at least 16 characters"), "\(refused)")
     }
 }

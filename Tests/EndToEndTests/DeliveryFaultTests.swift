@@ -27,7 +27,10 @@ struct DeliveryFaultTests {
     func startCollector() throws -> ChildProcess {
         try ChildProcess(
             BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector.sqlite", "--enroll-token", token, "--log-level", "warning"]
+            [
+                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector.sqlite", "--enroll-token", token,
+                "--log-level", "warning",
+            ]
         )
     }
 
@@ -66,7 +69,10 @@ struct DeliveryFaultTests {
         #expect(stats[0] == stats[1], "duplicate seqs stored")
         #expect(stats[2] == 1, "first seq \(stats[2])")
         #expect(stats[3] == stats[0], "holes: \(stats[0]) events stored, max seq \(stats[3])")
-        #expect(nextSeq == [stats[3] + 1], "the agent accepted seqs up to \(nextSeq) - 1, the collector holds up to \(stats[3])")
+        #expect(
+            nextSeq == [stats[3] + 1],
+            "the agent accepted seqs up to \(nextSeq) - 1, the collector holds up to \(stats[3])"
+        )
         let anomalies = try await query(store, "SELECT count(*) FROM chain_anomalies")
         #expect(anomalies == [0], "chain anomalies recorded")
         return stats[0]
@@ -101,12 +107,16 @@ struct DeliveryFaultTests {
 
         agent = try startAgent()
         // A second burst after the restart: the restarted agent must continue the same stream.
-        let ready = await eventually { ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill + 1 }
+        let ready = await eventually {
+            ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill
+                + 1
+        }
         #expect(ready, "the restarted agent accepted nothing: \(agent.stderr.suffix(2000))")
         try await Task.sleep(for: .seconds(1))  // watches in place
         try burst(files: 5_000, prefix: "c")
         let afterRestart = await eventually(timeout: .seconds(60)) {
-            ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill + 9_000
+            ((try? await query(spool, "SELECT value FROM state WHERE key = 'next_seq'"))?.first ?? 0) > acceptedAtKill
+                + 9_000
         }
         #expect(afterRestart, "the second burst was not accepted: \(agent.stderr.suffix(2000))")
         let stored = try await expectDeliveredExactlyOnce(agent: agent)
@@ -114,7 +124,10 @@ struct DeliveryFaultTests {
         // Everything accepted before the kill is stored (there are no holes, so the max seq tells),
         // and the stream went on after it.
         let maxStored = try await query(store, "SELECT max(seq) FROM events").first ?? 0
-        #expect(maxStored > acceptedAtKill + 9_000, "accepted up to \(acceptedAtKill) before the kill, stored up to \(maxStored) (\(stored) events)")
+        #expect(
+            maxStored > acceptedAtKill + 9_000,
+            "accepted up to \(acceptedAtKill) before the kill, stored up to \(maxStored) (\(stored) events)"
+        )
         #expect(await agent.stop() == 0)
         #expect(await collector.stop() == 0)
     }

@@ -23,7 +23,10 @@ struct EndToEndTests {
     }
 
     func events(port: Int, _ extra: [String] = []) async throws -> [[String: Any]] {
-        let result = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", "http://127.0.0.1:\(port)", "--json"] + extra)
+        let result = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["events", "--collector", "http://127.0.0.1:\(port)", "--json"] + extra
+        )
         guard result.status == 0 else { return [] }
         return result.stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -43,12 +46,24 @@ struct EndToEndTests {
             BuiltProducts.path("vigil-collector"),
             ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector.sqlite", "--enroll-token", token]
         )
-        let up = await eventually { (try? await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", "http://127.0.0.1:\(port)"]))?.status == 0 }
+        let up = await eventually {
+            (try? await runCommand(
+                BuiltProducts.path("vigilctl"),
+                ["agents", "--collector", "http://127.0.0.1:\(port)"]
+            ))?.status == 0
+        }
         #expect(up, "collector did not come up: \(collector.stderr)")
 
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", try writeAgentConfig(port: port, token: token)])
+        let agent = try ChildProcess(
+            BuiltProducts.path("vigild"),
+            ["--config", try writeAgentConfig(port: port, token: token)]
+        )
         // The agent reports itself as started once its watches are in place.
-        let started = try await eventually { try await events(port: port, ["--type", "health"]).contains { ($0["event"] as? [String: Any]).map { "\($0)".contains("started") } ?? false } }
+        let started = try await eventually {
+            try await events(port: port, ["--type", "health"]).contains {
+                ($0["event"] as? [String: Any]).map { "\($0)".contains("started") } ?? false
+            }
+        }
         #expect(started, "agent did not start: \(agent.stderr)")
 
         let target = dir + "/watched/hello.txt"
@@ -61,14 +76,22 @@ struct EndToEndTests {
         let fileEvents = try await events(port: port, ["--type", "file"]).filter { Self.filename($0) == target }
         let file = (fileEvents.last?["event"] as? [String: Any])?["file"] as? [String: Any]
         // SHA-256 of "hello vigil\n"
-        #expect(fileEvents.contains { (($0["event"] as? [String: Any])?["file"] as? [String: Any])?["sha256"] as? String == "27ebdf3f6eadcfc988e81de38997c61101626be7706b525e079ee04274f93dfe" })
+        #expect(
+            fileEvents.contains {
+                (($0["event"] as? [String: Any])?["file"] as? [String: Any])?["sha256"] as? String
+                    == "27ebdf3f6eadcfc988e81de38997c61101626be7706b525e079ee04274f93dfe"
+            }
+        )
         #expect(file?["action"] != nil)
 
         // The key was created 0600 in the state directory.
         var st = stat()
         #expect(stat(dir + "/state/agent.key", &st) == 0 && st.st_mode & 0o777 == 0o600)
 
-        let agents = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", "http://127.0.0.1:\(port)", "--json"])
+        let agents = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["agents", "--collector", "http://127.0.0.1:\(port)", "--json"]
+        )
         #expect(agents.stdout.contains("\"chain_status\" : \"whole\""), "\(agents.stdout)")
 
         // vigilctl verify re-checks every stored signature and link...
@@ -76,13 +99,25 @@ struct EndToEndTests {
             (try JSONSerialization.jsonObject(with: Data(agents.stdout.utf8)) as? [String: Any])
                 .flatMap { ($0["agents"] as? [[String: Any]])?.first?["agent_id"] as? String }
         )
-        let verified = try await runCommand(BuiltProducts.path("vigilctl"), ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId])
+        let verified = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId]
+        )
         #expect(verified.status == 0 && verified.stdout.contains("chain whole"), "\(verified.stdout)\(verified.stderr)")
         // ... and catches a stored batch altered behind the collector's back.
-        let sqlite = try await runCommand("/usr/bin/sqlite3", [dir + "/collector.sqlite", "UPDATE batches SET signature = zeroblob(64) WHERE batch_seq = 1"])
+        let sqlite = try await runCommand(
+            "/usr/bin/sqlite3",
+            [dir + "/collector.sqlite", "UPDATE batches SET signature = zeroblob(64) WHERE batch_seq = 1"]
+        )
         #expect(sqlite.status == 0, "\(sqlite.stderr)")
-        let broken = try await runCommand(BuiltProducts.path("vigilctl"), ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId])
-        #expect(broken.status == 1 && broken.stdout.contains("BREAK: batch 1: bad_signature"), "\(broken.stdout)\(broken.stderr)")
+        let broken = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["verify", "--collector", "http://127.0.0.1:\(port)", "--agent", agentId]
+        )
+        #expect(
+            broken.status == 1 && broken.stdout.contains("BREAK: batch 1: bad_signature"),
+            "\(broken.stdout)\(broken.stderr)"
+        )
 
         // SIGTERM drains and exits cleanly.
         #expect(await agent.stop() == 0, "agent exit; log:\n\(agent.stderr)")
@@ -95,10 +130,17 @@ struct EndToEndTests {
         let policies = dir + "/policies"
         try "files:\n  watch: []\n".write(toFile: policies + "/collection.yaml", atomically: true, encoding: .utf8)
         // The shipped rules, so the demo's setuid change raises the default alert.
-        try FileManager.default.copyItem(atPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Policies/rules", toPath: policies + "/rules")
-        let demo = try ChildProcess(BuiltProducts.path("vigild"), ["--demo", "--policies", policies, "--duration", "60"])
+        try FileManager.default.copyItem(
+            atPath: #filePath.components(separatedBy: "/Tests/")[0] + "/Policies/rules",
+            toPath: policies + "/rules"
+        )
+        let demo = try ChildProcess(
+            BuiltProducts.path("vigild"),
+            ["--demo", "--policies", policies, "--duration", "60"]
+        )
         let seen = await eventually(timeout: .seconds(40)) {
-            demo.stdout.contains("hello-renamed.txt") && demo.stdout.contains("SETUID") && demo.stdout.contains("[high] Setuid or Setgid File Outside System Paths")
+            demo.stdout.contains("hello-renamed.txt") && demo.stdout.contains("SETUID")
+                && demo.stdout.contains("[high] Setuid or Setgid File Outside System Paths")
         }
         #expect(seen, "demo output:\n\(demo.stdout)\nlog:\n\(demo.stderr)")
         #expect(demo.stdout.contains("Vigil demo"))
@@ -109,7 +151,11 @@ struct EndToEndTests {
     func badConfig() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = dir + "/bad.yaml"
-        try "collector:\n  url: http://127.0.0.1:1\nstate_dir: s\npolicies_dir: p\nshiping: {}\n".write(toFile: config, atomically: true, encoding: .utf8)
+        try "collector:\n  url: http://127.0.0.1:1\nstate_dir: s\npolicies_dir: p\nshiping: {}\n".write(
+            toFile: config,
+            atomically: true,
+            encoding: .utf8
+        )
         let result = try await runCommand(BuiltProducts.path("vigild"), ["--config", config])
         #expect(result.status != 0)
         #expect(result.stderr.contains("\(config):5:1: unknown key 'shiping'"), "\(result.stderr)")
@@ -119,7 +165,10 @@ struct EndToEndTests {
     func keygen() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/agent.key"
-        let first = try await runCommand(BuiltProducts.path("vigilctl"), ["keygen", "--out", path, "--agent-id", "web-01", "--json"])
+        let first = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["keygen", "--out", path, "--agent-id", "web-01", "--json"]
+        )
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("\"agent_id\":\"web-01\""))
         var st = stat()

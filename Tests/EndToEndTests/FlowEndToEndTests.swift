@@ -15,14 +15,19 @@ struct FlowEndToEndTests {
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let target = freeLoopbackPort()
-        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
         try AgentFixture.write(
             in: dir,
-            collection: "files:\n  watch: []\nnetwork:\n  interface: lo\n  filter: \"udp port \(target)\"\n  idle_timeout_s: 1\n",
+            collection:
+                "files:\n  watch: []\nnetwork:\n  interface: lo\n  filter: \"udp port \(target)\"\n  idle_timeout_s: 1\n",
             collectorURL: base,
             enrollToken: "t"
         )
-        let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
         let up = await eventually { agent.stderr.contains("flow sensor started") }
         #expect(up, "flow sensor did not start:\n\(agent.stderr)")
@@ -37,14 +42,21 @@ struct FlowEndToEndTests {
         for _ in 0..<3 {
             let payload = Array("vigil".utf8)
             _ = withUnsafePointer(to: &addr) { p in
-                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
         }
         var flow: [String: Any]? = nil
         let seen = try await eventually(timeout: .seconds(60)) {
-            let r = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", base, "--type", "flow", "--json"])
+            let r = try await runCommand(
+                BuiltProducts.path("vigilctl"),
+                ["events", "--collector", base, "--type", "flow", "--json"]
+            )
             flow = r.stdout.split(separator: "\n").compactMap {
-                ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event"] as? [String: Any])?["flow"] as? [String: Any]
+                ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event"] as? [String: Any])?[
+                    "flow"
+                ] as? [String: Any]
             }.first { ($0["resp_p"] as? Int) == target }
             return flow != nil
         }

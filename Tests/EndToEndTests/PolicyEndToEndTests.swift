@@ -25,7 +25,9 @@ struct PolicyEndToEndTests {
 
     func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
         let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
-        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 
     func alerts(_ base: String, rule: String) async throws -> [[String: Any]] {
@@ -36,7 +38,8 @@ struct PolicyEndToEndTests {
 
     func health(_ base: String, kind: String) async throws -> [String] {
         try await vigilctl(["events", "--collector", base, "--type", "health"]).compactMap {
-            guard let h = ($0["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind else { return nil }
+            guard let h = ($0["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind
+            else { return nil }
             return h["message"] as? String
         }
     }
@@ -47,11 +50,25 @@ struct PolicyEndToEndTests {
         for sub in ["watched", "policies/rules"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        let first = "11111111-1111-4111-8111-111111111111", second = "22222222-2222-4222-8222-222222222222"
-        try rule(id: first, suffix: "/evil.sh").write(toFile: dir + "/policies/rules/evil.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n", collectorURL: base, enrollToken: "t")
-        let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+        let first = "11111111-1111-4111-8111-111111111111"
+        let second = "22222222-2222-4222-8222-222222222222"
+        try rule(id: first, suffix: "/evil.sh").write(
+            toFile: dir + "/policies/rules/evil.yml",
+            atomically: true,
+            encoding: .utf8
+        )
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
         let loaded = try await eventually { try await health(base, kind: "policy_loaded").count == 1 }
         #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
@@ -66,13 +83,18 @@ struct PolicyEndToEndTests {
         #expect((alert?["tags"] as? [String]) == ["attack.t1059.004"])
         let matched = ((alert?["event"] as? [String: Any])?["file"] as? [String: Any])?["TargetFilename"] as? String
         #expect(matched == dir + "/watched/evil.sh")
-        #expect(((alert?["event"] as? [String: Any])?["seq"] as? Int ?? 0) > 0, "the alert names the seq of the event it matched")
+        #expect(
+            ((alert?["event"] as? [String: Any])?["seq"] as? Int ?? 0) > 0,
+            "the alert names the seq of the event it matched"
+        )
 
         // A broken rule file: refused, the old policy keeps alerting.
         try "title: broken\ndetection:\n  selection:\n    Image|nosuchmodifier: x\n  condition: selection\n"
             .write(toFile: dir + "/policies/rules/broken.yml", atomically: true, encoding: .utf8)
         kill(agent.process.processIdentifier, SIGHUP)
-        let refused = try await eventually { try await health(base, kind: "policy_refused").contains { $0.contains("broken.yml:") } }
+        let refused = try await eventually {
+            try await health(base, kind: "policy_refused").contains { $0.contains("broken.yml:") }
+        }
         #expect(refused, "no policy_refused health event; agent log:\n\(agent.stderr)")
         try FileManager.default.createDirectory(atPath: dir + "/watched/sub", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/watched/sub/evil.sh"))
@@ -81,7 +103,11 @@ struct PolicyEndToEndTests {
 
         // Fixed, with a new rule: loaded.
         try FileManager.default.removeItem(atPath: dir + "/policies/rules/broken.yml")
-        try rule(id: second, suffix: "/other.sh").write(toFile: dir + "/policies/rules/other.yml", atomically: true, encoding: .utf8)
+        try rule(id: second, suffix: "/other.sh").write(
+            toFile: dir + "/policies/rules/other.yml",
+            atomically: true,
+            encoding: .utf8
+        )
         kill(agent.process.processIdentifier, SIGHUP)
         let reloaded = try await eventually { try await health(base, kind: "policy_loaded").count == 2 }
         #expect(reloaded, "agent log:\n\(agent.stderr)")
@@ -98,10 +124,20 @@ struct PolicyEndToEndTests {
     func brokenAtStart() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/policies/rules", withIntermediateDirectories: true)
-        try "title: x\nlogsource: {product: linux, category: process_creation}\ndetection:\n  sel:\n    Image: /bin/sh\n  condition: sel and missing\n"
+        try
+            "title: x\nlogsource: {product: linux, category: process_creation}\ndetection:\n  sel:\n    Image: /bin/sh\n  condition: sel and missing\n"
             .write(toFile: dir + "/policies/rules/bad.yml", atomically: true, encoding: .utf8)
-        try AgentFixture.write(in: dir, collection: "files:\n  watch: []\n", collectorURL: "http://127.0.0.1:1", batchMaxAgeMilliseconds: nil)
-        let r = try await runCommand(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"], timeout: .seconds(30))
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: []\n",
+            collectorURL: "http://127.0.0.1:1",
+            batchMaxAgeMilliseconds: nil
+        )
+        let r = try await runCommand(
+            BuiltProducts.path("vigild"),
+            ["--config", dir + "/vigild.yaml"],
+            timeout: .seconds(30)
+        )
         #expect(r.status != 0)
         #expect(r.stderr.contains("bad.yml:"), "\(r.stderr)")
     }

@@ -11,7 +11,9 @@ struct ProcessEndToEndTests {
 
     func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
         let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
-        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        return r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
     }
 
     @Test("process events end to end need root, and CI has it")
@@ -21,31 +23,40 @@ struct ProcessEndToEndTests {
 
     @Test(
         "an exec reaches the collector with its context and a process_creation rule fires",
-        .enabled(if: TestEnvironment.isRoot, "needs root (proc connector)"), .timeLimit(.minutes(3)))
+        .enabled(if: TestEnvironment.isRoot, "needs root (proc connector)"),
+        .timeLimit(.minutes(3))
+    )
     func execToCollector() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/policies/rules", withIntermediateDirectories: true)
         let marker = "vigil-e2e-\(UInt32.random(in: 0...UInt32.max))"
         let ruleId = "33333333-3333-4333-8333-\(String(format: "%012x", UInt64.random(in: 0...0xffff_ffff_ffff)))"
         try """
-            title: Test shell with marker
-            id: \(ruleId)
-            status: test
-            level: high
-            tags: [attack.t1059.004]
-            logsource: {product: linux, category: process_creation}
-            detection:
-                selection:
-                    Image|endswith: '/dash'
-                    CommandLine|contains: '\(marker)'
-                    ParentImage|endswith: '/bash'
-                condition: selection
-            """.write(toFile: dir + "/policies/rules/marker.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        title: Test shell with marker
+        id: \(ruleId)
+        status: test
+        level: high
+        tags: [attack.t1059.004]
+        logsource: {product: linux, category: process_creation}
+        detection:
+            selection:
+                Image|endswith: '/dash'
+                CommandLine|contains: '\(marker)'
+                ParentImage|endswith: '/bash'
+            condition: selection
+        """.write(toFile: dir + "/policies/rules/marker.yml", atomically: true, encoding: .utf8)
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
         try AgentFixture.write(
-            in: dir, collection: "files:\n  watch: []\nprocesses:\n  max_processes: 4096\n", collectorURL: base, enrollToken: "t")
+            in: dir,
+            collection: "files:\n  watch: []\nprocesses:\n  max_processes: 4096\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
         let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
         let started = try await eventually {
             try await vigilctl(["events", "--collector", base, "--type", "health"]).contains {
@@ -61,7 +72,10 @@ struct ProcessEndToEndTests {
         let arrived = try await eventually {
             exec = try await vigilctl(["events", "--collector", base, "--type", "process"]).compactMap {
                 ($0["event"] as? [String: Any])?["process"] as? [String: Any]
-            }.first { ($0["CommandLine"] as? String)?.hasPrefix("/bin/sh -c sleep 0.2; true \(marker)") == true && $0["action"] as? String == "exec" }
+            }.first {
+                ($0["CommandLine"] as? String)?.hasPrefix("/bin/sh -c sleep 0.2; true \(marker)") == true
+                    && $0["action"] as? String == "exec"
+            }
             return exec != nil
         }
         #expect(arrived, "no process event; agent log:\n\(agent.stderr)")

@@ -17,7 +17,10 @@ struct SandboxTests {
     }
 
     func health(_ base: String, kind: String) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", base, "--type", "health", "--limit", "10000", "--json"])
+        let r = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["events", "--collector", base, "--type", "health", "--limit", "10000", "--json"]
+        )
         return r.stdout.split(separator: "\n").compactMap { line -> [String: Any]? in
             guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let h = (json["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind
@@ -27,9 +30,14 @@ struct SandboxTests {
     }
 
     func events(_ base: String, type: String) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), ["events", "--collector", base, "--type", type, "--limit", "10000", "--json"])
-        return r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            .compactMap { ($0["event"] as? [String: Any])?[type] as? [String: Any] }
+        let r = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["events", "--collector", base, "--type", type, "--limit", "10000", "--json"]
+        )
+        return r.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        .compactMap { ($0["event"] as? [String: Any])?[type] as? [String: Any] }
     }
 
     /// `Name:\tvalue` lines of a /proc status file.
@@ -45,24 +53,40 @@ struct SandboxTests {
 
     @Test(
         "after start-up every thread is confined, forbidden calls are refused from inside, and the agent keeps sensing and shipping",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(3))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(3))
     )
     func confined() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         for sub in ["watched", "outside"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        let port = freeLoopbackPort(), base = "http://127.0.0.1:\(port)"
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
         // The capture on lo is opened before the sandbox (CAP_NET_RAW) and must keep working after.
         try AgentFixture.write(
-            in: dir, collection: "files:\n  watch: [\(dir)/watched]\nnetwork:\n  interface: lo\n  idle_timeout_s: 1\n", collectorURL: base, enrollToken: "t")
-        let collector = try ChildProcess(BuiltProducts.path("vigil-collector"), ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"])
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\nnetwork:\n  interface: lo\n  idle_timeout_s: 1\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
         let target = try ChildProcess("/bin/sleep", ["120"])
         let agent = try ChildProcess(
-            BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"],
-            environment: ["VIGIL_TEST_SANDBOX_PROBE": dir + "/outside", "VIGIL_TEST_PTRACE_TARGET": "\(target.process.processIdentifier)"])
+            BuiltProducts.path("vigild"),
+            ["--config", dir + "/vigild.yaml"],
+            environment: [
+                "VIGIL_TEST_SANDBOX_PROBE": dir + "/outside",
+                "VIGIL_TEST_PTRACE_TARGET": "\(target.process.processIdentifier)",
+            ]
+        )
 
-        let probed = try await eventually(timeout: .seconds(60)) { try await !health(base, kind: "sandbox_probe").isEmpty }
+        let probed = try await eventually(timeout: .seconds(60)) {
+            try await !health(base, kind: "sandbox_probe").isEmpty
+        }
         #expect(probed, "no sandbox_probe event; agent log:\n\(agent.stderr)\ncollector:\n\(collector.stderr)")
         let probe = try await health(base, kind: "sandbox_probe").first?["counters"] as? [String: Any] ?? [:]
         func errno(_ name: String) -> Int? { probe[name] as? Int }
@@ -71,7 +95,10 @@ struct SandboxTests {
         #expect(errno("mount") == Int(EPERM), "\(probe)")
         #expect(errno("init_module") == Int(EPERM), "\(probe)")
         #expect(errno("socket_packet") == Int(EPERM), "\(probe)")
-        #expect(errno("open_write_outside") == Int(EACCES), "Landlock refuses writes outside the state directory: \(probe)")
+        #expect(
+            errno("open_write_outside") == Int(EACCES),
+            "Landlock refuses writes outside the state directory: \(probe)"
+        )
         #expect(errno("open_write_state_dir") == 0, "the state directory stays writable: \(probe)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/outside/written-by-agent"))
         #expect(FileManager.default.fileExists(atPath: dir + "/state/sandbox-probe"))
@@ -89,7 +116,9 @@ struct SandboxTests {
             #expect(s["Seccomp"] == "2", "\(name): \(s["Seccomp"] ?? "?")")
             #expect(s["NoNewPrivs"] == "1", "\(name)")
             // dac_read_search (2) and sys_ptrace (19) only.
-            for set in ["CapEff", "CapPrm", "CapBnd"] { #expect(s[set] == "0000000000080004", "\(name) \(set) \(s[set] ?? "?")") }
+            for set in ["CapEff", "CapPrm", "CapBnd"] {
+                #expect(s[set] == "0000000000080004", "\(name) \(set) \(s[set] ?? "?")")
+            }
             for set in ["CapInh", "CapAmb"] { #expect(s[set] == "0000000000000000", "\(name) \(set)") }
         }
 
@@ -102,11 +131,17 @@ struct SandboxTests {
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = udpPort.bigEndian
         for _ in 0..<3 {
-            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, "x", 1, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, "x", 1, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
         }
         close(fd)
         let sensed = try await eventually(timeout: .seconds(60)) {
-            try await events(base, type: "file").contains { ($0["TargetFilename"] as? String) == dir + "/watched/after-sandbox.txt" }
+            try await events(base, type: "file").contains {
+                ($0["TargetFilename"] as? String) == dir + "/watched/after-sandbox.txt"
+            }
         }
         #expect(sensed, "no file event after the sandbox; agent log:\n\(agent.stderr)")
         let flowed = try await eventually(timeout: .seconds(60)) {
@@ -120,7 +155,8 @@ struct SandboxTests {
 
     @Test(
         "default_action: kill ends the agent with SIGSYS on a forbidden call; enabled: false leaves it unconfined",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(2))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(2))
     )
     func killAndDisabled() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -128,16 +164,27 @@ struct SandboxTests {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
         // Nothing listens: the agent spools and retries, which is all this test needs.
-        let config = try AgentFixture.write(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n", collectorURL: "http://127.0.0.1:\(freeLoopbackPort())")
+        let config = try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\n",
+            collectorURL: "http://127.0.0.1:\(freeLoopbackPort())"
+        )
         let base = try String(contentsOfFile: config, encoding: .utf8)
         try (base + "sandbox:\n  default_action: kill\n").write(toFile: config, atomically: true, encoding: .utf8)
         let killed = try ChildProcess(
-            BuiltProducts.path("vigild"), ["--config", config], environment: ["VIGIL_TEST_SANDBOX_PROBE": dir + "/outside"], directory: dir)
+            BuiltProducts.path("vigild"),
+            ["--config", config],
+            environment: ["VIGIL_TEST_SANDBOX_PROBE": dir + "/outside"],
+            directory: dir
+        )
         _ = await killed.wait(timeout: .seconds(60))
         #expect(killed.process.terminationReason == .uncaughtSignal, "\(killed.stderr)")
         #expect(killed.process.terminationStatus == SIGSYS, "\(killed.stderr)")
         // It ran normally inside the sandbox until the probe's first forbidden call.
-        #expect(killed.stderr.contains("agent started") && killed.stderr.contains("sandbox installed"), "\(killed.stderr)")
+        #expect(
+            killed.stderr.contains("agent started") && killed.stderr.contains("sandbox installed"),
+            "\(killed.stderr)"
+        )
 
         try (base + "sandbox:\n  enabled: false\n").write(toFile: config, atomically: true, encoding: .utf8)
         let open = try ChildProcess(BuiltProducts.path("vigild"), ["--config", config])

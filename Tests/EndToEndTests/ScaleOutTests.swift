@@ -69,7 +69,9 @@ struct ScaleOutTests {
         let dir = NSTemporaryDirectory() + "vigil-scaleout-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let token = UUID().uuidString
-        let collectors = [CollectorProcess(store: database.url, token: token), CollectorProcess(store: database.url, token: token)]
+        let collectors = [
+            CollectorProcess(store: database.url, token: token), CollectorProcess(store: database.url, token: token),
+        ]
         // Both start at once: the schema migration must not race.
         try collectors[0].launch()
         try collectors[1].launch()
@@ -92,7 +94,9 @@ struct ScaleOutTests {
         }
         // Each agent reports itself started once its watches are in place.
         let started = try await eventually(timeout: .seconds(60)) {
-            try await database.run("SELECT count(DISTINCT agent_id) FROM events WHERE type = 'health' AND json LIKE '%started%'") == String(agents.count)
+            try await database.run(
+                "SELECT count(DISTINCT agent_id) FROM events WHERE type = 'health' AND json LIKE '%started%'"
+            ) == String(agents.count)
         }
         #expect(started, "agents did not start: \(agents.map(\.process.stderr))")
         var created: [[String]] = Array(repeating: [], count: agents.count)
@@ -154,7 +158,10 @@ struct ScaleOutTests {
         for c in collectors where !c.isUp { try await c.start() }
         let all = try await eventually(timeout: .seconds(90)) { try await allStored() }
         let stored = try await storedCreates()
-        #expect(all, "seed \(seed): not every file event arrived; missing: \(created.joined().filter { stored[$0] == nil })")
+        #expect(
+            all,
+            "seed \(seed): not every file event arrived; missing: \(created.joined().filter { stored[$0] == nil })"
+        )
 
         // Exactly once: one create event per file, no event seq stored twice or skipped, and
         // every batch of every agent stored once in an unbroken chain.

@@ -31,16 +31,16 @@ struct SpoolBoundTests {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
         try """
-            title: Marked file
-            id: 33333333-3333-4333-8333-333333333333
-            status: test
-            level: high
-            logsource: {product: linux, category: file_event}
-            detection:
-                selection:
-                    TargetFilename|endswith: '-alert'
-                condition: selection
-            """.write(toFile: dir + "/policies/rules/marked.yml", atomically: true, encoding: .utf8)
+        title: Marked file
+        id: 33333333-3333-4333-8333-333333333333
+        status: test
+        level: high
+        logsource: {product: linux, category: file_event}
+        detection:
+            selection:
+                TargetFilename|endswith: '-alert'
+            condition: selection
+        """.write(toFile: dir + "/policies/rules/marked.yml", atomically: true, encoding: .utf8)
         let config = try AgentFixture.write(
             in: dir,
             collection: "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 0\n",
@@ -80,7 +80,10 @@ struct SpoolBoundTests {
 
         let collector = try ChildProcess(
             BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(store)", "--enroll-token", "t", "--log-level", "warning"]
+            [
+                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(store)", "--enroll-token", "t", "--log-level",
+                "warning",
+            ]
         )
         let drained = await eventually(timeout: .seconds(120), every: .milliseconds(500)) {
             (try? await value(spool, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox)")) == 0
@@ -110,7 +113,10 @@ struct SpoolBoundTests {
             let (seq, first, last, dropped, others, alerts) = (gap[0], gap[1], gap[2], gap[3], gap[4], gap[5])
             #expect(seq == first, "a gap record takes the seq of the first event it replaces")
             #expect(first > previousLast, "gap ranges overlap")
-            #expect(dropped == (last - first + 1) - others, "gap \(first)-\(last): \(dropped) dropped, \((last - first + 1) - others) seqs hold nothing")
+            #expect(
+                dropped == (last - first + 1) - others,
+                "gap \(first)-\(last): \(dropped) dropped, \((last - first + 1) - others) seqs hold nothing"
+            )
             #expect(alerts == 0, "alerts were dropped while raw events were left")
             declaredDrops += dropped
             previousLast = last
@@ -120,7 +126,10 @@ struct SpoolBoundTests {
         let stored = try await rows(store, "SELECT count(*), count(DISTINCT seq), max(seq) FROM events").first ?? []
         #expect(stored.count == 3 && stored[0] == stored[1], "duplicate seqs stored: \(stored)")
         #expect(stored.last == lastSeq)
-        #expect(declaredDrops - gaps.count == lastSeq - stored[0], "\(lastSeq - stored[0]) seqs missing, \(declaredDrops) declared dropped in \(gaps.count) record(s)")
+        #expect(
+            declaredDrops - gaps.count == lastSeq - stored[0],
+            "\(lastSeq - stored[0]) seqs missing, \(declaredDrops) declared dropped in \(gaps.count) record(s)"
+        )
         // Every alert kept: at least one per marked file.
         #expect(try await value(store, "SELECT count(*) FROM events WHERE type = 'alert'") >= files / 100)
 
@@ -128,14 +137,20 @@ struct SpoolBoundTests {
         #expect(try await value(store, "SELECT count(*) FROM chain_anomalies") == 0)
         let list = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", base, "--json"])
         let json = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [String: Any]
-        let summary = try #require((json?["agents"] as? [[String: Any]])?.first, "vigilctl agents: \(list.stdout) \(list.stderr)")
+        let summary = try #require(
+            (json?["agents"] as? [[String: Any]])?.first,
+            "vigilctl agents: \(list.stdout) \(list.stderr)"
+        )
         #expect(summary["chain_status"] as? String == "whole")
         #expect(summary["declared_gaps"] as? Int == gaps.count)
         #expect(summary["dropped_events"] as? Int == declaredDrops)
         let table = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", base])
         #expect(table.stdout.contains("whole (gap: \(declaredDrops) event(s) dropped by the agent"), "\(table.stdout)")
         let agentId = try #require(summary["agent_id"] as? String)
-        let verify = try await runCommand(BuiltProducts.path("vigilctl"), ["verify", "--collector", base, "--agent", agentId])
+        let verify = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["verify", "--collector", base, "--agent", agentId]
+        )
         #expect(verify.status == 0, "vigilctl verify: \(verify.stdout) \(verify.stderr)")
         #expect(verify.stdout.contains("gap: the agent declared \(declaredDrops) dropped event(s)"), "\(verify.stdout)")
         #expect(await collector.stop() == 0)

@@ -27,7 +27,10 @@ struct SpoolRecoveryTests {
     func startCollector() throws -> ChildProcess {
         try ChildProcess(
             BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(store)", "--enroll-token", "t", "--log-level", "warning"]
+            [
+                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(store)", "--enroll-token", "t", "--log-level",
+                "warning",
+            ]
         )
     }
 
@@ -94,36 +97,54 @@ struct SpoolRecoveryTests {
         collector = try startCollector()
         agent = try startAgent()
         let reported = await eventually(timeout: .seconds(60)) {
-            let kinds = (try? await rows(store, "SELECT json_extract(json, '$.health.kind') FROM events WHERE type = 'health'")) ?? []
+            let kinds =
+                (try? await rows(store, "SELECT json_extract(json, '$.health.kind') FROM events WHERE type = 'health'"))
+                ?? []
             return kinds.contains(["spool_recovered"])
         }
         #expect(reported, "no spool_recovered health event: \(agent.stderr.suffix(3000))")
         #expect(agent.isRunning, "the agent died: \(agent.stderr.suffix(3000))")
         #expect(agent.stderr.contains("spool repaired on start"), "\(agent.stderr.suffix(3000))")
         let stateDir = try FileManager.default.contentsOfDirectory(atPath: dir + "/state")
-        #expect(stateDir.contains { $0.hasPrefix("spool.sqlite.damaged-") }, "damaged spool not kept aside: \(stateDir)")
+        #expect(
+            stateDir.contains { $0.hasPrefix("spool.sqlite.damaged-") },
+            "damaged spool not kept aside: \(stateDir)"
+        )
 
         // The stream goes on above everything numbered before.
         try await Task.sleep(for: .seconds(1))
         try burst(500, prefix: "c")
         let after = await eventually(timeout: .seconds(60)) {
-            (try? await value(store, "SELECT count(*) FROM events WHERE seq > \(maxStoredBefore) AND type = 'file'")) ?? 0 >= 1000
+            (try? await value(store, "SELECT count(*) FROM events WHERE seq > \(maxStoredBefore) AND type = 'file'"))
+                ?? 0 >= 1000
         }
         #expect(after, "events after the restart not delivered: \(agent.stderr.suffix(2000))")
         let stored = try await rows(store, "SELECT count(*), count(DISTINCT seq) FROM events").first ?? []
         #expect(stored.count == 2 && stored[0] == stored[1], "a seq was stored twice: \(stored)")
-        let firstNew = try await value(store, "SELECT min(seq) FROM events WHERE json_extract(json, '$.file.TargetFilename') LIKE '%/watched/c-%'")
+        let firstNew = try await value(
+            store,
+            "SELECT min(seq) FROM events WHERE json_extract(json, '$.file.TargetFilename') LIKE '%/watched/c-%'"
+        )
         #expect(firstNew >= seqBefore + 2000, "seq \(firstNew) reused (the spool had reached \(seqBefore + 2000))")
-        #expect(try await value(store, "SELECT min(batch_seq) FROM batches WHERE batch_seq > \(lastBatchBefore)") > lastBatchBefore)
+        #expect(
+            try await value(store, "SELECT min(batch_seq) FROM batches WHERE batch_seq > \(lastBatchBefore)")
+                > lastBatchBefore
+        )
 
         // The loss is declared; the only anomaly is the batch that was in flight and died with
         // the spool (never delivered, so "missing"): no fork, no duplicate, no undeclared hole.
-        let gap = try await rows(store, "SELECT seq, json_extract(json, '$.gap.first_seq'), json_extract(json, '$.gap.last_seq'), json_extract(json, '$.gap.reason') FROM events WHERE type = 'gap'")
+        let gap = try await rows(
+            store,
+            "SELECT seq, json_extract(json, '$.gap.first_seq'), json_extract(json, '$.gap.last_seq'), json_extract(json, '$.gap.reason') FROM events WHERE type = 'gap'"
+        )
         #expect(gap.count == 1, "\(gap)")
         if let g = gap.first, g.count == 4 {
             #expect(g[0] == g[1])
             #expect((Int(g[1]) ?? 0) > maxStoredBefore)
-            #expect((Int(g[2]) ?? 0) >= seqBefore + 2000 - 1, "the gap does not reach the seqs handed out before the kill")
+            #expect(
+                (Int(g[2]) ?? 0) >= seqBefore + 2000 - 1,
+                "the gap does not reach the seqs handed out before the kill"
+            )
             #expect(g[3].hasPrefix("spool_lost"))
         }
         let kinds = Set(try await rows(store, "SELECT kind FROM chain_anomalies").compactMap(\.first))

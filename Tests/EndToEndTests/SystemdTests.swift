@@ -15,7 +15,11 @@ final class NotifySocket {
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in path.utf8.enumerated() { raw[i] = b }
         }
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
         guard fd >= 0, rc == 0 else { throw POSIXError(.EADDRINUSE) }
     }
 
@@ -73,11 +77,15 @@ struct SystemdTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // No collector is listening: the agent still starts, spools, and retries delivery.
         try AgentFixture.write(
-            in: dir, collection: "files:\n  watch: [\(dir)/policies]\n", collectorURL: "http://127.0.0.1:\(freeLoopbackPort())", batchMaxAgeMilliseconds: nil
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/policies]\n",
+            collectorURL: "http://127.0.0.1:\(freeLoopbackPort())",
+            batchMaxAgeMilliseconds: nil
         )
         let socket = try NotifySocket()
         let agent = try ChildProcess(
-            BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml", "--log-level", "warning"],
+            BuiltProducts.path("vigild"),
+            ["--config", dir + "/vigild.yaml", "--log-level", "warning"],
             environment: ["NOTIFY_SOCKET": socket.path, "WATCHDOG_USEC": "1000000"]
         )
         let ready = socket.waitFor("READY=1", timeout: .seconds(30))

@@ -104,7 +104,7 @@ struct BudgetTests {
         var spins = 0
         var sink: UInt64 = 0
         while later.cpuNanoseconds == usage.cpuNanoseconds, spins < 5_000 {
-            for i in 0..<200_000 { sink &+= UInt64(i) &* 2654435761 }
+            for i in 0..<200_000 { sink &+= UInt64(i) &* 2_654_435_761 }
             later = try #require(ProcessUsage.current())
             spins += 1
         }
@@ -117,13 +117,20 @@ struct BudgetTests {
 
     @Test("the governor samples 1 in N raw events while sampling, drops them at alerts only, keeps health, and counts")
     func governor() throws {
-        let budget = CollectionSettings.Budget(cpuPercent: 10, windowSeconds: 10, memoryMegabytes: 1024, sampleIntervalMilliseconds: 100)
+        let budget = CollectionSettings.Budget(
+            cpuPercent: 10,
+            windowSeconds: 10,
+            memoryMegabytes: 1024,
+            sampleIntervalMilliseconds: 100
+        )
         let g = BudgetGovernor(budget: budget, sampleEvery: 10)
         #expect((0..<100).allSatisfy { _ in g.keepRaw(fileEvent()) }, "full collection keeps everything")
         #expect(g.shedReport(hashesShedTotal: 0) == nil)
         // 100% of a core for a second: over the 10% budget.
         _ = g.observe(ProcessUsage(cpuNanoseconds: 0, residentBytes: 1 << 20), at: .seconds(0))
-        let t = try #require(g.observe(ProcessUsage(cpuNanoseconds: 1_000_000_000, residentBytes: 1 << 20), at: .seconds(1)))
+        let t = try #require(
+            g.observe(ProcessUsage(cpuNanoseconds: 1_000_000_000, residentBytes: 1 << 20), at: .seconds(1))
+        )
         #expect(t.to == .sampleRaw)
         #expect(g.level == .sampleRaw)
         let kept = (0..<1000).filter { _ in g.keepRaw(fileEvent()) }.count
@@ -131,18 +138,27 @@ struct BudgetTests {
         #expect(g.keepRaw(Event(payload: .health(AgentHealth(kind: "x", message: "y")))))
         #expect(g.shedTotals["file"] == 900)
         let report = try #require(g.shedReport(hashesShedTotal: 7))
-        guard case .health(let h) = report.payload else { Issue.record("not health"); return }
+        guard case .health(let h) = report.payload else {
+            Issue.record("not health")
+            return
+        }
         #expect(h.kind == "shed")
         #expect(h.counters["file_shed"] == 900 && h.counters["file_shed_total"] == 900)
         #expect(h.counters["hashes_shed"] == 7)
         #expect(h.counters["level"] == UInt64(Level.sampleRaw.rawValue))
         #expect(g.shedReport(hashesShedTotal: 7) == nil, "nothing new since the last report")
-        guard case .health(let level) = g.transitionEvent(t).payload else { Issue.record("not health"); return }
+        guard case .health(let level) = g.transitionEvent(t).payload else {
+            Issue.record("not health")
+            return
+        }
         #expect(level.kind == "budget_level")
         #expect(level.counters["level"] == 1 && level.counters["cpu_permille"] == 1000)
         // Up to alerts only: every raw event is shed.
         for second in 2...5 {
-            _ = g.observe(ProcessUsage(cpuNanoseconds: UInt64(second) * 1_000_000_000, residentBytes: 1 << 20), at: .seconds(second))
+            _ = g.observe(
+                ProcessUsage(cpuNanoseconds: UInt64(second) * 1_000_000_000, residentBytes: 1 << 20),
+                at: .seconds(second)
+            )
         }
         #expect(g.level == .alertsOnly)
         #expect(!(0..<50).contains { _ in g.keepRaw(fileEvent()) })
@@ -152,9 +168,22 @@ struct BudgetTests {
     @Test("budget: in collection.yaml parses, with defaults, and mistakes are located")
     func settings() throws {
         let s = try CollectionSettings.parse(yaml: "budget:\n  cpu_percent: 5\n  memory_mb: 48\n", file: "c.yaml")
-        #expect(s.budget == CollectionSettings.Budget(cpuPercent: 5, windowSeconds: 10, memoryMegabytes: 48, sampleIntervalMilliseconds: 1000))
-        #expect(try CollectionSettings.parse(yaml: "files:\n  watch: []\n", file: "c.yaml").budget == CollectionSettings.Budget())
-        #expect(throws: PolicyError.self) { try CollectionSettings.parse(yaml: "budget:\n  cpu_percent: 0\n", file: "c.yaml") }
+        #expect(
+            s.budget
+                == CollectionSettings.Budget(
+                    cpuPercent: 5,
+                    windowSeconds: 10,
+                    memoryMegabytes: 48,
+                    sampleIntervalMilliseconds: 1000
+                )
+        )
+        #expect(
+            try CollectionSettings.parse(yaml: "files:\n  watch: []\n", file: "c.yaml").budget
+                == CollectionSettings.Budget()
+        )
+        #expect(throws: PolicyError.self) {
+            try CollectionSettings.parse(yaml: "budget:\n  cpu_percent: 0\n", file: "c.yaml")
+        }
         do {
             _ = try CollectionSettings.parse(yaml: "files:\n  watch: []\nbudget:\n  memory: 5\n", file: "c.yaml")
             Issue.record("unknown key accepted")
@@ -170,8 +199,14 @@ struct BudgetTests {
     @Test("sandbox: in the agent configuration parses and refuses unknown actions")
     func sandboxConfig() throws {
         let base = "collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\n"
-        #expect(try AgentConfiguration.parse(yaml: base, file: "a.yaml").sandbox == .init(enabled: true, defaultAction: "eperm"))
-        let c = try AgentConfiguration.parse(yaml: base + "sandbox:\n  enabled: false\n  default_action: kill\n", file: "a.yaml")
+        #expect(
+            try AgentConfiguration.parse(yaml: base, file: "a.yaml").sandbox
+                == .init(enabled: true, defaultAction: "eperm")
+        )
+        let c = try AgentConfiguration.parse(
+            yaml: base + "sandbox:\n  enabled: false\n  default_action: kill\n",
+            file: "a.yaml"
+        )
         #expect(c.sandbox == .init(enabled: false, defaultAction: "kill"))
         do {
             _ = try AgentConfiguration.parse(yaml: base + "sandbox:\n  default_action: trap\n", file: "a.yaml")

@@ -38,21 +38,40 @@ struct ConfigurationTests {
         #expect(c.collectorURLs == ["http://a:8443", "http://b:8443"])
         #expect(
             throws: PolicyError.self,
-            performing: { try AgentConfiguration.parse(yaml: "collector:\n  url: [http://a, ftp://b]\nstate_dir: s\npolicies_dir: p\n", file: "f.yaml") }
+            performing: {
+                try AgentConfiguration.parse(
+                    yaml: "collector:\n  url: [http://a, ftp://b]\nstate_dir: s\npolicies_dir: p\n",
+                    file: "f.yaml"
+                )
+            }
         )
         #expect(
             throws: PolicyError.self,
-            performing: { try AgentConfiguration.parse(yaml: "collector:\n  url: []\nstate_dir: s\npolicies_dir: p\n", file: "f.yaml") }
+            performing: {
+                try AgentConfiguration.parse(
+                    yaml: "collector:\n  url: []\nstate_dir: s\npolicies_dir: p\n",
+                    file: "f.yaml"
+                )
+            }
         )
     }
 
     @Test(
         "agent configuration mistakes name file, line and column",
         arguments: [
-            ("collector:\n  url: ftp://x\nstate_dir: s\npolicies_dir: p\n", "f.yaml:2:8: collector.url must start with http:// or https://"),
-            ("collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batch_max_events: -1\n", "f.yaml:6:21: shipping.batch_max_events must be an integer from 1 to 100000"),
+            (
+                "collector:\n  url: ftp://x\nstate_dir: s\npolicies_dir: p\n",
+                "f.yaml:2:8: collector.url must start with http:// or https://"
+            ),
+            (
+                "collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batch_max_events: -1\n",
+                "f.yaml:6:21: shipping.batch_max_events must be an integer from 1 to 100000"
+            ),
             ("collector:\n  url: http://x\npolicies_dir: p\n", "f.yaml:1:1: state_dir is required"),
-            ("collector:\n  url: http://x\n  tokn: 1\nstate_dir: s\npolicies_dir: p\n", "f.yaml:3:3: unknown key 'tokn' in collector"),
+            (
+                "collector:\n  url: http://x\n  tokn: 1\nstate_dir: s\npolicies_dir: p\n",
+                "f.yaml:3:3: unknown key 'tokn' in collector"
+            ),
             ("collector: [\n", "f.yaml:2:1: YAML syntax"),
         ]
     )
@@ -64,13 +83,22 @@ struct ConfigurationTests {
 
     @Test("collection.yaml parses and refuses mistakes with their location")
     func collection() throws {
-        let s = try CollectionSettings.parse(yaml: "files:\n  watch: [/etc, /tmp]\n  exclude: [/etc/mtab]\n  hash_max_bytes: 1_000\n", file: "c.yaml")
+        let s = try CollectionSettings.parse(
+            yaml: "files:\n  watch: [/etc, /tmp]\n  exclude: [/etc/mtab]\n  hash_max_bytes: 1_000\n",
+            file: "c.yaml"
+        )
         #expect(s.files.watch == ["/etc", "/tmp"])
         #expect(s.files.exclude == ["/etc/mtab"])
         #expect(s.files.hashMaxBytes == 1000)
-        #expect { try CollectionSettings.parse(yaml: "files:\n  watch: [etc]\n", file: "c.yaml") } throws: { "\($0)" == "c.yaml:2:11: files.watch: 'etc' must be an absolute path" }
-        #expect { try CollectionSettings.parse(yaml: "file:\n  watch: []\n", file: "c.yaml") } throws: { "\($0)".hasPrefix("c.yaml:1:1: unknown key 'file'") }
-        #expect { try CollectionSettings.parse(yaml: "files:\n  hash_max_bytes: lots\n", file: "c.yaml") } throws: { "\($0)" == "c.yaml:2:19: files.hash_max_bytes must be an integer" }
+        #expect { try CollectionSettings.parse(yaml: "files:\n  watch: [etc]\n", file: "c.yaml") } throws: {
+            "\($0)" == "c.yaml:2:11: files.watch: 'etc' must be an absolute path"
+        }
+        #expect { try CollectionSettings.parse(yaml: "file:\n  watch: []\n", file: "c.yaml") } throws: {
+            "\($0)".hasPrefix("c.yaml:1:1: unknown key 'file'")
+        }
+        #expect { try CollectionSettings.parse(yaml: "files:\n  hash_max_bytes: lots\n", file: "c.yaml") } throws: {
+            "\($0)" == "c.yaml:2:19: files.hash_max_bytes must be an integer"
+        }
     }
 
     @Test("the shipped default policies directory loads")
@@ -85,7 +113,10 @@ struct ConfigurationTests {
 struct ConfigurationPathTests {
     @Test("relative paths in a configuration given by a relative path become absolute")
     func relativeFile() throws {
-        let c = try AgentConfiguration.parse(yaml: "collector:\n  url: http://x\nstate_dir: state\npolicies_dir: ../p\n", file: "conf/v.yaml")
+        let c = try AgentConfiguration.parse(
+            yaml: "collector:\n  url: http://x\nstate_dir: state\npolicies_dir: ../p\n",
+            file: "conf/v.yaml"
+        )
         let cwd = FileManager.default.currentDirectoryPath
         #expect(c.stateDirectory == (cwd as NSString).appendingPathComponent("conf/state"))
         #expect(c.policiesDirectory == ((cwd as NSString).appendingPathComponent("p") as NSString).standardizingPath)

@@ -11,11 +11,15 @@ struct ProcessSettingsTests {
         #expect(defaults.maxProcesses == 32_768 && defaults.fanotify && defaults.report.contains("exec"))
         let s = try #require(
             try CollectionSettings.parse(
-                yaml: "processes:\n  max_processes: 100\n  report: [exec, exit]\n  fanotify: false\n", file: "c.yaml"
-            ).processes)
+                yaml: "processes:\n  max_processes: 100\n  report: [exec, exit]\n  fanotify: false\n",
+                file: "c.yaml"
+            ).processes
+        )
         #expect(s.maxProcesses == 100 && s.report == ["exec", "exit"] && !s.fanotify)
         #expect(try CollectionSettings.parse(yaml: "processes:\n  enabled: false\n", file: "c.yaml").processes == nil)
-        #expect { try CollectionSettings.parse(yaml: "processes:\n  report: [exec, spawn]\n", file: "c.yaml") } throws: {
+        #expect {
+            try CollectionSettings.parse(yaml: "processes:\n  report: [exec, spawn]\n", file: "c.yaml")
+        } throws: {
             "\($0)".hasPrefix("c.yaml:2:18: processes.report: unknown action 'spawn'")
         }
         #expect { try CollectionSettings.parse(yaml: "processes:\n  max_processes: 1\n", file: "c.yaml") } throws: {

@@ -50,7 +50,8 @@ struct SpoolTests {
         let second = try #require(try next(spool, max: 3))
         #expect(second.batchSeq == 2)
         #expect(second.eventCount == 2)
-        let p1 = try BatchOpener.parse(first.bytes), p2 = try BatchOpener.parse(second.bytes)
+        let p1 = try BatchOpener.parse(first.bytes)
+        let p2 = try BatchOpener.parse(second.bytes)
         #expect(p2.header.prevHeaderHash == p1.headerHash)
         #expect(p2.header.firstSeq == 4)
         #expect(try BatchOpener.verify(p2, publicKey: identity.publicKey).map(\.seq) == [4, 5])
@@ -89,10 +90,16 @@ struct SpoolTests {
             covered.formUnion(range)
             let others = range.filter { $0 != seq && bySeq[$0] != nil }.count
             let dropped = gap.droppedByType.values.reduce(0, +)
-            #expect(dropped == UInt64(range.count - others), "gap \(range): \(dropped) dropped, \(range.count - others) seqs hold nothing")
+            #expect(
+                dropped == UInt64(range.count - others),
+                "gap \(range): \(dropped) dropped, \(range.count - others) seqs hold nothing"
+            )
         }
         let unexplained = (1...lastSeq).filter { bySeq[$0] == nil && !covered.contains($0) }
-        #expect(unexplained.isEmpty, "\(unexplained.count) seqs missing without a gap record, from \(unexplained.first ?? 0)")
+        #expect(
+            unexplained.isEmpty,
+            "\(unexplained.count) seqs missing without a gap record, from \(unexplained.first ?? 0)"
+        )
         return gaps.map(\.1)
     }
 
@@ -141,7 +148,17 @@ struct SpoolTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let spool = try Spool(path: path, limits: Spool.Limits(maxBytes: 8_000))
         let alerts = (0..<300).map { i in
-            Event(payload: .alert(Alert(ruleId: "r\(i)", title: "t", level: "high", tags: [], event: Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: "/x"))))))
+            Event(
+                payload: .alert(
+                    Alert(
+                        ruleId: "r\(i)",
+                        title: "t",
+                        level: "high",
+                        tags: [],
+                        event: Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: "/x")))
+                    )
+                )
+            )
         }
         for chunk in stride(from: 0, to: alerts.count, by: 10) {
             try spool.append(Array(alerts[chunk..<chunk + 10]))
@@ -225,7 +242,9 @@ struct SpoolTests {
         #expect(try reopened.append(events(1)).first?.seq == stats.nextSeq)
     }
 
-    @Test("an anchor one batch ahead is the crash between anchor and commit: that batch number is sealed again, nothing reported")
+    @Test(
+        "an anchor one batch ahead is the crash between anchor and commit: that batch number is sealed again, nothing reported"
+    )
     func anchorOneBatchAhead() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var spool: Spool? = try Spool(path: path)
@@ -234,7 +253,9 @@ struct SpoolTests {
         spool = nil
         // As if batch 2 had been anchored and the process died before its seal committed.
         let anchorPath = path + ".anchor"
-        var anchor = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: anchorPath))) as? [String: Any])
+        var anchor = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: anchorPath))) as? [String: Any]
+        )
         #expect(anchor["next_batch_seq"] as? Int == 2)
         anchor["next_batch_seq"] = 3
         anchor["sealed_through"] = 6
@@ -244,7 +265,11 @@ struct SpoolTests {
         #expect(reopened.recovery == nil)
         let batch = try #require(try next(reopened))
         #expect(batch.batchSeq == 2)
-        #expect(try BatchOpener.verify(try BatchOpener.parse(batch.bytes), publicKey: identity.publicKey).map(\.seq) == [4, 5, 6])
+        #expect(
+            try BatchOpener.verify(try BatchOpener.parse(batch.bytes), publicKey: identity.publicKey).map(\.seq) == [
+                4, 5, 6,
+            ]
+        )
     }
 }
 

@@ -34,7 +34,13 @@ struct CollectorFixture {
 
     func enroll(_ identity: AgentIdentity) async throws {
         _ = try await collector.enroll(
-            .init(token: token, agentId: identity.agentId, publicKey: identity.publicKeyBase64, hostname: "test-host", machineId: "m")
+            .init(
+                token: token,
+                agentId: identity.agentId,
+                publicKey: identity.publicKeyBase64,
+                hostname: "test-host",
+                machineId: "m"
+            )
         )
     }
 
@@ -87,7 +93,10 @@ struct AgentStream {
     mutating func next(events count: Int = 3) throws -> [UInt8] {
         batchSeq += 1
         let events = (0..<count).map { i in
-            Event(seq: nextSeq + UInt64(i), payload: .file(FileEvent(action: .create, targetFilename: "/tmp/f\(nextSeq + UInt64(i))")))
+            Event(
+                seq: nextSeq + UInt64(i),
+                payload: .file(FileEvent(action: .create, targetFilename: "/tmp/f\(nextSeq + UInt64(i))"))
+            )
         }
         nextSeq += UInt64(count)
         let batch = try BatchSealer(identity: identity).seal(events: events, batchSeq: batchSeq, prevHeaderHash: prev)
@@ -111,7 +120,10 @@ struct CollectorTests {
             #expect(r2.status == "accepted" && r2.chain == "ok")
             let events = try await f.store.events(EventQuery(agentId: agent.identity.agentId, types: [.file]))
             #expect(events.map(\.event.seq) == [1, 2, 3, 4, 5])
-            guard case .file(let file) = events[4].event.payload else { Issue.record("not a file event"); return }
+            guard case .file(let file) = events[4].event.payload else {
+                Issue.record("not a file event")
+                return
+            }
             #expect(file.targetFilename == "/tmp/f5")
             let agents = try await f.store.agents()
             #expect(agents.count == 1)
@@ -151,12 +163,17 @@ struct CollectorTests {
         }
     }
 
-    @Test("a reordered batch is reported (gap, then late arrival) and everything is stored", arguments: Backend.allCases)
+    @Test(
+        "a reordered batch is reported (gap, then late arrival) and everything is stored",
+        arguments: Backend.allCases
+    )
     func reorder(backend: Backend) async throws {
         try await withCollector(backend) { f in
             var agent = AgentStream()
             try await f.enroll(agent.identity)
-            let b1 = try agent.next(), b2 = try agent.next(), b3 = try agent.next()
+            let b1 = try agent.next()
+            let b2 = try agent.next()
+            let b3 = try agent.next()
             _ = try await f.collector.receive(batch: b1)
             #expect(try await f.collector.receive(batch: b3).chain == "gap")
             #expect(try await f.collector.receive(batch: b2).chain == "reordered")
@@ -165,7 +182,10 @@ struct CollectorTests {
         }
     }
 
-    @Test("a different batch with a used sequence number is refused as a fork, nothing stored", arguments: Backend.allCases)
+    @Test(
+        "a different batch with a used sequence number is refused as a fork, nothing stored",
+        arguments: Backend.allCases
+    )
     func fork(backend: Backend) async throws {
         try await withCollector(backend) { f in
             var agent = AgentStream()
@@ -175,7 +195,9 @@ struct CollectorTests {
             forked.batchSeq = 0
             forked.prev = genesisHeaderHash
             forked.nextSeq = 100
-            await #expect { try await f.collector.receive(batch: try forked.next()) } throws: { refusal($0) == "chain_fork" }
+            await #expect { try await f.collector.receive(batch: try forked.next()) } throws: {
+                refusal($0) == "chain_fork"
+            }
             #expect(try await f.count(agent.identity.agentId) == 3)
             #expect(try await f.store.agents()[0].chainStatus == "fork")
         }
@@ -192,18 +214,32 @@ struct CollectorTests {
         }
     }
 
-    @Test("unknown agents, other keys and corrupted batches are refused; nothing is stored", arguments: Backend.allCases)
+    @Test(
+        "unknown agents, other keys and corrupted batches are refused; nothing is stored",
+        arguments: Backend.allCases
+    )
     func refusals(backend: Backend) async throws {
         try await withCollector(backend) { f in
             var stranger = AgentStream()
-            await #expect { try await f.collector.receive(batch: try stranger.next()) } throws: { refusal($0) == "unknown_agent" }
+            await #expect { try await f.collector.receive(batch: try stranger.next()) } throws: {
+                refusal($0) == "unknown_agent"
+            }
 
             var agent = AgentStream()
             try await f.enroll(agent.identity)
             // Same agent id, another key.
-            let impostor = AgentIdentity(agentId: agent.identity.agentId, privateKey: AgentIdentity.generate().privateKey)
-            let forged = try BatchSealer(identity: impostor).seal(events: Fixtures.one, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
-            await #expect { try await f.collector.receive(batch: forged.serialized()) } throws: { refusal($0) == "unknown_key" }
+            let impostor = AgentIdentity(
+                agentId: agent.identity.agentId,
+                privateKey: AgentIdentity.generate().privateKey
+            )
+            let forged = try BatchSealer(identity: impostor).seal(
+                events: Fixtures.one,
+                batchSeq: 1,
+                prevHeaderHash: genesisHeaderHash
+            )
+            await #expect { try await f.collector.receive(batch: forged.serialized()) } throws: {
+                refusal($0) == "unknown_key"
+            }
 
             var tampered = try agent.next()
             tampered[tampered.count - 5] ^= 0x10
@@ -211,7 +247,9 @@ struct CollectorTests {
                 let code = (error as? CollectorError)?.code
                 return code?.status.code == 400 || code?.status.code == 401
             }
-            await #expect { try await f.collector.receive(batch: [1, 2, 3]) } throws: { refusal($0) == "malformed_batch" }
+            await #expect { try await f.collector.receive(batch: [1, 2, 3]) } throws: {
+                refusal($0) == "malformed_batch"
+            }
             #expect(try await f.store.events(EventQuery()).isEmpty)
         }
     }
@@ -221,18 +259,58 @@ struct CollectorTests {
         try await withCollector(backend) { f in
             let identity = AgentIdentity.generate()
             await #expect {
-                try await f.collector.enroll(.init(token: "wrong", agentId: identity.agentId, publicKey: identity.publicKeyBase64, hostname: "h", machineId: "m"))
+                try await f.collector.enroll(
+                    .init(
+                        token: "wrong",
+                        agentId: identity.agentId,
+                        publicKey: identity.publicKeyBase64,
+                        hostname: "h",
+                        machineId: "m"
+                    )
+                )
             } throws: { refusal($0) == "bad_token" }
-            let first = try await f.collector.enroll(.init(token: f.token, agentId: identity.agentId, publicKey: identity.publicKeyBase64, hostname: "h", machineId: "m"))
+            let first = try await f.collector.enroll(
+                .init(
+                    token: f.token,
+                    agentId: identity.agentId,
+                    publicKey: identity.publicKeyBase64,
+                    hostname: "h",
+                    machineId: "m"
+                )
+            )
             #expect(first.status == "enrolled")
             #expect(first.keyId == identity.keyId)
-            let again = try await f.collector.enroll(.init(token: f.token, agentId: identity.agentId, publicKey: identity.publicKeyBase64, hostname: "h", machineId: "m"))
+            let again = try await f.collector.enroll(
+                .init(
+                    token: f.token,
+                    agentId: identity.agentId,
+                    publicKey: identity.publicKeyBase64,
+                    hostname: "h",
+                    machineId: "m"
+                )
+            )
             #expect(again.status == "already_enrolled")
             await #expect {
-                try await f.collector.enroll(.init(token: f.token, agentId: identity.agentId, publicKey: AgentIdentity.generate().publicKeyBase64, hostname: "h", machineId: "m"))
+                try await f.collector.enroll(
+                    .init(
+                        token: f.token,
+                        agentId: identity.agentId,
+                        publicKey: AgentIdentity.generate().publicKeyBase64,
+                        hostname: "h",
+                        machineId: "m"
+                    )
+                )
             } throws: { refusal($0) == "enroll_conflict" }
             await #expect {
-                try await f.collector.enroll(.init(token: f.token, agentId: "bad id; drop table", publicKey: identity.publicKeyBase64, hostname: "h", machineId: "m"))
+                try await f.collector.enroll(
+                    .init(
+                        token: f.token,
+                        agentId: "bad id; drop table",
+                        publicKey: identity.publicKeyBase64,
+                        hostname: "h",
+                        machineId: "m"
+                    )
+                )
             } throws: { refusal($0) == "bad_request" }
         }
     }
@@ -249,7 +327,9 @@ struct CollectorTests {
             #expect(page2.count == 13)
             #expect(Set(page1.map(\.event.seq)).isDisjoint(with: page2.map(\.event.seq)))
             #expect(try await f.store.events(EventQuery(types: [.process])).isEmpty)
-            #expect(try await f.store.events(EventQuery(since: Timestamp(nanosecondsSinceEpoch: Int64.max - 1))).isEmpty)
+            #expect(
+                try await f.store.events(EventQuery(since: Timestamp(nanosecondsSinceEpoch: Int64.max - 1))).isEmpty
+            )
             #expect(try await f.store.events(EventQuery(agentId: "someone-else")).isEmpty)
         }
     }
@@ -276,8 +356,12 @@ struct TimeSpecTests {
     @Test("durations, epoch seconds and ISO 8601")
     func forms() {
         let now = Timestamp(nanosecondsSinceEpoch: 1_000_000 * 1_000_000_000)
-        #expect(TimeSpec.parse("15m", now: now)?.nanosecondsSinceEpoch == now.nanosecondsSinceEpoch - 900 * 1_000_000_000)
-        #expect(TimeSpec.parse("2h", now: now)?.nanosecondsSinceEpoch == now.nanosecondsSinceEpoch - 7200 * 1_000_000_000)
+        #expect(
+            TimeSpec.parse("15m", now: now)?.nanosecondsSinceEpoch == now.nanosecondsSinceEpoch - 900 * 1_000_000_000
+        )
+        #expect(
+            TimeSpec.parse("2h", now: now)?.nanosecondsSinceEpoch == now.nanosecondsSinceEpoch - 7200 * 1_000_000_000
+        )
         let second: Int64 = 1_000_000_000
         let epoch: Int64 = 1_764_334_800 * second
         let isoTime: Int64 = 1_795_870_800 * second

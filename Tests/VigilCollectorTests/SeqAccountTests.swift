@@ -13,7 +13,10 @@ struct SeqAccountTests {
     }
 
     func gap(_ first: UInt64, _ last: UInt64, _ counts: [String: UInt64]) -> Event {
-        Event(seq: first, payload: .gap(GapRecord(firstSeq: first, lastSeq: last, droppedByType: counts, reason: "spool_full")))
+        Event(
+            seq: first,
+            payload: .gap(GapRecord(firstSeq: first, lastSeq: last, droppedByType: counts, reason: "spool_full"))
+        )
     }
 
     @Test("a hole after a gap record is declared; one without is reported with its range")
@@ -23,7 +26,10 @@ struct SeqAccountTests {
         #expect(a.admit(firstSeq: 4, lastSeq: 4, events: [gap(4, 9, ["file": 4, "flow": 2])], inOrder: true) == nil)
         #expect(a.admit(firstSeq: 10, lastSeq: 11, events: (10...11).map(file), inOrder: true) == nil)
         #expect(a == SeqAccount(lastEventSeq: 11, declaredThrough: 9, gapRecords: 1, droppedEvents: 6))
-        #expect(a.admit(firstSeq: 15, lastSeq: 15, events: [file(15)], inOrder: true) == "events 12-14 are missing and no gap record declares them")
+        #expect(
+            a.admit(firstSeq: 15, lastSeq: 15, events: [file(15)], inOrder: true)
+                == "events 12-14 are missing and no gap record declares them"
+        )
         // Out of chain order, the chain verdict speaks; seqs are not judged.
         #expect(a.admit(firstSeq: 30, lastSeq: 30, events: [file(30)], inOrder: false) == nil)
         #expect(a.lastEventSeq == 30)
@@ -41,7 +47,15 @@ struct SeqAccountTests {
             logger: Logger(label: "test")
         )
         let identity = AgentIdentity.generate()
-        _ = try await collector.enroll(.init(token: "t", agentId: identity.agentId, publicKey: identity.publicKeyBase64, hostname: "h", machineId: "m"))
+        _ = try await collector.enroll(
+            .init(
+                token: "t",
+                agentId: identity.agentId,
+                publicKey: identity.publicKeyBase64,
+                hostname: "h",
+                machineId: "m"
+            )
+        )
         let sealer = BatchSealer(identity: identity)
         var prev = genesisHeaderHash
         var batchSeq: UInt64 = 0

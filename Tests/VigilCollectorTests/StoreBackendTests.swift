@@ -1,14 +1,18 @@
 import Foundation
 import Logging
 import Testing
-@testable import VigilCollector
 import VigilCore
 import VigilTestSupport
 import VigilWire
 
+@testable import VigilCollector
+
 @Suite("Store backends")
 struct StoreBackendTests {
-    @Test("two collectors on one store take the same batches at once: each stored once, chains whole", arguments: Backend.allCases)
+    @Test(
+        "two collectors on one store take the same batches at once: each stored once, chains whole",
+        arguments: Backend.allCases
+    )
     func twoCollectorsRace(backend: Backend) async throws {
         try await withCollector(backend) { first in
             try await first.withSecondCollector { second in
@@ -38,26 +42,45 @@ struct StoreBackendTests {
                     #expect(summary.events == UInt64(batchesPerAgent * 5))
                 }
                 for agent in agents {
-                    let events = try await first.store.events(EventQuery(agentId: agent.identity.agentId, limit: 10_000))
+                    let events = try await first.store.events(
+                        EventQuery(agentId: agent.identity.agentId, limit: 10_000)
+                    )
                     #expect(events.map(\.event.seq) == Array(1...UInt64(batchesPerAgent * 5)))
-                    let batches = try await first.store.batches(agentId: agent.identity.agentId, afterBatchSeq: 0, limit: 1000)
+                    let batches = try await first.store.batches(
+                        agentId: agent.identity.agentId,
+                        afterBatchSeq: 0,
+                        limit: 1000
+                    )
                     #expect(batches.map(\.batchSeq) == Array(1...UInt64(batchesPerAgent)))
                 }
             }
         }
     }
 
-    @Test("a batch or event seq beyond 2^63 is refused as a bad request and nothing is stored", arguments: Backend.allCases)
+    @Test(
+        "a batch or event seq beyond 2^63 is refused as a bad request and nothing is stored",
+        arguments: Backend.allCases
+    )
     func seqOutOfRange(backend: Backend) async throws {
         try await withCollector(backend) { f in
             let identity = AgentIdentity.generate()
             try await f.enroll(identity)
             let sealer = BatchSealer(identity: identity)
-            let hugeBatch = try sealer.seal(events: Fixtures.one, batchSeq: UInt64.max, prevHeaderHash: genesisHeaderHash)
-            await #expect { try await f.collector.receive(batch: hugeBatch.serialized()) } throws: { refusal($0) == "bad_request" }
-            let hugeEvent = [Event(seq: UInt64(Int64.max) + 1, payload: .file(FileEvent(action: .create, targetFilename: "/tmp/x")))]
+            let hugeBatch = try sealer.seal(
+                events: Fixtures.one,
+                batchSeq: UInt64.max,
+                prevHeaderHash: genesisHeaderHash
+            )
+            await #expect { try await f.collector.receive(batch: hugeBatch.serialized()) } throws: {
+                refusal($0) == "bad_request"
+            }
+            let hugeEvent = [
+                Event(seq: UInt64(Int64.max) + 1, payload: .file(FileEvent(action: .create, targetFilename: "/tmp/x")))
+            ]
             let batch = try sealer.seal(events: hugeEvent, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
-            await #expect { try await f.collector.receive(batch: batch.serialized()) } throws: { refusal($0) == "bad_request" }
+            await #expect { try await f.collector.receive(batch: batch.serialized()) } throws: {
+                refusal($0) == "bad_request"
+            }
             #expect(try await f.store.events(EventQuery()).isEmpty)
             #expect(try await f.store.batches(agentId: identity.agentId, afterBatchSeq: 0, limit: 10).isEmpty)
         }
@@ -70,7 +93,11 @@ struct StoreBackendTests {
             try await f.enroll(identity)
             let name = "/tmp/x'); DROP TABLE events; -- \u{1F600} \\ \" $1"
             let events = [Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: name)))]
-            let batch = try BatchSealer(identity: identity).seal(events: events, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+            let batch = try BatchSealer(identity: identity).seal(
+                events: events,
+                batchSeq: 1,
+                prevHeaderHash: genesisHeaderHash
+            )
             #expect(try await f.collector.receive(batch: batch.serialized()).status == "accepted")
             let stored = try await f.store.events(EventQuery(agentId: identity.agentId))
             guard case .file(let file)? = stored.first?.event.payload else {
@@ -100,7 +127,10 @@ struct PostgresStoreTests {
                 for try await count in group { #expect(count == 0) }
             }
             let known = PostgresEventStore.migrations.map { String($0.version) }
-            #expect(try await database.run("SELECT version FROM schema_migrations ORDER BY version").split(separator: "\n").map(String.init) == known)
+            #expect(
+                try await database.run("SELECT version FROM schema_migrations ORDER BY version").split(separator: "\n")
+                    .map(String.init) == known
+            )
             // And again on a current schema: nothing to do, still one row per version.
             try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { _ in }
             #expect(try await database.run("SELECT count(*) FROM schema_migrations") == String(known.count))
@@ -131,7 +161,8 @@ struct PostgresStoreTests {
                 try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { _ in }
             } throws: { error in
                 guard let error = error as? CollectorError else { return false }
-                return error.code == .storeFailure && error.message.contains("cannot open the PostgreSQL store") && error.message.contains("refused")
+                return error.code == .storeFailure && error.message.contains("cannot open the PostgreSQL store")
+                    && error.message.contains("refused")
             }
             var wrong = try PostgresLocation(url: database.url)
             wrong.password = "not-the-password"
@@ -139,7 +170,8 @@ struct PostgresStoreTests {
                 try await PostgresEventStore.withStore(at: wrong, logger: Logger(label: "test")) { _ in }
             } throws: { error in
                 guard let error = error as? CollectorError else { return false }
-                return error.message.contains("password authentication failed") && !error.message.contains("not-the-password")
+                return error.message.contains("password authentication failed")
+                    && !error.message.contains("not-the-password")
             }
         }
     }
@@ -149,14 +181,22 @@ struct PostgresStoreTests {
 struct StoreLocationTests {
     @Test("postgres URLs: user, password, host, port and database; the password never printed")
     func postgresForms() throws {
-        guard case .postgres(let a) = try StoreLocation(parsing: "postgres://vigil:s%40cret@db.example:6543/events") else {
+        guard case .postgres(let a) = try StoreLocation(parsing: "postgres://vigil:s%40cret@db.example:6543/events")
+        else {
             Issue.record("not postgres")
             return
         }
-        #expect(a.username == "vigil" && a.password == "s@cret" && a.host == "db.example" && a.port == 6543 && a.database == "events")
+        #expect(
+            a.username == "vigil" && a.password == "s@cret" && a.host == "db.example" && a.port == 6543
+                && a.database == "events"
+        )
         #expect(a.description == "postgres://vigil:***@db.example:6543/events")
         #expect(!StoreLocation.postgres(a).description.contains("cret"))
-        guard case .postgres(let b) = try StoreLocation(parsing: "postgresql://vigil@localhost/vigil?sslmode=disable&pool_size=4") else {
+        guard
+            case .postgres(let b) = try StoreLocation(
+                parsing: "postgresql://vigil@localhost/vigil?sslmode=disable&pool_size=4"
+            )
+        else {
             Issue.record("not postgres")
             return
         }
@@ -169,19 +209,22 @@ struct StoreLocationTests {
         #expect(try StoreLocation(parsing: "sqlite:/tmp/x.sqlite") == .sqlite(path: "/tmp/x.sqlite"))
     }
 
-    @Test("bad store arguments are refused with what is wrong", arguments: [
-        ("postgres://vigil:pw@db.example:5432/", "no database name"),
-        ("postgres://db.example/vigil", "no user name"),
-        ("postgres://vigil@db.example:99999/vigil", "port 99999 is out of range"),
-        ("not a url at all", "expected sqlite:PATH or postgres://"),
-        ("postgres://vigil@db.example/vigil/extra", "no database name"),
-        ("postgres://vigil@db.example/vigil?sslmode=require", "sslmode=require is not supported"),
-        ("postgres://vigil@db.example/vigil?pool_size=0", "pool_size must be 1-100"),
-        ("postgres://vigil@db.example/vigil?search_path=x", "unknown option 'search_path'"),
-        ("postgres://vigil:pw@/vigil", "no host"),
-        ("mysql://vigil@db/vigil", "expected sqlite:PATH or postgres://"),
-        ("sqlite:", "needs a path"),
-    ])
+    @Test(
+        "bad store arguments are refused with what is wrong",
+        arguments: [
+            ("postgres://vigil:pw@db.example:5432/", "no database name"),
+            ("postgres://db.example/vigil", "no user name"),
+            ("postgres://vigil@db.example:99999/vigil", "port 99999 is out of range"),
+            ("not a url at all", "expected sqlite:PATH or postgres://"),
+            ("postgres://vigil@db.example/vigil/extra", "no database name"),
+            ("postgres://vigil@db.example/vigil?sslmode=require", "sslmode=require is not supported"),
+            ("postgres://vigil@db.example/vigil?pool_size=0", "pool_size must be 1-100"),
+            ("postgres://vigil@db.example/vigil?search_path=x", "unknown option 'search_path'"),
+            ("postgres://vigil:pw@/vigil", "no host"),
+            ("mysql://vigil@db/vigil", "expected sqlite:PATH or postgres://"),
+            ("sqlite:", "needs a path"),
+        ]
+    )
     func badForms(text: String, expected: String) {
         #expect {
             try StoreLocation(parsing: text)

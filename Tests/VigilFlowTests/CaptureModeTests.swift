@@ -20,7 +20,11 @@ struct CaptureModeTests {
         addr.sin_port = port.bigEndian
         let payload = [UInt8](repeating: 0x41, count: size)
         for _ in 0..<count {
-            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+            _ = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, payload, payload.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
         }
     }
 
@@ -37,10 +41,20 @@ struct CaptureModeTests {
         return lengths
     }
 
-    @Test("paused passes nothing, reduced cuts and keeps UDP, full restores", .enabled(if: TestEnvironment.isRoot, "needs CAP_NET_RAW"))
+    @Test(
+        "paused passes nothing, reduced cuts and keeps UDP, full restores",
+        .enabled(if: TestEnvironment.isRoot, "needs CAP_NET_RAW")
+    )
     func modes() throws {
         let port = UInt16(freeLoopbackPort())
-        let capture = try PcapCapture(options: PcapCaptureOptions(interface: "lo", snapshotLength: 256, timeoutMilliseconds: 50, filter: "udp port \(port)"))
+        let capture = try PcapCapture(
+            options: PcapCaptureOptions(
+                interface: "lo",
+                snapshotLength: 256,
+                timeoutMilliseconds: 50,
+                filter: "udp port \(port)"
+            )
+        )
         #expect(capture.linkType == 1)
         let configured = "udp port \(port)"
 

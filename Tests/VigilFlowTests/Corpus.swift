@@ -11,7 +11,8 @@ enum Corpus {
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let directory = repositoryRoot.deletingLastPathComponent()
         .appendingPathComponent("shared/corpora/pcaps").standardizedFileURL.path
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures").path
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures")
+        .path
 
     static var isPresent: Bool {
         FileManager.default.fileExists(atPath: directory + "/expected_normalized.jsonl")
@@ -44,12 +45,15 @@ enum Corpus {
             let file = object["expected_file"] as? String ?? ""
             let ordinal = ordinals[file, default: 0]
             ordinals[file] = ordinal + 1
-            result.append(Expected(
-                source: object["source"] as? String ?? "",
-                pcap: (object["pcaps"] as? [String])?.first ?? "",
-                expectedFile: file,
-                record: object["record"] as? [String: Any] ?? [:],
-                ordinal: ordinal))
+            result.append(
+                Expected(
+                    source: object["source"] as? String ?? "",
+                    pcap: (object["pcaps"] as? [String])?.first ?? "",
+                    expectedFile: file,
+                    record: object["record"] as? [String: Any] ?? [:],
+                    ordinal: ordinal
+                )
+            )
         }
         return result
     }

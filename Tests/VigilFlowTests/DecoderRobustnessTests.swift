@@ -19,7 +19,11 @@ struct DecoderRobustnessTests {
             try file.forEachPacket { captured in
                 let bytes = captured.bytes
                 for length in 0...min(bytes.count, 200) {
-                    _ = decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[0..<length]), linkType: captured.linkType, into: &packet)
+                    _ = decoder.decode(
+                        UnsafeRawBufferPointer(rebasing: bytes[0..<length]),
+                        linkType: captured.linkType,
+                        into: &packet
+                    )
                     offered += 1
                 }
             }
@@ -27,7 +31,9 @@ struct DecoderRobustnessTests {
         let stats = decoder.statistics
         #expect(stats.packets == offered)
         #expect(stats.decoded + stats.dropped.reduce(0, +) == offered)
-        #expect(stats[.truncatedIPHeader] > 0 && stats[.truncatedTransportHeader] > 0 && stats[.truncatedLinkHeader] > 0)
+        #expect(
+            stats[.truncatedIPHeader] > 0 && stats[.truncatedTransportHeader] > 0 && stats[.truncatedLinkHeader] > 0
+        )
     }
 
     @Test("random frames under every link type never trap and are all accounted for")
@@ -42,10 +48,18 @@ struct DecoderRobustnessTests {
             let length = Int(generator.next() % 256)
             for i in 0..<length { buffer[i] = UInt8(truncatingIfNeeded: generator.next()) }
             // Make IP likely so the deeper layers get exercised too.
-            if length > 20, round % 2 == 0 { buffer[14] = round % 4 == 0 ? 0x45 : 0x60; buffer[12] = 0x08; buffer[13] = 0 }
+            if length > 20, round % 2 == 0 {
+                buffer[14] = round % 4 == 0 ? 0x45 : 0x60
+                buffer[12] = 0x08
+                buffer[13] = 0
+            }
             for linkType in linkTypes {
                 buffer.withUnsafeBytes { raw in
-                    _ = decoder.decode(UnsafeRawBufferPointer(rebasing: raw[0..<length]), linkType: linkType, into: &packet)
+                    _ = decoder.decode(
+                        UnsafeRawBufferPointer(rebasing: raw[0..<length]),
+                        linkType: linkType,
+                        into: &packet
+                    )
                 }
                 offered += 1
             }

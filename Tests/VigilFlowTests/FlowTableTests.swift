@@ -5,7 +5,14 @@ import VigilSensors
 /// Flow table behaviour on synthetic packets: direction, timeouts, the flow bound.
 @Suite("Flow table")
 struct FlowTableTests {
-    private func tcp(_ src: UInt64, _ sport: UInt16, _ dst: UInt64, _ dport: UInt16, flags: UInt8, payload: UInt32 = 0) -> DecodedPacket {
+    private func tcp(
+        _ src: UInt64,
+        _ sport: UInt16,
+        _ dst: UInt64,
+        _ dport: UInt16,
+        flags: UInt8,
+        payload: UInt32 = 0
+    ) -> DecodedPacket {
         var p = DecodedPacket()
         p.family = 4
         p.source = IPAddressBits(high: 0, low: src)
@@ -57,8 +64,13 @@ struct FlowTableTests {
 
     @Test("idle and active timeouts report flows; an active flow goes on with fresh counters")
     func timeouts() {
-        var table = FlowTable(configuration: FlowTableConfiguration(
-            tcpIdleTimeout: .seconds(10), idleTimeout: .seconds(10), activeTimeout: .seconds(30)))
+        var table = FlowTable(
+            configuration: FlowTableConfiguration(
+                tcpIdleTimeout: .seconds(10),
+                idleTimeout: .seconds(10),
+                activeTimeout: .seconds(30)
+            )
+        )
         // Ephemeral client ports, so the midstream port heuristic keeps the client as originator.
         table.add(tcp(client, 40001, server, 80, flags: TCPFlag.ack), at: 0)
         table.add(tcp(client, 40002, server, 80, flags: TCPFlag.ack), at: 0)

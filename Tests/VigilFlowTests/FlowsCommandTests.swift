@@ -25,7 +25,10 @@ struct FlowsCommandTests {
         var checked = 0
         for capture in Corpus.captures() {
             guard let linkType = Corpus.linkType(capture), LinkType.isSupported(linkType) else { continue }
-            let result = try await runCommand(vigilctl, ["flows", "--pcap", Corpus.directory + "/" + capture, "--json"])
+            let result = try await runCommand(
+                vigilctl,
+                ["flows", "--pcap", Corpus.directory + "/" + capture, "--json"]
+            )
             #expect(result.status == 0, "\(capture): \(result.stderr)")
             let printed = try result.stdout.split(separator: "\n").map {
                 try JSONDecoder().decode(FlowEvent.self, from: Data($0.utf8))
@@ -40,13 +43,23 @@ struct FlowsCommandTests {
 
     @Test("--json lines carry exactly DESIGN.md's flow fields")
     func jsonFieldNames() throws {
-        let flow = FlowEvent(ts: 1.5, duration: 0.25, proto: "tcp", origH: "10.0.0.1", origP: 1, respH: "10.0.0.2", respP: 2)
+        let flow = FlowEvent(
+            ts: 1.5,
+            duration: 0.25,
+            proto: "tcp",
+            origH: "10.0.0.1",
+            origP: 1,
+            respH: "10.0.0.2",
+            respP: 2
+        )
         let object = try JSONSerialization.jsonObject(with: Data(flow.jsonLine.utf8)) as? [String: Any] ?? [:]
-        #expect(Set(object.keys) == [
-            "ts", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "orig_pkts", "resp_pkts",
-            "orig_ip_bytes", "resp_ip_bytes", "orig_bytes", "resp_bytes", "orig_tcp_flags", "resp_tcp_flags",
-            "state", "community_id",
-        ])
+        #expect(
+            Set(object.keys) == [
+                "ts", "duration", "proto", "orig_h", "orig_p", "resp_h", "resp_p", "orig_pkts", "resp_pkts",
+                "orig_ip_bytes", "resp_ip_bytes", "orig_bytes", "resp_bytes", "orig_tcp_flags", "resp_tcp_flags",
+                "state", "community_id",
+            ]
+        )
         #expect(try JSONDecoder().decode(FlowEvent.self, from: Data(flow.jsonLine.utf8)) == flow)
     }
 

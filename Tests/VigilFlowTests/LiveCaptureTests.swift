@@ -27,17 +27,26 @@ struct LiveCaptureTests {
         let pair = try NamespacePair()
         defer { pair.remove() }
         let capture = try pair.openCapture(
-            PcapCaptureOptions(interface: pair.interfaceA, timeoutMilliseconds: 50, filter: "ip or ip6"))
+            PcapCaptureOptions(interface: pair.interfaceA, timeoutMilliseconds: 50, filter: "ip or ip6")
+        )
         let sensor = try FlowSensor(
-            capture: capture, configuration: FlowSensorConfiguration(statisticsInterval: .seconds(3600)),
-            logger: Logger(label: "test"))
+            capture: capture,
+            configuration: FlowSensorConfiguration(statisticsInterval: .seconds(3600)),
+            logger: Logger(label: "test")
+        )
         try sensor.start()
 
         let directory = try TemporaryDirectory()
         let ready = directory.appending("ready")
-        let server = try ChildProcess("/usr/sbin/ip", ["netns", "exec", pair.nameB, "python3", "-c", Self.server, ready])
+        let server = try ChildProcess(
+            "/usr/sbin/ip",
+            ["netns", "exec", pair.nameB, "python3", "-c", Self.server, ready]
+        )
         // One UDP datagram and one connection: the client must not start before the server listens.
-        #expect(await eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: ready) }, "server: \(server.stderr)")
+        #expect(
+            await eventually(timeout: .seconds(20)) { FileManager.default.fileExists(atPath: ready) },
+            "server: \(server.stderr)"
+        )
         let client = try await runCommand("/usr/sbin/ip", ["netns", "exec", pair.nameA, "python3", "-c", Self.client])
         #expect(client.status == 0, "client: \(client.stderr)")
         #expect(await server.wait(timeout: .seconds(20)) == 0, "server: \(server.stderr)")
@@ -143,7 +152,9 @@ final class NamespacePair: Sendable {
         do {
             try Self.ip(["netns", "add", nameA])
             try Self.ip(["netns", "add", nameB])
-            try Self.ip(["link", "add", interfaceA, "netns", nameA, "type", "veth", "peer", "name", interfaceB, "netns", nameB])
+            try Self.ip([
+                "link", "add", interfaceA, "netns", nameA, "type", "veth", "peer", "name", interfaceB, "netns", nameB,
+            ])
             try Self.ip(["-n", nameA, "addr", "add", "10.231.0.1/24", "dev", interfaceA])
             try Self.ip(["-n", nameB, "addr", "add", "10.231.0.2/24", "dev", interfaceB])
             for (ns, interface) in [(nameA, interfaceA), (nameB, interfaceB)] {

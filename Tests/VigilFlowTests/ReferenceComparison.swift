@@ -111,9 +111,11 @@ struct ReferenceComparison {
         func side(_ address: String?, _ port: Int?, _ flowAddress: String, _ flowPort: UInt16) -> Bool {
             (address == nil || address == flowAddress) && (t.ignorePorts || port == nil || port == Int(flowPort))
         }
-        let forward = side(t.originatorAddress, t.originatorPort, flow.origH, flow.origP)
+        let forward =
+            side(t.originatorAddress, t.originatorPort, flow.origH, flow.origP)
             && side(t.responderAddress, t.responderPort, flow.respH, flow.respP)
-        let backward = side(t.originatorAddress, t.originatorPort, flow.respH, flow.respP)
+        let backward =
+            side(t.originatorAddress, t.originatorPort, flow.respH, flow.respP)
             && side(t.responderAddress, t.responderPort, flow.origH, flow.origP)
         return forward || backward
     }
@@ -151,13 +153,20 @@ struct ReferenceComparison {
         // Orientation: does our originator equal the reference's?
         var forward = true
         if let address = t.originatorAddress {
-            forward = address == first.origH && (t.ignorePorts || t.originatorPort == nil || t.originatorPort == Int(first.origP))
+            forward =
+                address == first.origH
+                && (t.ignorePorts || t.originatorPort == nil || t.originatorPort == Int(first.origP))
         } else if let port = t.responderPort {
             forward = port == Int(first.respP)
         }
-        var origPkts: UInt64 = 0, respPkts: UInt64 = 0, origIP: UInt64 = 0, respIP: UInt64 = 0
-        var origFlags: UInt8 = 0, respFlags: UInt8 = 0
-        var start = Double.infinity, end = -Double.infinity
+        var origPkts: UInt64 = 0
+        var respPkts: UInt64 = 0
+        var origIP: UInt64 = 0
+        var respIP: UInt64 = 0
+        var origFlags: UInt8 = 0
+        var respFlags: UInt8 = 0
+        var start = Double.infinity
+        var end = -Double.infinity
         for flow in candidates {
             let same = flow.origH == first.origH && flow.origP == first.origP
             let fo = same == forward
@@ -201,8 +210,14 @@ struct ReferenceComparison {
         guard seed != 0, let proto = protocolNumber(flow.proto) else { return flow.communityID }
         let family: UInt8 = flow.origH.contains(":") ? 6 : 4
         return CommunityID.compute(
-            family: family, source: addressBits(flow.origH), destination: addressBits(flow.respH), proto: UInt8(proto),
-            sourcePort: flow.origP, destinationPort: flow.respP, seed: seed)
+            family: family,
+            source: addressBits(flow.origH),
+            destination: addressBits(flow.respH),
+            proto: UInt8(proto),
+            sourcePort: flow.origP,
+            destinationPort: flow.respP,
+            seed: seed
+        )
     }
 
     private func hex(_ flags: UInt8) -> String {
@@ -220,7 +235,10 @@ func addressBits(_ text: String) -> IPAddressBits {
     var v6 = in6_addr()
     _ = inet_pton(AF_INET6, text, &v6)
     let halves = withUnsafeBytes(of: &v6) { raw in
-        (UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)), UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        (
+            UInt64(bigEndian: raw.loadUnaligned(as: UInt64.self)),
+            UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        )
     }
     return IPAddressBits(high: halves.0, low: halves.1)
 }

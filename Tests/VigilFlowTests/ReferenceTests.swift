@@ -21,7 +21,9 @@ struct ReferenceTests {
     )
     func flowsMatchReferences() throws {
         let known = try JSONDecoder().decode(
-            KnownDifferences.self, from: Data(contentsOf: URL(fileURLWithPath: Corpus.fixtures + "/known-differences.json")))
+            KnownDifferences.self,
+            from: Data(contentsOf: URL(fileURLWithPath: Corpus.fixtures + "/known-differences.json"))
+        )
         for entry in known.differences {
             #expect(!entry.reason.isEmpty, "no reason given for \(entry.record) \(entry.field)")
         }
@@ -59,16 +61,31 @@ struct ReferenceTests {
         let unexplained = Set(actual).subtracting(documented).sorted()
         let stale = documented.subtracting(actual).sorted()
         if let out = ProcessInfo.processInfo.environment["VIGIL_FLOW_DIFFERENCES_OUT"] {
-            let reasons = Dictionary(known.differences.map { ($0.difference, $0.reason) }, uniquingKeysWith: { a, _ in a })
+            let reasons = Dictionary(
+                known.differences.map { ($0.difference, $0.reason) },
+                uniquingKeysWith: { a, _ in a }
+            )
             let entries = Set(actual).sorted().map {
-                KnownDifference(record: $0.record, field: $0.field, ours: $0.ours, expected: $0.expected, reason: reasons[$0] ?? "")
+                KnownDifference(
+                    record: $0.record,
+                    field: $0.field,
+                    ours: $0.ours,
+                    expected: $0.expected,
+                    reason: reasons[$0] ?? ""
+                )
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             try encoder.encode(KnownDifferences(unsupportedLinkTypes: known.unsupportedLinkTypes, differences: entries))
                 .write(to: URL(fileURLWithPath: out))
         }
-        #expect(unexplained.isEmpty, "unexplained differences:\n\(unexplained.map { "\($0.record) \($0.field): ours \($0.ours), expected \($0.expected)" }.joined(separator: "\n"))")
-        #expect(stale.isEmpty, "documented differences that no longer occur:\n\(stale.map { "\($0.record) \($0.field)" }.joined(separator: "\n"))")
+        #expect(
+            unexplained.isEmpty,
+            "unexplained differences:\n\(unexplained.map { "\($0.record) \($0.field): ours \($0.ours), expected \($0.expected)" }.joined(separator: "\n"))"
+        )
+        #expect(
+            stale.isEmpty,
+            "documented differences that no longer occur:\n\(stale.map { "\($0.record) \($0.field)" }.joined(separator: "\n"))"
+        )
     }
 }

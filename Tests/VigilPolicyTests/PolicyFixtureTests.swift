@@ -7,11 +7,18 @@ struct PolicyFixtureTests {
     /// Checks every fixture line against `policy`: the named rule matches the positive event and
     /// not the negative one, and each rule has both.
     func check(_ fixtures: [RuleFixture], _ policy: PolicySet, file: String) {
-        var positive: Set<String> = [], negative: Set<String> = []
+        var positive: Set<String> = []
+        var negative: Set<String> = []
         for fixture in fixtures {
-            #expect(policy.compiled.rules.contains { $0.id == fixture.rule }, "\(file):\(fixture.line): rule \(fixture.rule) not loaded")
+            #expect(
+                policy.compiled.rules.contains { $0.id == fixture.rule },
+                "\(file):\(fixture.line): rule \(fixture.rule) not loaded"
+            )
             let ids = policy.matchingRules(fixture.fields).map(\.id)
-            #expect(ids.contains(fixture.rule) == fixture.match, "\(file):\(fixture.line): rule \(fixture.rule) match should be \(fixture.match)")
+            #expect(
+                ids.contains(fixture.rule) == fixture.match,
+                "\(file):\(fixture.line): rule \(fixture.rule) match should be \(fixture.match)"
+            )
             // The compiled matcher agrees with the rule-by-rule reference evaluator on every rule.
             let direct = policy.compiled.rules.filter { DirectMatcher(rule: $0)!.matches(fixture.fields) }.map(\.id)
             #expect(Set(ids) == Set(direct), "\(file):\(fixture.line): compiled \(ids) vs direct \(direct)")

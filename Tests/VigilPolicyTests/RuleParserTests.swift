@@ -6,11 +6,16 @@ import VigilPolicy
 struct RuleParserTests {
     @Test func parsesMetadataAndKeepsAuthor() throws {
         let (rules, report) = PolicyLoader.load(
-            yaml: rule("""
+            yaml: rule(
+                """
                     selection:
                         Image|endswith: /nc
                     condition: selection
-                """, extra: "falsepositives: [admins]\nstatus: test"), file: "a.yml")
+                """,
+                extra: "falsepositives: [admins]\nstatus: test"
+            ),
+            file: "a.yml"
+        )
         #expect(report.errors.isEmpty)
         let r = try #require(rules.first)
         #expect(r.id == "r1" && r.level == "high" && r.author == "Tester" && r.status == "test")
@@ -19,14 +24,35 @@ struct RuleParserTests {
     }
 
     @Test(arguments: [
-        ("    selection:\n        Image|foo: x\n    condition: selection", "test.yml:11:9: unknown modifier 'foo' in 'Image|foo'"),
-        ("    selection:\n        Image|re: '(unclosed'\n    condition: selection", "test.yml:11:19: bad regular expression"),
-        ("    selection:\n        Image: x\n    condition: selection and filter", "test.yml:12:30: condition names undefined selection 'filter'"),
-        ("    selection:\n        Image: x\n    condition: 1 of filter_*", "test.yml:12:21: 'filter_*' matches no selection"),
+        (
+            "    selection:\n        Image|foo: x\n    condition: selection",
+            "test.yml:11:9: unknown modifier 'foo' in 'Image|foo'"
+        ),
+        (
+            "    selection:\n        Image|re: '(unclosed'\n    condition: selection",
+            "test.yml:11:19: bad regular expression"
+        ),
+        (
+            "    selection:\n        Image: x\n    condition: selection and filter",
+            "test.yml:12:30: condition names undefined selection 'filter'"
+        ),
+        (
+            "    selection:\n        Image: x\n    condition: 1 of filter_*",
+            "test.yml:12:21: 'filter_*' matches no selection"
+        ),
         ("    selection:\n        Image: x\n    condition: (selection", "test.yml:12:26: missing ')' in condition"),
-        ("    selection:\n        Image:\n            a: b\n    condition: selection", "test.yml:12:13: 'Image' must have a value or a list of values, not a mapping"),
-        ("    selection:\n        DestinationIp|cidr: 10.0.0.300/8\n    condition: selection", "test.yml:11:29: '10.0.0.300/8' is not a CIDR"),
-        ("    selection:\n        Image|contains|endswith: x\n    condition: selection", "test.yml:11:9: 'contains', 'startswith' and 'endswith' exclude each other"),
+        (
+            "    selection:\n        Image:\n            a: b\n    condition: selection",
+            "test.yml:12:13: 'Image' must have a value or a list of values, not a mapping"
+        ),
+        (
+            "    selection:\n        DestinationIp|cidr: 10.0.0.300/8\n    condition: selection",
+            "test.yml:11:29: '10.0.0.300/8' is not a CIDR"
+        ),
+        (
+            "    selection:\n        Image|contains|endswith: x\n    condition: selection",
+            "test.yml:11:9: 'contains', 'startswith' and 'endswith' exclude each other"
+        ),
         ("    selection:\n        Image|gt: many\n    condition: selection", "test.yml:11:19: 'gt' needs a number"),
         ("    selection:\n        Image: x", "test.yml:10:5: detection needs a 'condition'"),
     ])
@@ -42,8 +68,13 @@ struct RuleParserTests {
     }
 
     @Test func missingAndMistypedKeys() {
-        #expect(errors("id: a\nlogsource: {}\ndetection: {}\n").first?.hasPrefix("test.yml:1:1: rule needs 'title'") == true)
-        let badLevel = rule("    s:\n        Image: x\n    condition: s").replacingOccurrences(of: "level: high", with: "level: severe")
+        #expect(
+            errors("id: a\nlogsource: {}\ndetection: {}\n").first?.hasPrefix("test.yml:1:1: rule needs 'title'") == true
+        )
+        let badLevel = rule("    s:\n        Image: x\n    condition: s").replacingOccurrences(
+            of: "level: high",
+            with: "level: severe"
+        )
         #expect(errors(badLevel).first?.contains("level must be one of") == true)
     }
 
@@ -70,7 +101,10 @@ struct RuleParserTests {
         let hugeRegex = rule("    s:\n        Image|re: '\(String(repeating: "a", count: 5000))'\n    condition: s")
         #expect(errors(hugeRegex).first?.contains("regular expression longer than") == true)
 
-        let deepCondition = rule("    s:\n        Image: x\n    condition: " + String(repeating: "(", count: 200) + "s" + String(repeating: ")", count: 200))
+        let deepCondition = rule(
+            "    s:\n        Image: x\n    condition: " + String(repeating: "(", count: 200) + "s"
+                + String(repeating: ")", count: 200)
+        )
         #expect(errors(deepCondition).first?.contains("nests deeper than") == true)
     }
 
@@ -96,7 +130,11 @@ struct RuleParserTests {
         try FileManager.default.createDirectory(atPath: dir + "/rules", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try "files:\n  watch: [/etc]\n".write(toFile: dir + "/collection.yaml", atomically: true, encoding: .utf8)
-        try rule("    s:\n        Image: x\n    condition: s").write(toFile: dir + "/rules/a.yml", atomically: true, encoding: .utf8)
+        try rule("    s:\n        Image: x\n    condition: s").write(
+            toFile: dir + "/rules/a.yml",
+            atomically: true,
+            encoding: .utf8
+        )
         let (policy, notes) = try PolicySet.load(directory: dir)
         #expect(policy.report.files == [dir + "/rules/a.yml"])
         #expect(policy.compiled.rules.map(\.id) == ["r1"] && notes.isEmpty)

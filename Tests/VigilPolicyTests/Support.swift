@@ -37,13 +37,18 @@ func process(_ values: [String: String]) -> DictionaryFields {
 
 /// Whether the policy's rules match, checked with both the compiled and the direct evaluator
 /// (which must agree).
-func matches(_ policy: PolicySet, _ fields: DictionaryFields, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+func matches(_ policy: PolicySet, _ fields: DictionaryFields, sourceLocation: SourceLocation = #_sourceLocation) -> Bool
+{
     let compiled = !policy.matchingRules(fields).isEmpty
     let direct = policy.compiled.rules.contains { rule in
         guard let m = DirectMatcher(rule: rule) else { return false }
         return m.matches(fields) && !m.isException(fields)
     }
-    #expect(compiled == direct, "compiled and direct evaluators disagree on \(fields.values)", sourceLocation: sourceLocation)
+    #expect(
+        compiled == direct,
+        "compiled and direct evaluators disagree on \(fields.values)",
+        sourceLocation: sourceLocation
+    )
     return compiled
 }
 
@@ -56,7 +61,8 @@ let repositoryRoot: String = {
 
 /// The SigmaHQ Linux corpus beside the repository, nil (or a failure in CI) when missing.
 func corpusDirectory() -> String? {
-    let path = URL(fileURLWithPath: repositoryRoot).appendingPathComponent("../shared/corpora/sigma-linux").standardized.path
+    let path = URL(fileURLWithPath: repositoryRoot).appendingPathComponent("../shared/corpora/sigma-linux").standardized
+        .path
     if FileManager.default.fileExists(atPath: path + "/rules/linux") { return path }
     if ProcessInfo.processInfo.environment["CI"] == "true" {
         Issue.record("the SigmaHQ corpus is missing at \(path); CI must have it")
@@ -83,7 +89,8 @@ struct RuleFixture: Decodable {
         let path = repositoryRoot + "/Tests/VigilPolicyTests/Fixtures/" + name
         let text = try String(contentsOfFile: path, encoding: .utf8)
         var out: [RuleFixture] = []
-        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty {
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() where !line.isEmpty
+        {
             var fixture = try JSONDecoder().decode(RuleFixture.self, from: Data(line.utf8))
             fixture.line = n + 1
             out.append(fixture)
@@ -93,13 +100,22 @@ struct RuleFixture: Decodable {
 }
 
 enum JSONScalar: Decodable {
-    case string(String), number(Double), bool(Bool), null
+    case string(String)
+    case number(Double)
+    case bool(Bool)
+    case null
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null } else if let b = try? c.decode(Bool.self) { self = .bool(b) } else if let n = try? c.decode(Double.self) {
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let n = try? c.decode(Double.self) {
             self = .number(n)
-        } else { self = .string(try c.decode(String.self)) }
+        } else {
+            self = .string(try c.decode(String.self))
+        }
     }
 
     var text: String? {

@@ -13,11 +13,14 @@ struct VigilSettingsTests {
     func exec(_ image: String, _ cmd: String = "nc", at seconds: Int64) -> Event {
         Event(
             time: Timestamp(nanosecondsSinceEpoch: seconds * 1_000_000_000),
-            payload: .process(ProcessEvent(action: .exec, processId: 1, image: image, commandLine: cmd)))
+            payload: .process(ProcessEvent(action: .exec, processId: 1, image: image, commandLine: cmd))
+        )
     }
 
     @Test func exceptionsDropHits() {
-        let p = policy(rule(Self.detection, extra: "vigil:\n    exceptions:\n        CommandLine|contains: ['-l ', '--listen']"))
+        let p = policy(
+            rule(Self.detection, extra: "vigil:\n    exceptions:\n        CommandLine|contains: ['-l ', '--listen']")
+        )
         #expect(p.evaluate(exec("/bin/nc", "nc 1.2.3.4 80", at: 1)).count == 1)
         #expect(p.evaluate(exec("/bin/nc", "nc -l 80", at: 2)).isEmpty)
         #expect(p.matchingRules(process(["Image": "/bin/nc", "CommandLine": "nc --listen"])).isEmpty)
@@ -31,7 +34,9 @@ struct VigilSettingsTests {
     }
 
     @Test func suppressionCountsSuppressedHits() {
-        let p = policy(rule(Self.detection, extra: "vigil:\n    suppress:\n        window: 60s\n        by: [CommandLine]"))
+        let p = policy(
+            rule(Self.detection, extra: "vigil:\n    suppress:\n        window: 60s\n        by: [CommandLine]")
+        )
         #expect(p.hits(exec("/bin/nc", "a", at: 0)).map(\.suppressedCount) == [0])
         #expect(p.hits(exec("/bin/nc", "a", at: 10)).isEmpty)
         #expect(p.hits(exec("/bin/nc", "a", at: 20)).isEmpty)

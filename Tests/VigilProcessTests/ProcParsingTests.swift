@@ -1,5 +1,6 @@
 import Testing
 import VigilCore
+
 @testable import VigilLinux
 @testable import VigilSensors
 
@@ -7,7 +8,8 @@ import VigilCore
 struct ProcParsingTests {
     @Test("stat: fields are counted after the last parenthesis of the command name")
     func stat() throws {
-        let line = "4242 (we (ird) name) S 17 4242 4200 34816 4242 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615 0"
+        let line =
+            "4242 (we (ird) name) S 17 4242 4200 34816 4242 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 100 18446744073709551615 0"
         let stat = try #require(ProcParsing.stat(Array(line.utf8)))
         #expect(stat.parentPid == 17)
         #expect(stat.session == 4200)
@@ -56,7 +58,10 @@ struct ProcParsingTests {
         let cases: [(String, String?)] = [
             ("0::/system.slice/docker-\(id).scope\n", id),
             ("12:pids:/docker/\(id)\n", id),
-            ("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-\(id).scope\n", id),
+            (
+                "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-\(id).scope\n",
+                id
+            ),
             ("0::/kubepods/besteffort/pod0b1c/\(id)\n", id),
             ("0::/machine.slice/crio-\(id).scope\n", id),
             ("0::/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-\(id).scope/container\n", id),
@@ -82,14 +87,22 @@ struct ProcParsingTests {
     @Test("the executable among the files opened for one exec skips the ELF interpreter")
     func executable() {
         #expect(ProcessReader.executable(opened: nil) == nil)
-        #expect(ProcessReader.executable(opened: ["/usr/bin/true", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"]) == "/usr/bin/true")
-        #expect(ProcessReader.executable(opened: ["/tmp/x.sh", "/usr/bin/dash", "/usr/lib64/ld-linux-x86-64.so.2"]) == "/usr/bin/dash")
+        #expect(
+            ProcessReader.executable(opened: ["/usr/bin/true", "/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2"])
+                == "/usr/bin/true"
+        )
+        #expect(
+            ProcessReader.executable(opened: ["/tmp/x.sh", "/usr/bin/dash", "/usr/lib64/ld-linux-x86-64.so.2"])
+                == "/usr/bin/dash"
+        )
         #expect(ProcessReader.executable(opened: ["/static"]) == "/static")
     }
 
     @Test("passwd parsing")
     func passwd() {
-        let names = UserNames.parse(Array("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\nbad\n".utf8))
+        let names = UserNames.parse(
+            Array("root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534::/:/usr/sbin/nologin\nbad\n".utf8)
+        )
         #expect(names == [0: "root", 65534: "nobody"])
     }
 
@@ -152,9 +165,20 @@ struct ProcConnectorParserTests {
         var bytes: [UInt8] = []
         func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { bytes += $0 } }
         let eventLength = 16 + 24
-        put(UInt32(16 + 20 + eventLength)); put(UInt16(3)); put(UInt16(0)); put(UInt32(0)); put(UInt32(0))
-        put(UInt32(1)); put(UInt32(1)); put(UInt32(0)); put(UInt32(0)); put(cnLength ?? UInt16(eventLength)); put(UInt16(0))
-        put(what); put(UInt32(1)); put(UInt64(123_456_789))
+        put(UInt32(16 + 20 + eventLength))
+        put(UInt16(3))
+        put(UInt16(0))
+        put(UInt32(0))
+        put(UInt32(0))
+        put(UInt32(1))
+        put(UInt32(1))
+        put(UInt32(0))
+        put(UInt32(0))
+        put(cnLength ?? UInt16(eventLength))
+        put(UInt16(0))
+        put(what)
+        put(UInt32(1))
+        put(UInt64(123_456_789))
         for i in 0..<6 { put(i < words.count ? words[i] : 0) }
         return bytes
     }
@@ -168,22 +192,27 @@ struct ProcConnectorParserTests {
     @Test("fork, exec, exit, uid, ptrace and comm records")
     func records() {
         var comm = Array("worker".utf8) + [UInt8](repeating: 0, count: 10)
-        let commWords = (0..<4).map { i in comm.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) } }
+        let commWords = (0..<4).map { i in
+            comm.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self) }
+        }
         comm.removeAll()
-        let bytes = Self.message(what: 1, words: [10, 10, 11, 11]) + Self.message(what: 2, words: [11, 11])
+        let bytes =
+            Self.message(what: 1, words: [10, 10, 11, 11]) + Self.message(what: 2, words: [11, 11])
             + Self.message(what: 0x8000_0000, words: [11, 11, 3 << 8, 17, 10, 10])
             + Self.message(what: 4, words: [11, 11, 1000, 0]) + Self.message(what: 0x100, words: [11, 11, 12, 12])
             + Self.message(what: 0x200, words: [11, 11] + commWords)
         let (messages, summary) = Self.parse(bytes)
         #expect(summary.messages == 6 && summary.malformed == 0)
-        #expect(messages.map(\.event) == [
-            .fork(parentPid: 10, parentTgid: 10, childPid: 11, childTgid: 11),
-            .exec(pid: 11, tgid: 11),
-            .exit(pid: 11, tgid: 11, exitStatus: 3 << 8, exitSignal: 17, parentPid: 10, parentTgid: 10),
-            .uidChange(pid: 11, tgid: 11, ruid: 1000, euid: 0),
-            .ptrace(pid: 11, tgid: 11, tracerPid: 12, tracerTgid: 12),
-            .commChange(pid: 11, tgid: 11, comm: "worker"),
-        ])
+        #expect(
+            messages.map(\.event) == [
+                .fork(parentPid: 10, parentTgid: 10, childPid: 11, childTgid: 11),
+                .exec(pid: 11, tgid: 11),
+                .exit(pid: 11, tgid: 11, exitStatus: 3 << 8, exitSignal: 17, parentPid: 10, parentTgid: 10),
+                .uidChange(pid: 11, tgid: 11, ruid: 1000, euid: 0),
+                .ptrace(pid: 11, tgid: 11, tracerPid: 12, tracerTgid: 12),
+                .commChange(pid: 11, tgid: 11, comm: "worker"),
+            ]
+        )
         #expect(messages.first?.timestampNanoseconds == 123_456_789)
     }
 
@@ -206,7 +235,10 @@ struct ProcConnectorParserTests {
         for _ in 0..<2000 {
             let n = Int.random(in: 0..<200, using: &generator)
             var bytes = (0..<n).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if n >= 8, Bool.random() { bytes[4] = 3; bytes[5] = 0 }
+            if n >= 8, Bool.random() {
+                bytes[4] = 3
+                bytes[5] = 0
+            }
             _ = Self.parse(bytes)
         }
     }

@@ -17,7 +17,9 @@ struct ProcessSensorTests {
         #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the process sensor tests as root")
     }
 
-    static func startSensor(_ configuration: ProcessSensorConfiguration = ProcessSensorConfiguration()) throws -> ProcessSensor {
+    static func startSensor(
+        _ configuration: ProcessSensorConfiguration = ProcessSensorConfiguration()
+    ) throws -> ProcessSensor {
         var configuration = configuration
         configuration.statisticsInterval = .seconds(3600)
         let sensor = try ProcessSensor(configuration: configuration, logger: Logger(label: "test"))
@@ -53,7 +55,9 @@ struct ProcessSensorTests {
 
     @Test(
         "an exec has its argv, cwd, uid, user, parent and container as set up",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(2)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(2))
+    )
     func knownContext() async throws {
         let id = (0..<4).map { _ in String(format: "%016llx", UInt64.random(in: 0...UInt64.max)) }.joined()
         let cgroup = "/sys/fs/cgroup/unified/docker-\(id).scope"
@@ -62,14 +66,18 @@ struct ProcessSensorTests {
         let directory = try TemporaryDirectory()
         let sensor = try Self.startSensor()
 
-        let script = "echo $$ > \(cgroup)/cgroup.procs && exec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c 'sleep 0.5; exit 0' 'vigil argv zero' second"
+        let script =
+            "echo $$ > \(cgroup)/cgroup.procs && exec /usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups /bin/sh -c 'sleep 0.5; exit 0' 'vigil argv zero' second"
         let child = try ChildProcess("/bin/sh", ["-c", script], directory: directory.path)
         #expect(await child.wait(timeout: .seconds(30)) == 0, "\(child.stderr)")
         let (events, _) = await Self.collect(sensor)
 
         let pid = UInt32(child.process.processIdentifier)
         let execs = events.filter { $0.action == .exec && $0.processId == pid }
-        let exec = try #require(execs.last { $0.argv.first == "/bin/sh" && $0.argv.contains("vigil argv zero") }, "execs of \(pid): \(execs)")
+        let exec = try #require(
+            execs.last { $0.argv.first == "/bin/sh" && $0.argv.contains("vigil argv zero") },
+            "execs of \(pid): \(execs)"
+        )
         #expect(exec.image == "/usr/bin/dash")
         #expect(exec.argv == ["/bin/sh", "-c", "sleep 0.5; exit 0", "vigil argv zero", "second"])
         #expect(exec.commandLine == "/bin/sh -c sleep 0.5; exit 0 vigil argv zero second")
@@ -109,7 +117,9 @@ struct ProcessSensorTests {
 
     @Test(
         "a chain of three resolves each parent's image and command line",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(2)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(2))
+    )
     func chain() async throws {
         let sensor = try Self.startSensor()
         let level2 = "/bin/sh -c '/bin/sleep 0.4; true' vigil-chain-2; true"
@@ -119,7 +129,9 @@ struct ProcessSensorTests {
         let execs = events.filter { $0.action == .exec }
         let one = try #require(execs.first { $0.argv.last == "vigil-chain-1" })
         let two = try #require(execs.first { $0.argv.last == "vigil-chain-2" })
-        let three = try #require(execs.first { $0.argv == ["/bin/sleep", "0.4"] && $0.parentProcessId == two.processId })
+        let three = try #require(
+            execs.first { $0.argv == ["/bin/sleep", "0.4"] && $0.parentProcessId == two.processId }
+        )
         #expect(one.processId == UInt32(child.process.processIdentifier))
         #expect(one.parentImage == Self.ownImage)
         #expect(two.parentProcessId == one.processId)
@@ -131,7 +143,9 @@ struct ProcessSensorTests {
 
     @Test(
         "a process gone before /proc is read is still reported: Image from fanotify, never the parent's command line",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(2)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(2))
+    )
     func goneBeforeRead() async throws {
         let sensor = try Self.startSensor()
         try #require(sensor.hasFanotify, "fanotify FAN_OPEN_EXEC is unavailable")
@@ -143,7 +157,10 @@ struct ProcessSensorTests {
         #expect(await eventually(timeout: .seconds(20)) { sensor.statistics.execs >= before + 2 })
         let (events, _) = await Self.collect(sensor)
         let shell = UInt32(child.process.processIdentifier)
-        let gone = try #require(events.first { $0.action == .exec && $0.parentProcessId == shell }, "\(events.filter { $0.action == .exec })")
+        let gone = try #require(
+            events.first { $0.action == .exec && $0.parentProcessId == shell },
+            "\(events.filter { $0.action == .exec })"
+        )
         #expect(gone.incomplete)
         #expect(gone.image == "/usr/bin/true")
         #expect(gone.commandLine == nil && gone.argv.isEmpty)
@@ -153,7 +170,9 @@ struct ProcessSensorTests {
 
     @Test(
         "a burst of 5,000 execs: one exec event per spawn; the fraction with full context is reported",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(5)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(5))
+    )
     func burst() async throws {
         let sensor = try Self.startSensor()
         let nonce = UInt32.random(in: 0...UInt32.max)
@@ -199,12 +218,16 @@ struct ProcessSensorTests {
             #expect(namedRight == count, "Image right for \(namedRight) of \(count)")
         }
         print("process burst: parent known for \(withParent) of \(count)")
-        print("process burst: \(burst.count)/\(count) execs seen, Image right \(namedRight), CommandLine right \(commandRight), full context \(full) (\(String(format: "%.1f", Double(full) * 100 / Double(count)))%); \(statistics)")
+        print(
+            "process burst: \(burst.count)/\(count) execs seen, Image right \(namedRight), CommandLine right \(commandRight), full context \(full) (\(String(format: "%.1f", Double(full) * 100 / Double(count)))%); \(statistics)"
+        )
     }
 
     @Test(
         "pid reuse: two processes with the same pid over time never share an entry",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(2)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(2))
+    )
     func pidReuse() async throws {
         let sensor = try Self.startSensor()
         /// Spawns `sh -c 'sleep 0.6' NAME` at pid `target` through `kernel.ns_last_pid`.
@@ -221,9 +244,16 @@ struct ProcessSensorTests {
         let target = Int32.random(in: 20_000...30_000)
         let first = try #require(try await spawn(at: target, "vigil-reuse-A"))
         #expect(await first.wait(timeout: .seconds(20)) == 0)
-        #expect(await eventually(timeout: .seconds(10)) { sensor.process(pid: UInt32(target)) == nil }, "the exit removes the entry")
+        #expect(
+            await eventually(timeout: .seconds(10)) { sensor.process(pid: UInt32(target)) == nil },
+            "the exit removes the entry"
+        )
         let second = try #require(try await spawn(at: target, "vigil-reuse-B"))
-        #expect(await eventually(timeout: .seconds(10)) { sensor.process(pid: UInt32(target))?.commandLine?.hasSuffix("vigil-reuse-B") == true })
+        #expect(
+            await eventually(timeout: .seconds(10)) {
+                sensor.process(pid: UInt32(target))?.commandLine?.hasSuffix("vigil-reuse-B") == true
+            }
+        )
         #expect(await second.wait(timeout: .seconds(20)) == 0)
         let (events, _) = await Self.collect(sensor)
         let execs = events.filter { $0.action == .exec && $0.processId == UInt32(target) }
@@ -236,7 +266,9 @@ struct ProcessSensorTests {
 
     @Test(
         "cache bound: 100 entries for 1,000 live processes, evictions counted",
-        .enabled(if: TestEnvironment.isRoot, "needs root"), .timeLimit(.minutes(3)))
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(3))
+    )
     func cacheBound() async throws {
         let sensor = try Self.startSensor(ProcessSensorConfiguration(maxProcesses: 100))
         let directory = try TemporaryDirectory()

@@ -17,8 +17,12 @@ extension RealKernelTests {
                 try FS.touch(path)
                 let event = try await recorder.file(.create, path)
                 let expected = FileEvent(
-                    action: .create, targetFilename: path, isDirectory: false,
-                    metadata: try FS.lstat(path), sha256: KnownDigest.empty)
+                    action: .create,
+                    targetFilename: path,
+                    isDirectory: false,
+                    metadata: try FS.lstat(path),
+                    sha256: KnownDigest.empty
+                )
                 #expect(event == expected)
             }
         }
@@ -32,8 +36,12 @@ extension RealKernelTests {
                 try FS.write(path, "hello")
                 let event = try await recorder.file(.modify, path)
                 let expected = FileEvent(
-                    action: .modify, targetFilename: path, isDirectory: false,
-                    metadata: try FS.lstat(path), sha256: KnownDigest.hello)
+                    action: .modify,
+                    targetFilename: path,
+                    isDirectory: false,
+                    metadata: try FS.lstat(path),
+                    sha256: KnownDigest.hello
+                )
                 #expect(event == expected)
                 #expect(event.metadata?.size == 5)
             }
@@ -54,7 +62,10 @@ extension RealKernelTests {
             }
         }
 
-        @Test("attrib: chown shows the new owner", .enabled(if: TestEnvironment.isRoot, "chown to another user needs root"))
+        @Test(
+            "attrib: chown shows the new owner",
+            .enabled(if: TestEnvironment.isRoot, "chown to another user needs root")
+        )
         func chown() async throws {
             let dir = try TemporaryDirectory()
             let path = dir.appending("owned")
@@ -89,9 +100,16 @@ extension RealKernelTests {
             try await withSensor(paths: [dir.path]) { _, recorder in
                 try FS.rename(source, target)
                 let event = try await recorder.file(.rename, target)
-                #expect(event == FileEvent(
-                    action: .rename, targetFilename: target, sourceFilename: source, isDirectory: false,
-                    metadata: try FS.lstat(target)))
+                #expect(
+                    event
+                        == FileEvent(
+                            action: .rename,
+                            targetFilename: target,
+                            sourceFilename: source,
+                            isDirectory: false,
+                            metadata: try FS.lstat(target)
+                        )
+                )
                 try await recorder.settle(marker: dir.appending("marker"))
                 #expect(recorder.fileEvents(about: source).count == 1)
                 #expect(recorder.fileEvents(about: target).count == 1)
@@ -141,9 +159,16 @@ extension RealKernelTests {
             try await withSensor(paths: [watched.path]) { _, recorder in
                 try FS.rename(source, target)
                 let event = try await recorder.file(.create, target)
-                #expect(event == FileEvent(
-                    action: .create, targetFilename: target, isDirectory: false,
-                    metadata: try FS.lstat(target), sha256: KnownDigest.hello))
+                #expect(
+                    event
+                        == FileEvent(
+                            action: .create,
+                            targetFilename: target,
+                            isDirectory: false,
+                            metadata: try FS.lstat(target),
+                            sha256: KnownDigest.hello
+                        )
+                )
             }
         }
 
@@ -174,7 +199,9 @@ extension RealKernelTests {
                     recorder.fileEvents.filter { $0.action == .rename }.count == 200
                 }
                 try await recorder.settle(marker: dir.appending("marker"))
-                let kinds = Set(recorder.fileEvents.filter { $0.targetFilename != dir.appending("marker") }.map(\.action))
+                let kinds = Set(
+                    recorder.fileEvents.filter { $0.targetFilename != dir.appending("marker") }.map(\.action)
+                )
                 #expect(kinds == [.rename])
             }
         }

@@ -108,7 +108,9 @@ extension RealKernelTests {
                 if TestEnvironment.isCI {
                     Issue.record("the watch-limit test needs root to lower fs.inotify.max_user_watches, and CI=true")
                 } else {
-                    print("skipping watchLimit: needs root to lower fs.inotify.max_user_watches (CI must run it as root)")
+                    print(
+                        "skipping watchLimit: needs root to lower fs.inotify.max_user_watches (CI must run it as root)"
+                    )
                 }
                 return
             }
@@ -143,7 +145,10 @@ extension RealKernelTests {
         @Test("a slow consumer: drops are counted and reported as queue_drop")
         func queueDrops() async throws {
             let dir = try TemporaryDirectory()
-            let sensor = try FileSensor(configuration: .init(paths: [dir.path], hashMaxBytes: 0, queueCapacity: 16), logger: quietLogger)
+            let sensor = try FileSensor(
+                configuration: .init(paths: [dir.path], hashMaxBytes: 0, queueCapacity: 16),
+                logger: quietLogger
+            )
             try sensor.start()
             defer { sensor.stop() }
             for i in 0..<300 { try FS.touch(dir.appending("f\(i)")) }

@@ -94,7 +94,9 @@ extension RealKernelTests {
             try FS.mkdirs(dir.appending("skip/inner"))
             try FS.mkdir(dir.appending("keep"))
             try FS.mkdir(dir.appending("skipped-not"))  // shares the string prefix, not the path
-            try await withSensor(paths: [dir.path], exclude: [dir.appending("skip"), dir.appending("later") + "/"]) { sensor, recorder in
+            try await withSensor(paths: [dir.path], exclude: [dir.appending("skip"), dir.appending("later") + "/"]) {
+                sensor,
+                recorder in
                 #expect(sensor.statistics.watches == 3)  // root, keep, skipped-not
                 try FS.touch(dir.appending("skip/f"))
                 try FS.touch(dir.appending("skip/inner/f"))
@@ -106,7 +108,8 @@ extension RealKernelTests {
                 try await recorder.file(.create, dir.appending("skipped-not/f"))
                 try await recorder.settle(marker: dir.appending("marker"))
                 let leaked = recorder.fileEvents.filter {
-                    $0.targetFilename.hasPrefix(dir.appending("skip/")) || $0.targetFilename.hasPrefix(dir.appending("later"))
+                    $0.targetFilename.hasPrefix(dir.appending("skip/"))
+                        || $0.targetFilename.hasPrefix(dir.appending("later"))
                 }
                 #expect(leaked.isEmpty, "excluded paths reported: \(leaked.map(\.targetFilename))")
                 #expect(sensor.statistics.watches == 3)

@@ -5,7 +5,14 @@ import VigilLinux
 @Suite("inotify record parsing")
 struct InotifyParserTests {
     /// One `struct inotify_event` as the kernel lays it out (little-endian), name NUL-padded.
-    static func record(wd: Int32, mask: UInt32, cookie: UInt32 = 0, name: String? = nil, padTo: Int? = nil, declaredLength: UInt32? = nil) -> [UInt8] {
+    static func record(
+        wd: Int32,
+        mask: UInt32,
+        cookie: UInt32 = 0,
+        name: String? = nil,
+        padTo: Int? = nil,
+        declaredLength: UInt32? = nil
+    ) -> [UInt8] {
         var nameBytes = Array((name ?? "").utf8)
         if name != nil {
             nameBytes.append(0)
@@ -29,15 +36,18 @@ struct InotifyParserTests {
 
     @Test("well-formed records, with and without names")
     func wellFormed() {
-        let bytes = Self.record(wd: 1, mask: 0x100, name: "a.txt")
+        let bytes =
+            Self.record(wd: 1, mask: 0x100, name: "a.txt")
             + Self.record(wd: 2, mask: 0x40, cookie: 77, name: "moved")
             + Self.record(wd: -1, mask: 0x4000)
         let (events, summary) = Self.parse(bytes)
-        #expect(events == [
-            InotifyEvent(watchDescriptor: 1, mask: .create, name: "a.txt"),
-            InotifyEvent(watchDescriptor: 2, mask: .movedFrom, cookie: 77, name: "moved"),
-            InotifyEvent(watchDescriptor: -1, mask: .queueOverflow),
-        ])
+        #expect(
+            events == [
+                InotifyEvent(watchDescriptor: 1, mask: .create, name: "a.txt"),
+                InotifyEvent(watchDescriptor: 2, mask: .movedFrom, cookie: 77, name: "moved"),
+                InotifyEvent(watchDescriptor: -1, mask: .queueOverflow),
+            ]
+        )
         #expect(summary == .init(events: 3, malformedBytes: 0))
     }
 
@@ -65,7 +75,9 @@ struct InotifyParserTests {
         #expect(Self.parse(unterminated).0.first?.name == "abcd")
         let empty = Self.record(wd: 3, mask: 0x100, name: "", padTo: 16)
         #expect(Self.parse(empty).0.first?.name == nil)
-        let invalidUTF8 = Self.record(wd: 3, mask: 0x100, name: "a", padTo: 16).enumerated().map { $0.offset == 16 ? UInt8(0xff) : $0.element }
+        let invalidUTF8 = Self.record(wd: 3, mask: 0x100, name: "a", padTo: 16).enumerated().map {
+            $0.offset == 16 ? UInt8(0xff) : $0.element
+        }
         #expect(Self.parse(invalidUTF8).0.first?.name == "\u{FFFD}")
     }
 

@@ -1,5 +1,5 @@
-import Synchronization
 import Glibc
+import Synchronization
 import SystemPackage
 import Testing
 import VigilCore
@@ -132,7 +132,16 @@ extension RealKernelTests {
             var raw = stat()
             _ = stat(path, &raw)
             let metadata = try FileStatus.lstat(path)
-            #expect(metadata == FileMetadata(mode: UInt32(S_IFREG) | 0o640, uid: getuid(), gid: getgid(), size: 5, inode: UInt64(raw.st_ino)))
+            #expect(
+                metadata
+                    == FileMetadata(
+                        mode: UInt32(S_IFREG) | 0o640,
+                        uid: getuid(),
+                        gid: getgid(),
+                        size: 5,
+                        inode: UInt64(raw.st_ino)
+                    )
+            )
             #expect(metadata.isRegularFile)
             #expect(try FileStatus.lstat(dir.appending("link")).isSymbolicLink)
             #expect(try FileStatus.stat(dir.appending("link")) == metadata)
@@ -146,9 +155,12 @@ extension RealKernelTests {
             close(open(dir.appending("r"), O_CREAT | O_WRONLY, 0o644))
             symlink("r", dir.appending("l"))
             let entries = try Directory.entries(of: dir.path).sorted { $0.name < $1.name }
-            #expect(entries == [
-                .init(name: "d", kind: .directory), .init(name: "l", kind: .symbolicLink), .init(name: "r", kind: .regular),
-            ])
+            #expect(
+                entries == [
+                    .init(name: "d", kind: .directory), .init(name: "l", kind: .symbolicLink),
+                    .init(name: "r", kind: .regular),
+                ]
+            )
             #expect(throws: Errno.noSuchFileOrDirectory) { try Directory.entries(of: dir.appending("none")) }
         }
 

@@ -123,8 +123,14 @@ func withSensor(
     _ body: (FileSensor, EventRecorder) async throws -> Void
 ) async throws {
     let sensor = try FileSensor(
-        configuration: FileSensorConfiguration(paths: paths, exclude: exclude, hashMaxBytes: hashMaxBytes, queueCapacity: queueCapacity),
-        logger: quietLogger)
+        configuration: FileSensorConfiguration(
+            paths: paths,
+            exclude: exclude,
+            hashMaxBytes: hashMaxBytes,
+            queueCapacity: queueCapacity
+        ),
+        logger: quietLogger
+    )
     try sensor.start()
     let recorder = EventRecorder(sensor.events)
     defer {
@@ -181,11 +187,15 @@ enum FS {
     }
 
     static func chmod(_ path: String, _ mode: mode_t) throws { try check(Glibc.chmod(path, mode), "chmod", path) }
-    static func chown(_ path: String, _ uid: uid_t, _ gid: gid_t) throws { try check(Glibc.chown(path, uid, gid), "chown", path) }
+    static func chown(_ path: String, _ uid: uid_t, _ gid: gid_t) throws {
+        try check(Glibc.chown(path, uid, gid), "chown", path)
+    }
     static func rename(_ from: String, _ to: String) throws { try check(Glibc.rename(from, to), "rename", from) }
     static func unlink(_ path: String) throws { try check(Glibc.unlink(path), "unlink", path) }
     static func rmdir(_ path: String) throws { try check(Glibc.rmdir(path), "rmdir", path) }
-    static func symlink(_ target: String, _ path: String) throws { try check(Glibc.symlink(target, path), "symlink", path) }
+    static func symlink(_ target: String, _ path: String) throws {
+        try check(Glibc.symlink(target, path), "symlink", path)
+    }
 
     static func lstat(_ path: String) throws -> FileMetadata {
         try FileStatus.lstat(path)

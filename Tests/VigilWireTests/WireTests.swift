@@ -18,7 +18,10 @@ struct EventCodecTests {
     func zeroesAreNotAbsent() throws {
         let p = ProcessEvent(action: .exit, processId: 5, uid: 0, exitCode: 0)
         let decoded = try EventCodec.decode(try EventCodec.encode(Event(seq: 1, payload: .process(p))))
-        guard case .process(let q) = decoded.payload else { Issue.record("wrong payload"); return }
+        guard case .process(let q) = decoded.payload else {
+            Issue.record("wrong payload")
+            return
+        }
         #expect(q.uid == 0)
         #expect(q.exitCode == 0)
         #expect(q.euid == nil)
@@ -49,7 +52,11 @@ struct EventCodecTests {
 struct BatchTests {
     let identity = AgentIdentity.generate()
 
-    func sealed(_ events: [Event] = Fixtures.events(), batchSeq: UInt64 = 1, prev: [UInt8] = genesisHeaderHash) throws -> SealedBatch {
+    func sealed(
+        _ events: [Event] = Fixtures.events(),
+        batchSeq: UInt64 = 1,
+        prev: [UInt8] = genesisHeaderHash
+    ) throws -> SealedBatch {
         try BatchSealer(identity: identity).seal(events: events, batchSeq: batchSeq, prevHeaderHash: prev)
     }
 
@@ -106,10 +113,28 @@ struct BatchTests {
     @Test("a signed header whose count or seqs disagree with the body is refused")
     func countMismatch() throws {
         let sealer = BatchSealer(identity: identity)
-        let good = try sealer.seal(events: Fixtures.fileEvents(count: 3), batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+        let good = try sealer.seal(
+            events: Fixtures.fileEvents(count: 3),
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        )
         // Re-sign the same body claiming 4 events, then claiming another first seq.
-        let four = try sealer.seal(body: good.body, uncompressedSize: good.header.uncompressedSize, firstSeq: 1, eventCount: 4, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
-        let shifted = try sealer.seal(body: good.body, uncompressedSize: good.header.uncompressedSize, firstSeq: 2, eventCount: 3, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+        let four = try sealer.seal(
+            body: good.body,
+            uncompressedSize: good.header.uncompressedSize,
+            firstSeq: 1,
+            eventCount: 4,
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        )
+        let shifted = try sealer.seal(
+            body: good.body,
+            uncompressedSize: good.header.uncompressedSize,
+            firstSeq: 2,
+            eventCount: 3,
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        )
         for bad in [four, shifted] {
             #expect {
                 try BatchOpener.verify(try BatchOpener.parse(bad.serialized()), publicKey: identity.publicKey)
@@ -125,20 +150,44 @@ struct BatchTests {
         let sealer = BatchSealer(identity: identity)
         let limits = BatchLimits(maxUncompressedBytes: 1 << 20)
         // Honest about its size: refused by the declared-size check.
-        let honest = try sealer.seal(body: body, uncompressedSize: UInt64(zeros.count), firstSeq: 1, eventCount: 1, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+        let honest = try sealer.seal(
+            body: body,
+            uncompressedSize: UInt64(zeros.count),
+            firstSeq: 1,
+            eventCount: 1,
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        )
         #expect {
-            try BatchOpener.verify(try BatchOpener.parse(honest.serialized(), limits: limits), publicKey: identity.publicKey, limits: limits)
+            try BatchOpener.verify(
+                try BatchOpener.parse(honest.serialized(), limits: limits),
+                publicKey: identity.publicKey,
+                limits: limits
+            )
         } throws: { ($0 as? WireError)?.code == .tooLarge }
         // Lying about its size: zstd stops at the declared size.
-        let liar = try sealer.seal(body: body, uncompressedSize: 1000, firstSeq: 1, eventCount: 1, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+        let liar = try sealer.seal(
+            body: body,
+            uncompressedSize: 1000,
+            firstSeq: 1,
+            eventCount: 1,
+            batchSeq: 1,
+            prevHeaderHash: genesisHeaderHash
+        )
         #expect {
-            try BatchOpener.verify(try BatchOpener.parse(liar.serialized(), limits: limits), publicKey: identity.publicKey, limits: limits)
+            try BatchOpener.verify(
+                try BatchOpener.parse(liar.serialized(), limits: limits),
+                publicKey: identity.publicKey,
+                limits: limits
+            )
         } throws: { ($0 as? WireError)?.code == .decompressionFailed }
     }
 
     @Test("oversized and malformed envelopes are refused")
     func malformed() throws {
-        #expect { try BatchOpener.parse([UInt8](repeating: 1, count: 100)) } throws: { ($0 as? WireError)?.code == .malformedBatch }
+        #expect { try BatchOpener.parse([UInt8](repeating: 1, count: 100)) } throws: {
+            ($0 as? WireError)?.code == .malformedBatch
+        }
         #expect { try BatchOpener.parse([]) } throws: { ($0 as? WireError)?.code == .malformedBatch }
         let bytes = try sealed().serialized()
         #expect {
@@ -197,6 +246,8 @@ struct IdentityTests {
         defer { unlink(path) }
         try AgentIdentity.generate().save(to: path)
         chmod(path, 0o644)
-        #expect { try AgentIdentity.load(from: path) } throws: { ($0 as? WireError)?.message.contains("chmod 600") == true }
+        #expect { try AgentIdentity.load(from: path) } throws: {
+            ($0 as? WireError)?.message.contains("chmod 600") == true
+        }
     }
 }

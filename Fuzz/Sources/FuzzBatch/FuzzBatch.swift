@@ -43,15 +43,25 @@ enum BatchTarget: FuzzTarget {
         )
         let signed = (try? BatchOpener.verifySignature(batch, publicKey: identity.publicKey)) != nil
         guard let events = try? BatchOpener.decodeBody(batch, limits: limits) else { return }
-        FuzzCheck.require(events.count == Int(batch.header.eventCount), "decoded \(events.count) events, header says \(batch.header.eventCount)")
+        FuzzCheck.require(
+            events.count == Int(batch.header.eventCount),
+            "decoded \(events.count) events, header says \(batch.header.eventCount)"
+        )
         for (i, event) in events.enumerated() {
             FuzzCheck.require(event.seq == batch.header.firstSeq &+ UInt64(i), "event \(i) has seq \(event.seq)")
         }
-        guard !events.isEmpty, let resealed = try? BatchSealer(identity: identity).seal(
-            events: events, batchSeq: batch.header.batchSeq, prevHeaderHash: batch.header.prevHeaderHash, created: batch.header.created
-        ) else { return }
+        guard !events.isEmpty,
+            let resealed = try? BatchSealer(identity: identity).seal(
+                events: events,
+                batchSeq: batch.header.batchSeq,
+                prevHeaderHash: batch.header.prevHeaderHash,
+                created: batch.header.created
+            )
+        else { return }
         let roundTrip = try? BatchOpener.verify(
-            BatchOpener.parse(resealed.serialized(), limits: limits), publicKey: identity.publicKey, limits: BatchLimits()
+            BatchOpener.parse(resealed.serialized(), limits: limits),
+            publicKey: identity.publicKey,
+            limits: BatchLimits()
         )
         FuzzCheck.require(roundTrip == events, "decoded events do not survive sealing again (signed input: \(signed))")
     }

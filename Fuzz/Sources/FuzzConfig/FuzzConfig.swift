@@ -26,7 +26,13 @@ enum ConfigTarget: FuzzTarget {
         for path in [FuzzPaths.repository + "/Policies/collection.yaml"] {
             if let text = FuzzPaths.contents(path) { seeds.append([1] + text) }
         }
-        seeds.append([1] + Array("files:\n  watch: [/etc, relative]\n  exclude: ['*.swp']\nnetwork:\n  interface: lo\n  snap_length: 96\n".utf8))
+        seeds.append(
+            [1]
+                + Array(
+                    "files:\n  watch: [/etc, relative]\n  exclude: ['*.swp']\nnetwork:\n  interface: lo\n  snap_length: 96\n"
+                        .utf8
+                )
+        )
         return seeds
     }
 
@@ -35,16 +41,29 @@ enum ConfigTarget: FuzzTarget {
         let text = String(decoding: input.dropFirst(), as: UTF8.self)
         // YAML's line breaks: LF, CR LF, and a lone CR.
         let bytes = Array(text.utf8)
-        let lines = 1 + bytes.indices.filter { bytes[$0] == 0x0a || (bytes[$0] == 0x0d && $0 + 1 < bytes.count && bytes[$0 + 1] != 0x0a) }.count
+        let lines =
+            1
+            + bytes.indices.filter {
+                bytes[$0] == 0x0a || (bytes[$0] == 0x0d && $0 + 1 < bytes.count && bytes[$0 + 1] != 0x0a)
+            }.count
         func check(_ error: PolicyError) {
             FuzzCheck.require(error.file == file, "error names \(error.file), not the file")
-            FuzzCheck.require(error.line >= 1 && error.line <= lines + 1 && error.column >= 1, "error at \(error.line):\(error.column) outside the text of \(lines) lines: \(error)")
+            FuzzCheck.require(
+                error.line >= 1 && error.line <= lines + 1 && error.column >= 1,
+                "error at \(error.line):\(error.column) outside the text of \(lines) lines: \(error)"
+            )
         }
         if selector % 2 == 0 {
             do {
                 let config = try AgentConfiguration.parse(yaml: text, file: file)
-                FuzzCheck.require(config.stateDirectory.hasPrefix("/") && config.policiesDirectory.hasPrefix("/"), "relative directories accepted: \(config)")
-                FuzzCheck.require(config.collectorURL.hasPrefix("http://") || config.collectorURL.hasPrefix("https://"), "collector URL \(config.collectorURL)")
+                FuzzCheck.require(
+                    config.stateDirectory.hasPrefix("/") && config.policiesDirectory.hasPrefix("/"),
+                    "relative directories accepted: \(config)"
+                )
+                FuzzCheck.require(
+                    config.collectorURL.hasPrefix("http://") || config.collectorURL.hasPrefix("https://"),
+                    "collector URL \(config.collectorURL)"
+                )
             } catch {
                 check(error)
             }

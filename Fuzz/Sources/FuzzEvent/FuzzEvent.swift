@@ -18,7 +18,10 @@ enum EventTarget: FuzzTarget {
             return
         }
         let again = try? EventCodec.decode(bytes)
-        FuzzCheck.require(again == event, "event changes through encode/decode: \(event) vs \(String(describing: again))")
+        FuzzCheck.require(
+            again == event,
+            "event changes through encode/decode: \(event) vs \(String(describing: again))"
+        )
     }
 }
 

@@ -17,14 +17,19 @@ enum PacketsTarget: FuzzTarget {
     static let maxFlows = 8
 
     static func seeds() throws -> [[UInt8]] {
-        let captures = FuzzPaths.files(under: FuzzPaths.corpora + "/pcaps", extensions: [".pcap", ".pcapng", ".trace"], limit: 400)
+        let captures = FuzzPaths.files(
+            under: FuzzPaths.corpora + "/pcaps",
+            extensions: [".pcap", ".pcapng", ".trace"],
+            limit: 400
+        )
         var seeds: [[UInt8]] = []
         for path in captures {
             guard let file = try? PcapFile(path: path) else { continue }
             var seed: [UInt8] = []
             var count = 0
             _ = try? file.forEachPacket { packet in
-                guard count < 16, let kind = linkTypes.firstIndex(of: packet.linkType), packet.bytes.count <= 1_500 else { return }
+                guard count < 16, let kind = linkTypes.firstIndex(of: packet.linkType), packet.bytes.count <= 1_500
+                else { return }
                 if seed.isEmpty { seed.append(UInt8(kind)) }
                 guard linkTypes[Int(seed[0])] == packet.linkType else { return }
                 let n = packet.bytes.count
@@ -60,7 +65,10 @@ enum PacketsTarget: FuzzTarget {
                 accepted += 1
                 table.add(packet, at: time)
             }
-            FuzzCheck.require(table.statistics.liveFlows <= maxFlows, "\(table.statistics.liveFlows) live flows, bound \(maxFlows)")
+            FuzzCheck.require(
+                table.statistics.liveFlows <= maxFlows,
+                "\(table.statistics.liveFlows) live flows, bound \(maxFlows)"
+            )
             for (flow, _) in table.takeCompleted() { reported &+= flow.origPkts &+ flow.respPkts }
         }
         table.flush()
@@ -70,8 +78,14 @@ enum PacketsTarget: FuzzTarget {
         let stats = decoder.statistics
         FuzzCheck.require(stats.packets == frames, "decoder saw \(stats.packets) frames of \(frames)")
         let dropped = stats.dropped.reduce(0, +)
-        FuzzCheck.require(stats.decoded + dropped == frames, "decoded \(stats.decoded) + dropped \(dropped) != \(frames)")
-        FuzzCheck.require(stats.decoded == accepted, "decoder counted \(stats.decoded) decoded, returned true \(accepted) times")
+        FuzzCheck.require(
+            stats.decoded + dropped == frames,
+            "decoded \(stats.decoded) + dropped \(dropped) != \(frames)"
+        )
+        FuzzCheck.require(
+            stats.decoded == accepted,
+            "decoder counted \(stats.decoded) decoded, returned true \(accepted) times"
+        )
     }
 }
 

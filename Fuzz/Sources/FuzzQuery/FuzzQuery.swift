@@ -1,5 +1,6 @@
 import FuzzSupport
 import HummingbirdCore
+
 @testable import VigilCollector
 
 /// The query string of `GET /v1/events`, through the same URI parsing (percent-decoding,
@@ -23,7 +24,10 @@ enum QueryTarget: FuzzTarget {
         do {
             let query = try CollectorHTTP.eventQuery(uri.queryParameters, maxLimit: maxLimit)
             FuzzCheck.require((1...maxLimit).contains(query.limit), "limit \(query.limit) accepted")
-            FuzzCheck.require(query.agentId.map(Collector.isValidAgentId) ?? true, "agent id \(query.agentId ?? "") accepted")
+            FuzzCheck.require(
+                query.agentId.map(Collector.isValidAgentId) ?? true,
+                "agent id \(query.agentId ?? "") accepted"
+            )
             FuzzCheck.require((query.after ?? 0) >= 0, "negative cursor accepted")
         } catch let error as CollectorError {
             FuzzCheck.require(error.code.status == .badRequest, "refused with \(error.code.status), not 400: \(error)")

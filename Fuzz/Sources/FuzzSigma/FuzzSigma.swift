@@ -15,7 +15,11 @@ enum SigmaTarget: FuzzTarget {
     static func seeds() throws -> [[UInt8]] {
         let paths =
             FuzzPaths.files(under: FuzzPaths.repository + "/Policies/rules", extensions: [".yml", ".yaml"])
-            + FuzzPaths.files(under: FuzzPaths.corpora + "/sigma-linux/rules", extensions: [".yml", ".yaml"], limit: 300)
+            + FuzzPaths.files(
+                under: FuzzPaths.corpora + "/sigma-linux/rules",
+                extensions: [".yml", ".yaml"],
+                limit: 300
+            )
         return paths.compactMap(FuzzPaths.contents)
     }
 
@@ -32,7 +36,10 @@ enum SigmaTarget: FuzzTarget {
         for event in events {
             let compiled = policy.matches(event, scratch: &scratch)
             let direct = reference.indices.filter { reference[$0]?.matchesWithoutException(event) == true }
-            FuzzCheck.require(compiled == direct, "compiled matched \(compiled), reference \(direct) on \(event.payload)\n\(text)")
+            FuzzCheck.require(
+                compiled == direct,
+                "compiled matched \(compiled), reference \(direct) on \(event.payload)\n\(text)"
+            )
         }
     }
 }

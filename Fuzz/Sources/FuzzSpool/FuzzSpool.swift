@@ -13,7 +13,9 @@ import VigilWire
 /// intact spool had numbered unless the anchor itself was replaced, and seals it into a batch.
 enum SpoolTarget: FuzzTarget {
     /// On tmpfs: the spool fsyncs every transaction, which costs nothing there.
-    static let root = (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory()) + "vigil-fuzz-spool-\(getpid())"
+    static let root =
+        (FileManager.default.fileExists(atPath: "/dev/shm") ? "/dev/shm/" : NSTemporaryDirectory())
+        + "vigil-fuzz-spool-\(getpid())"
     /// The intact spool every input starts from, built once, and the seq it would hand out next.
     static let template: (dir: String, nextSeq: UInt64) = {
         let dir = root + "-template"
@@ -70,14 +72,22 @@ enum SpoolTarget: FuzzTarget {
         }
         let accepted: [Event]
         do {
-            accepted = try spool.append([Event(payload: .file(FileEvent(action: .create, targetFilename: "/tmp/after")))])
+            accepted = try spool.append([
+                Event(payload: .file(FileEvent(action: .create, targetFilename: "/tmp/after")))
+            ])
         } catch {
-            FuzzCheck.require(false, "the reopened spool refused an event: \(error) (recovery: \(String(describing: spool.recovery)))")
+            FuzzCheck.require(
+                false,
+                "the reopened spool refused an event: \(error) (recovery: \(String(describing: spool.recovery)))"
+            )
             return
         }
         let seq = accepted.first?.seq ?? 0
         if suffix != ".anchor" {
-            FuzzCheck.require(seq >= numberedBefore, "seq \(seq) reused: \(numberedBefore) had been handed out (recovery: \(String(describing: spool.recovery)))")
+            FuzzCheck.require(
+                seq >= numberedBefore,
+                "seq \(seq) reused: \(numberedBefore) had been handed out (recovery: \(String(describing: spool.recovery)))"
+            )
         }
         do {
             var sent = 0

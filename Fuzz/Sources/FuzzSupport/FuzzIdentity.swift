@@ -10,7 +10,17 @@ public enum FuzzIdentity {
     )
 
     /// Seals serialized events as `agent` (the spool's `nextBatch` callback).
-    public static func seal(_ events: [[UInt8]], firstSeq: UInt64, batchSeq: UInt64, prevHeaderHash: [UInt8]) throws -> SealedBatch {
-        try BatchSealer(identity: agent).seal(encodedEvents: events, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prevHeaderHash)
+    public static func seal(
+        _ events: [[UInt8]],
+        firstSeq: UInt64,
+        batchSeq: UInt64,
+        prevHeaderHash: [UInt8]
+    ) throws -> SealedBatch {
+        try BatchSealer(identity: agent).seal(
+            encodedEvents: events,
+            firstSeq: firstSeq,
+            batchSeq: batchSeq,
+            prevHeaderHash: prevHeaderHash
+        )
     }
 }

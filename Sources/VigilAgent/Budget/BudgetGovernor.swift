@@ -33,9 +33,13 @@ public final class BudgetGovernor: Sendable {
         self.sampleEvery = max(1, sampleEvery)
         state = Mutex(
             State(
-                ladder: ShedLadder(cpuPercentBudget: Double(budget.cpuPercent), residentBytesBudget: UInt64(budget.memoryMegabytes) << 20),
+                ladder: ShedLadder(
+                    cpuPercentBudget: Double(budget.cpuPercent),
+                    residentBytesBudget: UInt64(budget.memoryMegabytes) << 20
+                ),
                 sampler: ResourceSampler(window: .seconds(budget.windowSeconds))
-            ))
+            )
+        )
     }
 
     public var level: ShedLadder.Level {
@@ -89,7 +93,8 @@ public final class BudgetGovernor: Sendable {
             payload: .health(
                 AgentHealth(
                     kind: "budget_level",
-                    message: "\(verb) \(t.from) → \(t.to); cpu \(Self.format(t.sample.cpuPercent))% of a core (budget \(budget.cpuPercent)%), "
+                    message:
+                        "\(verb) \(t.from) → \(t.to); cpu \(Self.format(t.sample.cpuPercent))% of a core (budget \(budget.cpuPercent)%), "
                         + "rss \(t.sample.residentBytes >> 20) MiB (cap \(budget.memoryMegabytes) MiB)",
                     counters: [
                         "level": UInt64(t.to.rawValue),
@@ -102,7 +107,9 @@ public final class BudgetGovernor: Sendable {
                         "steps_up_total": up,
                         "steps_down_total": down,
                     ]
-                )))
+                )
+            )
+        )
     }
 
     /// A `shed` health event when raw events were shed since the last report (or nil): counts
@@ -129,7 +136,10 @@ public final class BudgetGovernor: Sendable {
                         kind: "shed",
                         message: "self-watchdog at \(s.ladder.level): \(newly) raw event(s) not sent, "
                             + "\(counters["hashes_shed"] ?? 0) file(s) not hashed since the last report",
-                        counters: counters)))
+                        counters: counters
+                    )
+                )
+            )
         }
     }
 

@@ -24,6 +24,9 @@ public struct ResourceSampler: Sendable {
         let elapsedNanoseconds = Double(elapsed.components.seconds) * 1e9 + Double(elapsed.components.attoseconds) / 1e9
         guard elapsedNanoseconds > 0 else { return nil }
         let used = usage.cpuNanoseconds >= first.cpuNanoseconds ? usage.cpuNanoseconds - first.cpuNanoseconds : 0
-        return ShedLadder.Sample(cpuPercent: Double(used) / elapsedNanoseconds * 100, residentBytes: usage.residentBytes)
+        return ShedLadder.Sample(
+            cpuPercent: Double(used) / elapsedNanoseconds * 100,
+            residentBytes: usage.residentBytes
+        )
     }
 }

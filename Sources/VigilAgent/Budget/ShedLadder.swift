@@ -102,10 +102,16 @@ public struct ShedLadder: Sendable, Hashable {
             let from = level
             level = next
             stepsUp += 1
-            return Transition(from: from, to: next, sample: sample, reason: cpuOver && memoryOver ? "cpu,memory" : cpuOver ? "cpu" : "memory")
+            return Transition(
+                from: from,
+                to: next,
+                sample: sample,
+                reason: cpuOver && memoryOver ? "cpu,memory" : cpuOver ? "cpu" : "memory"
+            )
         }
         overStreak = 0
-        let comfortable = sample.cpuPercent <= cpuPercentBudget * recoveryFraction
+        let comfortable =
+            sample.cpuPercent <= cpuPercentBudget * recoveryFraction
             && Double(sample.residentBytes) <= Double(residentBytesBudget) * memoryRecoveryFraction
         guard comfortable else {
             underStreak = 0

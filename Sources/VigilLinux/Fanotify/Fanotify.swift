@@ -67,7 +67,8 @@ public final class Fanotify {
     static let markMount: UInt32 = 0x10  // FAN_MARK_MOUNT
     static let markFilesystem: UInt32 = 0x100  // FAN_MARK_FILESYSTEM
     static let metadataVersion: UInt8 = 3  // FANOTIFY_METADATA_VERSION
-    static let largeFile: Int32 = 0o100_000  // O_LARGEFILE on x86-64 and arm64 (0 in their uapi for 64-bit; the kernel forces it)
+    // O_LARGEFILE on x86-64 and arm64 (0 in their uapi for 64-bit; the kernel forces it)
+    static let largeFile: Int32 = 0o100_000
     static let metadataSize = 24  // struct fanotify_event_metadata
     static let reportDirectoryFIDName: UInt32 = 0x400 | 0x800  // FAN_REPORT_DIR_FID | FAN_REPORT_NAME
     static let infoTypeDirectoryFIDName: UInt8 = 2  // FAN_EVENT_INFO_TYPE_DFID_NAME
@@ -80,7 +81,9 @@ public final class Fanotify {
     /// `EPERM`: no `CAP_SYS_ADMIN`; `ENOSYS`: a kernel without fanotify; `EINVAL` with
     /// `reportFileIdentifiers` (`FAN_REPORT_DFID_NAME`): a kernel before 5.9.
     public init(reportFileIdentifiers: Bool = false) throws(Errno) {
-        let flags = Self.classNotification | Self.closeOnExec | Self.nonBlocking | (reportFileIdentifiers ? Self.reportDirectoryFIDName : 0)
+        let flags =
+            Self.classNotification | Self.closeOnExec | Self.nonBlocking
+            | (reportFileIdentifiers ? Self.reportDirectoryFIDName : 0)
         let fd = try valueOrErrno(retryOnInterrupt: true) {
             system_fanotify_init(flags, UInt32(O_RDONLY | Self.largeFile | O_CLOEXEC))
         }.get()

@@ -64,7 +64,10 @@ public final class Inotify {
     /// Blocks until events are ready, `wakeup` is signalled, or the timeout (-1: none) passes.
     public func wait(wakeup: EventFD?, timeoutMilliseconds: Int32) throws(Errno) -> WaitResult {
         let ready = try Poll.waitReadable(
-            fileDescriptor, wakeup?.fileDescriptor, timeoutMilliseconds: timeoutMilliseconds)
+            fileDescriptor,
+            wakeup?.fileDescriptor,
+            timeoutMilliseconds: timeoutMilliseconds
+        )
         if ready.second { return .woken }
         return ready.first ? .readable : .timedOut
     }

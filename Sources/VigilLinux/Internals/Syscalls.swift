@@ -126,14 +126,26 @@ func system_recv(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int, 
     return recv(fd, buffer, count, flags)
 }
 
-func system_setsockopt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: UnsafeRawPointer?, _ length: socklen_t) -> Int32 {
+func system_setsockopt(
+    _ fd: Int32,
+    _ level: Int32,
+    _ name: Int32,
+    _ value: UnsafeRawPointer?,
+    _ length: socklen_t
+) -> Int32 {
     #if DEBUG
     if injectedFailure("setsockopt") { return -1 }
     #endif
     return setsockopt(fd, level, name, value, length)
 }
 
-func system_getsockopt(_ fd: Int32, _ level: Int32, _ name: Int32, _ value: UnsafeMutableRawPointer?, _ length: UnsafeMutablePointer<socklen_t>) -> Int32 {
+func system_getsockopt(
+    _ fd: Int32,
+    _ level: Int32,
+    _ name: Int32,
+    _ value: UnsafeMutableRawPointer?,
+    _ length: UnsafeMutablePointer<socklen_t>
+) -> Int32 {
     #if DEBUG
     if injectedFailure("getsockopt") { return -1 }
     #endif
@@ -151,7 +163,13 @@ func system_fanotify_init(_ flags: UInt32, _ eventFlags: UInt32) -> Int32 {
     return call(flags, eventFlags)
 }
 
-func system_fanotify_mark(_ fd: Int32, _ flags: UInt32, _ mask: UInt64, _ dirfd: Int32, _ path: UnsafePointer<CChar>?) -> Int32 {
+func system_fanotify_mark(
+    _ fd: Int32,
+    _ flags: UInt32,
+    _ mask: UInt64,
+    _ dirfd: Int32,
+    _ path: UnsafePointer<CChar>?
+) -> Int32 {
     #if DEBUG
     if injectedFailure("fanotify_mark") { return -1 }
     #endif
@@ -169,7 +187,12 @@ func system_openat(_ dirfd: Int32, _ path: UnsafePointer<CChar>, _ flags: Int32)
     return openat(dirfd, path, flags)
 }
 
-func system_readlinkat(_ dirfd: Int32, _ path: UnsafePointer<CChar>, _ buffer: UnsafeMutablePointer<CChar>, _ size: Int) -> Int {
+func system_readlinkat(
+    _ dirfd: Int32,
+    _ path: UnsafePointer<CChar>,
+    _ buffer: UnsafeMutablePointer<CChar>,
+    _ size: Int
+) -> Int {
     #if DEBUG
     if injectedFailure("readlinkat") { return -1 }
     #endif

@@ -111,14 +111,20 @@ public final class PcapCapture: @unchecked Sendable {
             let installed = pcap_setfilter(created, &program)
             pcap_freecode(&program)
             guard installed == 0 else {
-                throw fail(.invalidFilter, "cannot install BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))")
+                throw fail(
+                    .invalidFilter,
+                    "cannot install BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))"
+                )
             }
         }
         // Non-blocking reads with our own poll: with TPACKET_V3 a blocking pcap_dispatch waits
         // forever when no packet arrives, which would stall idle-flow expiry and shutdown.
         var nonblockError = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard pcap_setnonblock(created, 1, &nonblockError) == 0 else {
-            throw fail(.activateFailed, "cannot make the capture non-blocking: \(String(decoding: nonblockError.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+            throw fail(
+                .activateFailed,
+                "cannot make the capture non-blocking: \(String(decoding: nonblockError.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))"
+            )
         }
         let selectable = pcap_get_selectable_fd(created)
         guard selectable >= 0 else { throw fail(.activateFailed, "the capture has no selectable descriptor") }
@@ -155,21 +161,35 @@ public final class PcapCapture: @unchecked Sendable {
     ///
     /// The corresponding C function is `pcap_dispatch`.
     /// - Throws: `PcapError` `.readFailed` (the interface went away...).
-    public func dispatch(maxPackets: Int = 4096, _ body: (borrowing CapturedPacket) -> Void) throws(PcapError) -> DispatchResult {
+    public func dispatch(
+        maxPackets: Int = 4096,
+        _ body: (borrowing CapturedPacket) -> Void
+    ) throws(PcapError) -> DispatchResult {
         var pfd = pollfd(fd: selectableFD, events: Int16(POLLIN), revents: 0)
-        _ = poll(&pfd, 1, Int32(clamping: max(1, options.timeoutMilliseconds)))  // EINTR or timeout: dispatch finds nothing
+        // EINTR or timeout: dispatch finds nothing
+        _ = poll(&pfd, 1, Int32(clamping: max(1, options.timeoutMilliseconds)))
         let rc: Int32 = withoutActuallyEscaping(body) { escapable in
             let context = Unmanaged.passRetained(DispatchContext(body: escapable, linkType: linkType))
             defer { context.release() }
-            return pcap_dispatch(handle, Int32(clamping: maxPackets), { user, header, data in
-                guard let user, let header, let data else { return }
-                let context = Unmanaged<DispatchContext>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
-                let h = header.pointee
-                let nanos = Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec) &* 1000
-                context.body(CapturedPacket(
-                    timestampNanoseconds: nanos, wireLength: Int(h.len), linkType: context.linkType,
-                    bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen))))
-            }, context.toOpaque().assumingMemoryBound(to: UInt8.self))
+            return pcap_dispatch(
+                handle,
+                Int32(clamping: maxPackets),
+                { user, header, data in
+                    guard let user, let header, let data else { return }
+                    let context = Unmanaged<DispatchContext>.fromOpaque(UnsafeRawPointer(user)).takeUnretainedValue()
+                    let h = header.pointee
+                    let nanos = Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec) &* 1000
+                    context.body(
+                        CapturedPacket(
+                            timestampNanoseconds: nanos,
+                            wireLength: Int(h.len),
+                            linkType: context.linkType,
+                            bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen))
+                        )
+                    )
+                },
+                context.toOpaque().assumingMemoryBound(to: UInt8.self)
+            )
         }
         if rc >= 0 { return .packets(Int(rc)) }
         if rc == PCAP_ERROR_BREAK { return .interrupted }
@@ -187,20 +207,28 @@ public final class PcapCapture: @unchecked Sendable {
     public func setFilter(_ expression: String?, snapshotLength: Int? = nil) throws(PcapError) {
         let snap = Int32(clamping: min(snapshotLength ?? options.snapshotLength, options.snapshotLength))
         guard let dead = pcap_open_dead(linkType, max(1, snap)) else {
-            throw PcapError(code: .invalidFilter, message: "cannot compile a filter for link type \(linkType)", source: options.interface)
+            throw PcapError(
+                code: .invalidFilter,
+                message: "cannot compile a filter for link type \(linkType)",
+                source: options.interface
+            )
         }
         defer { pcap_close(dead) }
         var program = bpf_program()
         guard pcap_compile(dead, &program, expression ?? "", 1, PCAP_NETMASK_UNKNOWN) == 0 else {
             throw PcapError(
-                code: .invalidFilter, message: "invalid BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(dead)))",
-                source: options.interface)
+                code: .invalidFilter,
+                message: "invalid BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(dead)))",
+                source: options.interface
+            )
         }
         defer { pcap_freecode(&program) }
         guard pcap_setfilter(handle, &program) == 0 else {
             throw PcapError(
-                code: .invalidFilter, message: "cannot install BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(handle)))",
-                source: options.interface)
+                code: .invalidFilter,
+                message: "cannot install BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(handle)))",
+                source: options.interface
+            )
         }
     }
 
@@ -217,8 +245,16 @@ public final class PcapCapture: @unchecked Sendable {
     public func statistics() throws(PcapError) -> PcapStatistics {
         var stats = pcap_stat()
         guard pcap_stats(handle, &stats) == 0 else {
-            throw PcapError(code: .statisticsUnavailable, message: String(cString: pcap_geterr(handle)), source: options.interface)
+            throw PcapError(
+                code: .statisticsUnavailable,
+                message: String(cString: pcap_geterr(handle)),
+                source: options.interface
+            )
         }
-        return PcapStatistics(received: UInt64(stats.ps_recv), dropped: UInt64(stats.ps_drop), interfaceDropped: UInt64(stats.ps_ifdrop))
+        return PcapStatistics(
+            received: UInt64(stats.ps_recv),
+            dropped: UInt64(stats.ps_drop),
+            interfaceDropped: UInt64(stats.ps_ifdrop)
+        )
     }
 }

@@ -51,14 +51,22 @@ public final class PcapFile {
                 let h = header.pointee
                 let nanos = Int64(h.ts.tv_sec) &* 1_000_000_000 &+ Int64(h.ts.tv_usec)
                 let packet = CapturedPacket(
-                    timestampNanoseconds: nanos, wireLength: Int(h.len), linkType: linkType,
-                    bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen)))
+                    timestampNanoseconds: nanos,
+                    wireLength: Int(h.len),
+                    linkType: linkType,
+                    bytes: UnsafeRawBufferPointer(start: data, count: Int(h.caplen))
+                )
                 body(packet)
                 count &+= 1
             } else if rc == PCAP_ERROR_BREAK {
                 return count
             } else {
-                throw PcapError(code: .readFailed, message: String(cString: pcap_geterr(handle)), source: path, packetIndex: count)
+                throw PcapError(
+                    code: .readFailed,
+                    message: String(cString: pcap_geterr(handle)),
+                    source: path,
+                    packetIndex: count
+                )
             }
         }
     }

@@ -45,8 +45,10 @@ public final class ProcConnector {
     public init(receiveBufferBytes: Int = 64 << 20) throws(Errno) {
         let fd = try valueOrErrno(retryOnInterrupt: true) {
             system_socket(
-                Self.addressFamilyNetlink, Self.socketDatagram | Self.socketNonBlock | Self.socketCloseOnExec,
-                Self.netlinkConnector)
+                Self.addressFamilyNetlink,
+                Self.socketDatagram | Self.socketNonBlock | Self.socketCloseOnExec,
+                Self.netlinkConnector
+            )
         }.get()
         var ok = false
         defer { if !ok { _ = system_close(fd) } }
@@ -54,14 +56,26 @@ public final class ProcConnector {
         var size = Int32(clamping: receiveBufferBytes)
         let forced = withUnsafeBytes(of: &size) { raw in
             nothingOrErrno(retryOnInterrupt: true) {
-                system_setsockopt(fd, Self.socketLevel, Self.optionReceiveBufferForce, raw.baseAddress, socklen_t(raw.count))
+                system_setsockopt(
+                    fd,
+                    Self.socketLevel,
+                    Self.optionReceiveBufferForce,
+                    raw.baseAddress,
+                    socklen_t(raw.count)
+                )
             }
         }
         if case .failure = forced {
             // Without CAP_NET_ADMIN: capped by net.core.rmem_max.
             _ = withUnsafeBytes(of: &size) { raw in
                 nothingOrErrno(retryOnInterrupt: true) {
-                    system_setsockopt(fd, Self.socketLevel, Self.optionReceiveBuffer, raw.baseAddress, socklen_t(raw.count))
+                    system_setsockopt(
+                        fd,
+                        Self.socketLevel,
+                        Self.optionReceiveBuffer,
+                        raw.baseAddress,
+                        socklen_t(raw.count)
+                    )
                 }
             }
         }
@@ -74,7 +88,9 @@ public final class ProcConnector {
         }
 
         // struct sockaddr_nl { sa_family_t nl_family; unsigned short nl_pad; __u32 nl_pid; __u32 nl_groups; }
-        var address: (UInt16, UInt16, UInt32, UInt32) = (UInt16(Self.addressFamilyNetlink), 0, 0, ProcConnectorParser.connectorIndex)
+        var address: (UInt16, UInt16, UInt32, UInt32) = (
+            UInt16(Self.addressFamilyNetlink), 0, 0, ProcConnectorParser.connectorIndex
+        )
         try withUnsafeBytes(of: &address) { raw in
             nothingOrErrno(retryOnInterrupt: true) {
                 system_bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
@@ -122,7 +138,11 @@ public final class ProcConnector {
 
     /// Blocks until a message is ready, `wakeup` is signalled, or the timeout (-1: none) passes.
     public func wait(wakeup: EventFD?, timeoutMilliseconds: Int32) throws(Errno) -> WaitResult {
-        let ready = try Poll.waitReadable(fileDescriptor, wakeup?.fileDescriptor, timeoutMilliseconds: timeoutMilliseconds)
+        let ready = try Poll.waitReadable(
+            fileDescriptor,
+            wakeup?.fileDescriptor,
+            timeoutMilliseconds: timeoutMilliseconds
+        )
         if ready.second { return .woken }
         return ready.first ? .readable : .timedOut
     }
@@ -141,7 +161,10 @@ public final class ProcConnector {
     ///
     /// The corresponding C function is `recv`. Messages are parsed with bounds checks
     /// (`ProcConnectorParser`), so a short or corrupt message never crashes.
-    public func receive(retryOnInterrupt: Bool = true, _ body: (ProcConnectorMessage) -> Void) throws(Errno) -> ReceiveResult {
+    public func receive(
+        retryOnInterrupt: Bool = true,
+        _ body: (ProcConnectorMessage) -> Void
+    ) throws(Errno) -> ReceiveResult {
         let result = valueOrErrno(retryOnInterrupt: retryOnInterrupt) {
             system_recv(fileDescriptor.rawValue, buffer.baseAddress, buffer.count, 0)
         }

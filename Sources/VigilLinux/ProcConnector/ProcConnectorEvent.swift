@@ -146,8 +146,13 @@ public enum ProcConnectorParser {
             // parent_pid/parent_tgid were added in Linux 4.18; older kernels send 16 bytes.
             let hasParent = union >= 24
             event = .exit(
-                pid: u32(0), tgid: u32(1), exitStatus: u32(2), exitSignal: u32(3),
-                parentPid: hasParent ? u32(4) : 0, parentTgid: hasParent ? u32(5) : 0)
+                pid: u32(0),
+                tgid: u32(1),
+                exitStatus: u32(2),
+                exitSignal: u32(3),
+                parentPid: hasParent ? u32(4) : 0,
+                parentTgid: hasParent ? u32(5) : 0
+            )
         default:
             // PROC_EVENT_NONZERO_EXIT (0x20000000) and newer types: reported, not interpreted.
             event = .unknown(what: what)

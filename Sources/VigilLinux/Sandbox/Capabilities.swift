@@ -54,11 +54,17 @@ public enum Capabilities {
 
     /// The corresponding C function is `capget` (version 3).
     public static func current() throws(SandboxError) -> Sets {
-        var e: UInt64 = 0, p: UInt64 = 0, i: UInt64 = 0
+        var e: UInt64 = 0
+        var p: UInt64 = 0
+        var i: UInt64 = 0
         guard vigil_capget(&e, &p, &i) == 0 else {
             throw SandboxError(code: .capabilities, message: "capget failed", errno: Errno(rawValue: errno))
         }
-        return Sets(effective: CapabilitySet(rawValue: e), permitted: CapabilitySet(rawValue: p), inheritable: CapabilitySet(rawValue: i))
+        return Sets(
+            effective: CapabilitySet(rawValue: e),
+            permitted: CapabilitySet(rawValue: p),
+            inheritable: CapabilitySet(rawValue: i)
+        )
     }
 
     /// The highest capability number the kernel knows (`/proc/sys/kernel/cap_last_cap`).
@@ -80,7 +86,11 @@ public enum Capabilities {
         let before = try current()
         // PR_CAP_AMBIENT (47), PR_CAP_AMBIENT_CLEAR_ALL (4); EINVAL on kernels without ambient sets.
         if vigil_prctl(47, 4, 0, 0, 0) != 0, errno != EINVAL {
-            throw SandboxError(code: .capabilities, message: "cannot clear the ambient set", errno: Errno(rawValue: errno))
+            throw SandboxError(
+                code: .capabilities,
+                message: "cannot clear the ambient set",
+                errno: Errno(rawValue: errno)
+            )
         }
         var bounding = CapabilitySet()
         let canDrop = before.effective.contains(.setpcap)
@@ -92,7 +102,11 @@ public enum Capabilities {
             }
             // PR_CAPBSET_DROP (24)
             if vigil_prctl(24, UInt(number), 0, 0, 0) != 0 {
-                throw SandboxError(code: .capabilities, message: "cannot drop capability \(number) from the bounding set", errno: Errno(rawValue: errno))
+                throw SandboxError(
+                    code: .capabilities,
+                    message: "cannot drop capability \(number) from the bounding set",
+                    errno: Errno(rawValue: errno)
+                )
             }
         }
         let kept = before.permitted.intersection(keep)
@@ -109,7 +123,11 @@ public enum Capabilities {
     public static func setNoNewPrivileges() throws(SandboxError) {
         // PR_SET_NO_NEW_PRIVS (38)
         guard vigil_prctl(38, 1, 0, 0, 0) == 0 else {
-            throw SandboxError(code: .noNewPrivileges, message: "prctl(PR_SET_NO_NEW_PRIVS) failed", errno: Errno(rawValue: errno))
+            throw SandboxError(
+                code: .noNewPrivileges,
+                message: "prctl(PR_SET_NO_NEW_PRIVS) failed",
+                errno: Errno(rawValue: errno)
+            )
         }
     }
 }

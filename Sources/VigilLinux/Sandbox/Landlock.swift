@@ -35,25 +35,40 @@ public enum Landlock {
     @discardableResult
     public static func restrictWrites(to directories: [String]) throws(SandboxError) -> Int {
         guard let abi = abiVersion else {
-            throw SandboxError(code: .landlock, message: "Landlock is not available in this kernel", errno: Errno(rawValue: errno))
+            throw SandboxError(
+                code: .landlock,
+                message: "Landlock is not available in this kernel",
+                errno: Errno(rawValue: errno)
+            )
         }
-        var handled = execute | writeFile | removeDir | removeFile | makeChar | makeDir | makeReg | makeSock | makeFifo | makeBlock | makeSym
+        var handled =
+            execute | writeFile | removeDir | removeFile | makeChar | makeDir | makeReg | makeSock | makeFifo
+            | makeBlock | makeSym
         if abi >= 2 { handled |= refer }
         if abi >= 3 { handled |= truncate }
         let ruleset = vigil_landlock_create_ruleset(handled)
         guard ruleset >= 0 else {
-            throw SandboxError(code: .landlock, message: "landlock_create_ruleset failed", errno: Errno(rawValue: errno))
+            throw SandboxError(
+                code: .landlock,
+                message: "landlock_create_ruleset failed",
+                errno: Errno(rawValue: errno)
+            )
         }
         defer { close(ruleset) }
         let allowed = handled & ~execute
+        let oPath: Int32 = 0o10_000_000  // O_PATH
         for directory in directories {
-            let fd = open(directory, 0o10_000_000 /* O_PATH */ | O_CLOEXEC | O_DIRECTORY)
+            let fd = open(directory, oPath | O_CLOEXEC | O_DIRECTORY)
             guard fd >= 0 else {
                 throw SandboxError(code: .landlock, message: "cannot open \(directory)", errno: Errno(rawValue: errno))
             }
             defer { close(fd) }
             guard vigil_landlock_add_path_rule(ruleset, fd, allowed) == 0 else {
-                throw SandboxError(code: .landlock, message: "cannot allow writes beneath \(directory)", errno: Errno(rawValue: errno))
+                throw SandboxError(
+                    code: .landlock,
+                    message: "cannot allow writes beneath \(directory)",
+                    errno: Errno(rawValue: errno)
+                )
             }
         }
         guard vigil_landlock_restrict_self(ruleset) == 0 else {

@@ -23,8 +23,10 @@ public struct Sandbox: Sendable {
         public var confineWrites: Bool = true
 
         public init(
-            enabled: Bool = true, defaultAction: SeccompFilter.DefaultAction = .eperm,
-            keepCapabilities: CapabilitySet = [.dacReadSearch, .sysPtrace], writableDirectories: [String] = []
+            enabled: Bool = true,
+            defaultAction: SeccompFilter.DefaultAction = .eperm,
+            keepCapabilities: CapabilitySet = [.dacReadSearch, .sysPtrace],
+            writableDirectories: [String] = []
         ) {
             self.enabled = enabled
             self.defaultAction = defaultAction
@@ -54,7 +56,14 @@ public struct Sandbox: Sendable {
             landlock = try Landlock.restrictWrites(to: configuration.writableDirectories)
         }
         let seccomp = try SeccompFilter.install(defaultAction: configuration.defaultAction)
-        return Report(threads: threads, capabilities: sets, bounding: bounding, landlockABI: landlock, seccomp: seccomp, defaultAction: configuration.defaultAction)
+        return Report(
+            threads: threads,
+            capabilities: sets,
+            bounding: bounding,
+            landlockABI: landlock,
+            seccomp: seccomp,
+            defaultAction: configuration.defaultAction
+        )
     }
 
     /// Threads in this process (entries of `/proc/self/task`), 0 if unreadable.

@@ -26,7 +26,8 @@ public enum SeccompFilter {
     /// The corresponding C functions are `seccomp_init`, `seccomp_rule_add_array`,
     /// `seccomp_attr_set(SCMP_FLTATR_CTL_TSYNC)` and `seccomp_load`.
     public static func install(defaultAction: DefaultAction) throws(SandboxError) -> Report {
-        let action: UInt32 = defaultAction == .kill ? vigil_scmp_act_kill_process() : vigil_scmp_act_errno(UInt16(EPERM))
+        let action: UInt32 =
+            defaultAction == .kill ? vigil_scmp_act_kill_process() : vigil_scmp_act_errno(UInt16(EPERM))
         guard let ctx = seccomp_init(action) else {
             throw SandboxError(code: .seccomp, message: "seccomp_init failed")
         }
@@ -61,8 +62,15 @@ public enum SeccompFilter {
         }
         try rule("socketpair", allow, scmp_arg_cmp(arg: 0, op: SCMP_CMP_EQ, datum_a: 1, datum_b: 0))
         try rule(
-            "clone", allow,
-            scmp_arg_cmp(arg: 0, op: SCMP_CMP_MASKED_EQ, datum_a: SyscallAllowlist.cloneFlagsMask, datum_b: SyscallAllowlist.cloneFlagsRequired))
+            "clone",
+            allow,
+            scmp_arg_cmp(
+                arg: 0,
+                op: SCMP_CMP_MASKED_EQ,
+                datum_a: SyscallAllowlist.cloneFlagsMask,
+                datum_b: SyscallAllowlist.cloneFlagsRequired
+            )
+        )
         for denied in SyscallAllowlist.deniedIoctls {
             try rule("ioctl", allow, scmp_arg_cmp(arg: 1, op: SCMP_CMP_NE, datum_a: denied, datum_b: 0))
         }
@@ -70,7 +78,10 @@ public enum SeccompFilter {
         try rule("tgkill", allow, scmp_arg_cmp(arg: 0, op: SCMP_CMP_EQ, datum_a: UInt64(getpid()), datum_b: 0))
         for name in SyscallAllowlist.enosys {
             guard let nr = number(name) else { continue }
-            try check(seccomp_rule_add_array(ctx, vigil_scmp_act_errno(UInt16(ENOSYS)), nr, 0, nil), "cannot add the rule for \(name)")
+            try check(
+                seccomp_rule_add_array(ctx, vigil_scmp_act_errno(UInt16(ENOSYS)), nr, 0, nil),
+                "cannot add the rule for \(name)"
+            )
         }
         try check(seccomp_load(ctx), "seccomp_load failed")
         return report

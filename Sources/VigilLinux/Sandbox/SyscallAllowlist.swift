@@ -61,7 +61,12 @@ public enum SyscallAllowlist {
     /// Address families `socket(2)` may open: local, TCP/UDP to the collector, netlink (proc
     /// connector, sock_diag, and glibc's interface queries). Not `AF_PACKET`: capture sockets are
     /// opened before the sandbox.
-    public static let socketFamilies: [Int32] = [1 /* AF_UNIX */, 2 /* AF_INET */, 10 /* AF_INET6 */, 16 /* AF_NETLINK */]
+    public static let socketFamilies: [Int32] = [
+        1,  // AF_UNIX
+        2,  // AF_INET
+        10,  // AF_INET6
+        16,  // AF_NETLINK
+    ]
 
     /// `clone` is allowed for new threads only: `CLONE_THREAD` set and no namespace flags.
     public static let cloneFlagsMask: UInt64 =

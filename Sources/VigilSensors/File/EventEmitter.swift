@@ -30,8 +30,12 @@ final class EventEmitter {
     private static let chunkTime = Duration.milliseconds(10)
 
     init(
-        queue: StageQueue, continuation: AsyncStream<Event>.Continuation, counters: SensorCounters, hashMaxBytes: Int64,
-        shared: SensorShared, logger: Logger
+        queue: StageQueue,
+        continuation: AsyncStream<Event>.Continuation,
+        counters: SensorCounters,
+        hashMaxBytes: Int64,
+        shared: SensorShared,
+        logger: Logger
     ) {
         self.shared = shared
         self.queue = queue
@@ -77,7 +81,10 @@ final class EventEmitter {
         }
         flushHealthAndDrops(force: true)
         if !pendingHealth.isEmpty {
-            logger.info("file sensor finished with health events undelivered", metadata: ["count": "\(pendingHealth.count)"])
+            logger.info(
+                "file sensor finished with health events undelivered",
+                metadata: ["count": "\(pendingHealth.count)"]
+            )
         }
         continuation.finish()
     }
@@ -154,7 +161,10 @@ final class EventEmitter {
             ]
         )
         guard case .enqueued = continuation.yield(Event(payload: .health(health))) else { return }
-        logger.info("file sensor dropped events", metadata: ["dropped": "\(total - reportedDrops)", "dropped_total": "\(total)"])
+        logger.info(
+            "file sensor dropped events",
+            metadata: ["dropped": "\(total - reportedDrops)", "dropped_total": "\(total)"]
+        )
         reportedDrops = total
         nextDropReport = now + Self.dropReportInterval
     }

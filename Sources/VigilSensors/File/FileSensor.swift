@@ -57,7 +57,10 @@ public final class FileSensor: Sendable {
         } catch {
             throw FileSensorError(code: .eventFDUnavailable, message: "cannot create an eventfd", errno: error)
         }
-        (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(configuration.queueCapacity))
+        (stream, continuation) = AsyncStream.makeStream(
+            of: Event.self,
+            bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
+        )
         continuation.onTermination = { [shared] _ in
             // The consumer is gone: let the threads end. `stop()` (or deinit) joins them.
             shared.requestStop()
@@ -91,7 +94,8 @@ public final class FileSensor: Sendable {
         try lifecycle.withLock { (state: inout Lifecycle) throws(FileSensorError) in
             switch state {
             case .idle: state = .starting
-            case .starting, .running: throw FileSensorError(code: .alreadyStarted, message: "the file sensor is already started")
+            case .starting, .running:
+                throw FileSensorError(code: .alreadyStarted, message: "the file sensor is already started")
             case .stopped: throw FileSensorError(code: .stopped, message: "the file sensor was stopped")
             }
         }
@@ -114,9 +118,12 @@ public final class FileSensor: Sendable {
             threads.reader.join()
             threads.emitter.join()
         }
-        logger.info("file sensor started", metadata: [
-            "roots": "\(rules.roots)", "watches": "\(shared.counters.watches.load(ordering: .relaxed))",
-        ])
+        logger.info(
+            "file sensor started",
+            metadata: [
+                "roots": "\(rules.roots)", "watches": "\(shared.counters.watches.load(ordering: .relaxed))",
+            ]
+        )
     }
 
     private func launch() throws(FileSensorError) -> (reader: PosixThread, emitter: PosixThread) {
@@ -124,13 +131,28 @@ public final class FileSensor: Sendable {
         do {
             inotify = try Inotify()
         } catch {
-            throw FileSensorError(code: .inotifyUnavailable, message: "inotify_init1 failed (fs.inotify.max_user_instances?)", errno: error)
+            throw FileSensorError(
+                code: .inotifyUnavailable,
+                message: "inotify_init1 failed (fs.inotify.max_user_instances?)",
+                errno: error
+            )
         }
-        let reader = WatchReader(inotify: inotify, rules: rules, hashMaxBytes: configuration.hashMaxBytes, shared: shared, logger: logger)
+        let reader = WatchReader(
+            inotify: inotify,
+            rules: rules,
+            hashMaxBytes: configuration.hashMaxBytes,
+            shared: shared,
+            logger: logger
+        )
         reader.watchRoots()
         let emitter = EventEmitter(
-            queue: shared.queue, continuation: continuation, counters: shared.counters,
-            hashMaxBytes: configuration.hashMaxBytes, shared: shared, logger: logger)
+            queue: shared.queue,
+            continuation: continuation,
+            counters: shared.counters,
+            hashMaxBytes: configuration.hashMaxBytes,
+            shared: shared,
+            logger: logger
+        )
         let emitterThread: PosixThread
         do {
             emitterThread = try PosixThread.spawn(name: "vigil-fsensor-h") { emitter.run() }
@@ -143,7 +165,11 @@ public final class FileSensor: Sendable {
         } catch {
             shared.queue.finish()
             emitterThread.join()
-            throw FileSensorError(code: .threadUnavailable, message: "cannot start the inotify reader thread", errno: error)
+            throw FileSensorError(
+                code: .threadUnavailable,
+                message: "cannot start the inotify reader thread",
+                errno: error
+            )
         }
     }
 

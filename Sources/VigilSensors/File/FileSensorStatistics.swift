@@ -15,7 +15,13 @@ public struct FileSensorStatistics: Hashable, Sendable {
     /// Files not hashed because hashing was paused by the agent's self-watchdog.
     public var hashesShed: UInt64 = 0
 
-    public init(events: UInt64 = 0, overflows: UInt64 = 0, watchLimitHits: UInt64 = 0, queueDrops: UInt64 = 0, watches: Int = 0) {
+    public init(
+        events: UInt64 = 0,
+        overflows: UInt64 = 0,
+        watchLimitHits: UInt64 = 0,
+        queueDrops: UInt64 = 0,
+        watches: Int = 0
+    ) {
         self.events = events
         self.overflows = overflows
         self.watchLimitHits = watchLimitHits

@@ -14,10 +14,16 @@ struct PathRules: Sendable {
             excludes.append(try Self.normalize(path, what: "excluded path"))
         }
         guard configuration.queueCapacity > 0 else {
-            throw FileSensorError(code: .invalidConfiguration, message: "queueCapacity must be positive, not \(configuration.queueCapacity)")
+            throw FileSensorError(
+                code: .invalidConfiguration,
+                message: "queueCapacity must be positive, not \(configuration.queueCapacity)"
+            )
         }
         guard configuration.hashMaxBytes >= 0 else {
-            throw FileSensorError(code: .invalidConfiguration, message: "hashMaxBytes must not be negative, not \(configuration.hashMaxBytes)")
+            throw FileSensorError(
+                code: .invalidConfiguration,
+                message: "hashMaxBytes must not be negative, not \(configuration.hashMaxBytes)"
+            )
         }
         self.roots = roots
         self.excludes = excludes

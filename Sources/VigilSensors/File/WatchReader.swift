@@ -203,11 +203,23 @@ final class WatchReader {
         } else if mask.contains(.movedFrom) {
             if !scanned.isEmpty { scanned[key] = nil }
             pendingMoves[record.cookie] = PendingMove(
-                path: path, parent: record.watchDescriptor, name: name, isDirectory: isDirectory,
-                time: time, deadline: ContinuousClock.now + Self.moveTimeout)
+                path: path,
+                parent: record.watchDescriptor,
+                name: name,
+                isDirectory: isDirectory,
+                time: time,
+                deadline: ContinuousClock.now + Self.moveTimeout
+            )
         } else if mask.contains(.movedTo) {
             if let source = pendingMoves.removeValue(forKey: record.cookie) {
-                completeRename(from: source, toParent: record.watchDescriptor, name: name, path: path, isDirectory: isDirectory, at: time)
+                completeRename(
+                    from: source,
+                    toParent: record.watchDescriptor,
+                    name: name,
+                    path: path,
+                    isDirectory: isDirectory,
+                    at: time
+                )
             } else {
                 // Moved in from outside the watched trees.
                 if !scanned.isEmpty, scanned.removeValue(forKey: key) != nil { return }
@@ -235,12 +247,28 @@ final class WatchReader {
             health(
                 "watch_root_moved",
                 "watched root \(path) was moved away and is no longer watched",
-                ["watches": UInt64(tree.count)], at: time)
+                ["watches": UInt64(tree.count)],
+                at: time
+            )
         }
     }
 
-    private func completeRename(from source: PendingMove, toParent parent: Int32, name: String, path: String, isDirectory: Bool, at time: Timestamp) {
-        emit(.rename, path: path, source: source.path, isDirectory: isDirectory, metadata: try? FileStatus.lstat(path), at: time)
+    private func completeRename(
+        from source: PendingMove,
+        toParent parent: Int32,
+        name: String,
+        path: String,
+        isDirectory: Bool,
+        at time: Timestamp
+    ) {
+        emit(
+            .rename,
+            path: path,
+            source: source.path,
+            isDirectory: isDirectory,
+            metadata: try? FileStatus.lstat(path),
+            at: time
+        )
         guard isDirectory else { return }
         if let wd = tree.child(of: source.parent, named: source.name) {
             tree.move(wd, toParent: parent, name: name, path: path)
@@ -275,16 +303,22 @@ final class WatchReader {
         scanned.removeAll()
         rescan()
         let limit = InotifyLimits.maxQueuedEvents ?? 0
-        logger.info("inotify queue overflowed; events lost; watches rescanned", metadata: [
-            "max_queued_events": "\(limit)", "watches": "\(tree.count)", "overflows": "\(total)",
-        ])
+        logger.info(
+            "inotify queue overflowed; events lost; watches rescanned",
+            metadata: [
+                "max_queued_events": "\(limit)", "watches": "\(tree.count)", "overflows": "\(total)",
+            ]
+        )
         health(
             "inotify_overflow",
             "the inotify event queue overflowed (fs.inotify.max_queued_events=\(limit)): file events were lost; "
                 + "the watched trees were rescanned and watches re-added",
-            ["overflows": total, "watches": UInt64(tree.count), "max_queued_events": UInt64(limit),
-             "unpaired_moves_discarded": UInt64(discardedMoves)],
-            at: time)
+            [
+                "overflows": total, "watches": UInt64(tree.count), "max_queued_events": UInt64(limit),
+                "unpaired_moves_discarded": UInt64(discardedMoves),
+            ],
+            at: time
+        )
     }
 
     /// Walks the trees afresh: directories created while events were lost get watches, paths
@@ -349,15 +383,19 @@ final class WatchReader {
             guard !watchLimitReported else { return }
             watchLimitReported = true
             let limit = InotifyLimits.maxUserWatches ?? 0
-            logger.info("inotify watch limit reached; continuing with the watches in place", metadata: [
-                "path": "\(path)", "max_user_watches": "\(limit)", "watches": "\(tree.count)",
-            ])
+            logger.info(
+                "inotify watch limit reached; continuing with the watches in place",
+                metadata: [
+                    "path": "\(path)", "max_user_watches": "\(limit)", "watches": "\(tree.count)",
+                ]
+            )
             health(
                 "watch_limit",
                 "cannot watch \(path): the inotify watch limit is reached (fs.inotify.max_user_watches=\(limit)); "
                     + "the file sensor continues with the \(tree.count) watches it has",
                 ["max_user_watches": UInt64(limit), "watches": UInt64(tree.count)],
-                at: .now())
+                at: .now()
+            )
         case .noSuchFileOrDirectory where !isRoot, .notDirectory where !isRoot:
             break  // gone or replaced before the watch landed; its own events tell the rest
         default:
@@ -365,7 +403,10 @@ final class WatchReader {
                 logger.info("file sensor cannot watch a root", metadata: ["path": "\(path)", "errno": "\(error)"])
                 health("watch_failed", "cannot watch \(path): \(error)", ["errno": UInt64(error.rawValue)], at: .now())
             } else {
-                logger.debug("file sensor cannot watch a directory", metadata: ["path": "\(path)", "errno": "\(error)"])
+                logger.debug(
+                    "file sensor cannot watch a directory",
+                    metadata: ["path": "\(path)", "errno": "\(error)"]
+                )
             }
         }
     }
@@ -373,10 +414,20 @@ final class WatchReader {
     // MARK: Output
 
     private func emit(
-        _ action: FileEvent.Action, path: String, source: String? = nil, isDirectory: Bool,
-        metadata: FileMetadata?, at time: Timestamp
+        _ action: FileEvent.Action,
+        path: String,
+        source: String? = nil,
+        isDirectory: Bool,
+        metadata: FileMetadata?,
+        at time: Timestamp
     ) {
-        var event = FileEvent(action: action, targetFilename: path, sourceFilename: source, isDirectory: isDirectory, metadata: metadata)
+        var event = FileEvent(
+            action: action,
+            targetFilename: path,
+            sourceFilename: source,
+            isDirectory: isDirectory,
+            metadata: metadata
+        )
         var request: HashRequest?
         if action == .create || action == .modify {
             if hashMaxBytes <= 0 {

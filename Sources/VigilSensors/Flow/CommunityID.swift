@@ -8,15 +8,23 @@ public enum CommunityID {
     /// For ICMP and ICMPv6, the ports are the type and the counterpart type (or the code for
     /// one-way messages), as `DecodedPacket` holds them; `oneWay` keeps the order as given.
     public static func compute(
-        family: UInt8, source: IPAddressBits, destination: IPAddressBits,
-        proto: UInt8, sourcePort: UInt16, destinationPort: UInt16, oneWay: Bool = false, seed: UInt16 = 0
+        family: UInt8,
+        source: IPAddressBits,
+        destination: IPAddressBits,
+        proto: UInt8,
+        sourcePort: UInt16,
+        destinationPort: UInt16,
+        oneWay: Bool = false,
+        seed: UInt16 = 0
     ) -> String {
         var srcAddress = source
         var dstAddress = destination
         var srcPort = sourcePort
         var dstPort = destinationPort
         let ordered = srcAddress < dstAddress || (srcAddress == dstAddress && srcPort <= dstPort)
-        let hasPorts = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp, IPProtocol.icmp, IPProtocol.icmpv6].contains(proto)
+        let hasPorts = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp, IPProtocol.icmp, IPProtocol.icmpv6].contains(
+            proto
+        )
         if !(hasPorts && (proto == IPProtocol.icmp || proto == IPProtocol.icmpv6) && oneWay) && !ordered {
             swap(&srcAddress, &dstAddress)
             swap(&srcPort, &dstPort)
@@ -57,7 +65,10 @@ enum Base64 {
         var index = 0
         while index + 3 <= bytes.count {
             let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], alphabet[Int(n & 63)]]
+            out += [
+                alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)],
+                alphabet[Int(n & 63)],
+            ]
             index += 3
         }
         let rest = bytes.count - index
@@ -66,7 +77,9 @@ enum Base64 {
             out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
         } else if rest == 2 {
             let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "=")]
+            out += [
+                alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "="),
+            ]
         }
         return String(decoding: out, as: UTF8.self)
     }

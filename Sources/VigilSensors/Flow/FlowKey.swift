@@ -12,17 +12,29 @@ struct FlowKey: Hashable, Sendable {
     /// The key of `packet`, and whether its source is the key's low endpoint.
     @inline(__always)
     static func of(_ packet: DecodedPacket) -> (key: FlowKey, sourceIsLow: Bool) {
-        let sourceIsLow = packet.source < packet.destination
+        let sourceIsLow =
+            packet.source < packet.destination
             || (packet.source == packet.destination && packet.sourcePort <= packet.destinationPort)
-        let key = sourceIsLow
+        let key =
+            sourceIsLow
             ? FlowKey(
-                lowAddress: packet.source, highAddress: packet.destination,
-                lowPort: packet.sourcePort, highPort: packet.destinationPort,
-                icmpIdentifier: packet.icmpIdentifier, proto: packet.proto, family: packet.family)
+                lowAddress: packet.source,
+                highAddress: packet.destination,
+                lowPort: packet.sourcePort,
+                highPort: packet.destinationPort,
+                icmpIdentifier: packet.icmpIdentifier,
+                proto: packet.proto,
+                family: packet.family
+            )
             : FlowKey(
-                lowAddress: packet.destination, highAddress: packet.source,
-                lowPort: packet.destinationPort, highPort: packet.sourcePort,
-                icmpIdentifier: packet.icmpIdentifier, proto: packet.proto, family: packet.family)
+                lowAddress: packet.destination,
+                highAddress: packet.source,
+                lowPort: packet.destinationPort,
+                highPort: packet.sourcePort,
+                icmpIdentifier: packet.icmpIdentifier,
+                proto: packet.proto,
+                family: packet.family
+            )
         return (key, sourceIsLow)
     }
 
@@ -33,6 +45,7 @@ struct FlowKey: Hashable, Sendable {
         hasher.combine(highAddress.low)
         hasher.combine(
             UInt64(lowPort) | UInt64(highPort) << 16 | UInt64(icmpIdentifier) << 32 | UInt64(proto) << 48
-                | UInt64(family) << 56)
+                | UInt64(family) << 56
+        )
     }
 }

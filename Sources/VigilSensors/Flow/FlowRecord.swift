@@ -75,7 +75,8 @@ struct FlowRecord: Sendable {
         case IPProtocol.tcp:
             state = tcp.summary
         case IPProtocol.udp:
-            state = originatorPackets > 0
+            state =
+                originatorPackets > 0
                 ? (responderPackets > 0 ? "SF" : "S0")
                 : (responderPackets > 0 ? "SHR" : "OTH")
         default:
@@ -99,8 +100,15 @@ struct FlowRecord: Sendable {
             respTCPFlags: responderFlags,
             state: state,
             communityID: CommunityID.compute(
-                family: key.family, source: origAddress, destination: respAddress, proto: key.proto,
-                sourcePort: origPort, destinationPort: respPort, oneWay: icmpOneWay))
+                family: key.family,
+                source: origAddress,
+                destination: respAddress,
+                proto: key.proto,
+                sourcePort: origPort,
+                destinationPort: respPort,
+                oneWay: icmpOneWay
+            )
+        )
     }
 
     /// `tcp`, `udp`, `icmp`, `icmp6`, `sctp`, or the protocol number.

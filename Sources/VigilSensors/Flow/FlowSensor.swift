@@ -75,8 +75,10 @@ public final class FlowSensor: Sendable {
         }
         guard LinkType.isSupported(capture.linkType) else {
             throw FlowSensorError(
-                code: .unsupportedLinkType, message: "link-layer type \(capture.linkType) is not supported",
-                source: capture.options.interface)
+                code: .unsupportedLinkType,
+                message: "link-layer type \(capture.linkType) is not supported",
+                source: capture.options.interface
+            )
         }
         self.configuration = configuration
         self.capture = capture
@@ -84,7 +86,9 @@ public final class FlowSensor: Sendable {
         logger[metadataKey: "sensor"] = "flow"
         self.logger = logger
         (stream, continuation) = AsyncStream.makeStream(
-            of: Event.self, bufferingPolicy: .bufferingOldest(configuration.queueCapacity))
+            of: Event.self,
+            bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
+        )
         continuation.onTermination = { [stopRequested, capture] _ in
             stopRequested.request()
             capture.breakLoop()
@@ -112,18 +116,25 @@ public final class FlowSensor: Sendable {
             case .stopped: throw FlowSensorError(code: .stopped, message: "the flow sensor was stopped")
             }
             let reader = FlowCaptureLoop(
-                capture: capture, configuration: configuration, continuation: continuation,
-                stopRequested: stopRequested, logger: logger)
+                capture: capture,
+                configuration: configuration,
+                continuation: continuation,
+                stopRequested: stopRequested,
+                logger: logger
+            )
             do {
                 state = .running(try PosixThread.spawn(name: "vigil-flow-r") { reader.run() })
             } catch {
                 throw FlowSensorError(code: .threadUnavailable, message: "cannot start the capture thread (\(error))")
             }
         }
-        logger.info("flow sensor started", metadata: [
-            "interface": "\(capture.options.interface)", "link_type": "\(capture.linkType)",
-            "snaplen": "\(capture.options.snapshotLength)", "filter": "\(capture.options.filter ?? "")",
-        ])
+        logger.info(
+            "flow sensor started",
+            metadata: [
+                "interface": "\(capture.options.interface)", "link_type": "\(capture.linkType)",
+                "snaplen": "\(capture.options.snapshotLength)", "filter": "\(capture.options.filter ?? "")",
+            ]
+        )
     }
 
     /// How much the sensor captures; the agent's self-watchdog lowers it under load.
@@ -145,7 +156,10 @@ public final class FlowSensor: Sendable {
 
     /// The kernel filter for a capture mode. `tcp[13]` is IPv4 only in BPF, so IPv6 TCP flags
     /// are read at `ip6[53]` when TCP directly follows the fixed header.
-    public static func kernelFilter(for mode: CaptureMode, configured: String?) -> (expression: String?, snapshotLength: Int?) {
+    public static func kernelFilter(
+        for mode: CaptureMode,
+        configured: String?
+    ) -> (expression: String?, snapshotLength: Int?) {
         switch mode {
         case .full:
             return (configured, nil)
@@ -185,8 +199,11 @@ private final class FlowCaptureLoop: Sendable {
     private let queueDropped = Atomic<UInt64>(0)
 
     init(
-        capture: PcapCapture, configuration: FlowSensorConfiguration, continuation: AsyncStream<Event>.Continuation,
-        stopRequested: StopSignal, logger: Logger
+        capture: PcapCapture,
+        configuration: FlowSensorConfiguration,
+        continuation: AsyncStream<Event>.Continuation,
+        stopRequested: StopSignal,
+        logger: Logger
     ) {
         self.capture = capture
         self.configuration = configuration
@@ -256,9 +273,16 @@ private final class FlowCaptureLoop: Sendable {
         do {
             try capture.setFilter(expression, snapshotLength: snap)
             logger.info("capture mode changed", metadata: ["mode": "\(mode)", "filter": "\(expression ?? "")"])
-            yield(.health(AgentHealth(
-                kind: "capture_mode", message: "flow sensor capture \(mode)" + (mode == .full ? "" : " by the self-watchdog: flows are partial"),
-                counters: ["mode": UInt64(mode.rawValue)])))
+            yield(
+                .health(
+                    AgentHealth(
+                        kind: "capture_mode",
+                        message: "flow sensor capture \(mode)"
+                            + (mode == .full ? "" : " by the self-watchdog: flows are partial"),
+                        counters: ["mode": UInt64(mode.rawValue)]
+                    )
+                )
+            )
         } catch {
             logger.error("cannot change the capture filter", metadata: ["mode": "\(mode)", "error": "\(error)"])
             yield(.health(AgentHealth(kind: "capture_mode_failed", message: "\(mode): \(error)")))
@@ -277,7 +301,9 @@ private final class FlowCaptureLoop: Sendable {
             counters["pcap_received"] = stats.received
             counters["pcap_dropped"] = stats.dropped
             counters["pcap_interface_dropped"] = stats.interfaceDropped
-            if stats.dropped > 0 || stats.interfaceDropped > 0 { message = "capture statistics: the kernel dropped packets" }
+            if stats.dropped > 0 || stats.interfaceDropped > 0 {
+                message = "capture statistics: the kernel dropped packets"
+            }
         }
         yield(.health(AgentHealth(kind: "pcap_stats", message: message, counters: counters)))
     }

@@ -63,8 +63,12 @@ public struct FlowSensorError: Error, Hashable, Sendable, CustomStringConvertibl
     public var location: String
 
     public init(
-        code: Code, message: String, source: String? = nil, packetIndex: Int? = nil,
-        fileID: String = #fileID, line: Int = #line
+        code: Code,
+        message: String,
+        source: String? = nil,
+        packetIndex: Int? = nil,
+        fileID: String = #fileID,
+        line: Int = #line
     ) {
         self.code = code
         self.message = message
@@ -81,7 +85,14 @@ public struct FlowSensorError: Error, Hashable, Sendable, CustomStringConvertibl
             case .readFailed: .readFailed
             default: .captureUnavailable
             }
-        self.init(code: code, message: error.message, source: error.source, packetIndex: error.packetIndex, fileID: fileID, line: line)
+        self.init(
+            code: code,
+            message: error.message,
+            source: error.source,
+            packetIndex: error.packetIndex,
+            fileID: fileID,
+            line: line
+        )
     }
 
     public var description: String {

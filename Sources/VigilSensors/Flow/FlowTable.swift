@@ -100,7 +100,12 @@ public struct FlowTable: Sendable {
             } else if flags & (TCPFlag.syn | TCPFlag.ack) == TCPFlag.syn | TCPFlag.ack, !fromOriginator {
                 records[i].sawSYNAckFromResponder = true
             }
-            records[i].tcp.update(flags: flags, payload: packet.payloadBytes, fromOriginator: fromOriginator, isFirst: isNew)
+            records[i].tcp.update(
+                flags: flags,
+                payload: packet.payloadBytes,
+                fromOriginator: fromOriginator,
+                isFirst: isNew
+            )
             list = records[i].isTCPClosed ? Self.closedList : Self.tcpList
         }
         touch(slot, list: list)

@@ -32,7 +32,10 @@ public struct OfflineFlowReader: Sendable {
         }
         guard LinkType.isSupported(file.linkType) else {
             throw FlowSensorError(
-                code: .unsupportedLinkType, message: "link-layer type \(file.linkType) is not supported", source: path)
+                code: .unsupportedLinkType,
+                message: "link-layer type \(file.linkType) is not supported",
+                source: path
+            )
         }
         var decoder = PacketDecoder()
         var table = FlowTable(configuration: configuration)

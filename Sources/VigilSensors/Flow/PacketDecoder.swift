@@ -48,7 +48,11 @@ public struct PacketDecoder: Sendable {
 
     /// Decodes one frame of link type `linkType` into `packet`. Returns false (and counts the
     /// reason) when the packet does not belong to any flow.
-    public mutating func decode(_ bytes: UnsafeRawBufferPointer, linkType: Int32, into packet: inout DecodedPacket) -> Bool {
+    public mutating func decode(
+        _ bytes: UnsafeRawBufferPointer,
+        linkType: Int32,
+        into packet: inout DecodedPacket
+    ) -> Bool {
         statistics.packets &+= 1
         let result = decodeLink(bytes, linkType: linkType, into: &packet)
         if let reason = result {
@@ -62,7 +66,11 @@ public struct PacketDecoder: Sendable {
 
     // MARK: - Link layer
 
-    private mutating func decodeLink(_ b: UnsafeRawBufferPointer, linkType: Int32, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeLink(
+        _ b: UnsafeRawBufferPointer,
+        linkType: Int32,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         switch linkType {
         case LinkType.ethernet:
             guard b.count >= 14 else { return .truncatedLinkHeader }
@@ -107,7 +115,12 @@ public struct PacketDecoder: Sendable {
         }
     }
 
-    private mutating func decodeEtherType(_ b: UnsafeRawBufferPointer, _ type: UInt16, at start: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeEtherType(
+        _ b: UnsafeRawBufferPointer,
+        _ type: UInt16,
+        at start: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         var etherType = type
         var offset = start
         // Tags and shims: at most 8, so a crafted frame cannot loop long.
@@ -137,7 +150,11 @@ public struct PacketDecoder: Sendable {
         return .truncatedLinkHeader
     }
 
-    private mutating func decodeLLC(_ b: UnsafeRawBufferPointer, at offset: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeLLC(
+        _ b: UnsafeRawBufferPointer,
+        at offset: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         guard b.count >= offset + 3 else { return .truncatedLinkHeader }
         // Only SNAP (AA AA 03) carries an EtherType; other SAPs are not IP.
         guard b[offset] == 0xAA, b[offset + 1] == 0xAA, b[offset + 2] == 0x03 else { return .notIP }
@@ -147,7 +164,11 @@ public struct PacketDecoder: Sendable {
         return decodeEtherType(b, type, at: offset + 8, into: &p)
     }
 
-    private mutating func decodeMPLS(_ b: UnsafeRawBufferPointer, at start: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeMPLS(
+        _ b: UnsafeRawBufferPointer,
+        at start: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         var offset = start
         for _ in 0..<16 {
             guard b.count >= offset + 4 else { return .truncatedLinkHeader }
@@ -166,7 +187,11 @@ public struct PacketDecoder: Sendable {
         return .truncatedLinkHeader
     }
 
-    private mutating func decodePPP(_ b: UnsafeRawBufferPointer, at start: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodePPP(
+        _ b: UnsafeRawBufferPointer,
+        at start: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         var offset = start
         guard b.count >= offset + 2 else { return .truncatedLinkHeader }
         // Address and control (FF 03) are optional (address/control field compression).
@@ -174,7 +199,11 @@ public struct PacketDecoder: Sendable {
         return decodePPPProtocol(b, at: offset, into: &p)
     }
 
-    private mutating func decodePPPProtocol(_ b: UnsafeRawBufferPointer, at start: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodePPPProtocol(
+        _ b: UnsafeRawBufferPointer,
+        at start: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         guard b.count >= start + 1 else { return .truncatedLinkHeader }
         var proto = UInt16(b[start])
         var offset = start + 1
@@ -193,7 +222,11 @@ public struct PacketDecoder: Sendable {
 
     // MARK: - Network layer
 
-    private mutating func decodeIPv4(_ b: UnsafeRawBufferPointer, at offset: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeIPv4(
+        _ b: UnsafeRawBufferPointer,
+        at offset: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         guard b.count >= offset + 20 else { return .truncatedIPHeader }
         let versionIHL = b[offset]
         guard versionIHL >> 4 == 4 else { return .malformedIPHeader }
@@ -216,11 +249,19 @@ public struct PacketDecoder: Sendable {
             return decodeTransport(b, at: start, length: transportLength, into: &p)
         }
         let id = FragmentTracker.Key(
-            source: p.source, destination: p.destination, identification: UInt32(b.be16(offset + 4)), proto: p.proto)
+            source: p.source,
+            destination: p.destination,
+            identification: UInt32(b.be16(offset + 4)),
+            proto: p.proto
+        )
         return decodeFragment(b, at: start, length: transportLength, isFirst: fragmentOffset == 0, id: id, into: &p)
     }
 
-    private mutating func decodeIPv6(_ b: UnsafeRawBufferPointer, at offset: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private mutating func decodeIPv6(
+        _ b: UnsafeRawBufferPointer,
+        at offset: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         guard b.count >= offset + 40 else { return .truncatedIPHeader }
         guard b[offset] >> 4 == 6 else { return .malformedIPHeader }
         let payloadLength = Int(b.be16(offset + 4))
@@ -252,7 +293,11 @@ public struct PacketDecoder: Sendable {
                 if !firstFragment || field & 1 != 0 {
                     p.isFragment = true
                     fragmentKey = FragmentTracker.Key(
-                        source: p.source, destination: p.destination, identification: b.be32(position + 4), proto: 0)
+                        source: p.source,
+                        destination: p.destination,
+                        identification: b.be32(position + 4),
+                        proto: 0
+                    )
                 }
                 position += 8
             default:
@@ -271,7 +316,11 @@ public struct PacketDecoder: Sendable {
     }
 
     private mutating func decodeFragment(
-        _ b: UnsafeRawBufferPointer, at start: Int, length: Int, isFirst: Bool, id: FragmentTracker.Key,
+        _ b: UnsafeRawBufferPointer,
+        at start: Int,
+        length: Int,
+        isFirst: Bool,
+        id: FragmentTracker.Key,
         into p: inout DecodedPacket
     ) -> DecodeDropReason? {
         if isFirst {
@@ -291,7 +340,12 @@ public struct PacketDecoder: Sendable {
     // MARK: - Transport layer
 
     /// `length` is the transport length from the IP header; what was captured may be less.
-    private func decodeTransport(_ b: UnsafeRawBufferPointer, at start: Int, length: Int, into p: inout DecodedPacket) -> DecodeDropReason? {
+    private func decodeTransport(
+        _ b: UnsafeRawBufferPointer,
+        at start: Int,
+        length: Int,
+        into p: inout DecodedPacket
+    ) -> DecodeDropReason? {
         p.tcpFlags = 0
         p.icmpIdentifier = 0
         p.icmpOneWay = false

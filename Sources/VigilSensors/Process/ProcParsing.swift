@@ -22,7 +22,12 @@ public enum ProcParsing {
             let tty = Int64(decimal: rest[4]),
             let start = UInt64(decimal: rest[19])
         else { return nil }
-        return Stat(parentPid: ppid, session: session, ttyNumber: UInt32(truncatingIfNeeded: tty), startTimeTicks: start)
+        return Stat(
+            parentPid: ppid,
+            session: session,
+            ttyNumber: UInt32(truncatingIfNeeded: tty),
+            startTimeTicks: start
+        )
     }
 
     /// Real and effective uid and gid from `/proc/PID/status` (`Uid:` and `Gid:` lines).
@@ -49,7 +54,9 @@ public enum ProcParsing {
     }
 
     private static func numbers(_ bytes: ArraySlice<UInt8>) -> [UInt32] {
-        bytes.split(whereSeparator: { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") }).compactMap { UInt32(decimal: $0) }
+        bytes.split(whereSeparator: { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") }).compactMap {
+            UInt32(decimal: $0)
+        }
     }
 
     /// The arguments of `/proc/PID/cmdline` (NUL-separated; the last NUL may be missing when
@@ -58,7 +65,9 @@ public enum ProcParsing {
         var end = bytes.endIndex
         while end > bytes.startIndex, bytes[end - 1] == 0 { end -= 1 }
         guard end > bytes.startIndex else { return [] }
-        return bytes[..<end].split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        return bytes[..<end].split(separator: 0, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
     }
 
     /// `CommandLine`: the arguments joined with spaces (as Sysmon for Linux and auditd's
@@ -98,7 +107,9 @@ public enum ProcParsing {
     public static func containerId(cgroup bytes: [UInt8]) -> String? {
         for line in bytes.split(separator: UInt8(ascii: "\n")) {
             // hierarchy-ID:controllers:path
-            guard let path = line.split(separator: UInt8(ascii: ":"), maxSplits: 2, omittingEmptySubsequences: false).last else { continue }
+            guard
+                let path = line.split(separator: UInt8(ascii: ":"), maxSplits: 2, omittingEmptySubsequences: false).last
+            else { continue }
             let components = path.split(separator: UInt8(ascii: "/"))
             // The innermost id wins.
             for component in components.reversed() {
@@ -150,7 +161,8 @@ extension FixedWidthInteger {
             first = false
             guard byte >= 48, byte <= 57 else { return nil }
             let (m, o1) = value.multipliedReportingOverflow(by: 10)
-            let (a, o2) = negative ? m.subtractingReportingOverflow(Self(byte - 48)) : m.addingReportingOverflow(Self(byte - 48))
+            let (a, o2) =
+                negative ? m.subtractingReportingOverflow(Self(byte - 48)) : m.addingReportingOverflow(Self(byte - 48))
             guard !o1, !o2 else { return nil }
             value = a
         }

@@ -36,8 +36,12 @@ final class ProcessReader {
     static let batchSize = 32
 
     init(
-        connector: ProcConnector, fanotify: Fanotify?, configuration: ProcessSensorConfiguration,
-        shared: ProcessSensorShared, continuation: AsyncStream<Event>.Continuation, logger: Logger
+        connector: ProcConnector,
+        fanotify: Fanotify?,
+        configuration: ProcessSensorConfiguration,
+        shared: ProcessSensorShared,
+        continuation: AsyncStream<Event>.Continuation,
+        logger: Logger
     ) {
         self.connector = connector
         self.fanotify = fanotify
@@ -94,11 +98,19 @@ final class ProcessReader {
             // fanotify is read with each batch holding an exec, and otherwise every
             // `fanotifyInterval` only, so its records (two per exec) do not wake this thread.
             let fanotifyDue = fanotify != nil && ContinuousClock.now >= nextFanotifyDrain
-            let wait = ContinuousClock.now.duration(to: min(nextStatistics, fanotify == nil || fanotifyDue ? nextStatistics : nextFanotifyDrain))
-            let timeout = Int32(clamping: max(0, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000) + 1)
+            let wait = ContinuousClock.now.duration(
+                to: min(nextStatistics, fanotify == nil || fanotifyDue ? nextStatistics : nextFanotifyDrain)
+            )
+            let timeout = Int32(
+                clamping: max(0, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+                    + 1
+            )
             let ready: [Bool]
             do {
-                ready = try Poll.waitReadable(fanotifyDue ? withFanotify : descriptors, timeoutMilliseconds: min(timeout, 1000))
+                ready = try Poll.waitReadable(
+                    fanotifyDue ? withFanotify : descriptors,
+                    timeoutMilliseconds: min(timeout, 1000)
+                )
             } catch {
                 logger.info("process sensor poll failed", metadata: ["errno": "\(error)"])
                 _ = try? shared.control.wait(timeoutMilliseconds: 100)
@@ -112,7 +124,8 @@ final class ProcessReader {
                 emitHealth(
                     kind: "process_events_lost",
                     message: "the kernel dropped process events: the proc connector receive buffer was full",
-                    counters: ["kernel_overruns": overrunsUnreported, "kernel_overruns_total": stats.kernelOverruns])
+                    counters: ["kernel_overruns": overrunsUnreported, "kernel_overruns_total": stats.kernelOverruns]
+                )
                 logger.warning("the kernel dropped process events", metadata: ["overruns": "\(overrunsUnreported)"])
                 overrunsUnreported = 0
                 nextOverrunReport = now + .seconds(1)
@@ -182,7 +195,9 @@ final class ProcessReader {
                 return
             }
             // A read that did not fill the buffer emptied the queue.
-            guard case .read(let events, _) = result, events > 0, events * 24 > Fanotify.readBufferSize / 2 else { break }
+            guard case .read(let events, _) = result, events > 0, events * 24 > Fanotify.readBufferSize / 2 else {
+                break
+            }
         }
         // Bound: entries whose exec message never came (failed execve, lost messages).
         if openedForExec.count > configuration.maxProcesses * 2 + 1024 {
@@ -209,7 +224,10 @@ final class ProcessReader {
     }
 
     private func time(_ message: ProcConnectorMessage) -> Timestamp {
-        Timestamp(nanosecondsSinceEpoch: Int64(truncatingIfNeeded: message.timestampNanoseconds) &+ clocks.realtimeMinusMonotonic)
+        Timestamp(
+            nanosecondsSinceEpoch: Int64(truncatingIfNeeded: message.timestampNanoseconds)
+                &+ clocks.realtimeMinusMonotonic
+        )
     }
 
     private func handle(_ index: Int, table: inout ProcessTable) {
@@ -227,17 +245,39 @@ final class ProcessReader {
             child.startTimeTicks = nil
             table.upsert(child)
             if report.contains(.fork) {
-                emit(Event(time: time(message), payload: .process(ProcessEvent(
-                    action: .fork, processId: childTgid, parentProcessId: parentTgid, image: child.image,
-                    commandLine: child.commandLine, user: child.user, uid: child.uid, euid: child.euid, gid: child.gid,
-                    parentImage: parent?.image, parentCommandLine: parent?.commandLine, containerId: child.containerId))))
+                emit(
+                    Event(
+                        time: time(message),
+                        payload: .process(
+                            ProcessEvent(
+                                action: .fork,
+                                processId: childTgid,
+                                parentProcessId: parentTgid,
+                                image: child.image,
+                                commandLine: child.commandLine,
+                                user: child.user,
+                                uid: child.uid,
+                                euid: child.euid,
+                                gid: child.gid,
+                                parentImage: parent?.image,
+                                parentCommandLine: parent?.commandLine,
+                                containerId: child.containerId
+                            )
+                        )
+                    )
+                )
             }
         case .exec(_, let tgid):
             stats.execs += 1
             let superseded = batch[(index + 1)...].contains {
                 if case .exec(_, let t) = $0.event { t == tgid } else { false }
             }
-            let event = inspectExec(tgid, timestamp: message.timestampNanoseconds, superseded: superseded, table: &table)
+            let event = inspectExec(
+                tgid,
+                timestamp: message.timestampNanoseconds,
+                superseded: superseded,
+                table: &table
+            )
             if report.contains(.exec) {
                 emit(Event(time: time(message), payload: .process(event)))
             }
@@ -323,7 +363,12 @@ final class ProcessReader {
 
     // MARK: /proc
 
-    private func inspectExec(_ pid: UInt32, timestamp: UInt64, superseded: Bool, table: inout ProcessTable) -> ProcessEvent {
+    private func inspectExec(
+        _ pid: UInt32,
+        timestamp: UInt64,
+        superseded: Bool,
+        table: inout ProcessTable
+    ) -> ProcessEvent {
         var event = ProcessEvent(action: .exec, processId: pid)
         var complete = false
         if !superseded, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
@@ -374,10 +419,20 @@ final class ProcessReader {
         }
         event.incomplete = !complete
         if !complete { stats.incompleteExecs += 1 }
-        table.upsert(ProcessRecord(
-            pid: pid, parentPid: event.parentProcessId, startTimeTicks: event.startTimeTicks ?? previous?.startTimeTicks,
-            image: event.image, commandLine: event.commandLine, uid: event.uid, euid: event.euid, gid: event.gid,
-            user: event.user, containerId: event.containerId))
+        table.upsert(
+            ProcessRecord(
+                pid: pid,
+                parentPid: event.parentProcessId,
+                startTimeTicks: event.startTimeTicks ?? previous?.startTimeTicks,
+                image: event.image,
+                commandLine: event.commandLine,
+                uid: event.uid,
+                euid: event.euid,
+                gid: event.gid,
+                user: event.user,
+                containerId: event.containerId
+            )
+        )
         return event
     }
 
@@ -393,7 +448,8 @@ final class ProcessReader {
 
     static func isInterpreter(_ path: String) -> Bool {
         let name = path.split(separator: "/").last.map(String.init) ?? path
-        return name.hasPrefix("ld-linux") || name.hasPrefix("ld-musl") || name.hasPrefix("ld.so") || name.hasPrefix("ld64.so")
+        return name.hasPrefix("ld-linux") || name.hasPrefix("ld-musl") || name.hasPrefix("ld.so")
+            || name.hasPrefix("ld64.so")
     }
 
     /// The executable among the files opened for one exec: the last one that is not the ELF
@@ -410,16 +466,25 @@ final class ProcessReader {
         if let record = table.lookup(pid: pid), record.image != nil || record.commandLine != nil {
             return record
         }
-        guard pid > 0, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) else { return table.peek(pid: pid) }
+        guard pid > 0, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) else {
+            return table.peek(pid: pid)
+        }
         let argv = directory.read("cmdline", maxBytes: configuration.maxCommandLineBytes).map(ProcParsing.argv) ?? []
         let exe = directory.readLink("exe")
         guard let stat = directory.read("stat").flatMap(ProcParsing.stat) else { return table.peek(pid: pid) }
         let credentials = directory.read("status").flatMap(ProcParsing.credentials)
         let record = ProcessRecord(
-            pid: pid, parentPid: stat.parentPid, startTimeTicks: stat.startTimeTicks, image: exe,
-            commandLine: argv.isEmpty ? nil : ProcParsing.commandLine(argv), uid: credentials?.uid,
-            euid: credentials?.euid, gid: credentials?.gid, user: credentials.flatMap { users.name(of: $0.uid) },
-            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:)))
+            pid: pid,
+            parentPid: stat.parentPid,
+            startTimeTicks: stat.startTimeTicks,
+            image: exe,
+            commandLine: argv.isEmpty ? nil : ProcParsing.commandLine(argv),
+            uid: credentials?.uid,
+            euid: credentials?.euid,
+            gid: credentials?.gid,
+            user: credentials.flatMap { users.name(of: $0.uid) },
+            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
+        )
         table.upsert(record)
         return record
     }

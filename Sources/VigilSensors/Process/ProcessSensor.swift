@@ -65,8 +65,12 @@ public final class ProcessSensor: Sendable {
     /// - Throws: `ProcessSensorError` `.connectorUnavailable` (needs `CAP_NET_ADMIN` in the
     ///   initial namespaces), `.invalidConfiguration`.
     public init(configuration: ProcessSensorConfiguration, logger: Logger) throws(ProcessSensorError) {
-        guard configuration.maxProcesses > 0, configuration.queueCapacity > 0, configuration.maxCommandLineBytes > 0 else {
-            throw ProcessSensorError(code: .invalidConfiguration, message: "max processes, queue capacity and command line size must be positive")
+        guard configuration.maxProcesses > 0, configuration.queueCapacity > 0, configuration.maxCommandLineBytes > 0
+        else {
+            throw ProcessSensorError(
+                code: .invalidConfiguration,
+                message: "max processes, queue capacity and command line size must be positive"
+            )
         }
         self.configuration = configuration
         var logger = logger
@@ -78,7 +82,9 @@ public final class ProcessSensor: Sendable {
         } catch {
             throw ProcessSensorError(
                 code: .connectorUnavailable,
-                message: "cannot subscribe to the proc connector (needs CAP_NET_ADMIN in the initial namespaces)", errno: error)
+                message: "cannot subscribe to the proc connector (needs CAP_NET_ADMIN in the initial namespaces)",
+                errno: error
+            )
         }
         do {
             shared = try ProcessSensorShared(maxProcesses: configuration.maxProcesses)
@@ -101,13 +107,17 @@ public final class ProcessSensor: Sendable {
                 }
                 fanotify = group
             } catch {
-                fanotifyProblem = "fanotify FAN_OPEN_EXEC unavailable (\(error)); executables of processes gone before /proc was read stay unnamed"
+                fanotifyProblem =
+                    "fanotify FAN_OPEN_EXEC unavailable (\(error)); executables of processes gone before /proc was read stay unnamed"
             }
         }
         self.fanotifyProblem = fanotifyProblem
         shared.hasFanotify.store(fanotify != nil, ordering: .releasing)
         handles = Mutex(Handles(connector: connector, fanotify: fanotify))
-        (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingOldest(configuration.queueCapacity))
+        (stream, continuation) = AsyncStream.makeStream(
+            of: Event.self,
+            bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
+        )
         continuation.onTermination = { [shared] _ in shared.requestStop() }
     }
 
@@ -141,15 +151,21 @@ public final class ProcessSensor: Sendable {
         try lifecycle.withLock { (state: inout Lifecycle) throws(ProcessSensorError) in
             switch state {
             case .idle: break
-            case .running: throw ProcessSensorError(code: .alreadyStarted, message: "the process sensor is already started")
+            case .running:
+                throw ProcessSensorError(code: .alreadyStarted, message: "the process sensor is already started")
             case .stopped: throw ProcessSensorError(code: .stopped, message: "the process sensor was stopped")
             }
             guard let handles = handles.withLock({ $0.take() }) else {
                 throw ProcessSensorError(code: .stopped, message: "the process sensor was stopped")
             }
             let reader = ProcessReader(
-                connector: handles.connector, fanotify: handles.fanotify, configuration: configuration, shared: shared,
-                continuation: continuation, logger: logger)
+                connector: handles.connector,
+                fanotify: handles.fanotify,
+                configuration: configuration,
+                shared: shared,
+                continuation: continuation,
+                logger: logger
+            )
             if let fanotifyProblem {
                 logger.notice("\(fanotifyProblem)")
                 reader.emitHealth(kind: "fanotify_unavailable", message: fanotifyProblem)
@@ -157,12 +173,19 @@ public final class ProcessSensor: Sendable {
             do {
                 state = .running(try PosixThread.spawn(name: "vigil-proc-r") { reader.run() })
             } catch {
-                throw ProcessSensorError(code: .threadUnavailable, message: "cannot start the process reader thread", errno: error as? Errno)
+                throw ProcessSensorError(
+                    code: .threadUnavailable,
+                    message: "cannot start the process reader thread",
+                    errno: error as? Errno
+                )
             }
         }
-        logger.info("process sensor started", metadata: [
-            "max_processes": "\(configuration.maxProcesses)", "fanotify": "\(hasFanotify)",
-        ])
+        logger.info(
+            "process sensor started",
+            metadata: [
+                "max_processes": "\(configuration.maxProcesses)", "fanotify": "\(hasFanotify)",
+            ]
+        )
     }
 
     /// Stops the reader, reports the counters and finishes `events`. Idempotent; blocks until

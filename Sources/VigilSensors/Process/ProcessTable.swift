@@ -14,9 +14,16 @@ public struct ProcessRecord: Hashable, Sendable {
     public var containerId: String?
 
     public init(
-        pid: UInt32, parentPid: UInt32? = nil, startTimeTicks: UInt64? = nil, image: String? = nil,
-        commandLine: String? = nil, uid: UInt32? = nil, euid: UInt32? = nil, gid: UInt32? = nil,
-        user: String? = nil, containerId: String? = nil
+        pid: UInt32,
+        parentPid: UInt32? = nil,
+        startTimeTicks: UInt64? = nil,
+        image: String? = nil,
+        commandLine: String? = nil,
+        uid: UInt32? = nil,
+        euid: UInt32? = nil,
+        gid: UInt32? = nil,
+        user: String? = nil,
+        containerId: String? = nil
     ) {
         self.pid = pid
         self.parentPid = parentPid

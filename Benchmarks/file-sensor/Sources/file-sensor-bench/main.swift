@@ -34,7 +34,8 @@ func cpuSeconds(_ statPath: String = "/proc/self/stat") -> Double {
 let logger = Logger(label: "vigil.bench.file-sensor") { _ in SwiftLogNoOpLogHandler() }
 let sensor = try FileSensor(
     configuration: FileSensorConfiguration(paths: [root], hashMaxBytes: hashMaxBytes, queueCapacity: 65_536),
-    logger: logger)
+    logger: logger
+)
 try sensor.start()
 print("READY")
 fflush(nil)  // all streams: Swift 6 cannot touch the C global `stdout`
@@ -76,9 +77,12 @@ if let tasks = opendir("/proc/self/task") {
     }
     closedir(tasks)
 }
-let threadCPU = "threads_cpu=" + byThread.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
+let threadCPU =
+    "threads_cpu=" + byThread.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
 
 sensor.stop()
 let statistics = sensor.statistics
-print("events=\(tally.fileEvents) hashed=\(tally.hashed) overflows=\(statistics.overflows) queue_drops=\(statistics.queueDrops) cpu_seconds=\(cpuSeconds())")
+print(
+    "events=\(tally.fileEvents) hashed=\(tally.hashed) overflows=\(statistics.overflows) queue_drops=\(statistics.queueDrops) cpu_seconds=\(cpuSeconds())"
+)
 print(threadCPU)

@@ -38,7 +38,9 @@ writeAll(1, "READY\n")
 func cpuSeconds() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(
+        usage.ru_utime.tv_usec + usage.ru_stime.tv_usec
+    ) / 1e6
 }
 
 let cpuAtStart = cpuSeconds()
@@ -90,4 +92,5 @@ for line in lines { fputs(line + "\n", file) }
 fclose(file)
 print(
     "events=\(events) cpu_seconds=\(cpu) kernel_overruns=\(statistics.kernelOverruns) fanotify=\(sensor.hasFanotify) "
-        + "fanotify_overflows=\(statistics.fanotifyOverflows) queue_dropped=\(statistics.queueDropped) incomplete=\(statistics.incompleteExecs) named_by_fanotify=\(statistics.execsNamedByFanotify) threads_cpu=\(threads.joined(separator: ","))")
+        + "fanotify_overflows=\(statistics.fanotifyOverflows) queue_dropped=\(statistics.queueDropped) incomplete=\(statistics.incompleteExecs) named_by_fanotify=\(statistics.execsNamedByFanotify) threads_cpu=\(threads.joined(separator: ","))"
+)

@@ -19,7 +19,9 @@ while let a = args.popFirst() {
     case "--json-out": jsonOut = args.popFirst()
     case "--level": level = Int32(args.popFirst() ?? "") ?? level
     default:
-        FileHandle.standardError.write(Data("usage: wire-bench [--events N] [--batch N] [--level ZSTD_LEVEL] [--json-out FILE]\n".utf8))
+        FileHandle.standardError.write(
+            Data("usage: wire-bench [--events N] [--batch N] [--level ZSTD_LEVEL] [--json-out FILE]\n".utf8)
+        )
         exit(2)
     }
 }
@@ -37,10 +39,23 @@ struct Random {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
-let dirs = ["/etc", "/etc/cron.d", "/var/log", "/tmp", "/home/app/data", "/srv/www/uploads", "/var/lib/postgresql/15/main", "/usr/local/bin"]
-let names = ["config.yaml", "access.log", "index.html", "session", "report.csv", "backup.tar", "id_rsa.pub", "run.sh", "0000000100000000000000A3"]
-let images = ["/usr/bin/bash", "/usr/bin/python3.11", "/usr/sbin/sshd", "/usr/bin/curl", "/usr/lib/postgresql/15/bin/postgres", "/usr/bin/tar", "/usr/sbin/cron"]
-let commands = ["bash -c ./deploy.sh --env prod", "python3 /opt/app/worker.py --queue default", "curl -fsSL https://example.org/install.sh", "tar czf /var/backups/db.tar.gz /var/lib/db", "postgres: checkpointer", "/usr/sbin/sshd -D -R"]
+let dirs = [
+    "/etc", "/etc/cron.d", "/var/log", "/tmp", "/home/app/data", "/srv/www/uploads", "/var/lib/postgresql/15/main",
+    "/usr/local/bin",
+]
+let names = [
+    "config.yaml", "access.log", "index.html", "session", "report.csv", "backup.tar", "id_rsa.pub", "run.sh",
+    "0000000100000000000000A3",
+]
+let images = [
+    "/usr/bin/bash", "/usr/bin/python3.11", "/usr/sbin/sshd", "/usr/bin/curl", "/usr/lib/postgresql/15/bin/postgres",
+    "/usr/bin/tar", "/usr/sbin/cron",
+]
+let commands = [
+    "bash -c ./deploy.sh --env prod", "python3 /opt/app/worker.py --queue default",
+    "curl -fsSL https://example.org/install.sh", "tar czf /var/backups/db.tar.gz /var/lib/db", "postgres: checkpointer",
+    "/usr/sbin/sshd -D -R",
+]
 let users = ["root", "www-data", "postgres", "app", "backup"]
 
 /// A host's worth of activity: a fixed population of files (each keeps its inode, owner and
@@ -50,13 +65,26 @@ let users = ["root", "www-data", "postgres", "app", "backup"]
 func makeEvents(_ n: Int) -> [Event] {
     var r = Random(state: 42)
     var t: Int64 = 1_764_334_800_000_000_000
-    struct File { var path: String; var inode: UInt64; var uid: UInt32; var mode: UInt32; var size: UInt64; var sha: String }
-    func randomHash(_ r: inout Random) -> String { Hex.encode((0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) }) }
+    struct File {
+        var path: String
+        var inode: UInt64
+        var uid: UInt32
+        var mode: UInt32
+        var size: UInt64
+        var sha: String
+    }
+    func randomHash(_ r: inout Random) -> String {
+        Hex.encode((0..<32).map { _ in UInt8(truncatingIfNeeded: r.next()) })
+    }
     var files: [File] = (0..<5000).map { i in
         let uid = UInt32([0, 0, 0, 33, 999, 1000, 1001][r.below(7)])
         return File(
-            path: dirs[r.below(dirs.count)] + "/" + names[r.below(names.count)] + ".\(i)", inode: UInt64(131_072 + i * 7 + r.below(7)),
-            uid: uid, mode: [0o100644, 0o100600, 0o100755, 0o100640][r.below(4)], size: UInt64(r.below(1 << 16)), sha: randomHash(&r)
+            path: dirs[r.below(dirs.count)] + "/" + names[r.below(names.count)] + ".\(i)",
+            inode: UInt64(131_072 + i * 7 + r.below(7)),
+            uid: uid,
+            mode: [0o100644, 0o100600, 0o100755, 0o100640][r.below(4)],
+            size: UInt64(r.below(1 << 16)),
+            sha: randomHash(&r)
         )
     }
     let userOf: [UInt32: String] = [0: "root", 33: "www-data", 999: "postgres", 1000: "app", 1001: "backup"]
@@ -65,7 +93,10 @@ func makeEvents(_ n: Int) -> [Event] {
     }
     var nextPid: UInt32 = 20_000
     let peers = (0..<300).map { i in "10.\(i % 3).\(i / 3 % 200).\(1 + i % 250)" }
-    let services: [(ip: String, port: UInt16)] = [("10.0.0.5", 443), ("10.0.0.5", 80), ("10.0.0.2", 53), ("10.0.1.10", 5432), ("10.0.1.11", 6379), ("10.0.2.1", 22)]
+    let services: [(ip: String, port: UInt16)] = [
+        ("10.0.0.5", 443), ("10.0.0.5", 80), ("10.0.0.2", 53), ("10.0.1.10", 5432), ("10.0.1.11", 6379),
+        ("10.0.2.1", 22),
+    ]
     var events: [Event] = []
     events.reserveCapacity(n)
     for i in 0..<n {
@@ -84,9 +115,13 @@ func makeEvents(_ n: Int) -> [Event] {
             let hashed = action == .modify || action == .create
             payload = .file(
                 FileEvent(
-                    action: action, targetFilename: f.path,
-                    metadata: action == .delete ? nil : FileMetadata(mode: f.mode, uid: f.uid, gid: f.uid, size: f.size, inode: f.inode),
-                    sha256: hashed ? f.sha : nil, image: images[Int(f.uid) % images.count], processId: parents[r.below(parents.count)].pid
+                    action: action,
+                    targetFilename: f.path,
+                    metadata: action == .delete
+                        ? nil : FileMetadata(mode: f.mode, uid: f.uid, gid: f.uid, size: f.size, inode: f.inode),
+                    sha256: hashed ? f.sha : nil,
+                    image: images[Int(f.uid) % images.count],
+                    processId: parents[r.below(parents.count)].pid
                 )
             )
         } else if kind < 7 {
@@ -96,10 +131,20 @@ func makeEvents(_ n: Int) -> [Event] {
             nextPid &+= UInt32(1 + r.below(3))
             payload = .process(
                 ProcessEvent(
-                    action: .exec, processId: nextPid, parentProcessId: parent.pid,
-                    image: images[r.below(images.count)], commandLine: cmd, argv: cmd.split(separator: " ").map(String.init),
-                    currentDirectory: dirs[r.below(dirs.count)], user: userOf[uid], uid: uid, euid: uid, gid: uid,
-                    parentImage: parent.image, parentCommandLine: parent.cmd, startTimeTicks: UInt64(t / 10_000_000)
+                    action: .exec,
+                    processId: nextPid,
+                    parentProcessId: parent.pid,
+                    image: images[r.below(images.count)],
+                    commandLine: cmd,
+                    argv: cmd.split(separator: " ").map(String.init),
+                    currentDirectory: dirs[r.below(dirs.count)],
+                    user: userOf[uid],
+                    uid: uid,
+                    euid: uid,
+                    gid: uid,
+                    parentImage: parent.image,
+                    parentCommandLine: parent.cmd,
+                    startTimeTicks: UInt64(t / 10_000_000)
                 )
             )
         } else {
@@ -108,11 +153,24 @@ func makeEvents(_ n: Int) -> [Event] {
             let pkts = UInt64(1 + r.below(40))
             payload = .flow(
                 FlowEvent(
-                    ts: Double(t) / 1e9, duration: Double(r.below(100_000)) / 1000, proto: tcp ? "tcp" : "udp",
-                    origH: peers[r.below(peers.count)], origP: UInt16(32768 + r.below(28000)), respH: service.ip, respP: service.port,
-                    origPkts: pkts, respPkts: pkts + UInt64(r.below(8)), origIPBytes: pkts * UInt64(60 + r.below(200)), respIPBytes: pkts * UInt64(60 + r.below(1400)),
-                    origBytes: pkts * UInt64(r.below(200)), respBytes: pkts * UInt64(r.below(1400)), origTCPFlags: tcp ? 0x1b : 0, respTCPFlags: tcp ? 0x1a : 0,
-                    state: tcp ? "SF" : "", communityID: "1:" + Data((0..<20).map { _ in UInt8(truncatingIfNeeded: r.next()) }).base64EncodedString()
+                    ts: Double(t) / 1e9,
+                    duration: Double(r.below(100_000)) / 1000,
+                    proto: tcp ? "tcp" : "udp",
+                    origH: peers[r.below(peers.count)],
+                    origP: UInt16(32768 + r.below(28000)),
+                    respH: service.ip,
+                    respP: service.port,
+                    origPkts: pkts,
+                    respPkts: pkts + UInt64(r.below(8)),
+                    origIPBytes: pkts * UInt64(60 + r.below(200)),
+                    respIPBytes: pkts * UInt64(60 + r.below(1400)),
+                    origBytes: pkts * UInt64(r.below(200)),
+                    respBytes: pkts * UInt64(r.below(1400)),
+                    origTCPFlags: tcp ? 0x1b : 0,
+                    respTCPFlags: tcp ? 0x1a : 0,
+                    state: tcp ? "SF" : "",
+                    communityID: "1:"
+                        + Data((0..<20).map { _ in UInt8(truncatingIfNeeded: r.next()) }).base64EncodedString()
                 )
             )
         }
