@@ -79,7 +79,9 @@ public final class Spool: Sendable {
         var movedAside: String? = nil
         var opened: DatabaseQueue
         do {
-            opened = try Self.openChecked(path)
+            let repaired: String?
+            (opened, repaired) = try Self.openChecked(path)
+            if let repaired { notes.append("the spool database had damaged indexes: \(repaired); no event was lost") }
         } catch {
             let aside = path + ".damaged-\(Int(Date().timeIntervalSince1970))"
             for suffix in ["", "-wal", "-shm"] where FileManager.default.fileExists(atPath: path + suffix) {
@@ -96,7 +98,7 @@ public final class Spool: Sendable {
                     "no spool anchor either: seqs and batch numbers restart at 1, the collector will see a fork"
                 )
             }
-            opened = try Self.openChecked(path)
+            (opened, _) = try Self.openChecked(path)
         }
         queue = opened
         let (current, gap) = try opened.write { db in try Self.reconcile(db, with: saved, notes: &notes) }
@@ -107,7 +109,8 @@ public final class Spool: Sendable {
     }
 
     /// Opens, migrates and checks the database; throws when any of it fails.
-    static func openChecked(_ path: String) throws -> DatabaseQueue {
+    /// Returns what it repaired, when it rebuilt damaged indexes.
+    static func openChecked(_ path: String) throws -> (DatabaseQueue, repaired: String?) {
         var config = Configuration()
         config.prepareDatabase { db in
             // WAL + synchronous=FULL: a committed append survives a power cut.
@@ -121,16 +124,33 @@ public final class Spool: Sendable {
             try db.execute(sql: "PRAGMA journal_mode = WAL")
         }
         try migrator.migrate(queue)
-        try queue.read { db in
-            let check = try String.fetchAll(db, sql: "PRAGMA quick_check")
+        var repaired: String? = nil
+        try queue.writeWithoutTransaction { db in
+            // integrity_check, not quick_check: quick_check does not compare indexes with their
+            // tables, and a table row missing from an index opens fine, then fails every
+            // DELETE with SQLITE_CORRUPT — the agent could spool but never ship (found by
+            // Fuzz/Sources/FuzzSpool). Indexes are derived data: rebuilt, nothing is lost.
+            var check = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+            if check != ["ok"], check.allSatisfy(Self.isIndexDamage) {
+                try db.execute(sql: "REINDEX")
+                repaired = "rebuilt damaged indexes (\(check.prefix(3).joined(separator: "; ")))"
+                check = try String.fetchAll(db, sql: "PRAGMA integrity_check")
+            }
             guard check == ["ok"] else {
                 throw SpoolError("integrity check failed: \(check.prefix(3).joined(separator: "; "))")
             }
+        }
+        try queue.read { db in
             for key in ["next_seq", "next_batch_seq", "prev_header_hash", "bytes", "shed_floor", "dropped_total"] {
                 _ = try Self.integerOrBlob(db, key)
             }
         }
-        return queue
+        return (queue, repaired)
+    }
+
+    /// Whether an integrity_check message is about an index only (its table rows are intact).
+    private static func isIndexDamage(_ message: String) -> Bool {
+        message.contains("missing from index") || message.hasPrefix("wrong # of entries in index")
     }
 
     /// Brings the database in line with the anchor when it lost committed transactions (or is

@@ -210,6 +210,39 @@ struct SpoolTests {
         #expect(sent.first?.seq == 9)
     }
 
+    @Test(
+        "a database whose rows are missing from an index (passes quick_check) has its indexes rebuilt, nothing lost, and ships"
+    )
+    func damagedIndex() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Found by the FuzzSpool target: a real spool whose `events_by_priority` and migrations
+        // indexes miss rows. Opening it used to succeed and every acknowledge then failed with
+        // SQLITE_CORRUPT. The regression input is one selector byte (0: the database) + the file.
+        let regression = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Fuzz/Regressions/FuzzSpool/corrupt-after-quick-check").path
+        let input = try #require(FileManager.default.contents(atPath: regression))
+        #expect(input.first == 0)
+        try Data(input.dropFirst()).write(to: URL(fileURLWithPath: path))
+
+        let spool = try Spool(path: path)
+        let recovery = try #require(spool.recovery)
+        #expect(recovery.movedAsideTo == nil, "index damage is repaired in place: \(recovery.message)")
+        #expect(recovery.message.contains("rebuilt damaged indexes"))
+        #expect(recovery.message.contains("events_by_priority"))
+        let before = try spool.statistics()
+        #expect(before.pendingEvents == 4, "every spooled event is still there")
+        let added = try spool.append(events(2))
+        #expect(added.map(\.seq) == [before.nextSeq, before.nextSeq + 1])
+        var shipped = 0
+        while let batch = try next(spool) {
+            try spool.acknowledge(batch)
+            shipped += 1
+            try #require(shipped < 10)
+        }
+        #expect(shipped >= 1)
+        #expect(try spool.statistics().pendingEvents == 0)
+    }
+
     @Test("a -wal file cut mid-frame loses committed appends: detected against the anchor, seqs never reused")
     func tornWAL() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
