@@ -20,11 +20,10 @@ let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
             .product(name: "VigilCore", package: "vigil"),
         ]
     ),
-    ("FuzzConfig", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "VigilAgent", package: "vigil")]),
-    (
-        "FuzzQuery",
-        [.product(name: "VigilCollector", package: "vigil"), .product(name: "HummingbirdCore", package: "hummingbird")]
-    ),
+    // The agent configuration's parser is compiled in from the agent's source (a symbolic link),
+    // not through VigilAgent, and the query target needs only VigilCore: no HTTP stack in this build.
+    ("FuzzConfig", [.product(name: "VigilPolicy", package: "vigil"), .product(name: "Yams", package: "Yams")]),
+    ("FuzzQuery", [.product(name: "VigilCore", package: "vigil")]),
 ]
 
 let package = Package(
@@ -33,8 +32,8 @@ let package = Package(
     products: fuzzTargets.map { .executable(name: $0.name, targets: [$0.name]) },
     dependencies: [
         .package(name: "vigil", path: ".."),
-        // The collector's own URI parsing, for the query-string target (same version as the root).
-        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0", traits: []),
+        // The agent configuration parser's YAML library (same version as the root).
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         .target(

@@ -105,13 +105,7 @@ public final class Collector: Sendable {
     }
 
     /// Agent ids are 1-64 characters of [A-Za-z0-9._-] (checked at enrollment and by `vigilctl keygen`).
-    public static func isValidAgentId(_ id: String) -> Bool {
-        guard (1...64).contains(id.utf8.count) else { return false }
-        return id.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c == 0x2e || c == 0x5f
-                || c == 0x2d
-        }
-    }
+    public static func isValidAgentId(_ id: String) -> Bool { EventQuery.isValidAgentId(id) }
 
     // MARK: batches
 

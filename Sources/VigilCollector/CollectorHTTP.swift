@@ -221,61 +221,12 @@ public enum CollectorHTTP {
     }
 
     /// Parses query parameters into an `EventQuery`, naming the parameter in every error.
-    static func eventQuery(_ params: Parameters, maxLimit: Int) throws -> EventQuery {
-        let known: Set<String> = ["agent", "type", "rule", "since", "until", "after", "limit"]
-        for (key, _) in params where !known.contains(String(key)) {
-            throw CollectorError(
-                .badRequest,
-                "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))"
-            )
+    /// `GET /v1/events`' query string; a refusal is a 400 that names the parameter.
+    static func eventQuery(_ params: Parameters, maxLimit: Int) throws(CollectorError) -> EventQuery {
+        do {
+            return try EventQuery.parse(params.lazy.map { (key: $0.key, value: $0.value) }, maxLimit: maxLimit)
+        } catch {
+            throw CollectorError(.badRequest, error.message)
         }
-        var q = EventQuery()
-        if let agent = params.get("agent") {
-            guard Collector.isValidAgentId(agent) else {
-                throw CollectorError(.badRequest, "agent: not a valid agent id")
-            }
-            q.agentId = agent
-        }
-        if let types = params.get("type") {
-            q.types = try types.split(separator: ",").map { name in
-                guard let t = EventType(rawValue: String(name)) else {
-                    throw CollectorError(
-                        .badRequest,
-                        "type: '\(name)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
-                    )
-                }
-                return t
-            }
-        }
-        if let rule = params.get("rule") {
-            guard !rule.isEmpty, rule.utf8.count <= 200 else {
-                throw CollectorError(.badRequest, "rule: must be 1-200 characters")
-            }
-            q.ruleId = rule
-        }
-        for (name, keyPath) in [("since", \EventQuery.since), ("until", \EventQuery.until)] {
-            if let text = params.get(name) {
-                guard let t = TimeSpec.parse(text) else {
-                    throw CollectorError(
-                        .badRequest,
-                        "\(name): '\(text)' is not a time (use 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z)"
-                    )
-                }
-                q[keyPath: keyPath] = t
-            }
-        }
-        if let after = params.get("after") {
-            guard let v = Int64(after), v >= 0 else {
-                throw CollectorError(.badRequest, "after: must be a non-negative integer cursor")
-            }
-            q.after = v
-        }
-        if let limit = params.get("limit") {
-            guard let v = Int(limit), v >= 1, v <= maxLimit else {
-                throw CollectorError(.badRequest, "limit: must be an integer from 1 to \(maxLimit)")
-            }
-            q.limit = v
-        }
-        return q
     }
 }

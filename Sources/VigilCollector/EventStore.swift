@@ -104,36 +104,6 @@ public struct AgentSummary: Sendable, Codable, Hashable {
     }
 }
 
-/// Filters for event queries. All are optional and combine with AND.
-public struct EventQuery: Sendable, Hashable {
-    public var agentId: String?
-    public var types: [EventType]
-    public var ruleId: String?
-    public var since: Timestamp?
-    public var until: Timestamp?
-    /// Return events with a storage id greater than this (cursor paging).
-    public var after: Int64?
-    public var limit: Int
-
-    public init(
-        agentId: String? = nil,
-        types: [EventType] = [],
-        ruleId: String? = nil,
-        since: Timestamp? = nil,
-        until: Timestamp? = nil,
-        after: Int64? = nil,
-        limit: Int = 100
-    ) {
-        self.agentId = agentId
-        self.types = types
-        self.ruleId = ruleId
-        self.since = since
-        self.until = until
-        self.after = after
-        self.limit = limit
-    }
-}
-
 /// An event as stored, with where it came from.
 public struct StoredEvent: Sendable, Codable, Hashable {
     /// Storage id, increasing in arrival order: the paging cursor.

@@ -1,6 +1,9 @@
 import FuzzSupport
-import VigilAgent
 import VigilPolicy
+
+// AgentConfiguration.swift here is a symbolic link to the agent's own file
+// (Sources/VigilAgent/AgentConfiguration.swift): the same parser, compiled without the agent's
+// HTTP client and server stack, which keeps the sanitized fuzz build short.
 
 /// The agent's `vigild.yaml` and the policy's `collection.yaml`. Input: one byte choosing which
 /// (even: agent configuration, odd: collection settings), then the YAML text.
