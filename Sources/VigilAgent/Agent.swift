@@ -313,7 +313,7 @@ public final class Agent: Service {
         health: inout [Event]
     ) -> FlowSensor? {
         var filter = network.filter
-        if let own = Self.collectorFilter(configuration.collectorURL) {
+        if let own = Self.collectorFilter(configuration.collectorURLs) {
             filter = filter.map { "(\($0)) and \(own)" } ?? own
         }
         let config = FlowSensorConfiguration(
@@ -335,14 +335,23 @@ public final class Agent: Service {
         }
     }
 
-    /// `not (host H and tcp port P)` for the collector URL, so shipping creates no flow events.
-    static func collectorFilter(_ url: String) -> String? {
-        guard let components = URLComponents(string: url), let host = components.host, !host.isEmpty else { return nil }
-        let port = components.port ?? (components.scheme == "https" ? 443 : 80)
-        guard host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) else {
-            return "not tcp port \(port)"  // a name: BPF would resolve it at compile time; keep to the port
+    /// `not (host H and tcp port P) and ...` for every collector URL (the fallbacks too), so
+    /// shipping to any of them creates no flow events.
+    package static func collectorFilter(_ urls: [String]) -> String? {
+        var clauses: [String] = []
+        for url in urls {
+            guard let components = URLComponents(string: url), var host = components.host, !host.isEmpty else {
+                continue
+            }
+            if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }  // IPv6
+            let port = components.port ?? (components.scheme == "https" ? 443 : 80)
+            // A name: BPF would resolve it at compile time; keep to the port.
+            let clause =
+                host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" })
+                ? "not (host \(host) and tcp port \(port))" : "not tcp port \(port)"
+            if !clauses.contains(clause) { clauses.append(clause) }
         }
-        return "not (host \(host) and tcp port \(port))"
+        return clauses.isEmpty ? nil : clauses.joined(separator: " and ")
     }
 
     /// Buffers a sensor's events for the spool. Each raw event is evaluated against the policy

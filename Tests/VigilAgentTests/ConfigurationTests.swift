@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 import VigilAgent
+import VigilLinux
 import VigilPolicy
+import VigilTestSupport
 
 @Suite("Configuration files")
 struct ConfigurationTests {
@@ -26,6 +28,27 @@ struct ConfigurationTests {
         #expect(c.policiesDirectory == "/etc/vigil/policies")
         #expect(c.shipping.batchMaxEvents == 10)
         #expect(c.logLevel == "debug")
+    }
+
+    @Test(
+        "the flow sensor's own-traffic filter excludes every collector, fallbacks included, and libpcap compiles it",
+        .enabled(if: TestEnvironment.isRoot || TestEnvironment.isCI, "opening a capture needs CAP_NET_RAW")
+    )
+    func collectorTrafficFilter() throws {
+        let c = try AgentConfiguration.parse(
+            yaml:
+                "collector:\n  url: [http://127.0.0.1:8440, 'http://[::1]:8441', https://collector.example, http://127.0.0.1:8440]\nstate_dir: s\npolicies_dir: p\n",
+            file: "/etc/vigil/vigild.yaml"
+        )
+        let filter = try #require(Agent.collectorFilter(c.collectorURLs))
+        #expect(
+            filter
+                == "not (host 127.0.0.1 and tcp port 8440) and not (host ::1 and tcp port 8441) and not tcp port 443"
+        )
+        #expect(Agent.collectorFilter(["not a url"]) == nil)
+        #expect(TestEnvironment.isRoot, "CI must run this as root")
+        // The real libpcap compiles and installs it on a live capture.
+        _ = try PcapCapture(options: PcapCaptureOptions(interface: "lo", filter: filter))
     }
 
     @Test("collector.url may list several collectors: the first is used first, the others are failovers")
