@@ -12,6 +12,7 @@ let package = Package(
             dependencies: [
                 .product(name: "VigilWire", package: "vigil"),
                 .product(name: "VigilCore", package: "vigil"),
+                .product(name: "VigilSensors", package: "vigil"),
             ]
         )
     ]

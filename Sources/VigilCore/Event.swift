@@ -434,6 +434,9 @@ public struct Alert: Hashable, Sendable, Codable {
     public var event: Event?
     /// Rule author credit (kept for Sigma's Detection Rule License).
     public var author: String?
+    /// Hits of the same rule dropped by its suppression window or rate limit since the
+    /// previous alert (the rule's `vigil:` settings).
+    public var suppressedCount: UInt64
 
     public init(
         ruleId: String,
@@ -441,7 +444,8 @@ public struct Alert: Hashable, Sendable, Codable {
         level: String,
         tags: [String] = [],
         event: Event? = nil,
-        author: String? = nil
+        author: String? = nil,
+        suppressedCount: UInt64 = 0
     ) {
         self.ruleId = ruleId
         self.title = title
@@ -449,11 +453,25 @@ public struct Alert: Hashable, Sendable, Codable {
         self.tags = tags
         self.event = event
         self.author = author
+        self.suppressedCount = suppressedCount
     }
 
     enum CodingKeys: String, CodingKey {
         case ruleId = "rule_id"
+        case suppressedCount = "suppressed_count"
         case title, level, tags, event, author
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        ruleId = try c.decode(String.self, forKey: .ruleId)
+        title = try c.decode(String.self, forKey: .title)
+        level = try c.decode(String.self, forKey: .level)
+        tags = try c.decode([String].self, forKey: .tags)
+        event = try c.decodeIfPresent(Event.self, forKey: .event)
+        author = try c.decodeIfPresent(String.self, forKey: .author)
+        // Absent in alerts recorded before the count existed.
+        suppressedCount = try c.decodeIfPresent(UInt64.self, forKey: .suppressedCount) ?? 0
     }
 }
 

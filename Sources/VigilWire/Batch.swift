@@ -3,8 +3,13 @@ import Foundation
 import SwiftProtobuf
 import VigilCore
 
-/// The format version written in every batch header.
-public let batchFormatVersion: UInt32 = 1
+/// The format version written in every batch header. Format 2 leaves each body event's implied
+/// seq out and codes its time as a delta from the previous event's (see vigil.proto); format 1
+/// bodies (events in full) are still read.
+public let batchFormatVersion: UInt32 = 2
+
+/// The format versions `BatchOpener` reads.
+public let supportedBatchFormatVersions: ClosedRange<UInt32> = 1...2
 
 /// SHA-256 of nothing-before-the-first-batch: 32 zero bytes.
 public let genesisHeaderHash = [UInt8](repeating: 0, count: 32)
@@ -21,6 +26,10 @@ public struct BatchHeader: Hashable, Sendable {
     public var bodyHash: [UInt8]
     public var compressed: Bool
     public var uncompressedSize: UInt64
+    /// 1: body events in full; 2: implied seqs and delta-coded times.
+    public var formatVersion: UInt32 = batchFormatVersion
+    /// Format 2: the time the first body event's `time_delta_nano` counts from.
+    public var baseTime = Timestamp(nanosecondsSinceEpoch: 0)
 
     /// The seq of the last event in the batch (`firstSeq` when the batch is empty).
     public var lastSeq: UInt64 { eventCount == 0 ? firstSeq : firstSeq + UInt64(eventCount) - 1 }
@@ -44,12 +53,16 @@ public struct SealedBatch: Sendable {
 
     /// A serialized `vigil.v1.Batch` from its three parts, as stored by a collector.
     public static func envelope(headerBytes: [UInt8], signature: [UInt8], body: [UInt8]) -> [UInt8] {
-        var m = Vigil_V1_Batch()
-        m.header = Data(headerBytes)
-        m.signature = Data(signature)
-        m.body = Data(body)
-        // Serializing a message with only bytes fields cannot fail.
-        return (try? m.serializedBytes()) ?? []
+        // Written directly, as SwiftProtobuf writes `vigil.v1.Batch`: fields 1-3 in order, each a
+        // tag, a length and the bytes, left out when empty. The body is copied once.
+        var out: [UInt8] = []
+        out.reserveCapacity(headerBytes.count + signature.count + body.count + 3 * 6)
+        for (tag, bytes) in [(UInt8(0x0a), headerBytes), (0x12, signature), (0x1a, body)] where !bytes.isEmpty {
+            out.append(tag)
+            Varint.append(UInt64(bytes.count), to: &out)
+            out.append(contentsOf: bytes)
+        }
+        return out
     }
 }
 
@@ -60,6 +73,13 @@ public struct SealedBatch: Sendable {
 public struct BatchSealer {
     public let identity: AgentIdentity
     private let zstd: Zstd
+    /// Buffers kept from one batch to the next.
+    private let scratch = Scratch()
+
+    private final class Scratch {
+        var body: [UInt8] = []
+        var writer = EventWriter()
+    }
 
     public init(identity: AgentIdentity, compressionLevel: Int32 = 3) {
         self.identity = identity
@@ -75,20 +95,35 @@ public struct BatchSealer {
         prevHeaderHash: [UInt8],
         created: Timestamp = .now()
     ) throws(WireError) -> SealedBatch {
-        var raw: [UInt8] = []
-        raw.reserveCapacity(events.count * 96)
-        for event in events {
-            let bytes = try EventCodec.encode(event)
-            Varint.append(UInt64(bytes.count), to: &raw)
-            raw.append(contentsOf: bytes)
+        let firstSeq = events.first?.seq ?? 0
+        let baseTime = events.first?.time.nanosecondsSinceEpoch ?? 0
+        var previousTime = baseTime
+        // The body buffer and the writer are taken out of the scratch (so they stay uniquely
+        // referenced while written) and put back for the next batch.
+        var raw = scratch.body
+        scratch.body = []
+        raw.removeAll(keepingCapacity: true)
+        defer { scratch.body = raw }
+        var writer = scratch.writer
+        scratch.writer = EventWriter(reserving: 0)
+        defer { scratch.writer = writer }
+        for (index, event) in events.enumerated() {
+            try writer.appendBodyForm(
+                event,
+                seq: try BodyForm.explicitSeq(event.seq, expected: firstSeq &+ UInt64(index), index: index),
+                timeDelta: event.time.nanosecondsSinceEpoch &- previousTime,
+                to: &raw
+            )
+            previousTime = event.time.nanosecondsSinceEpoch
         }
         return try seal(
             rawBody: raw,
-            firstSeq: events.first?.seq ?? 0,
+            firstSeq: firstSeq,
             eventCount: UInt32(events.count),
             batchSeq: batchSeq,
             prevHeaderHash: prevHeaderHash,
-            created: created
+            created: created,
+            baseTime: Timestamp(nanosecondsSinceEpoch: baseTime)
         )
     }
 
@@ -100,11 +135,19 @@ public struct BatchSealer {
         prevHeaderHash: [UInt8],
         created: Timestamp = .now()
     ) throws(WireError) -> SealedBatch {
-        var raw: [UInt8] = []
-        raw.reserveCapacity(encodedEvents.reduce(0) { $0 + $1.count + 3 })
-        for bytes in encodedEvents {
-            Varint.append(UInt64(bytes.count), to: &raw)
-            raw.append(contentsOf: bytes)
+        var raw = scratch.body
+        scratch.body = []
+        raw.removeAll(keepingCapacity: true)
+        defer { scratch.body = raw }
+        var previousTime: Int64? = nil
+        for (index, bytes) in encodedEvents.enumerated() {
+            try BodyForm.append(
+                bytes,
+                expectedSeq: firstSeq &+ UInt64(index),
+                index: index,
+                previousTime: &previousTime,
+                to: &raw
+            )
         }
         return try seal(
             rawBody: raw,
@@ -112,7 +155,8 @@ public struct BatchSealer {
             eventCount: UInt32(encodedEvents.count),
             batchSeq: batchSeq,
             prevHeaderHash: prevHeaderHash,
-            created: created
+            created: created,
+            baseTime: Timestamp(nanosecondsSinceEpoch: BodyForm.baseTime(of: encodedEvents.first) ?? 0)
         )
     }
 
@@ -122,7 +166,8 @@ public struct BatchSealer {
         eventCount: UInt32,
         batchSeq: UInt64,
         prevHeaderHash: [UInt8],
-        created: Timestamp
+        created: Timestamp,
+        baseTime: Timestamp
     ) throws(WireError) -> SealedBatch {
         try seal(
             body: try zstd.compress(raw),
@@ -131,12 +176,14 @@ public struct BatchSealer {
             eventCount: eventCount,
             batchSeq: batchSeq,
             prevHeaderHash: prevHeaderHash,
-            created: created
+            created: created,
+            baseTime: baseTime
         )
     }
 
     /// Signs an already compressed body (used when re-sending from the spool and by tests that
-    /// need a body that is deliberately wrong).
+    /// need a body that is deliberately wrong). `formatVersion` and `baseTime` describe how the
+    /// body codes its events (see `batchFormatVersion`).
     public func seal(
         body: [UInt8],
         uncompressedSize: UInt64,
@@ -144,7 +191,9 @@ public struct BatchSealer {
         eventCount: UInt32,
         batchSeq: UInt64,
         prevHeaderHash: [UInt8],
-        created: Timestamp = .now()
+        created: Timestamp = .now(),
+        formatVersion: UInt32 = batchFormatVersion,
+        baseTime: Timestamp = Timestamp(nanosecondsSinceEpoch: 0)
     ) throws(WireError) -> SealedBatch {
         let header = BatchHeader(
             agentId: identity.agentId,
@@ -156,10 +205,13 @@ public struct BatchSealer {
             prevHeaderHash: prevHeaderHash,
             bodyHash: Array(SHA256.hash(data: body)),
             compressed: true,
-            uncompressedSize: uncompressedSize
+            uncompressedSize: uncompressedSize,
+            formatVersion: formatVersion,
+            baseTime: baseTime
         )
         var pb = Vigil_V1_BatchHeader()
-        pb.formatVersion = batchFormatVersion
+        pb.formatVersion = header.formatVersion
+        pb.baseTimeUnixNano = header.baseTime.nanosecondsSinceEpoch
         pb.agentID = header.agentId
         pb.keyID = header.keyId
         pb.batchSeq = header.batchSeq
@@ -226,10 +278,11 @@ public enum BatchOpener {
         } catch {
             throw WireError(.malformedBatch, "batch header is not a vigil.v1.BatchHeader: \(error)")
         }
-        guard pb.formatVersion == batchFormatVersion else {
+        guard supportedBatchFormatVersions.contains(pb.formatVersion) else {
             throw WireError(
                 .unsupportedVersion,
-                "batch format version \(pb.formatVersion) is not supported (expected \(batchFormatVersion))"
+                "batch format version \(pb.formatVersion) is not supported (expected "
+                    + "\(supportedBatchFormatVersions.lowerBound)-\(supportedBatchFormatVersions.upperBound))"
             )
         }
         guard !pb.agentID.isEmpty else { throw WireError(.malformedBatch, "batch header has no agent_id") }
@@ -254,7 +307,9 @@ public enum BatchOpener {
             prevHeaderHash: Array(pb.prevHeaderSha256),
             bodyHash: Array(pb.bodySha256),
             compressed: pb.compression == .zstd,
-            uncompressedSize: pb.bodyUncompressedSize
+            uncompressedSize: pb.bodyUncompressedSize,
+            formatVersion: pb.formatVersion,
+            baseTime: Timestamp(nanosecondsSinceEpoch: pb.baseTimeUnixNano)
         )
         return SealedBatch(
             header: header,
@@ -314,6 +369,8 @@ public enum BatchOpener {
         }
         var events: [Event] = []
         events.reserveCapacity(Int(batch.header.eventCount))
+        let implied = batch.header.formatVersion >= 2
+        var previousTime = batch.header.baseTime.nanosecondsSinceEpoch
         var offset = 0
         while offset < raw.count {
             guard let (length, used) = Varint.read(raw, at: offset) else {
@@ -324,8 +381,24 @@ public enum BatchOpener {
                 throw WireError(.malformedEvent, "event at body offset \(offset) runs past the end of the body")
             }
             let end = offset + Int(length)
-            let event = try EventCodec.decode(Array(raw[offset..<end]))
-            let expectedSeq = batch.header.firstSeq + UInt64(events.count)
+            let message: Vigil_V1_Event
+            do {
+                message = try Vigil_V1_Event(serializedBytes: Array(raw[offset..<end]))
+            } catch {
+                throw WireError(.malformedEvent, "event \(events.count) is not valid vigil.v1.Event protobuf: \(error)")
+            }
+            let expectedSeq = batch.header.firstSeq &+ UInt64(events.count)
+            var event = try EventCodec.event(from: message)
+            if implied {
+                guard message.timeUnixNano == 0 else {
+                    throw WireError(.malformedEvent, "event \(events.count) carries time_unix_nano in a format 2 body")
+                }
+                if message.seq == 0 { event.seq = expectedSeq }
+                previousTime &+= message.timeDeltaNano
+                event.time = Timestamp(nanosecondsSinceEpoch: previousTime)
+            } else if message.timeDeltaNano != 0 {
+                throw WireError(.malformedEvent, "event \(events.count) carries time_delta_nano in a format 1 body")
+            }
             guard event.seq == expectedSeq else {
                 throw WireError(.countMismatch, "event \(events.count) has seq \(event.seq), expected \(expectedSeq)")
             }
@@ -351,6 +424,11 @@ public enum Varint {
             v >>= 7
         }
         out.append(UInt8(v))
+    }
+
+    /// How many bytes `append` writes for `value`.
+    public static func size(_ value: UInt64) -> Int {
+        (64 - value.leadingZeroBitCount + 6) / 7 + (value == 0 ? 1 : 0)
     }
 
     /// The value and the number of bytes it used, or nil if truncated or longer than 10 bytes.

@@ -6,11 +6,8 @@ import VigilCore
 public enum EventCodec {
     /// Serializes one event to protobuf bytes.
     public static func encode(_ event: Event) throws(WireError) -> [UInt8] {
-        do {
-            return try message(from: event).serializedBytes()
-        } catch {
-            throw WireError(.malformedEvent, "cannot encode event \(event.seq): \(error)")
-        }
+        var writer = EventWriter()
+        return try writer.full(event)
     }
 
     /// Parses one event from protobuf bytes.
@@ -135,7 +132,8 @@ public enum EventCodec {
         pb.origTcpFlags = UInt32(f.origTCPFlags)
         pb.respTcpFlags = UInt32(f.respTCPFlags)
         pb.state = f.state
-        pb.communityID = f.communityID
+        // Readers compute the Community ID when it is left out (FlowCommunityID).
+        if !FlowCommunityID.matches(f) { pb.communityID = f.communityID }
         pb.image = f.image ?? ""
         pb.processID = f.processId ?? 0
         return pb
@@ -149,6 +147,7 @@ public enum EventCodec {
         pb.tags = a.tags
         if let e = a.event { pb.event = message(from: e) }
         pb.author = a.author ?? ""
+        pb.suppressedCount = a.suppressedCount
         return pb
     }
 
@@ -168,7 +167,8 @@ public enum EventCodec {
                     level: a.level,
                     tags: a.tags,
                     event: a.hasEvent ? try event(from: a.event) : nil,
-                    author: a.author.nilIfEmpty
+                    author: a.author.nilIfEmpty,
+                    suppressedCount: a.suppressedCount
                 )
             )
         case .health(let h):
@@ -249,6 +249,12 @@ public enum EventCodec {
     }
 
     static func flowEvent(from pb: Vigil_V1_FlowEvent) throws(WireError) -> FlowEvent {
+        var flow = try flowFields(from: pb)
+        flow.communityID = pb.hasCommunityID ? pb.communityID : FlowCommunityID.derive(flow)
+        return flow
+    }
+
+    private static func flowFields(from pb: Vigil_V1_FlowEvent) throws(WireError) -> FlowEvent {
         guard pb.origP <= UInt16.max, pb.respP <= UInt16.max, pb.origTcpFlags <= UInt8.max, pb.respTcpFlags <= UInt8.max
         else {
             throw WireError(.malformedEvent, "flow event has a port or flag byte out of range")
@@ -270,7 +276,6 @@ public enum EventCodec {
             origTCPFlags: UInt8(pb.origTcpFlags),
             respTCPFlags: UInt8(pb.respTcpFlags),
             state: pb.state,
-            communityID: pb.communityID,
             image: pb.image.nilIfEmpty,
             processId: pb.processID == 0 ? nil : pb.processID
         )

@@ -26,16 +26,22 @@ public final class Zstd {
 
     public func compress(_ input: [UInt8]) throws(WireError) -> [UInt8] {
         let bound = ZSTD_compressBound(input.count)
-        var out = [UInt8](repeating: 0, count: bound)
-        let written = input.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
+        var error = 0
+        // Written in place: no zero-filling of the worst-case bound, no second copy.
+        let out = [UInt8](unsafeUninitializedCapacity: bound) { dst, count in
+            let written = input.withUnsafeBytes { src in
                 ZSTD_compressCCtx(cctx, dst.baseAddress, dst.count, src.baseAddress, src.count, level)
             }
+            if ZSTD_isError(written) != 0 {
+                error = written
+                count = 0
+            } else {
+                count = written
+            }
         }
-        if ZSTD_isError(written) != 0 {
-            throw WireError(.compressionFailed, String(cString: ZSTD_getErrorName(written)))
+        if error != 0 {
+            throw WireError(.compressionFailed, String(cString: ZSTD_getErrorName(error)))
         }
-        out.removeSubrange(written...)
         return out
     }
 

@@ -73,7 +73,8 @@ enum Fixtures {
             level: "high",
             tags: ["attack.t1105"],
             event: matched,
-            author: "someone"
+            author: "someone",
+            suppressedCount: 7
         )
         let payloads: [Event.Payload] = [
             .file(file), .process(process), .flow(flow), .alert(alert), .health(health), .gap(gap),

@@ -19,6 +19,14 @@
 // and `body` is the zstd-compressed concatenation of length-delimited `Event`s
 // (each an unsigned LEB128 varint length followed by the serialized Event).
 //
+// Format 2 (what agents write now) codes two fields of each top-level body event against the
+// batch instead of repeating them: `seq` is left out when it is the implied one
+// (`BatchHeader.first_seq` + the event's position), and the time travels as `time_delta_nano`,
+// the difference from the previous event's time (for the first event, from
+// `BatchHeader.base_time_unix_nano`), instead of `time_unix_nano`. Format 1 bodies carry both
+// fields in full and still decode. Events outside a batch body (spools, alerts' matching
+// events, storage) always carry `seq` and `time_unix_nano`.
+//
 // Regenerate the Swift code with `Sources/VigilWire/generate.sh`.
 
 #if canImport(FoundationEssentials)
@@ -77,7 +85,7 @@ public nonisolated struct Vigil_V1_BatchHeader: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// 1
+  /// 2 (1: events carry seq and time in full)
   public var formatVersion: UInt32 = 0
 
   public var agentID: String = String()
@@ -104,6 +112,9 @@ public nonisolated struct Vigil_V1_BatchHeader: Sendable {
   public var compression: Vigil_V1_Compression = .none
 
   public var bodyUncompressedSize: UInt64 = 0
+
+  /// format 2: the first event's time_delta_nano counts from here
+  public var baseTimeUnixNano: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -142,6 +153,12 @@ public nonisolated struct Vigil_V1_Event: @unchecked Sendable {
   public var timeUnixNano: Int64 {
     get {_storage._timeUnixNano}
     set {_uniqueStorage()._timeUnixNano = newValue}
+  }
+
+  /// in a format 2 body only, instead of time_unix_nano (see above)
+  public var timeDeltaNano: Int64 {
+    get {_storage._timeDeltaNano}
+    set {_uniqueStorage()._timeDeltaNano = newValue}
   }
 
   public var payload: OneOf_Payload? {
@@ -609,10 +626,16 @@ public nonisolated struct Vigil_V1_FlowEvent: @unchecked Sendable {
     set {_uniqueStorage()._state = newValue}
   }
 
+  /// Community ID v1 of (proto, orig_h, orig_p, resp_h, resp_p), seed 0. Left out when it is
+  /// exactly that hash, so readers compute it; present (even empty) when it is anything else.
   public var communityID: String {
-    get {_storage._communityID}
+    get {_storage._communityID ?? String()}
     set {_uniqueStorage()._communityID = newValue}
   }
+  /// Returns true if `communityID` has been explicitly set.
+  public var hasCommunityID: Bool {_storage._communityID != nil}
+  /// Clears the value of `communityID`. Subsequent reads from it will return its default value.
+  public mutating func clearCommunityID() {_uniqueStorage()._communityID = nil}
 
   public var image: String {
     get {_storage._image}
@@ -672,6 +695,12 @@ public nonisolated struct Vigil_V1_Alert: @unchecked Sendable {
     set {_uniqueStorage()._author = newValue}
   }
 
+  /// hits of this rule dropped by its suppression window or rate limit since the previous alert
+  public var suppressedCount: UInt64 {
+    get {_storage._suppressedCount}
+    set {_uniqueStorage()._suppressedCount = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -725,7 +754,7 @@ nonisolated extension Vigil_V1_Compression: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Vigil_V1_BatchHeader: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BatchHeader"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}agent_id\0\u{3}key_id\0\u{3}batch_seq\0\u{3}first_seq\0\u{3}event_count\0\u{3}created_unix_nano\0\u{3}prev_header_sha256\0\u{3}body_sha256\0\u{1}compression\0\u{3}body_uncompressed_size\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}format_version\0\u{3}agent_id\0\u{3}key_id\0\u{3}batch_seq\0\u{3}first_seq\0\u{3}event_count\0\u{3}created_unix_nano\0\u{3}prev_header_sha256\0\u{3}body_sha256\0\u{1}compression\0\u{3}body_uncompressed_size\0\u{3}base_time_unix_nano\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -744,6 +773,7 @@ nonisolated extension Vigil_V1_BatchHeader: SwiftProtobuf.Message, SwiftProtobuf
       case 9: try { try decoder.decodeSingularBytesField(value: &self.bodySha256) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.compression) }()
       case 11: try { try decoder.decodeSingularUInt64Field(value: &self.bodyUncompressedSize) }()
+      case 12: try { try decoder.decodeSingularInt64Field(value: &self.baseTimeUnixNano) }()
       default: break
       }
     }
@@ -783,6 +813,9 @@ nonisolated extension Vigil_V1_BatchHeader: SwiftProtobuf.Message, SwiftProtobuf
     if self.bodyUncompressedSize != 0 {
       try visitor.visitSingularUInt64Field(value: self.bodyUncompressedSize, fieldNumber: 11)
     }
+    if self.baseTimeUnixNano != 0 {
+      try visitor.visitSingularInt64Field(value: self.baseTimeUnixNano, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -798,6 +831,7 @@ nonisolated extension Vigil_V1_BatchHeader: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.bodySha256 != rhs.bodySha256 {return false}
     if lhs.compression != rhs.compression {return false}
     if lhs.bodyUncompressedSize != rhs.bodyUncompressedSize {return false}
+    if lhs.baseTimeUnixNano != rhs.baseTimeUnixNano {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -845,11 +879,12 @@ nonisolated extension Vigil_V1_Batch: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Vigil_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Event"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}time_unix_nano\0\u{2}\u{8}file\0\u{1}process\0\u{1}flow\0\u{1}alert\0\u{1}health\0\u{1}gap\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}seq\0\u{3}time_unix_nano\0\u{3}time_delta_nano\0\u{2}\u{7}file\0\u{1}process\0\u{1}flow\0\u{1}alert\0\u{1}health\0\u{1}gap\0")
 
   fileprivate class _StorageClass {
     var _seq: UInt64 = 0
     var _timeUnixNano: Int64 = 0
+    var _timeDeltaNano: Int64 = 0
     var _payload: Vigil_V1_Event.OneOf_Payload?
 
       // This property is used as the initial default value for new instances of the type.
@@ -863,6 +898,7 @@ nonisolated extension Vigil_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Mess
     init(copying source: _StorageClass) {
       _seq = source._seq
       _timeUnixNano = source._timeUnixNano
+      _timeDeltaNano = source._timeDeltaNano
       _payload = source._payload
     }
   }
@@ -884,6 +920,7 @@ nonisolated extension Vigil_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Mess
         switch fieldNumber {
         case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._seq) }()
         case 2: try { try decoder.decodeSingularInt64Field(value: &_storage._timeUnixNano) }()
+        case 3: try { try decoder.decodeSingularSInt64Field(value: &_storage._timeDeltaNano) }()
         case 10: try {
           var v: Vigil_V1_FileEvent?
           var hadOneofValue = false
@@ -980,6 +1017,9 @@ nonisolated extension Vigil_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if _storage._timeUnixNano != 0 {
         try visitor.visitSingularInt64Field(value: _storage._timeUnixNano, fieldNumber: 2)
       }
+      if _storage._timeDeltaNano != 0 {
+        try visitor.visitSingularSInt64Field(value: _storage._timeDeltaNano, fieldNumber: 3)
+      }
       switch _storage._payload {
       case .file?: try {
         guard case .file(let v)? = _storage._payload else { preconditionFailure() }
@@ -1018,6 +1058,7 @@ nonisolated extension Vigil_V1_Event: SwiftProtobuf.Message, SwiftProtobuf._Mess
         let rhs_storage = _args.1
         if _storage._seq != rhs_storage._seq {return false}
         if _storage._timeUnixNano != rhs_storage._timeUnixNano {return false}
+        if _storage._timeDeltaNano != rhs_storage._timeDeltaNano {return false}
         if _storage._payload != rhs_storage._payload {return false}
         return true
       }
@@ -1367,7 +1408,7 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
     var _origTcpFlags: UInt32 = 0
     var _respTcpFlags: UInt32 = 0
     var _state: String = String()
-    var _communityID: String = String()
+    var _communityID: String? = nil
     var _image: String = String()
     var _processID: UInt32 = 0
 
@@ -1444,6 +1485,10 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
     try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
       if _storage._ts.bitPattern != 0 {
         try visitor.visitSingularDoubleField(value: _storage._ts, fieldNumber: 1)
       }
@@ -1492,9 +1537,9 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
       if !_storage._state.isEmpty {
         try visitor.visitSingularStringField(value: _storage._state, fieldNumber: 16)
       }
-      if !_storage._communityID.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._communityID, fieldNumber: 17)
-      }
+      try { if let v = _storage._communityID {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 17)
+      } }()
       if !_storage._image.isEmpty {
         try visitor.visitSingularStringField(value: _storage._image, fieldNumber: 20)
       }
@@ -1540,7 +1585,7 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Alert"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}rule_id\0\u{1}title\0\u{1}level\0\u{1}tags\0\u{1}event\0\u{1}author\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}rule_id\0\u{1}title\0\u{1}level\0\u{1}tags\0\u{1}event\0\u{1}author\0\u{3}suppressed_count\0")
 
   fileprivate class _StorageClass {
     var _ruleID: String = String()
@@ -1549,6 +1594,7 @@ nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Mess
     var _tags: [String] = []
     var _event: Vigil_V1_Event? = nil
     var _author: String = String()
+    var _suppressedCount: UInt64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1565,6 +1611,7 @@ nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Mess
       _tags = source._tags
       _event = source._event
       _author = source._author
+      _suppressedCount = source._suppressedCount
     }
   }
 
@@ -1589,6 +1636,7 @@ nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Mess
         case 4: try { try decoder.decodeRepeatedStringField(value: &_storage._tags) }()
         case 5: try { try decoder.decodeSingularMessageField(value: &_storage._event) }()
         case 6: try { try decoder.decodeSingularStringField(value: &_storage._author) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._suppressedCount) }()
         default: break
         }
       }
@@ -1619,6 +1667,9 @@ nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Mess
       if !_storage._author.isEmpty {
         try visitor.visitSingularStringField(value: _storage._author, fieldNumber: 6)
       }
+      if _storage._suppressedCount != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._suppressedCount, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1634,6 +1685,7 @@ nonisolated extension Vigil_V1_Alert: SwiftProtobuf.Message, SwiftProtobuf._Mess
         if _storage._tags != rhs_storage._tags {return false}
         if _storage._event != rhs_storage._event {return false}
         if _storage._author != rhs_storage._author {return false}
+        if _storage._suppressedCount != rhs_storage._suppressedCount {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -5,12 +5,14 @@
 // usage: wire-bench [--events N] [--batch N] [--level ZSTD_LEVEL] [--json-out FILE]
 import Foundation
 import VigilCore
+import VigilSensors
 import VigilWire
 
 var count = 1_000_000
 var batchSize = 2000
 var jsonOut: String? = nil
 var level: Int32 = 3
+var breakdown = false
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -18,6 +20,7 @@ while let a = args.popFirst() {
     case "--batch": batchSize = Int(args.popFirst() ?? "") ?? batchSize
     case "--json-out": jsonOut = args.popFirst()
     case "--level": level = Int32(args.popFirst() ?? "") ?? level
+    case "--breakdown": breakdown = true
     default:
         FileHandle.standardError.write(
             Data("usage: wire-bench [--events N] [--batch N] [--level ZSTD_LEVEL] [--json-out FILE]\n".utf8)
@@ -60,8 +63,14 @@ let users = ["root", "www-data", "postgres", "app", "backup"]
 
 /// A host's worth of activity: a fixed population of files (each keeps its inode, owner and
 /// mode; its size and hash change when it is written), processes exec'd by a few parents with
-/// increasing pids, and flows between a few hundred peers and services. Hashes, community ids,
-/// timestamps and counters stay as random as they are on a real host.
+/// increasing pids, and flows between a few hundred peers and services. Hashes, ephemeral
+/// ports, timestamps and counters stay as random as they are on a real host.
+///
+/// Flows are what the flow sensor reports: `ts` is the first packet's (pcap, microseconds),
+/// before the event's own time (the flow is reported once it ended), and `community_id` is the
+/// Community ID of the 5-tuple computed by the sensor's own code. (An earlier version used
+/// random bytes for it, which no real flow has; a real Community ID is as incompressible for
+/// both sides, since each flow's tuple is new, but a reader can recompute it from the tuple.)
 func makeEvents(_ n: Int) -> [Event] {
     var r = Random(state: 42)
     var t: Int64 = 1_764_334_800_000_000_000
@@ -151,13 +160,18 @@ func makeEvents(_ n: Int) -> [Event] {
             let service = services[r.below(services.count)]
             let tcp = service.port != 53
             let pkts = UInt64(1 + r.below(40))
+            let durationMicros = Int64(r.below(100_000_000))
+            let reportDelayMicros = Int64(1_000_000 + r.below(1_000_000))  // idle timeout
+            let firstMicros = t / 1000 - durationMicros - reportDelayMicros
+            let peer = peers[r.below(peers.count)]
+            let origP = UInt16(32768 + r.below(28000))
             payload = .flow(
                 FlowEvent(
-                    ts: Double(t) / 1e9,
-                    duration: Double(r.below(100_000)) / 1000,
+                    ts: Double(firstMicros) / 1e6,
+                    duration: Double(durationMicros) / 1e6,
                     proto: tcp ? "tcp" : "udp",
-                    origH: peers[r.below(peers.count)],
-                    origP: UInt16(32768 + r.below(28000)),
+                    origH: peer,
+                    origP: origP,
                     respH: service.ip,
                     respP: service.port,
                     origPkts: pkts,
@@ -169,14 +183,25 @@ func makeEvents(_ n: Int) -> [Event] {
                     origTCPFlags: tcp ? 0x1b : 0,
                     respTCPFlags: tcp ? 0x1a : 0,
                     state: tcp ? "SF" : "",
-                    communityID: "1:"
-                        + Data((0..<20).map { _ in UInt8(truncatingIfNeeded: r.next()) }).base64EncodedString()
+                    communityID: CommunityID.compute(
+                        family: 4,
+                        source: ipv4(peer),
+                        destination: ipv4(service.ip),
+                        proto: tcp ? 6 : 17,
+                        sourcePort: origP,
+                        destinationPort: service.port
+                    )
                 )
             )
         }
         events.append(Event(seq: seq, time: Timestamp(nanosecondsSinceEpoch: t), payload: payload))
     }
     return events
+}
+
+/// The address bits of a dotted IPv4 address, as the flow sensor keeps them.
+func ipv4(_ text: String) -> IPAddressBits {
+    IPAddressBits(high: 0, low: text.split(separator: ".").reduce(0) { $0 << 8 | UInt64($1)! })
 }
 
 func threadCPU() -> Double {
@@ -195,6 +220,101 @@ if let jsonOut {
         out.append(0x0a)
     }
     try out.write(to: URL(fileURLWithPath: jsonOut))
+}
+
+/// Wire bytes per event of `events` sealed in batches (no timing).
+func wireBytesPerEvent(_ events: [Event], sealer: BatchSealer, batchSize: Int) throws -> Double {
+    var bytes = 0
+    var prev = genesisHeaderHash
+    var i = 0
+    while i < events.count {
+        let batch = try sealer.seal(
+            events: Array(events[i..<min(i + batchSize, events.count)]),
+            batchSeq: UInt64(i / batchSize + 1),
+            prevHeaderHash: prev
+        )
+        bytes += batch.serialized().count
+        prev = batch.headerHash
+        i += batchSize
+    }
+    return Double(bytes) / Double(events.count)
+}
+
+if breakdown {
+    // Where the bytes go: the same stream with one group of fields blanked at a time. The drop
+    // from the full stream is what that group costs on the wire, per event of the whole stream.
+    let sealer = BatchSealer(identity: AgentIdentity.generate(), compressionLevel: level)
+    let full = try wireBytesPerEvent(events, sealer: sealer, batchSize: batchSize)
+    print("full stream: \(full) bytes/event")
+    func variant(_ name: String, _ change: (inout Event) -> Void) throws {
+        var copy = events
+        for i in copy.indices { change(&copy[i]) }
+        let b = try wireBytesPerEvent(copy, sealer: sealer, batchSize: batchSize)
+        print("\(name.padding(toLength: 36, withPad: " ", startingAt: 0)) \(b) (-\(full - b))")
+    }
+    for kind in [EventType.file, .process, .flow] {
+        let only = events.filter { $0.type == kind }
+        print(
+            "only \(kind) events: \(only.count), \(try wireBytesPerEvent(only, sealer: sealer, batchSize: batchSize)) bytes each"
+        )
+    }
+    try variant("time = 0") { $0.time = Timestamp(nanosecondsSinceEpoch: 0) }
+    try variant("file sha256 = nil") {
+        if case .file(var f) = $0.payload {
+            f.sha256 = nil
+            $0.payload = .file(f)
+        }
+    }
+    try variant("file metadata = nil") {
+        if case .file(var f) = $0.payload {
+            f.metadata = nil
+            $0.payload = .file(f)
+        }
+    }
+    try variant("flow community_id = \"\"") {
+        if case .flow(var f) = $0.payload {
+            f.communityID = ""
+            $0.payload = .flow(f)
+        }
+    }
+    try variant("flow ts, duration = 0") {
+        if case .flow(var f) = $0.payload {
+            f.ts = 0
+            f.duration = 0
+            $0.payload = .flow(f)
+        }
+    }
+    try variant("flow counters = 0") {
+        if case .flow(var f) = $0.payload {
+            f.origPkts = 0
+            f.respPkts = 0
+            f.origBytes = 0
+            f.respBytes = 0
+            f.origIPBytes = 0
+            f.respIPBytes = 0
+            $0.payload = .flow(f)
+        }
+    }
+    try variant("flow orig_p = 0") {
+        if case .flow(var f) = $0.payload {
+            f.origP = 0
+            $0.payload = .flow(f)
+        }
+    }
+    try variant("process argv = []") {
+        if case .process(var p) = $0.payload {
+            p.argv = []
+            $0.payload = .process(p)
+        }
+    }
+    try variant("process pid, start ticks = 0") {
+        if case .process(var p) = $0.payload {
+            p.processId = 0
+            p.startTimeTicks = nil
+            $0.payload = .process(p)
+        }
+    }
+    exit(0)
 }
 
 let sealer = BatchSealer(identity: AgentIdentity.generate(), compressionLevel: level)
