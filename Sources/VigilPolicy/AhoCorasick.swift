@@ -3,7 +3,7 @@
 ///
 /// With `foldASCII`, `A`–`Z` share the class of `a`–`z`, so lower-cased patterns match values
 /// of any ASCII case without copying them.
-struct AhoCorasick: Sendable {
+final class AhoCorasick: Sendable {
     /// Byte → class; class 0 is "a byte no pattern contains".
     let byteClass: [UInt8]
     let classCount: Int

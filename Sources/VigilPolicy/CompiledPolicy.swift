@@ -12,6 +12,8 @@ public final class CompiledPolicy: Sendable {
     let indexes: [CategoryIndex?]
     let maximumPredicates: Int
     let maximumRules: Int
+    let maximumDirects: Int
+    let maximumSlots: Int
 
     /// Compiles `rules`; rules that are not applicable are left out.
     public init(rules: [SigmaRule]) {
@@ -28,13 +30,15 @@ public final class CompiledPolicy: Sendable {
             byCategory[category].map { CategoryIndex(category: category, ruleIDs: $0, rules: kept) }
         }
         self.indexes = indexes
-        maximumPredicates = indexes.map { $0?.predicateRules.count ?? 0 }.max() ?? 0
+        maximumPredicates = indexes.map { $0?.predicateCount ?? 0 }.max() ?? 0
         maximumRules = indexes.map { $0?.ruleIDs.count ?? 0 }.max() ?? 0
+        maximumDirects = indexes.map { $0?.directs.count ?? 0 }.max() ?? 0
+        maximumSlots = indexes.map { $0?.slotNames.count ?? 0 }.max() ?? 0
     }
 
     /// Scratch space sized for this policy; reuse one per thread of evaluation.
     public func makeScratch() -> MatchScratch {
-        MatchScratch(predicates: maximumPredicates, rules: maximumRules)
+        MatchScratch(predicates: maximumPredicates, rules: maximumRules, directs: maximumDirects, slots: maximumSlots)
     }
 
     /// The indices (into `rules`) of the rules matching `event`, exceptions applied, ascending.
@@ -53,8 +57,10 @@ public final class CompiledPolicy: Sendable {
                 hits.append(rule)
             }
         }
-        if fields.categories.count > 1 { hits = Array(Set(hits)) }
-        hits.sort()
+        if hits.count > 1 {
+            if fields.categories.count > 1 { hits = Array(Set(hits)) }
+            hits.sort()
+        }
         return hits
     }
 }
@@ -77,13 +83,21 @@ extension EventCategory {
 public struct MatchScratch {
     var predicateGeneration: [UInt32]
     var ruleGeneration: [UInt32]
+    /// Direct tests computed for this event, and their results.
+    var directGeneration: [UInt32]
+    var directValue: [Bool]
     var generation: UInt32 = 0
     var candidates: [Int32] = []
     var lowered: [UInt8] = []
+    /// The event's field values, by the category index's slots.
+    var values: [String?]
 
-    init(predicates: Int, rules: Int) {
+    init(predicates: Int, rules: Int, directs: Int, slots: Int) {
         predicateGeneration = [UInt32](repeating: 0, count: predicates)
         ruleGeneration = [UInt32](repeating: 0, count: rules)
+        directGeneration = [UInt32](repeating: 0, count: directs)
+        directValue = [Bool](repeating: false, count: directs)
+        values = [String?](repeating: nil, count: slots)
         candidates.reserveCapacity(rules)
     }
 
@@ -92,6 +106,7 @@ public struct MatchScratch {
         if generation == 0 {
             for i in predicateGeneration.indices { predicateGeneration[i] = 0 }
             for i in ruleGeneration.indices { ruleGeneration[i] = 0 }
+            for i in directGeneration.indices { directGeneration[i] = 0 }
             generation = 1
         }
         candidates.removeAll(keepingCapacity: true)

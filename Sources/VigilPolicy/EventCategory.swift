@@ -38,6 +38,15 @@ public protocol SigmaFields: Sendable {
     var categories: [EventCategory] { get }
     /// The field's value as text, nil when the event does not have it.
     func value(of field: String) -> String?
+    /// Sets `values[i]` to the value of `names[i]` (`values` has room for them all): how the
+    /// compiled matcher reads an event, once per field.
+    func values(of names: [String], into values: inout [String?])
+}
+
+extension SigmaFields {
+    public func values(of names: [String], into values: inout [String?]) {
+        for (i, name) in names.enumerated() { values[i] = value(of: name) }
+    }
 }
 
 /// Fields given as a dictionary (JSON-lines test events, tests).

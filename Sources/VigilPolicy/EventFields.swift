@@ -19,23 +19,41 @@ public struct EventFields: SigmaFields {
         self.localAddresses = localAddresses
     }
 
+    // Shared arrays, so asking an event its categories allocates nothing.
+    private static let processCreation: [EventCategory] = [.processCreation]
+    private static let fileCreate: [EventCategory] = [.fileEvent]
+    private static let fileModify: [EventCategory] = [.fileEvent, .fileChange]
+    private static let fileAttrib: [EventCategory] = [.fileChange]
+    private static let fileDelete: [EventCategory] = [.fileDelete]
+    private static let fileRename: [EventCategory] = [.fileEvent, .fileRename]
+    private static let networkConnection: [EventCategory] = [.networkConnection]
+
     public var categories: [EventCategory] {
         switch event.payload {
-        case .process(let p): p.action == .exec ? [.processCreation] : []
+        case .process(let p): p.action == .exec ? Self.processCreation : []
         case .file(let f):
             switch f.action {
-            case .create: [.fileEvent]
-            case .modify: [.fileEvent, .fileChange]
-            case .attrib: [.fileChange]
-            case .delete: [.fileDelete]
-            case .rename: [.fileEvent, .fileRename]
+            case .create: Self.fileCreate
+            case .modify: Self.fileModify
+            case .attrib: Self.fileAttrib
+            case .delete: Self.fileDelete
+            case .rename: Self.fileRename
             }
-        case .flow: [.networkConnection]
+        case .flow: Self.networkConnection
         case .alert, .health, .gap: []
         }
     }
 
+    public func values(of names: [String], into values: inout [String?]) {
+        self.values(of: names.map(Field.init(rawValue:)), into: &values)
+    }
+
     public func value(of field: String) -> String? {
+        guard let id = Field(rawValue: field) else { return nil }
+        return value(of: id)
+    }
+
+    func value(of field: Field) -> String? {
         switch event.payload {
         case .process(let p): Self.value(of: field, in: p)
         case .file(let f): Self.value(of: field, in: f)
@@ -44,46 +62,85 @@ public struct EventFields: SigmaFields {
         }
     }
 
-    static func value(of field: String, in p: ProcessEvent) -> String? {
+    /// Reads the payload once for all the fields (`nil`: a field no event has).
+    func values(of fields: [Field?], into values: inout [String?]) {
+        switch event.payload {
+        case .process(let p):
+            for (i, field) in fields.enumerated() { values[i] = field.flatMap { Self.value(of: $0, in: p) } }
+        case .file(let f):
+            for (i, field) in fields.enumerated() { values[i] = field.flatMap { Self.value(of: $0, in: f) } }
+        case .flow(let f):
+            for (i, field) in fields.enumerated() { values[i] = field.flatMap { value(of: $0, in: f) } }
+        case .alert, .health, .gap:
+            for i in fields.indices { values[i] = nil }
+        }
+    }
+
+    /// The Sigma field names Vigil's events have.
+    enum Field: String {
+        case image = "Image"
+        case commandLine = "CommandLine"
+        case parentImage = "ParentImage"
+        case parentCommandLine = "ParentCommandLine"
+        case currentDirectory = "CurrentDirectory"
+        case user = "User"
+        case logonId = "LogonId"
+        case processId = "ProcessId"
+        case parentProcessId = "ParentProcessId"
+        case targetFilename = "TargetFilename"
+        case sourceFilename = "SourceFilename"
+        case fileMode = "FileMode"
+        case setUID = "SetUID"
+        case setGID = "SetGID"
+        case hashes = "Hashes"
+        case `protocol` = "Protocol"
+        case sourceIp = "SourceIp"
+        case sourcePort = "SourcePort"
+        case destinationIp = "DestinationIp"
+        case destinationPort = "DestinationPort"
+        case initiated = "Initiated"
+    }
+
+    static func value(of field: Field, in p: ProcessEvent) -> String? {
         switch field {
-        case "Image": p.image
-        case "CommandLine": p.commandLine
-        case "ParentImage": p.parentImage
-        case "ParentCommandLine": p.parentCommandLine
-        case "CurrentDirectory": p.currentDirectory
-        case "User": p.user ?? p.uid.map(String.init)
-        case "LogonId": p.loginUid.map(String.init)
-        case "ProcessId": String(p.processId)
-        case "ParentProcessId": p.parentProcessId.map(String.init)
+        case .image: p.image
+        case .commandLine: p.commandLine
+        case .parentImage: p.parentImage
+        case .parentCommandLine: p.parentCommandLine
+        case .currentDirectory: p.currentDirectory
+        case .user: p.user ?? p.uid.map(String.init)
+        case .logonId: p.loginUid.map(String.init)
+        case .processId: String(p.processId)
+        case .parentProcessId: p.parentProcessId.map(String.init)
         default: nil
         }
     }
 
-    static func value(of field: String, in f: FileEvent) -> String? {
+    static func value(of field: Field, in f: FileEvent) -> String? {
         switch field {
-        case "TargetFilename": f.targetFilename
-        case "SourceFilename": f.sourceFilename
-        case "Image": f.image
-        case "ProcessId": f.processId.map(String.init)
-        case "User": f.user
-        case "FileMode": f.metadata.map { String($0.permissions, radix: 8) }
-        case "SetUID": f.metadata.map { $0.isSetUID ? "true" : "false" }
-        case "SetGID": f.metadata.map { $0.isSetGID ? "true" : "false" }
-        case "Hashes": f.sha256.map { "SHA256=\($0)" }
+        case .targetFilename: f.targetFilename
+        case .sourceFilename: f.sourceFilename
+        case .image: f.image
+        case .processId: f.processId.map(String.init)
+        case .user: f.user
+        case .fileMode: f.metadata.map { String($0.permissions, radix: 8) }
+        case .setUID: f.metadata.map { $0.isSetUID ? "true" : "false" }
+        case .setGID: f.metadata.map { $0.isSetGID ? "true" : "false" }
+        case .hashes: f.sha256.map { "SHA256=\($0)" }
         default: nil
         }
     }
 
-    func value(of field: String, in f: FlowEvent) -> String? {
+    func value(of field: Field, in f: FlowEvent) -> String? {
         switch field {
-        case "Image": f.image
-        case "ProcessId": f.processId.map(String.init)
-        case "Protocol": f.proto
-        case "SourceIp": f.origH
-        case "SourcePort": String(f.origP)
-        case "DestinationIp": f.respH
-        case "DestinationPort": String(f.respP)
-        case "Initiated": localAddresses.map { $0.contains(f.origH) ? "true" : "false" }
+        case .image: f.image
+        case .processId: f.processId.map(String.init)
+        case .protocol: f.proto
+        case .sourceIp: f.origH
+        case .sourcePort: String(f.origP)
+        case .destinationIp: f.respH
+        case .destinationPort: String(f.respP)
+        case .initiated: localAddresses.map { $0.contains(f.origH) ? "true" : "false" }
         default: nil
         }
     }

@@ -80,7 +80,8 @@ public final class PolicySet: Sendable {
                             level: rule.level,
                             tags: rule.tags,
                             event: event,
-                            author: rule.author
+                            author: rule.author,
+                            suppressedCount: suppressed
                         ),
                         action: settings.action,
                         suppressedCount: suppressed

@@ -95,8 +95,12 @@ public struct StringPattern: Hashable, Sendable, CustomStringConvertible {
 
     /// Matches `value`, given as UTF-8 bytes already lower-cased when the pattern is not cased.
     /// `?` consumes one byte, or one whole UTF-8 sequence for non-ASCII characters.
-    public func matches(_ value: some RandomAccessCollection<UInt8>) -> Bool {
-        let v = Array(value)
+    public func matches(_ value: some Collection<UInt8>) -> Bool {
+        if let result = value.withContiguousStorageIfAvailable({ matches(bytes: $0) }) { return result }
+        return Array(value).withUnsafeBufferPointer { matches(bytes: $0) }
+    }
+
+    func matches(bytes v: UnsafeBufferPointer<UInt8>) -> Bool {
         // Iterative glob matching with single-star backtracking (linear-ish, no recursion).
         var t = 0
         var i = 0

@@ -42,6 +42,9 @@ struct VigilSettingsTests {
         #expect(p.hits(exec("/bin/nc", "a", at: 20)).isEmpty)
         #expect(p.hits(exec("/bin/nc", "b", at: 30)).map(\.suppressedCount) == [0])  // another key
         #expect(p.hits(exec("/bin/nc", "a", at: 61)).map(\.suppressedCount) == [2])
+        // The count travels in the alert itself, which is what reaches the spool and the collector.
+        #expect(p.evaluate(exec("/bin/nc", "a", at: 62)).isEmpty)
+        #expect(p.evaluate(exec("/bin/nc", "a", at: 122)).map(\.suppressedCount) == [1])
     }
 
     @Test func rateLimitDropsAndCounts() {
@@ -51,6 +54,7 @@ struct VigilSettingsTests {
         #expect(p.hits(exec("/bin/nc", at: 2)).isEmpty)
         #expect(p.hits(exec("/bin/nc", at: 3)).isEmpty)
         #expect(p.hits(exec("/bin/nc", at: 61)).map(\.suppressedCount) == [2])
+        #expect(p.evaluate(exec("/bin/nc", at: 62)).map(\.suppressedCount) == [0])
     }
 
     @Test func settingsErrorsAreLocated() {
