@@ -121,7 +121,10 @@ public final class Agent: Service {
                 // The agent's own spool writes would otherwise feed back into the stream.
                 exclude: settings.files.exclude + configuration.additionalExcludePaths + [configuration.stateDirectory],
                 hashMaxBytes: settings.files.hashMaxBytes,
-                queueCapacity: 16_384
+                queueCapacity: 16_384,
+                // fanotify names the process of each change (opened here, before the sandbox
+                // drops CAP_SYS_ADMIN); `processes: fanotify: false` turns it off too.
+                attributeProcesses: settings.processes?.fanotify ?? true
             ),
             logger: logger
         )

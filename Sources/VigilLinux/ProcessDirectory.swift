@@ -64,6 +64,14 @@ public final class ProcessDirectory {
         return Array(scratch.bytes[0..<total])
     }
 
+    /// The owner of the directory: the process's effective uid (root for a process that is
+    /// not dumpable); nil when it cannot be read. The corresponding C function is `fstat`.
+    public var ownerUid: UInt32? {
+        var status = stat()
+        guard system_fstat(fd, &status) == 0 else { return nil }
+        return status.st_uid
+    }
+
     /// The target of the symbolic link `name` (`exe`, `cwd`, `fd/0`); nil when it cannot be
     /// read (the process is gone or a zombie). The corresponding C function is `readlinkat`.
     public func readLink(_ name: String) -> String? {

@@ -10,12 +10,21 @@ public struct FanotifyMask: OptionSet, Hashable, Sendable {
 
     public static let access = FanotifyMask(rawValue: 0x1)
     public static let modify = FanotifyMask(rawValue: 0x2)
+    /// Metadata changed (`FAN_ATTRIB`); needs file identifiers (Linux 5.1), like the four
+    /// directory-entry events below.
+    public static let attrib = FanotifyMask(rawValue: 0x4)
     public static let closeWrite = FanotifyMask(rawValue: 0x8)
     public static let open = FanotifyMask(rawValue: 0x20)
+    public static let movedFrom = FanotifyMask(rawValue: 0x40)
+    public static let movedTo = FanotifyMask(rawValue: 0x80)
+    public static let create = FanotifyMask(rawValue: 0x100)
+    public static let delete = FanotifyMask(rawValue: 0x200)
     /// A file opened to be executed (`execve`, and the ELF interpreter it loads); Linux 5.0.
     public static let openExec = FanotifyMask(rawValue: 0x1000)
     /// The kernel queue overflowed (`FAN_Q_OVERFLOW`); events were lost.
     public static let queueOverflow = FanotifyMask(rawValue: 0x4000)
+    /// Also for directories (`FAN_ONDIR`).
+    public static let onDirectory = FanotifyMask(rawValue: 0x4000_0000)
 }
 
 /// One fanotify event, its file already resolved to a path and its descriptor closed.
@@ -52,8 +61,9 @@ public final class Fanotify {
     /// descriptors.
     public let reportsFileIdentifiers: Bool
     private let buffer: UnsafeMutableRawBufferPointer
-    /// Descriptor of the marked filesystem's root, for `open_by_handle_at`.
-    private var mountFD: Int32 = -1
+    /// Descriptors of the marked filesystems' roots, for `open_by_handle_at`, by `fsid`
+    /// (the first 8 bytes of a handle record, as `statfs` reports it).
+    private var mountFDs: [UInt64: Int32] = [:]
     private var handlePaths: [[UInt8]: (path: String, expires: ContinuousClock.Instant)] = [:]
     public static let handleCacheCapacity = 4096
     public static let handleCacheLifetime = Duration.seconds(5)
@@ -95,7 +105,7 @@ public final class Fanotify {
 
     deinit {
         _ = system_close(fileDescriptor.rawValue)
-        if mountFD >= 0 { _ = system_close(mountFD) }
+        for fd in mountFDs.values { _ = system_close(fd) }
         buffer.deallocate()
         pathBuffer.deallocate()
     }
@@ -105,14 +115,28 @@ public final class Fanotify {
     /// The corresponding C function is `fanotify_mark`. `EINVAL` for a mask the kernel does not
     /// know (`FAN_OPEN_EXEC` needs 5.0); `EXDEV`/`ENODEV` for filesystems that cannot be marked.
     ///
-    /// With file identifiers, handles are resolved on the filesystem of the first path marked.
+    /// With file identifiers, a descriptor of `path` (a directory) is kept to resolve the
+    /// handles of its filesystem; the corresponding C functions are also `openat` and `fstatfs`.
     public func markFilesystem(of path: String, mask: FanotifyMask, retryOnInterrupt: Bool = true) throws(Errno) {
         try mark(path, flags: Self.markAdd | Self.markFilesystem, mask: mask, retryOnInterrupt: retryOnInterrupt)
-        if reportsFileIdentifiers, mountFD < 0 {
-            mountFD = try path.withCString { p in
-                // Not O_PATH: open_by_handle_at refuses an O_PATH mount descriptor (EBADF).
-                valueOrErrno(retryOnInterrupt: true) { system_openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
-            }.get()
+        guard reportsFileIdentifiers else { return }
+        let fd = try path.withCString { p in
+            // Not O_PATH: open_by_handle_at refuses an O_PATH mount descriptor (EBADF).
+            valueOrErrno(retryOnInterrupt: true) { system_openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        }.get()
+        // struct statfs of the 64-bit targets (x86-64, arm64): 120 bytes, f_fsid at offset 56.
+        let status = UnsafeMutableRawBufferPointer.allocate(byteCount: 128, alignment: 8)
+        defer { status.deallocate() }
+        guard system_fstatfs(fd, status.baseAddress!) == 0 else {
+            let error = Errno(rawValue: errno)
+            _ = system_close(fd)
+            throw error
+        }
+        let fsid = status.loadUnaligned(fromByteOffset: 56, as: UInt64.self)
+        if mountFDs[fsid] == nil {
+            mountFDs[fsid] = fd
+        } else {
+            _ = system_close(fd)
         }
     }
 
@@ -211,7 +235,8 @@ public final class Fanotify {
 
     /// `open_by_handle_at` on the marked filesystem, then the descriptor's path.
     private func openHandle(_ key: [UInt8]) -> String? {
-        guard mountFD >= 0 else { return nil }
+        let fsid = key.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+        guard let mountFD = mountFDs[fsid] ?? (mountFDs.count == 1 ? mountFDs.first?.value : nil) else { return nil }
         // struct file_handle, 8-aligned: skip the 8-byte fsid of the key.
         let handle = UnsafeMutableRawBufferPointer.allocate(byteCount: key.count - 8, alignment: 8)
         defer { handle.deallocate() }

@@ -27,6 +27,11 @@ enum GNULibC {
     /// `int open_by_handle_at(int mount_fd, struct file_handle *handle, int flags)` (`_GNU_SOURCE`).
     static let openByHandleAt: OpenByHandleFunction? = resolve("open_by_handle_at")
 
+    typealias FStatFSFunction = @convention(c) (Int32, UnsafeMutableRawPointer) -> Int32
+
+    /// `int fstatfs(int fd, struct statfs *buf)` (`<sys/statfs.h>`, outside Glibc's module map).
+    static let fstatfs: FStatFSFunction? = resolve("fstatfs")
+
     /// `int pthread_setname_np(pthread_t, const char *)`, in glibc since 2.12; optional.
     static let pthreadSetName: SetNameFunction? = resolve("pthread_setname_np")
 

@@ -82,6 +82,18 @@ func system_fstat(_ fd: Int32, _ buffer: UnsafeMutablePointer<stat>) -> Int32 {
     return fstat(fd, buffer)
 }
 
+/// `buffer`: a `struct statfs` (120 bytes on the 64-bit targets; `f_fsid` at offset 56).
+func system_fstatfs(_ fd: Int32, _ buffer: UnsafeMutableRawPointer) -> Int32 {
+    #if DEBUG
+    if injectedFailure("fstatfs") { return -1 }
+    #endif
+    guard let call = GNULibC.fstatfs else {
+        setErrno(ENOSYS)
+        return -1
+    }
+    return call(fd, buffer)
+}
+
 func system_open(_ path: UnsafePointer<CChar>, _ flags: Int32) -> Int32 {
     #if DEBUG
     if injectedFailure("open") { return -1 }

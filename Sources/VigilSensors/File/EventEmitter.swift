@@ -18,6 +18,8 @@ final class EventEmitter {
     private let hasher = FileHasher()
     /// Holds `hashingPaused`, set by the agent's self-watchdog: hashing is shed (`hashSkipped = "shed"`).
     private let shared: SensorShared
+    /// Names the process of each change, when fanotify is available.
+    private let attribution: FileAttribution?
 
     /// Health events the stream refused (full); retried before anything else.
     private var pendingHealth: [Event] = []
@@ -35,9 +37,11 @@ final class EventEmitter {
         counters: SensorCounters,
         hashMaxBytes: Int64,
         shared: SensorShared,
+        attribution: FileAttribution? = nil,
         logger: Logger
     ) {
         self.shared = shared
+        self.attribution = attribution
         self.queue = queue
         self.continuation = continuation
         self.counters = counters
@@ -58,6 +62,8 @@ final class EventEmitter {
                 _ = try? queue.wakeup.drain()
                 continue
             }
+            // Every change of the batch has its fanotify record queued by now.
+            attribution?.synchronize()
             // Prepare (hash) a chunk, then yield it in a tight loop: a consumer that drains faster
             // than events are prepared would otherwise suspend and be woken once per event.
             // Hashing is what takes time, so a chunk also ends after `chunkTime` of it.
@@ -95,6 +101,11 @@ final class EventEmitter {
         case .health(let health, let time):
             return (Event(time: time, payload: .health(health)), false)
         case .file(var event, let time, let request):
+            if event.processId == nil, let actor = attribution?.actor(of: event.targetFilename) {
+                event.processId = actor.pid
+                event.image = actor.image
+                event.user = actor.user
+            }
             if let request {
                 if shared.hashingPaused.load(ordering: .relaxed) {
                     event.hashSkipped = "shed"

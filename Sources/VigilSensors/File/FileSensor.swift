@@ -26,6 +26,11 @@ import VigilLinux
 /// reported as a delete about 25 ms after it happened (the time the sensor waits for the
 /// other half of a rename), and the content of a new directory is reported (as creates) right
 /// after the directory itself. A hash is of the content when hashed, shortly after the event.
+///
+/// With `attributeProcesses`, a third thread (`vigil-fsensor-a`) reads a fanotify group marked
+/// on the watched filesystems (see `FileAttribution`), and each event names the process that
+/// made the change (`image`, `processId`, `user`). Without fanotify the sensor says so once,
+/// in the log and as a `file_attribution_unavailable` health event, and runs on inotify alone.
 public final class FileSensor: Sendable {
     public let configuration: FileSensorConfiguration
     private let rules: PathRules
@@ -34,11 +39,14 @@ public final class FileSensor: Sendable {
     private let stream: AsyncStream<Event>
     private let continuation: AsyncStream<Event>.Continuation
     private let lifecycle = Mutex(Lifecycle.idle)
+    private let attribution: FileAttribution?
+    /// Why attribution was asked for and is unavailable.
+    private let attributionProblem: String?
 
     private enum Lifecycle {
         case idle
         case starting
-        case running(reader: PosixThread, emitter: PosixThread)
+        case running(reader: PosixThread, emitter: PosixThread, attributor: PosixThread?)
         case stopped
     }
 
@@ -57,6 +65,17 @@ public final class FileSensor: Sendable {
         } catch {
             throw FileSensorError(code: .eventFDUnavailable, message: "cannot create an eventfd", errno: error)
         }
+        var attribution: FileAttribution?
+        var attributionProblem: String?
+        if configuration.attributeProcesses, !rules.roots.isEmpty {
+            do {
+                attribution = try FileAttribution(rules: rules, logger: logger)
+            } catch {
+                attributionProblem = "file events do not name their process: \(error.message); running on inotify alone"
+            }
+        }
+        self.attribution = attribution
+        self.attributionProblem = attributionProblem
         (stream, continuation) = AsyncStream.makeStream(
             of: Event.self,
             bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
@@ -79,7 +98,18 @@ public final class FileSensor: Sendable {
 
     /// Counters since creation.
     public var statistics: FileSensorStatistics {
-        shared.counters.snapshot
+        var statistics = shared.counters.snapshot
+        if let attribution {
+            (statistics.attributionRecords, statistics.attributionOverflows) = attribution.counters
+        }
+        return statistics
+    }
+
+    /// Whether file events name the process that made the change (fanotify opened and marked):
+    /// every kind of change with file identifiers (Linux 5.9), closes after writing only
+    /// without them.
+    public var attributesProcesses: Bool {
+        attribution != nil
     }
 
     /// Starts the dedicated reader thread; adds the watches recursively before returning,
@@ -99,7 +129,7 @@ public final class FileSensor: Sendable {
             case .stopped: throw FileSensorError(code: .stopped, message: "the file sensor was stopped")
             }
         }
-        let threads: (reader: PosixThread, emitter: PosixThread)
+        let threads: (reader: PosixThread, emitter: PosixThread, attributor: PosixThread?)
         do {
             threads = try launch()
         } catch {
@@ -110,13 +140,15 @@ public final class FileSensor: Sendable {
         }
         let stoppedMeanwhile = lifecycle.withLock { state -> Bool in
             guard case .starting = state else { return true }
-            state = .running(reader: threads.reader, emitter: threads.emitter)
+            state = .running(reader: threads.reader, emitter: threads.emitter, attributor: threads.attributor)
             return false
         }
         if stoppedMeanwhile {
             shared.requestStop()
+            attribution?.stop()
             threads.reader.join()
             threads.emitter.join()
+            threads.attributor?.join()
         }
         logger.info(
             "file sensor started",
@@ -126,7 +158,9 @@ public final class FileSensor: Sendable {
         )
     }
 
-    private func launch() throws(FileSensorError) -> (reader: PosixThread, emitter: PosixThread) {
+    private func launch() throws(FileSensorError) -> (
+        reader: PosixThread, emitter: PosixThread, attributor: PosixThread?
+    ) {
         let inotify: Inotify
         do {
             inotify = try Inotify()
@@ -145,12 +179,23 @@ public final class FileSensor: Sendable {
             logger: logger
         )
         reader.watchRoots()
+        if let attributionProblem {
+            logger.notice("\(attributionProblem)")
+            var health: [StageItem] = [
+                .health(
+                    AgentHealth(kind: "file_attribution_unavailable", message: attributionProblem),
+                    Timestamp.now()
+                )
+            ]
+            _ = shared.queue.push(&health)
+        }
         let emitter = EventEmitter(
             queue: shared.queue,
             continuation: continuation,
             counters: shared.counters,
             hashMaxBytes: configuration.hashMaxBytes,
             shared: shared,
+            attribution: attribution,
             logger: logger
         )
         let emitterThread: PosixThread
@@ -159,10 +204,21 @@ public final class FileSensor: Sendable {
         } catch {
             throw FileSensorError(code: .threadUnavailable, message: "cannot start the hashing thread", errno: error)
         }
+        var attributorThread: PosixThread?
+        if let attribution {
+            do {
+                attributorThread = try PosixThread.spawn(name: "vigil-fsensor-a") { attribution.run() }
+            } catch {
+                // The hashing stage still reads the records, only later.
+                logger.notice("file attribution reads records with the hashing stage", metadata: ["errno": "\(error)"])
+            }
+        }
         do {
             let readerThread = try PosixThread.spawn(name: "vigil-fsensor-r") { reader.run() }
-            return (readerThread, emitterThread)
+            return (readerThread, emitterThread, attributorThread)
         } catch {
+            attribution?.stop()
+            attributorThread?.join()
             shared.queue.finish()
             emitterThread.join()
             throw FileSensorError(
@@ -187,9 +243,11 @@ public final class FileSensor: Sendable {
         switch previous {
         case .idle:
             continuation.finish()
-        case .running(let reader, let emitter):
+        case .running(let reader, let emitter, let attributor):
             reader.join()
             emitter.join()
+            attribution?.stop()
+            attributor?.join()
             logger.info("file sensor stopped", metadata: ["statistics": "\(statistics)"])
         case .starting, .stopped:
             break  // start() joins what it launched, or it was done before

@@ -12,6 +12,7 @@ public struct FileSensorError: Error, Hashable, Sendable, CustomStringConvertibl
             case threadUnavailable
             case alreadyStarted
             case stopped
+            case attributionUnavailable
         }
 
         private let value: Value
@@ -32,6 +33,8 @@ public struct FileSensorError: Error, Hashable, Sendable, CustomStringConvertibl
         public static let alreadyStarted = Code(.alreadyStarted)
         /// `start()` was called after `stop()`.
         public static let stopped = Code(.stopped)
+        /// fanotify could not be opened or marked: file events do not name their process.
+        public static let attributionUnavailable = Code(.attributionUnavailable)
 
         public var description: String {
             switch value {
@@ -41,6 +44,7 @@ public struct FileSensorError: Error, Hashable, Sendable, CustomStringConvertibl
             case .threadUnavailable: "thread_unavailable"
             case .alreadyStarted: "already_started"
             case .stopped: "stopped"
+            case .attributionUnavailable: "attribution_unavailable"
             }
         }
     }

@@ -14,6 +14,10 @@ public struct FileSensorStatistics: Hashable, Sendable {
     public var watches: Int
     /// Files not hashed because hashing was paused by the agent's self-watchdog.
     public var hashesShed: UInt64 = 0
+    /// fanotify records read for attribution (all of the marked filesystems).
+    public var attributionRecords: UInt64 = 0
+    /// fanotify queue overflows: some changes lost their attribution.
+    public var attributionOverflows: UInt64 = 0
 
     public init(
         events: UInt64 = 0,

@@ -27,6 +27,15 @@ final class ProcessReader {
     private var clocks = ClockOffsets()
     private var outbox: [Event] = []
     private var nextFanotifyDrain = ContinuousClock.now
+    /// `/proc` as read for each exec of the batch (by batch index), before fanotify is read.
+    private var snapshots: [ExecSnapshot?] = []
+    /// Pids whose exec came before their fork (netlink messages from different CPUs can arrive
+    /// out of order): when the fork comes, it must not replace the exec'd entry.
+    private var awaitingFork: Set<UInt32> = []
+    /// Execs reported without a parent, held until their late fork names it (at most
+    /// `parentWait`), by pid.
+    private var heldExecs: [UInt32: (event: Event, deadline: ContinuousClock.Instant)] = [:]
+    static let parentWait = Duration.milliseconds(20)
     /// How often fanotify is read when no exec needed it: bounds the kernel queue (16,384
     /// records, two per exec) at any exec rate below ~80,000/s.
     static let fanotifyInterval = Duration.milliseconds(50)
@@ -77,6 +86,7 @@ final class ProcessReader {
         defer {
             // What the kernel queued before the stop is still reported.
             drain()
+            releaseHeldExecs(before: nil)
             publish()
             emitHealth(kind: "process_stats", message: "process sensor statistics", counters: stats.counters)
             flush()
@@ -109,7 +119,7 @@ final class ProcessReader {
             do {
                 ready = try Poll.waitReadable(
                     fanotifyDue ? withFanotify : descriptors,
-                    timeoutMilliseconds: min(timeout, 1000)
+                    timeoutMilliseconds: min(timeout, heldExecs.isEmpty ? 1000 : 5)
                 )
             } catch {
                 logger.info("process sensor poll failed", metadata: ["errno": "\(error)"])
@@ -120,6 +130,7 @@ final class ProcessReader {
             if fanotifyDue, ready.count > 2, ready[2] { drainFanotify() }
             drain()
             let now = ContinuousClock.now
+            releaseHeldExecs(before: now)
             if overrunsUnreported > 0, now >= nextOverrunReport {
                 emitHealth(
                     kind: "process_events_lost",
@@ -161,12 +172,8 @@ final class ProcessReader {
                 }
             }
             if batch.isEmpty { return }
-            // After the messages: an exec's FAN_OPEN_EXEC is queued before its exec message, so
-            // every exec of the batch has its records in hand (and consumes them).
-            if batch.contains(where: { if case .exec = $0.event { true } else { false } }) {
-                drainFanotify()
-            }
             handleBatch()
+            releaseHeldExecs(before: ContinuousClock.now)
             flush()
             publish()
         }
@@ -215,6 +222,31 @@ final class ProcessReader {
 
     private func handleBatch() {
         clocks = ClockOffsets.now()
+        // First /proc, as early as possible, for every exec of the batch (but one the same pid
+        // repeats later in the batch: its /proc would show the later program).
+        snapshots.removeAll(keepingCapacity: true)
+        var execs = false
+        for index in batch.indices {
+            guard case .exec(_, let tgid) = batch[index].event else {
+                snapshots.append(nil)
+                continue
+            }
+            execs = true
+            // Nothing to read for an exec the same pid repeats later in the batch (/proc would
+            // show the later program), or whose exit is already in (a zombie shows no argv).
+            let superseded = batch[(index + 1)...].contains {
+                switch $0.event {
+                case .exec(_, let t): t == tgid
+                case .exit(let pid, let t, _, _, _, _): pid == tgid && t == tgid
+                default: false
+                }
+            }
+            snapshots.append(superseded ? nil : readExec(tgid, timestamp: batch[index].timestampNanoseconds))
+        }
+        // Then fanotify: each exec's FAN_OPEN_EXEC is queued before its exec message, so every
+        // exec of the batch has its records in hand; and a later exec that /proc may already
+        // have shown has opened its executable before /proc was read, so its records are in too.
+        if execs { drainFanotify() }
         shared.table.withLock { table in
             for index in batch.indices {
                 handle(index, table: &table)
@@ -239,11 +271,26 @@ final class ProcessReader {
             stats.forks += 1
             // openedForExec[childTgid] is kept: the child's FAN_OPEN_EXEC may already be in.
             let parent = parentRecord(parentTgid, table: &table)
-            var child = parent ?? ProcessRecord(pid: parentTgid)
-            child.pid = childTgid
-            child.parentPid = parentTgid
-            child.startTimeTicks = nil
-            table.upsert(child)
+            var child: ProcessRecord
+            if awaitingFork.remove(childTgid) != nil, var execd = table.peek(pid: childTgid) {
+                // The child's exec came first: keep what it exec'd, learn its parent.
+                stats.execsBeforeFork += 1
+                if execd.parentPid == nil { execd.parentPid = parentTgid }
+                table.upsert(execd)
+                child = execd
+                if let held = heldExecs.removeValue(forKey: childTgid), case .process(var exec) = held.event.payload {
+                    exec.parentProcessId = parentTgid
+                    exec.parentImage = parent?.image
+                    exec.parentCommandLine = parent?.commandLine
+                    emit(Event(time: held.event.time, payload: .process(exec)))
+                }
+            } else {
+                child = parent ?? ProcessRecord(pid: parentTgid)
+                child.pid = childTgid
+                child.parentPid = parentTgid
+                child.startTimeTicks = nil
+                table.upsert(child)
+            }
             if report.contains(.fork) {
                 emit(
                     Event(
@@ -269,22 +316,22 @@ final class ProcessReader {
             }
         case .exec(_, let tgid):
             stats.execs += 1
-            let superseded = batch[(index + 1)...].contains {
-                if case .exec(_, let t) = $0.event { t == tgid } else { false }
-            }
-            let event = inspectExec(
-                tgid,
-                timestamp: message.timestampNanoseconds,
-                superseded: superseded,
-                table: &table
-            )
+            let event = inspectExec(tgid, snapshot: snapshots[index], table: &table)
             if report.contains(.exec) {
-                emit(Event(time: time(message), payload: .process(event)))
+                releaseHeldExec(pid: tgid)
+                if event.parentProcessId == nil, awaitingFork.contains(tgid) {
+                    // Its fork is late: hold it briefly, so the fork can name the parent.
+                    heldExecs[tgid] = (Event(time: time(message), payload: .process(event)), .now + Self.parentWait)
+                } else {
+                    emit(Event(time: time(message), payload: .process(event)))
+                }
             }
         case .exit(let pid, let tgid, let status, _, _, _):
             guard pid == tgid else { return }  // a thread
             stats.exits += 1
             openedForExec[tgid] = nil
+            awaitingFork.remove(tgid)
+            releaseHeldExec(pid: tgid)
             let record = table.remove(pid: tgid)
             if report.contains(.exit) {
                 var event = ProcessEvent(action: .exit, processId: tgid, exitCode: Self.exitCode(status))
@@ -363,52 +410,86 @@ final class ProcessReader {
 
     // MARK: /proc
 
-    private func inspectExec(
-        _ pid: UInt32,
-        timestamp: UInt64,
-        superseded: Bool,
-        table: inout ProcessTable
-    ) -> ProcessEvent {
+    /// What `/proc/PID` shows at an exec, read through one open directory.
+    struct ExecSnapshot {
+        var exe: String?
+        var argv: [String]
+        var cwd: String?
+        var stat: ProcParsing.Stat
+        var credentials: ProcParsing.Credentials?
+        var loginUid: UInt32?
+        var sessionId: UInt32?
+        var containerId: String?
+    }
+
+    /// Reads the context of an exec; nil when the process is gone, or when the pid was reused
+    /// (its start time is after the exec).
+    private func readExec(_ pid: UInt32, timestamp: UInt64) -> ExecSnapshot? {
+        guard let directory = try? ProcessDirectory(pid: pid, scratch: scratch) else { return nil }
+        // What vanishes first at exit (the memory map: argv and exe) is read first.
+        let cmdline = directory.read("cmdline", maxBytes: configuration.maxCommandLineBytes)
+        let exe = directory.readLink("exe")
+        // Neither: the process has exited (a zombie) and nothing else read now is worth it.
+        guard exe != nil || !(cmdline?.isEmpty ?? true) else { return nil }
+        let cwd = directory.readLink("cwd")
+        guard let stat = directory.read("stat").flatMap(ProcParsing.stat),
+            clocks.startedBefore(ticks: stat.startTimeTicks, ticksPerSecond: ticksPerSecond, monotonic: timestamp)
+        else { return nil }
+        return ExecSnapshot(
+            exe: exe,
+            argv: cmdline.map(ProcParsing.argv) ?? [],
+            cwd: cwd,
+            stat: stat,
+            credentials: directory.read("status").flatMap(ProcParsing.credentials),
+            loginUid: directory.read("loginuid").flatMap(ProcParsing.auditNumber),
+            sessionId: directory.read("sessionid").flatMap(ProcParsing.auditNumber),
+            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
+        )
+    }
+
+    private func inspectExec(_ pid: UInt32, snapshot: ExecSnapshot?, table: inout ProcessTable) -> ProcessEvent {
         var event = ProcessEvent(action: .exec, processId: pid)
         var complete = false
-        if !superseded, let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
-            // What vanishes first at exit (the memory map: argv and exe) is read first.
-            let cmdline = directory.read("cmdline", maxBytes: configuration.maxCommandLineBytes)
-            let exe = directory.readLink("exe")
-            let cwd = directory.readLink("cwd")
-            if let stat = directory.read("stat").flatMap(ProcParsing.stat),
-                clocks.startedBefore(ticks: stat.startTimeTicks, ticksPerSecond: ticksPerSecond, monotonic: timestamp)
-            {
-                let argv = cmdline.map(ProcParsing.argv) ?? []
-                let credentials = directory.read("status").flatMap(ProcParsing.credentials)
-                event.image = exe
-                event.argv = argv
-                event.commandLine = argv.isEmpty ? nil : ProcParsing.commandLine(argv)
-                event.currentDirectory = cwd
-                event.parentProcessId = stat.parentPid
-                event.startTimeTicks = stat.startTimeTicks
-                event.tty = ProcParsing.ttyName(stat.ttyNumber)
-                if let credentials {
+        // This exec's own FAN_OPEN_EXEC records; any left for the pid are of a later exec.
+        let opened = takeExecutable(pid: pid)
+        let execedAgain = fanotify != nil && !(openedForExec[pid]?.isEmpty ?? true)
+        if let snapshot {
+            // The same process (start time checked), whatever it runs now: these stay true.
+            event.parentProcessId = snapshot.stat.parentPid
+            event.startTimeTicks = snapshot.stat.startTimeTicks
+            event.tty = ProcParsing.ttyName(snapshot.stat.ttyNumber)
+            event.loginUid = snapshot.loginUid
+            event.sessionId = snapshot.sessionId
+            event.containerId = snapshot.containerId
+            if execedAgain {
+                // The process exec'd again before /proc was read: its image, arguments,
+                // directory and credentials may be the later program's. Never lend them.
+                stats.execsSuperseded += 1
+            } else {
+                event.image = snapshot.exe
+                event.argv = snapshot.argv
+                event.commandLine = snapshot.argv.isEmpty ? nil : ProcParsing.commandLine(snapshot.argv)
+                event.currentDirectory = snapshot.cwd
+                if let credentials = snapshot.credentials {
                     event.uid = credentials.uid
                     event.euid = credentials.euid
                     event.gid = credentials.gid
                     event.user = users.name(of: credentials.uid)
                 }
-                event.loginUid = directory.read("loginuid").flatMap(ProcParsing.auditNumber)
-                event.sessionId = directory.read("sessionid").flatMap(ProcParsing.auditNumber)
-                event.containerId = directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
-                complete = exe != nil && !argv.isEmpty && cwd != nil && credentials != nil
+                complete =
+                    snapshot.exe != nil && !snapshot.argv.isEmpty && snapshot.cwd != nil && snapshot.credentials != nil
             }
         }
-        if event.image == nil {
-            if let image = takeExecutable(pid: pid) {
-                event.image = image
-                stats.execsNamedByFanotify += 1
-            }
-        } else if openedForExec[pid] != nil {
-            _ = takeExecutable(pid: pid)
+        if event.image == nil, let opened {
+            event.image = opened
+            stats.execsNamedByFanotify += 1
         }
         let previous = table.peek(pid: pid)
+        if previous == nil {
+            // No fork seen for this pid (yet): a late fork must not replace this entry.
+            if awaitingFork.count >= configuration.maxProcesses { awaitingFork.removeAll(keepingCapacity: true) }
+            awaitingFork.insert(pid)
+        }
         if event.parentProcessId == nil {
             // Known from the fork; never the parent's image or command line.
             event.parentProcessId = previous?.parentPid
@@ -434,6 +515,22 @@ final class ProcessReader {
             )
         )
         return event
+    }
+
+    /// Emits the held exec of `pid`, if any (before anything else of that process).
+    private func releaseHeldExec(pid: UInt32) {
+        guard !heldExecs.isEmpty, let held = heldExecs.removeValue(forKey: pid) else { return }
+        emit(held.event)
+    }
+
+    /// Emits held execs whose fork did not come in time (all of them with nil), oldest first.
+    private func releaseHeldExecs(before now: ContinuousClock.Instant?) {
+        guard !heldExecs.isEmpty else { return }
+        let due = now.map { now in heldExecs.filter { $0.value.deadline <= now } } ?? heldExecs
+        for (pid, held) in due.sorted(by: { $0.value.deadline < $1.value.deadline }) {
+            heldExecs[pid] = nil
+            emit(held.event)
+        }
     }
 
     /// Consumes the files opened for this pid's exec, and only those: the entries up to the

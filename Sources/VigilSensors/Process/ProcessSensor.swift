@@ -10,15 +10,20 @@ import VigilLinux
 ///
 /// A dedicated thread (`vigil-proc-r`) blocks in `poll` on the netlink socket, the fanotify
 /// group (when available) and an `eventfd` for shutdown. It reads messages in small batches,
-/// then fanotify's `FAN_OPEN_EXEC` records (which the kernel queues before the exec message, so
-/// they are in hand), then handles the batch:
+/// reads `/proc` for each exec of the batch, then fanotify's `FAN_OPEN_EXEC` records (which
+/// the kernel queues before the exec message, so they are in hand; so are those of a later exec
+/// of the same process that `/proc` may already show), then handles the batch:
 /// - **exec**: `Image`, `CommandLine` (and raw argv), `CurrentDirectory`, uid/euid/gid and
 ///   `User`, `ParentProcessId`, start time, tty, login uid, audit session and container id are
 ///   read through one open `/proc/PID` directory, so every value belongs to that one process;
 ///   the start time must predate the exec, or the pid was reused and nothing read is used.
-///   A process already gone (or that exec'd again within the batch) is still reported, marked
-///   `incomplete`, with the `Image` fanotify saw it open for exec and the parent known from the
-///   fork; the parent's command line is never given to the child.
+///   A process already gone, or that exec'd again before `/proc` was read (a later exec in
+///   the batch, or fanotify records of a later exec), is still reported, marked `incomplete`,
+///   with the `Image` fanotify saw it open for exec and the parent known from the fork; neither
+///   the parent's nor the later program's command line is ever given to it. An exec that
+///   arrives before its fork (messages from different CPUs) and has no parent from `/proc` is
+///   held up to 20 ms for the fork to name the parent, and the late fork never replaces the
+///   exec'd entry of the table.
 ///   `ParentImage`/`ParentCommandLine` come from the process table (or the parent's `/proc`).
 /// - **fork**: the child enters the table as a copy of its parent (it runs the parent's image
 ///   until it execs); threads are ignored.

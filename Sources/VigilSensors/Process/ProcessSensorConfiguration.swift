@@ -63,6 +63,11 @@ public struct ProcessSensorStatistics: Hashable, Sendable, CustomStringConvertib
     public var fanotifyOverflows: UInt64 = 0
     /// Events dropped because the consumer was too slow.
     public var queueDropped: UInt64 = 0
+    /// Execs whose `/proc` read was not used because the process had exec'd again by then
+    /// (fanotify saw the later exec's executable opened).
+    public var execsSuperseded: UInt64 = 0
+    /// Execs that arrived before the fork of their process (messages from different CPUs).
+    public var execsBeforeFork: UInt64 = 0
 
     public init() {}
 
@@ -72,7 +77,7 @@ public struct ProcessSensorStatistics: Hashable, Sendable, CustomStringConvertib
             "execs_named_by_fanotify": execsNamedByFanotify, "forks": forks, "exits": exits,
             "kernel_overruns": kernelOverruns, "malformed": malformed, "table_evictions": tableEvictions,
             "table_size": tableSize, "fanotify_events": fanotifyEvents, "fanotify_overflows": fanotifyOverflows,
-            "queue_dropped": queueDropped,
+            "queue_dropped": queueDropped, "execs_superseded": execsSuperseded, "execs_before_fork": execsBeforeFork,
         ]
     }
 

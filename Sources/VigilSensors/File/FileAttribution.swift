@@ -1,0 +1,236 @@
+import Glibc
+import Logging
+import Synchronization
+import SystemPackage
+import VigilCore
+import VigilLinux
+
+/// Who changed a file: a fanotify group in notification class (`FAN_CLASS_NOTIF`, never a
+/// permission event, so no writer ever waits on the agent) marked on the filesystems of the
+/// watched trees, whose records name the process (pid) that made each change.
+///
+/// - With file identifiers (`FAN_REPORT_DFID_NAME`, Linux 5.9) the kernel reports creates,
+///   deletes, moves, metadata changes and closes after writing, each with the directory's
+///   handle and the entry's name: nothing is opened per event.
+/// - Without them, the group falls back to descriptors and attributes closes after writing
+///   only (the other events need identifiers).
+///
+/// Records outside the watched trees (the marks cover whole filesystems) are dropped at once,
+/// before anything is read about their process. For the others the process's executable
+/// (`/proc/PID/exe`) and user (the owner of `/proc/PID`) are read right away, while the
+/// process most likely still runs, by a thread of its own (`vigil-fsensor-a`) that wakes when
+/// records arrive (at most every `readInterval`).
+///
+/// The file sensor's hashing stage calls `synchronize()` before it handles a batch of inotify
+/// events (fsnotify queues a change's fanotify record together with its inotify record, so
+/// every change of the batch is then in), and `actor(of:)` for each event: the process that
+/// changed that path last, within `lifetime`. The table is bounded (`capacity`).
+final class FileAttribution: Sendable {
+    /// The process that changed a file.
+    struct Actor: Hashable, Sendable {
+        var pid: UInt32
+        var image: String?
+        var user: String?
+    }
+
+    static let capacity = 16_384
+    static let lifetime = Duration.seconds(10)
+    static let readInterval = Duration.milliseconds(2)
+    /// What a process executable is remembered for, by pid (a writer usually writes many files).
+    static let imageLifetime = Duration.milliseconds(500)
+
+    /// Whether the kernel reports every kind of change (file identifiers), or closes after
+    /// writing only (descriptors).
+    let reportsAllChanges: Bool
+    private let state: Mutex<State>
+    private let stopRequested = Atomic<Bool>(false)
+    private let control: EventFD
+    private let descriptor: FileDescriptor
+
+    private struct State: ~Copyable {
+        let group: Fanotify
+        var resolver: ActorResolver
+        var recent: [String: (actor: Actor, time: ContinuousClock.Instant)] = [:]
+        var roots: [(configured: String, real: String)]
+        var rules: PathRules
+        var records: UInt64 = 0
+        var overflows: UInt64 = 0
+    }
+
+    /// Opens the group and marks the filesystems of `rules.roots` (needs `CAP_SYS_ADMIN`, so
+    /// before the agent drops it). Throws a message saying why attribution is unavailable.
+    init(rules: PathRules, logger: Logger) throws(FileSensorError) {
+        var roots: [(configured: String, real: String)] = []
+        for root in rules.roots {
+            let real = root.withCString { realpath($0, nil) }
+            defer { free(real) }
+            roots.append((root, real.map { String(cString: $0) } ?? root))
+        }
+        guard !roots.isEmpty else {
+            throw FileSensorError(code: .attributionUnavailable, message: "no watched path to mark")
+        }
+        let everything: FanotifyMask = [.create, .delete, .movedFrom, .movedTo, .attrib, .closeWrite, .onDirectory]
+        var group: Fanotify
+        var reportsAll = true
+        do {
+            group = try Fanotify(reportFileIdentifiers: true)
+            for root in roots { try group.markFilesystem(of: root.real, mask: everything) }
+        } catch let identifiersError {
+            reportsAll = false
+            do {
+                group = try Fanotify()
+                for root in roots { try group.markFilesystem(of: root.real, mask: .closeWrite) }
+            } catch {
+                throw FileSensorError(
+                    code: .attributionUnavailable,
+                    message:
+                        "fanotify unavailable (\(identifiersError) with file identifiers, \(error) with descriptors; needs CAP_SYS_ADMIN and Linux 5.9 for every kind of change)",
+                    errno: error
+                )
+            }
+        }
+        // The executables each process opens for exec (`FAN_OPEN_EXEC`, Linux 5.0), on the root
+        // filesystem and the watched ones: a writer that exits before `/proc` is read is still
+        // named. Optional: without it, such a writer keeps its pid only.
+        for path in Set(["/"] + roots.map(\.real)) {
+            try? group.markFilesystem(of: path, mask: .openExec)
+        }
+        do {
+            control = try EventFD()
+        } catch {
+            throw FileSensorError(code: .eventFDUnavailable, message: "cannot create an eventfd", errno: error)
+        }
+        descriptor = group.fileDescriptor
+        reportsAllChanges = reportsAll
+        state = Mutex(State(group: group, resolver: ActorResolver(), roots: roots, rules: rules))
+        logger.info(
+            "file events name their process (fanotify)",
+            metadata: ["changes": "\(reportsAll ? "all" : "close_write only")"]
+        )
+    }
+
+    /// Records read from the kernel, and queue overflows it reported.
+    var counters: (records: UInt64, overflows: UInt64) {
+        state.withLock { ($0.records, $0.overflows) }
+    }
+
+    /// The reader thread's body: reads records as they come until `stop()`.
+    func run() {
+        while !stopRequested.load(ordering: .acquiring) {
+            let ready = (try? Poll.waitReadable(descriptor, control.fileDescriptor, timeoutMilliseconds: 1000))
+            if ready?.second == true { _ = try? control.drain() }
+            if stopRequested.load(ordering: .acquiring) { break }
+            if ready?.first == true {
+                synchronize()
+                // Let records gather: one wake-up per interval under churn, not one per write.
+                let pause = Self.readInterval.components
+                usleep(UInt32(pause.seconds * 1_000_000 + pause.attoseconds / 1_000_000_000_000))
+            }
+        }
+    }
+
+    func stop() {
+        stopRequested.store(true, ordering: .releasing)
+        try? control.signal()
+    }
+
+    /// Reads every record queued now.
+    func synchronize() {
+        state.withLock { state in
+            let now = ContinuousClock.now
+            for _ in 0..<64 {
+                let result: Fanotify.ReadResult
+                let group = state.group
+                do {
+                    result = try group.readEvents { event in
+                        state.records += 1
+                        if event.mask.contains(.queueOverflow) {
+                            state.overflows += 1
+                            return
+                        }
+                        guard event.pid > 0, let path = event.path else { return }
+                        if event.mask.contains(.openExec) {
+                            state.resolver.opened(forExec: path, pid: UInt32(event.pid))
+                            guard event.mask.subtracting(.openExec) != [] else { return }
+                        }
+                        guard Self.isWatched(path, state: state) else { return }
+                        let actor = state.resolver.actor(pid: UInt32(event.pid), now: now)
+                        if state.recent.count >= Self.capacity {
+                            state.recent = state.recent.filter { now - $0.value.time < Self.lifetime }
+                            if state.recent.count >= Self.capacity { state.recent.removeAll(keepingCapacity: true) }
+                        }
+                        state.recent[path] = (actor, now)
+                    }
+                } catch {
+                    return
+                }
+                guard case .read(let events, _) = result, events > 0 else { return }
+            }
+        }
+    }
+
+    /// The process that last changed `path` (as the file sensor names it), if known.
+    func actor(of path: String) -> Actor? {
+        state.withLock { state in
+            var real = path
+            for root in state.roots where root.configured != root.real {
+                if path == root.configured || path.hasPrefix(root.configured + "/") {
+                    real = root.real + path.dropFirst(root.configured.count)
+                    break
+                }
+            }
+            guard let entry = state.recent[real], ContinuousClock.now - entry.time < Self.lifetime else { return nil }
+            return entry.actor
+        }
+    }
+
+    private static func isWatched(_ path: String, state: borrowing State) -> Bool {
+        for root in state.roots {
+            let real = root.real
+            if real == "/" || path == real
+                || (path.utf8.count > real.utf8.count && path.hasPrefix(real)
+                    && path.utf8[path.utf8.index(path.utf8.startIndex, offsetBy: real.utf8.count)] == UInt8(ascii: "/"))
+            {
+                // Exclusions are by configured path.
+                let configured =
+                    root.configured == real ? path : root.configured + path.dropFirst(real.count)
+                return !state.rules.isExcluded(configured)
+            }
+        }
+        return false
+    }
+}
+
+/// pid → executable and user, read from `/proc` and remembered briefly; for a process gone
+/// before `/proc` was read, the executable it last opened for exec (fanotify).
+struct ActorResolver {
+    private let scratch = ProcessDirectory.Scratch(capacity: 4096)
+    private var cache: [UInt32: (actor: FileAttribution.Actor, expires: ContinuousClock.Instant)] = [:]
+    /// The program each pid last exec'd, as `/proc/PID/exe` would name it.
+    private var executed: [UInt32: String] = [:]
+    private let users = UserNames()
+    static let executedCapacity = 65_536
+
+    /// A `FAN_OPEN_EXEC` record: the program, or for a dynamic one its ELF interpreter next
+    /// (which `/proc/PID/exe` does not name), or for a `#!` script its interpreter next.
+    mutating func opened(forExec path: String, pid: UInt32) {
+        guard !ProcessReader.isInterpreter(path) else { return }
+        if executed.count >= Self.executedCapacity { executed.removeAll(keepingCapacity: true) }
+        executed[pid] = path
+        cache[pid] = nil
+    }
+
+    mutating func actor(pid: UInt32, now: ContinuousClock.Instant) -> FileAttribution.Actor {
+        if let cached = cache[pid], cached.expires > now { return cached.actor }
+        var actor = FileAttribution.Actor(pid: pid)
+        if let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
+            actor.image = directory.readLink("exe")
+            if let owner = directory.ownerUid { actor.user = users.name(of: owner) }
+        }
+        // Gone (or a zombie) already: what it exec'd. /proc, when readable, is authoritative.
+        if actor.image == nil { actor.image = executed[pid] }
+        if cache.count >= 1024 { cache.removeAll(keepingCapacity: true) }
+        cache[pid] = (actor, now + FileAttribution.imageLifetime)
+        return actor
+    }
+}
