@@ -9,6 +9,10 @@ import Yams
 ///   url: https://collector.example:8443   # where batches go; or a list of collectors on one
 ///                                          # store, tried in turn when one is unreachable
 ///   enroll_token: "..."                    # presented once, at enrollment
+///   tls:                                   # optional, for https:// collectors
+///     ca_file: /etc/vigil/collector-ca.pem # trust only this CA (default: the system's roots)
+///     client_cert: /etc/vigil/agent.crt    # mutual TLS: the agent's certificate chain (PEM)
+///     client_key: /etc/vigil/agent.key.pem #   and its private key (PEM)
 /// state_dir: /var/lib/vigil                # key, spool; created 0700
 /// policies_dir: /etc/vigil/policies        # collection.yaml and rules
 /// shipping:                                # optional
@@ -33,6 +37,9 @@ public struct AgentConfiguration: Sendable, Hashable {
     /// `collectorURL` followed by `collectorFallbackURLs`.
     public var collectorURLs: [String] { [collectorURL] + collectorFallbackURLs }
     public var enrollToken: String?
+    /// `collector.tls`: how the collector's certificate is checked, and the agent's own
+    /// certificate for mutual TLS. Nil: https:// URLs are checked against the system's roots.
+    public var collectorTLS: CollectorTLS?
     public var stateDirectory: String
     public var policiesDirectory: String
     public var shipping: Shipping
@@ -51,6 +58,22 @@ public struct AgentConfiguration: Sendable, Hashable {
             self.defaultAction = defaultAction
         }
     }
+    /// `collector.tls`; paths are absolute (resolved against the configuration file).
+    public struct CollectorTLS: Sendable, Hashable {
+        /// PEM file of the CA certificates the collector's certificate must chain to; nil: the
+        /// system's trust roots.
+        public var caFile: String?
+        /// PEM files of the agent's certificate chain and private key (mutual TLS); both or neither.
+        public var clientCertificate: String?
+        public var clientKey: String?
+
+        public init(caFile: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+            self.caFile = caFile
+            self.clientCertificate = clientCertificate
+            self.clientKey = clientKey
+        }
+    }
+
     /// Trees watched in addition to those of collection.yaml (set by `vigild --demo`, not read from the file).
     public var additionalWatchPaths: [String] = []
     /// Path prefixes left unwatched in addition to collection.yaml's (the state directory is always left out).
@@ -144,8 +167,8 @@ public struct AgentConfiguration: Sendable, Hashable {
         guard case .mapping(let collector) = collectorNode else {
             throw fail(collectorNode, "collector must be a mapping")
         }
-        for (key, _) in collector where !["url", "enroll_token"].contains(key.string ?? "") {
-            throw fail(key, "unknown key '\(key.string ?? "?")' in collector; expected url, enroll_token")
+        for (key, _) in collector where !["url", "enroll_token", "tls"].contains(key.string ?? "") {
+            throw fail(key, "unknown key '\(key.string ?? "?")' in collector; expected url, enroll_token, tls")
         }
         // One URL, or a list of collectors sharing one store (failover in order).
         var urls: [String] = []
@@ -180,6 +203,36 @@ public struct AgentConfiguration: Sendable, Hashable {
             policiesDirectory: Self.resolve(policiesDir, relativeTo: file)
         )
         config.collectorFallbackURLs = Array(urls.dropFirst())
+        if let tlsNode = collector["tls"] {
+            guard case .mapping(let tls) = tlsNode else {
+                throw fail(tlsNode, "collector.tls must be a mapping with ca_file, client_cert, client_key")
+            }
+            let keys = ["ca_file", "client_cert", "client_key"]
+            for (key, _) in tls where !keys.contains(key.string ?? "") {
+                throw fail(
+                    key,
+                    "unknown key '\(key.string ?? "?")' in collector.tls; expected one of: \(keys.joined(separator: ", "))"
+                )
+            }
+            var settings = CollectorTLS()
+            settings.caFile = try string(tls["ca_file"], "collector.tls.ca_file").map {
+                Self.resolve($0, relativeTo: file)
+            }
+            settings.clientCertificate = try string(tls["client_cert"], "collector.tls.client_cert").map {
+                Self.resolve($0, relativeTo: file)
+            }
+            settings.clientKey = try string(tls["client_key"], "collector.tls.client_key").map {
+                Self.resolve($0, relativeTo: file)
+            }
+            guard (settings.clientCertificate == nil) == (settings.clientKey == nil) else {
+                throw fail(tlsNode, "collector.tls: client_cert and client_key go together (mutual TLS)")
+            }
+            // TLS settings with a plain-HTTP collector would be silently unused: refuse instead.
+            if let plain = urls.first(where: { $0.hasPrefix("http://") }) {
+                throw fail(tlsNode, "collector.tls is set but collector.url \(plain) is http://; use https://")
+            }
+            config.collectorTLS = settings
+        }
         if let level = try string(top["log_level"], "log_level") {
             guard logLevels.contains(level) else {
                 throw fail(top["log_level"], "log_level must be one of \(logLevels.joined(separator: ", "))")

@@ -69,10 +69,14 @@ public struct CollectorClient: Sendable {
     /// An HTTP client set up for talking to collectors: short connect timeout (a collector that
     /// refuses connections is retried by the shipper's backoff, not inside the client).
     public static func makeHTTPClient() -> HTTPClient {
+        HTTPClient(eventLoopGroupProvider: .singleton, configuration: baseHTTPConfiguration())
+    }
+
+    static func baseHTTPConfiguration() -> HTTPClient.Configuration {
         var configuration = HTTPClient.Configuration()
         configuration.timeout = HTTPClient.Configuration.Timeout(connect: .seconds(3), read: .seconds(30))
         configuration.connectionPool = HTTPClient.Configuration.ConnectionPool(idleTimeout: .seconds(60))
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        return configuration
     }
 
     /// Sends one serialized batch. `timeout` bounds the whole exchange (default: the client's).
@@ -111,7 +115,7 @@ public struct CollectorClient: Sendable {
                 return .retry("collector answered \(status): \(json["message"] as? String ?? "")")
             }
         } catch {
-            return .retry("\(error)")
+            return .retry(Self.describe(error))
         }
     }
 
@@ -182,7 +186,10 @@ public struct CollectorClient: Sendable {
         } catch let error as EnrollmentError {
             throw error
         } catch {
-            throw EnrollmentError(message: "cannot reach collector at \(baseURL): \(error)", permanent: false)
+            throw EnrollmentError(
+                message: "cannot reach collector at \(baseURL): \(Self.describe(error))",
+                permanent: false
+            )
         }
     }
 }

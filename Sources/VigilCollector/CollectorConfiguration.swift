@@ -1,4 +1,5 @@
 import Logging
+import NIOSSL
 import VigilWire
 
 /// Settings of a collector.
@@ -19,6 +20,8 @@ public struct CollectorConfiguration: Sendable {
     /// allowed from loopback clients only, so a lab collector needs no set-up and a collector on
     /// the network never serves its events to anyone who asks.
     public var apiToken: String?
+    /// HTTPS instead of HTTP (see `CollectorTLSFiles.makeServerConfiguration()`); nil: plain HTTP.
+    public var tls: TLSConfiguration?
 
     public init(
         host: String = "127.0.0.1",

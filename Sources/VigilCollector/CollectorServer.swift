@@ -1,4 +1,6 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
 
@@ -34,10 +36,13 @@ public enum CollectorServer {
         collector: Collector,
         logger: Logger,
         onListening: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) -> some ApplicationProtocol {
+    ) throws -> some ApplicationProtocol {
         let config = collector.configuration
+        let server: HTTPServerBuilder =
+            if let tls = config.tls { try .tls(.http1(), tlsConfiguration: tls) } else { .http1() }
         return Application(
             router: CollectorHTTP.router(collector: collector),
+            server: server,
             configuration: ApplicationConfiguration(
                 address: .hostname(config.host, port: config.port),
                 serverName: "vigil-collector"

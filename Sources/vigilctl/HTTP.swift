@@ -3,11 +3,38 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import VigilAgent
+
+/// An HTTP client for the collector: with `VIGIL_CA_FILE` the collector's certificate must chain
+/// to that CA; with `VIGIL_CLIENT_CERT` and `VIGIL_CLIENT_KEY` vigilctl presents that certificate
+/// (a collector started with --tls-client-ca requires one).
+func makeCollectorHTTPClient() throws -> HTTPClient {
+    let environment = ProcessInfo.processInfo.environment
+    func value(_ name: String) -> String? { environment[name].flatMap { $0.isEmpty ? nil : $0 } }
+    let tls = AgentConfiguration.CollectorTLS(
+        caFile: value("VIGIL_CA_FILE"),
+        clientCertificate: value("VIGIL_CLIENT_CERT"),
+        clientKey: value("VIGIL_CLIENT_KEY")
+    )
+    guard tls != AgentConfiguration.CollectorTLS() else { return HTTPClient(eventLoopGroupProvider: .singleton) }
+    guard (tls.clientCertificate == nil) == (tls.clientKey == nil) else {
+        throw CommandFailure("VIGIL_CLIENT_CERT and VIGIL_CLIENT_KEY go together")
+    }
+    var configuration = HTTPClient.Configuration()
+    do {
+        configuration.tlsConfiguration = try tls.makeClientConfiguration(
+            names: ("VIGIL_CA_FILE", "VIGIL_CLIENT_CERT", "VIGIL_CLIENT_KEY")
+        )
+    } catch {
+        throw CommandFailure(error.message)
+    }
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}
 
 /// GETs a collector URL and returns the JSON body, turning refusals into readable errors.
 /// Sends `VIGIL_API_TOKEN` from the environment as a bearer token when set.
 func getJSON(_ url: String) async throws -> Data {
-    let client = HTTPClient(eventLoopGroupProvider: .singleton)
+    let client = try makeCollectorHTTPClient()
     do {
         var request = HTTPClientRequest(url: url)
         if let token = ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"], !token.isEmpty {

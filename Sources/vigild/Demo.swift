@@ -43,7 +43,7 @@ struct Demo {
             logger: logger
         )
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
+        let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in
             portContinuation.yield(port)
             portContinuation.finish()
         }

@@ -51,6 +51,38 @@ struct ConfigurationTests {
         _ = try PcapCapture(options: PcapCaptureOptions(interface: "lo", filter: filter))
     }
 
+    @Test("collector.tls: paths resolve against the file; plain http, half a client pair and unknown keys are refused")
+    func collectorTLS() throws {
+        let c = try AgentConfiguration.parse(
+            yaml:
+                "collector:\n  url: https://c:8443\n  tls:\n    ca_file: ca.pem\n    client_cert: /etc/vigil/agent.crt\n    client_key: agent.key\nstate_dir: s\npolicies_dir: p\n",
+            file: "/etc/vigil/vigild.yaml"
+        )
+        #expect(
+            c.collectorTLS
+                == AgentConfiguration.CollectorTLS(
+                    caFile: "/etc/vigil/ca.pem",
+                    clientCertificate: "/etc/vigil/agent.crt",
+                    clientKey: "/etc/vigil/agent.key"
+                )
+        )
+        for (yaml, message) in [
+            ("collector:\n  url: http://c:8443\n  tls:\n    ca_file: ca.pem\n", "is http://"),
+            ("collector:\n  url: https://c:8443\n  tls:\n    client_cert: a.crt\n", "go together"),
+            ("collector:\n  url: https://c:8443\n  tls:\n    pin: abc\n", "unknown key 'pin'"),
+        ] {
+            #expect {
+                try AgentConfiguration.parse(
+                    yaml: yaml + "state_dir: s\npolicies_dir: p\n",
+                    file: "/etc/vigil/vigild.yaml"
+                )
+            } throws: { error in
+                let error = error as? PolicyError
+                return error?.line == 3 || error?.line == 4 ? error?.message.contains(message) ?? false : false
+            }
+        }
+    }
+
     @Test("collector.url may list several collectors: the first is used first, the others are failovers")
     func collectorList() throws {
         let c = try AgentConfiguration.parse(
