@@ -1,13 +1,15 @@
 import ArgumentParser
+import VigilCore
 
 @main
 struct Vigilctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigilctl",
-        abstract: "Operate Vigil: agent keys, event queries, collector inventory.",
+        abstract: "Operate Vigil: agent keys, event queries, collector inventory, policy checks, self-test.",
+        version: VigilVersion.string,
         subcommands: [
             EventsCommand.self, AgentsCommand.self, KeygenCommand.self, VerifyCommand.self, FlowsCommand.self,
-            PolicyCommand.self,
+            PolicyCommand.self, SelftestCommand.self,
         ]
     )
 }
