@@ -24,6 +24,7 @@ let package = Package(
         .library(name: "VigilSpool", targets: ["VigilSpool"]),
         .library(name: "VigilCollector", targets: ["VigilCollector"]),
         .library(name: "VigilAgent", targets: ["VigilAgent"]),
+        .library(name: "VigilDrills", targets: ["VigilDrills"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -32,6 +33,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.0"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.28.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.29.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.24.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.10.0", traits: []),
@@ -45,9 +47,11 @@ let package = Package(
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
         .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
 
+        // The VERSION file, compiled in (C23 #embed), so every binary's --version matches the packages.
+        .target(name: "CVigilVersion"),
         .target(
             name: "VigilCore",
-            dependencies: [],
+            dependencies: ["CVigilVersion"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -105,6 +109,9 @@ let package = Package(
                 "VigilCore",
                 "VigilWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -123,6 +130,7 @@ let package = Package(
                 "VigilWire",
                 "VigilSpool",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -130,6 +138,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "VigilDrills",
+            dependencies: [
+                "VigilCore",
+                "VigilAgent",
+                "VigilCollector",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -171,11 +194,14 @@ let package = Package(
                 "VigilAgent",
                 "VigilCollector",
                 "VigilCore",
+                "VigilDrills",
                 "VigilPolicy",
                 "VigilSensors",
                 "VigilWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOFoundationCompat", package: "swift-nio"),
             ],
@@ -184,7 +210,10 @@ let package = Package(
 
         .testTarget(
             name: "VigilWireTests",
-            dependencies: ["VigilWire", "VigilCore"],
+            dependencies: [
+                "VigilWire", "VigilCore", "VigilSensors",
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -226,6 +255,11 @@ let package = Package(
                 "VigilSensors", "VigilLinux", "VigilCore", "VigilTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "VigilDrillsTests",
+            dependencies: ["VigilDrills", "VigilPolicy", "VigilCore"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOSSL
 import ServiceLifecycle
 import VigilCollector
+import VigilCore
 import VigilLinux
 
 @main
@@ -18,8 +20,13 @@ struct VigilCollectorCommand: AsyncParsableCommand {
 
             Example:
               vigil-collector --listen 0.0.0.0:8443 --store sqlite:/var/lib/vigil-collector/events.sqlite \\
-                              --enroll-token "$(cat /etc/vigil-collector/enroll-token)"
-            """
+                              --enroll-token "$(cat /etc/vigil-collector/enroll-token)" \\
+                              --tls-cert /etc/vigil-collector/tls.crt --tls-key /etc/vigil-collector/tls.key
+
+            Without --tls-cert the collector speaks plain HTTP: keep that to loopback or a lab. Batches
+            are signed either way; TLS keeps events and tokens private on the network.
+            """,
+        version: VigilVersion.string
     )
 
     @Option(help: ArgumentHelp("Address and port to listen on.", valueName: "host:port"))
@@ -49,11 +56,31 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     )
     var apiToken: String?
 
+    @Option(help: ArgumentHelp("Serve HTTPS with this PEM certificate chain (with --tls-key).", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Mutual TLS: require every client to present a certificate issued by a CA in this PEM file.",
+            valueName: "file"
+        )
+    )
+    var tlsClientCa: String?
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
 
     func validate() throws {
         _ = try parseListen()
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        guard tlsClientCa == nil || tlsCert != nil else {
+            throw ValidationError("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS first)")
+        }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not a log level")
         }
@@ -90,17 +117,30 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         if let readToken, readToken.utf8.count < 16 {
             throw ValidationError("--api-token: use at least 16 characters (e.g. openssl rand -hex 16)")
         }
+        let tls: TLSConfiguration?
+        do {
+            tls = try tlsCert.flatMap { cert in
+                try tlsKey.map { key throws(CollectorTLSFiles.LoadError) in
+                    try CollectorTLSFiles(certificateChain: cert, privateKey: key, clientCA: tlsClientCa)
+                        .makeServerConfiguration()
+                }
+            }
+        } catch let error as CollectorTLSFiles.LoadError {
+            throw ValidationError(error.message)
+        }
         do {
             try await location.withStore(logger: logger) { eventStore in
                 var configuration = CollectorConfiguration(host: host, port: port, store: location, enrollToken: token)
                 configuration.apiToken = readToken
+                configuration.tls = tls
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
-                let app = CollectorServer.makeApplication(collector: collector, logger: logger) { port in
+                let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in
                     logger.info(
                         "collector listening",
                         metadata: [
                             "address": "\(host):\(port)", "store": "\(location)",
+                            "tls": "\(tls == nil ? "off" : tlsClientCa == nil ? "on" : "mutual")",
                             "enrollment": "\(token == nil ? "off" : "on")",
                             "reads": "\(readToken == nil ? "loopback only" : "API token")",
                         ]

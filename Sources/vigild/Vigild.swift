@@ -4,6 +4,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import VigilAgent
+import VigilCore
 
 @main
 struct Vigild: AsyncParsableCommand {
@@ -27,7 +28,8 @@ struct Vigild: AsyncParsableCommand {
                 enroll_token: change-me
               state_dir: /var/lib/vigil
               policies_dir: /etc/vigil/policies
-            """
+            """,
+        version: VigilVersion.string
     )
 
     @Option(help: ArgumentHelp("The agent's YAML configuration file.", valueName: "file"))
@@ -60,6 +62,14 @@ struct Vigild: AsyncParsableCommand {
     )
     var logLevel: String?
 
+    @Flag(
+        help: "With --config: check the configuration file, print a summary or the error, and exit (78 when invalid)."
+    )
+    var checkConfig = false
+
+    /// EX_CONFIG from sysexits.h: the configuration file is missing, unreadable or invalid.
+    static let configurationErrorExitCode: Int32 = 78
+
     func validate() throws {
         if demo == (config != nil) {
             throw ValidationError("give either --config FILE or --demo")
@@ -70,6 +80,9 @@ struct Vigild: AsyncParsableCommand {
         if policies != nil || duration != nil, !demo {
             throw ValidationError("--policies and --duration go with --demo")
         }
+        if checkConfig, config == nil {
+            throw ValidationError("--check-config goes with --config FILE")
+        }
     }
 
     /// Parses the command line and, for the agent, does the start-up that must happen while the
@@ -79,7 +92,14 @@ struct Vigild: AsyncParsableCommand {
     static func main() async {
         do {
             let command = try parseAsRoot()
-            if let vigild = command as? Vigild, !vigild.demo {
+            if let vigild = command as? Vigild, vigild.checkConfig {
+                let configuration = try vigild.loadConfiguration()
+                print(
+                    "\(vigild.config!): OK: collector \(configuration.collectorURLs.joined(separator: ", ")), "
+                        + "enroll token \(configuration.enrollToken == nil ? "not set" : "set"), "
+                        + "state \(configuration.stateDirectory), policies \(configuration.policiesDirectory)"
+                )
+            } else if let vigild = command as? Vigild, !vigild.demo {
                 let started = try vigild.startAgent()
                 try await vigild.runAgent(started)
             } else if var command = command as? any AsyncParsableCommand {
@@ -93,14 +113,21 @@ struct Vigild: AsyncParsableCommand {
         }
     }
 
+    /// The configuration file, or exit 78 (EX_CONFIG) with the error (file:line: message) on stderr.
+    func loadConfiguration() throws -> AgentConfiguration {
+        do {
+            return try AgentConfiguration.load(path: config!)
+        } catch {
+            // Exit with EX_CONFIG (78): the unit's RestartPreventExitStatus=78 makes systemd stop
+            // here with this message in the journal instead of restarting into the same error.
+            FileHandle.standardError.write(Data("vigild: \(error)\n".utf8))
+            throw ExitCode(Self.configurationErrorExitCode)
+        }
+    }
+
     /// Configuration, logging, `Agent.prepare`, sandbox: synchronous, on the main thread.
     func startAgent() throws -> (AgentConfiguration, Agent.Prepared) {
-        let configuration: AgentConfiguration
-        do {
-            configuration = try AgentConfiguration.load(path: config!)
-        } catch {
-            throw ValidationError("\(error)")
-        }
+        let configuration = try loadConfiguration()
         bootstrapLogging(level: Logger.Level(rawValue: logLevel ?? configuration.logLevel) ?? .info)
         let logger = Logger(label: "vigild")
         var prepared = try Agent.prepare(configuration: configuration, logger: logger)
@@ -124,7 +151,7 @@ struct Vigild: AsyncParsableCommand {
     func runAgent(_ started: (AgentConfiguration, Agent.Prepared)) async throws {
         let (configuration, prepared) = started
         let logger = Logger(label: "vigild")
-        let httpClient = CollectorClient.makeHTTPClient()
+        let httpClient = try CollectorClient.makeHTTPClient(tls: configuration.collectorTLS)
         let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient, prepared: prepared)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(
