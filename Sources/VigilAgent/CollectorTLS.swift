@@ -68,7 +68,8 @@ extension CollectorClient {
                 "TLS handshake with the collector failed (check collector.tls and the collector's certificate): \(ssl)"
         }
         if let ssl = error as? NIOSSLExtraError {
-            return "TLS handshake with the collector failed (check collector.tls and the collector's certificate): \(ssl)"
+            return
+                "TLS handshake with the collector failed (check collector.tls and the collector's certificate): \(ssl)"
         }
         if let ssl = error as? BoringSSLError {
             return "TLS with the collector failed (check collector.tls and the collector's certificate): \(ssl)"
