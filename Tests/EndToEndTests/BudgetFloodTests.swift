@@ -48,7 +48,7 @@ struct BudgetFloodTests {
 
     @Test(
         "flooded on a small budget: memory under the cap, shedding reported, alerts kept, full collection after",
-        .timeLimit(.minutes(6))
+        .timeLimit(.minutes(9))
     )
     func flood() async throws {
         #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the flood test as root")
@@ -187,7 +187,9 @@ struct BudgetFloodTests {
 
         // After the flood the ladder comes all the way down, and collection is full again:
         // a new file is shipped with its hash.
-        let recovered = try await eventually(timeout: .seconds(120), every: .seconds(1)) {
+        // Generous: the file sensor's fanotify marks cover the whole filesystem, so other suites'
+        // bursts running at the same time keep this small-budget agent busy for a while.
+        let recovered = try await eventually(timeout: .seconds(240), every: .seconds(1)) {
             try await health(base, kind: "budget_level").last.map { counters($0)["level"] == 0 } ?? false
         }
         let history = try await health(base, kind: "budget_level").map { counters($0)["level"] ?? -1 }
