@@ -82,7 +82,13 @@ struct FileAttributionEndToEndTests {
         }
         #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
 
-        let target = dir + "/watched/" + marker
+        // In a directory made after the agent started (and sandboxed itself): its fanotify mark
+        // is added then, as its inotify watch is.
+        let later = dir + "/watched/later"
+        try FileManager.default.createDirectory(atPath: later, withIntermediateDirectories: true)
+        let watchedLater = try await eventually { try await !fileEvents(base, target: later).isEmpty }
+        #expect(watchedLater, "no event for the new directory; agent log:\n\(agent.stderr)")
+        let target = later + "/" + marker
         let python = try ChildProcess(
             "/usr/bin/python3",
             ["-c", "import sys\nwith open(sys.argv[1], 'w') as f: f.write('written by a known child')", target]

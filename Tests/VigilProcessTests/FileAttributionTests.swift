@@ -150,4 +150,58 @@ struct FileAttributionTests {
         #expect(event.image == Self.realPath("/bin/sh"), "\(event)")
         #expect(!recorder.files.contains { $0.targetFilename.hasPrefix(outside.path) })
     }
+
+    @Test(
+        "directories made after start are marked as they are watched; writes next door cost no records",
+        .enabled(if: TestEnvironment.isRoot, "needs root (fanotify)"),
+        .timeLimit(.minutes(2))
+    )
+    func marksFollowTheTree() async throws {
+        let watched = try TemporaryDirectory()
+        let outside = try TemporaryDirectory()
+        let sensor = try FileSensor(
+            configuration: FileSensorConfiguration(paths: [watched.path], attributeProcesses: true),
+            logger: Logger(label: "test")
+        )
+        let recorder = Recorder(sensor.events)
+        try sensor.start()
+        defer { sensor.stop() }
+
+        // A new subtree: its directories get their marks as the reader watches them, so a file
+        // written deep inside names its writer.
+        let deep = watched.path + "/new/deeper"
+        let mkdir = try ChildProcess("/bin/mkdir", ["-p", deep])
+        #expect(await mkdir.wait(timeout: .seconds(30)) == 0)
+        _ = try #require(try await recorder.first(.create, deep), "\(recorder.files)")
+        let path = deep + "/written-by-python"
+        let python = try ChildProcess(
+            "/usr/bin/python3",
+            ["-c", "import sys\nwith open(sys.argv[1], 'w') as f: f.write('vigil')", path]
+        )
+        #expect(await python.wait(timeout: .seconds(30)) == 0, "\(python.stderr)")
+        let modified = try #require(try await recorder.first(.modify, path), "\(recorder.files)")
+        #expect(modified.processId == UInt32(python.process.processIdentifier), "\(modified)")
+        #expect(modified.image == Self.realPath("/usr/bin/python3"), "\(modified)")
+
+        // 500 files churned in a directory on the same filesystem but outside the trees: a
+        // filesystem-wide mark would read 1,500 records (create, close, delete); the directory
+        // marks read none of them (the exec of the writer itself is a record or two).
+        let before = sensor.statistics.attributionRecords
+        let churn = try ChildProcess(
+            "/usr/bin/python3",
+            [
+                "-c",
+                "import os, sys\nfor i in range(500):\n p = f'{sys.argv[1]}/f{i}'\n open(p, 'w').close()\n os.unlink(p)",
+                outside.path,
+            ]
+        )
+        #expect(await churn.wait(timeout: .seconds(30)) == 0, "\(churn.stderr)")
+        // A change inside afterwards: once it is seen, every record before it was read.
+        let marker = watched.path + "/marker"
+        try Data("m".utf8).write(to: URL(fileURLWithPath: marker))
+        _ = try #require(try await recorder.first(.modify, marker), "\(recorder.files)")
+        let records = sensor.statistics.attributionRecords - before
+        #expect(records < 50, "\(records) fanotify records for writes outside the watched trees")
+        #expect(sensor.statistics.attributionMarkLimitHits == 0)
+    }
 }

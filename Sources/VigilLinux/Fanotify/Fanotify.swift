@@ -23,6 +23,9 @@ public struct FanotifyMask: OptionSet, Hashable, Sendable {
     public static let openExec = FanotifyMask(rawValue: 0x1000)
     /// The kernel queue overflowed (`FAN_Q_OVERFLOW`); events were lost.
     public static let queueOverflow = FanotifyMask(rawValue: 0x4000)
+    /// On a directory's inode mark: also the events of the entries directly in it
+    /// (`FAN_EVENT_ON_CHILD`).
+    public static let eventOnChild = FanotifyMask(rawValue: 0x0800_0000)
     /// Also for directories (`FAN_ONDIR`).
     public static let onDirectory = FanotifyMask(rawValue: 0x4000_0000)
 }
@@ -64,6 +67,8 @@ public final class Fanotify {
     /// Descriptors of the marked filesystems' roots, for `open_by_handle_at`, by `fsid`
     /// (the first 8 bytes of a handle record, as `statfs` reports it).
     private var mountFDs: [UInt64: Int32] = [:]
+    /// `st_dev` of the filesystems in `mountFDs`: a directory on one of them needs no descriptor.
+    private var knownDevices: Set<UInt64> = []
     private var handlePaths: [[UInt8]: (path: String, expires: ContinuousClock.Instant)] = [:]
     public static let handleCacheCapacity = 4096
     public static let handleCacheLifetime = Duration.seconds(5)
@@ -76,6 +81,7 @@ public final class Fanotify {
     static let markAdd: UInt32 = 0x1  // FAN_MARK_ADD
     static let markMount: UInt32 = 0x10  // FAN_MARK_MOUNT
     static let markFilesystem: UInt32 = 0x100  // FAN_MARK_FILESYSTEM
+    static let markOnlyDirectory: UInt32 = 0x8  // FAN_MARK_ONLYDIR
     static let metadataVersion: UInt8 = 3  // FANOTIFY_METADATA_VERSION
     // O_LARGEFILE on x86-64 and arm64 (0 in their uapi for 64-bit; the kernel forces it)
     static let largeFile: Int32 = 0o100_000
@@ -119,7 +125,29 @@ public final class Fanotify {
     /// handles of its filesystem; the corresponding C functions are also `openat` and `fstatfs`.
     public func markFilesystem(of path: String, mask: FanotifyMask, retryOnInterrupt: Bool = true) throws(Errno) {
         try mark(path, flags: Self.markAdd | Self.markFilesystem, mask: mask, retryOnInterrupt: retryOnInterrupt)
+        if reportsFileIdentifiers { try rememberFilesystem(of: path) }
+    }
+
+    /// Marks the directory `path` itself (an inode mark): with `.eventOnChild` in `mask`, the
+    /// events of the entries directly in it too. Unlike a filesystem mark, a change elsewhere
+    /// costs this group nothing. Needs no capability once the group exists (the kernel asks
+    /// `CAP_SYS_ADMIN` only for mount and filesystem marks), so it works in the sandbox. The
+    /// mark goes when the directory is deleted.
+    ///
+    /// The corresponding C function is `fanotify_mark` with `FAN_MARK_ONLYDIR` (`ENOTDIR` for
+    /// anything else); `ENOSPC` when `fs.fanotify.max_user_marks` is reached. With file
+    /// identifiers, also `stat`, and for a filesystem not seen before `openat` and `fstatfs`.
+    public func markDirectory(_ path: String, mask: FanotifyMask, retryOnInterrupt: Bool = true) throws(Errno) {
+        try mark(path, flags: Self.markAdd | Self.markOnlyDirectory, mask: mask, retryOnInterrupt: retryOnInterrupt)
         guard reportsFileIdentifiers else { return }
+        var status = Glibc.stat()
+        let known = path.withCString { system_stat($0, &status) } == 0 && knownDevices.contains(UInt64(status.st_dev))
+        if !known { try rememberFilesystem(of: path) }
+    }
+
+    /// Keeps a descriptor of the directory `path` for `open_by_handle_at` on its filesystem
+    /// (one per filesystem, by `fsid`).
+    private func rememberFilesystem(of path: String) throws(Errno) {
         let fd = try path.withCString { p in
             // Not O_PATH: open_by_handle_at refuses an O_PATH mount descriptor (EBADF).
             valueOrErrno(retryOnInterrupt: true) { system_openat(AT_FDCWD, p, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
@@ -132,6 +160,8 @@ public final class Fanotify {
             _ = system_close(fd)
             throw error
         }
+        var device = Glibc.stat()
+        if system_fstat(fd, &device) == 0 { knownDevices.insert(UInt64(device.st_dev)) }
         let fsid = status.loadUnaligned(fromByteOffset: 56, as: UInt64.self)
         if mountFDs[fsid] == nil {
             mountFDs[fsid] = fd

@@ -6,8 +6,10 @@ import VigilCore
 import VigilLinux
 
 /// Who changed a file: a fanotify group in notification class (`FAN_CLASS_NOTIF`, never a
-/// permission event, so no writer ever waits on the agent) marked on the filesystems of the
-/// watched trees, whose records name the process (pid) that made each change.
+/// permission event, so no writer ever waits on the agent) whose records name the process
+/// (pid) that made each change. The marks are on the watched directories themselves (inode
+/// marks with `FAN_EVENT_ON_CHILD`, added by the reader as it adds its inotify watches), never
+/// on whole filesystems: a write elsewhere on the same filesystem costs the agent nothing.
 ///
 /// - With file identifiers (`FAN_REPORT_DFID_NAME`, Linux 5.9) the kernel reports creates,
 ///   deletes, moves, metadata changes and closes after writing, each with the directory's
@@ -15,8 +17,8 @@ import VigilLinux
 /// - Without them, the group falls back to descriptors and attributes closes after writing
 ///   only (the other events need identifiers).
 ///
-/// Records outside the watched trees (the marks cover whole filesystems) are dropped at once,
-/// before anything is read about their process. For the others the process's executable
+/// Records outside the watched trees (a marked directory moved out of them keeps its mark
+/// until it is deleted) are dropped at once, before anything is read about their process. For the others the process's executable
 /// (`/proc/PID/exe`) and user (the owner of `/proc/PID`) are read right away, while the
 /// process most likely still runs, by a thread of its own (`vigil-fsensor-a`) that wakes when
 /// records arrive (at most every `readInterval`).
@@ -46,6 +48,11 @@ final class FileAttribution: Sendable {
     private let stopRequested = Atomic<Bool>(false)
     private let control: EventFD
     private let descriptor: FileDescriptor
+    /// What each watched directory's mark asks for.
+    private let mask: FanotifyMask
+    /// Directories that could not be marked because `fs.fanotify.max_user_marks` was reached.
+    private let markLimitHits = Atomic<UInt64>(0)
+    private let logger: Logger
 
     private struct State: ~Copyable {
         let group: Fanotify
@@ -57,8 +64,9 @@ final class FileAttribution: Sendable {
         var overflows: UInt64 = 0
     }
 
-    /// Opens the group and marks the filesystems of `rules.roots` (needs `CAP_SYS_ADMIN`, so
+    /// Opens the group and marks the directories of `rules.roots` (needs `CAP_SYS_ADMIN`, so
     /// before the agent drops it). Throws a message saying why attribution is unavailable.
+    /// The directories below them are marked by `watch(directory:)`.
     init(rules: PathRules, logger: Logger) throws(FileSensorError) {
         var roots: [(configured: String, real: String)] = []
         for root in rules.roots {
@@ -69,17 +77,28 @@ final class FileAttribution: Sendable {
         guard !roots.isEmpty else {
             throw FileSensorError(code: .attributionUnavailable, message: "no watched path to mark")
         }
-        let everything: FanotifyMask = [.create, .delete, .movedFrom, .movedTo, .attrib, .closeWrite, .onDirectory]
+        let everything: FanotifyMask = [
+            .create, .delete, .movedFrom, .movedTo, .attrib, .closeWrite, .onDirectory, .eventOnChild,
+        ]
+        let closes: FanotifyMask = [.closeWrite, .eventOnChild]
+        // The executables each process opens for exec (`FAN_OPEN_EXEC`, Linux 5.0), on the root
+        // filesystem and the watched ones: a writer that exits before `/proc` is read is still
+        // named.
+        let filesystems = Set(["/"] + roots.map(\.real))
         var group: Fanotify
         var reportsAll = true
         do {
             group = try Fanotify(reportFileIdentifiers: true)
-            for root in roots { try group.markFilesystem(of: root.real, mask: everything) }
+            // Filesystem marks need CAP_SYS_ADMIN, as the pids in records do: since Linux 5.13
+            // an unprivileged process may open a group with identifiers, but it is refused
+            // these marks (EPERM) and its records carry no pid of other processes.
+            for path in filesystems { try group.markFilesystem(of: path, mask: .openExec) }
+            for root in roots { try group.markDirectory(root.real, mask: everything) }
         } catch let identifiersError {
             reportsAll = false
             do {
                 group = try Fanotify()
-                for root in roots { try group.markFilesystem(of: root.real, mask: .closeWrite) }
+                for root in roots { try group.markDirectory(root.real, mask: closes) }
             } catch {
                 throw FileSensorError(
                     code: .attributionUnavailable,
@@ -88,12 +107,8 @@ final class FileAttribution: Sendable {
                     errno: error
                 )
             }
-        }
-        // The executables each process opens for exec (`FAN_OPEN_EXEC`, Linux 5.0), on the root
-        // filesystem and the watched ones: a writer that exits before `/proc` is read is still
-        // named. Optional: without it, such a writer keeps its pid only.
-        for path in Set(["/"] + roots.map(\.real)) {
-            try? group.markFilesystem(of: path, mask: .openExec)
+            // Optional here: without it, a writer gone before /proc is read keeps its pid only.
+            for path in filesystems { try? group.markFilesystem(of: path, mask: .openExec) }
         }
         do {
             control = try EventFD()
@@ -102,6 +117,8 @@ final class FileAttribution: Sendable {
         }
         descriptor = group.fileDescriptor
         reportsAllChanges = reportsAll
+        mask = reportsAll ? everything : closes
+        self.logger = logger
         state = Mutex(State(group: group, resolver: ActorResolver(), roots: roots, rules: rules))
         logger.info(
             "file events name their process (fanotify)",
@@ -113,6 +130,27 @@ final class FileAttribution: Sendable {
     var counters: (records: UInt64, overflows: UInt64) {
         state.withLock { ($0.records, $0.overflows) }
     }
+
+    /// Marks a directory the file sensor now watches (called by its reader as it adds each
+    /// inotify watch). A directory gone meanwhile is no error; past the kernel's mark limit,
+    /// changes in the directory are reported without their process (counted, logged once).
+    func watch(directory path: String) {
+        do {
+            try state.withLock { state throws(Errno) in try state.group.markDirectory(path, mask: mask) }
+        } catch .noSpace {
+            if markLimitHits.add(1, ordering: .relaxed).oldValue == 0 {
+                logger.notice(
+                    "fanotify mark limit reached (fs.fanotify.max_user_marks): changes in further directories do not name their process",
+                    metadata: ["path": "\(path)"]
+                )
+            }
+        } catch {
+            // Gone or replaced before the mark landed: its own events tell the rest.
+        }
+    }
+
+    /// Directories left unmarked because the kernel's mark limit was reached.
+    var markLimitHitCount: UInt64 { markLimitHits.load(ordering: .relaxed) }
 
     /// The reader thread's body: reads records as they come until `stop()`.
     func run() {

@@ -101,6 +101,7 @@ public final class FileSensor: Sendable {
         var statistics = shared.counters.snapshot
         if let attribution {
             (statistics.attributionRecords, statistics.attributionOverflows) = attribution.counters
+            statistics.attributionMarkLimitHits = attribution.markLimitHitCount
         }
         return statistics
     }
@@ -176,6 +177,7 @@ public final class FileSensor: Sendable {
             rules: rules,
             hashMaxBytes: configuration.hashMaxBytes,
             shared: shared,
+            attribution: attribution,
             logger: logger
         )
         reader.watchRoots()

@@ -14,10 +14,12 @@ public struct FileSensorStatistics: Hashable, Sendable {
     public var watches: Int
     /// Files not hashed because hashing was paused by the agent's self-watchdog.
     public var hashesShed: UInt64 = 0
-    /// fanotify records read for attribution (all of the marked filesystems).
+    /// fanotify records read for attribution (the watched directories, and execs).
     public var attributionRecords: UInt64 = 0
     /// fanotify queue overflows: some changes lost their attribution.
     public var attributionOverflows: UInt64 = 0
+    /// Directories not marked for attribution because `fs.fanotify.max_user_marks` was reached.
+    public var attributionMarkLimitHits: UInt64 = 0
 
     public init(
         events: UInt64 = 0,

@@ -13,6 +13,8 @@ final class WatchReader {
     private let rules: PathRules
     private let hashMaxBytes: Int64
     private let shared: SensorShared
+    /// Marks each watched directory for fanotify too, when file events name their process.
+    private let attribution: FileAttribution?
     private let logger: Logger
 
     private var tree = WatchTree()
@@ -56,11 +58,19 @@ final class WatchReader {
         var name: String
     }
 
-    init(inotify: Inotify, rules: PathRules, hashMaxBytes: Int64, shared: SensorShared, logger: Logger) {
+    init(
+        inotify: Inotify,
+        rules: PathRules,
+        hashMaxBytes: Int64,
+        shared: SensorShared,
+        attribution: FileAttribution?,
+        logger: Logger
+    ) {
         self.inotify = inotify
         self.rules = rules
         self.hashMaxBytes = hashMaxBytes
         self.shared = shared
+        self.attribution = attribution
         self.logger = logger
     }
 
@@ -353,6 +363,7 @@ final class WatchReader {
             }
             // Already watched: the same inode through another path, or reported twice.
             guard tree.insert(wd: wd, parent: next.parent, name: next.name, path: next.path) == .added else { continue }
+            attribution?.watch(directory: next.path)
             #if DEBUG
             if report, let hook = shared.newDirectoryHook.withLock({ $0 }) { hook(next.path) }
             #endif
