@@ -12,7 +12,7 @@ import VigilWire
 /// | `POST /v1/enroll` | JSON `{token, agent_id, public_key, hostname, machine_id}` → `{agent_id, key_id, status}` |
 /// | `POST /v1/batches` | a serialized `vigil.v1.Batch` → `{status, batch_seq, events, chain, detail}` |
 /// | `GET /v1/events` | `?agent=&type=file,process&rule=&since=&until=&after=&limit=` → `{events, next_cursor}` |
-/// | `GET /v1/agents` | inventory with chain status |
+/// | `GET /v1/agents` | inventory: chain status, declared gaps, last selftest (`last_selftest`, `selftest_passed_at`) |
 /// | `GET /healthz` | `ok` |
 ///
 /// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.

@@ -87,6 +87,10 @@ public struct AgentSummary: Sendable, Codable, Hashable {
     public var declaredGaps: UInt64 = 0
     /// The events those gap records say were dropped.
     public var droppedEvents: UInt64 = 0
+    /// The agent's latest attack-drill selftest, passed or not; nil when it never reported one.
+    public var lastSelftest: SelftestSummary? = nil
+    /// When the agent last passed its selftest; nil when it never did.
+    public var selftestPassedAt: Timestamp? = nil
 
     enum CodingKeys: String, CodingKey {
         case agentId = "agent_id"
@@ -101,6 +105,71 @@ public struct AgentSummary: Sendable, Codable, Hashable {
         case anomalies
         case declaredGaps = "declared_gaps"
         case droppedEvents = "dropped_events"
+        case lastSelftest = "last_selftest"
+        case selftestPassedAt = "selftest_passed_at"
+    }
+}
+
+extension AgentSummary {
+    /// The selftest state in a few words, for tables (`vigilctl agents`): `passed 2026-11-28 23:50`
+    /// (UTC), `FAILED 3/24 missed`, `FAILED 0/24 detected` or `never`.
+    public var selftestStatus: String {
+        guard let last = lastSelftest else { return "never" }
+        if last.passed {
+            // "2026-11-28T23:50:12.123456Z" → "2026-11-28 23:50"
+            return "passed " + String(last.time.iso8601.prefix(16)).replacingOccurrences(of: "T", with: " ")
+        }
+        return last.missed > 0
+            ? "FAILED \(last.missed)/\(last.drills) missed" : "FAILED \(last.detected)/\(last.drills) detected"
+    }
+}
+
+/// The outcome of one attack-drill selftest, as an agent reported it in an agent-health event of
+/// kind `selftest` (counters `drills`, `detected`, `missed`, `skipped`, `latency_ms_max`).
+public struct SelftestSummary: Sendable, Codable, Hashable {
+    /// The health event's time.
+    public var time: Timestamp
+    /// Every drill that ran was detected: `missed == 0 && detected > 0`.
+    public var passed: Bool
+    /// Drills run.
+    public var drills: UInt64
+    public var detected: UInt64
+    public var missed: UInt64
+
+    /// A selftest passed when no drill was missed and at least one was detected.
+    public init(time: Timestamp, drills: UInt64, detected: UInt64, missed: UInt64) {
+        self.time = time
+        self.passed = missed == 0 && detected > 0
+        self.drills = drills
+        self.detected = detected
+        self.missed = missed
+    }
+
+    /// The health kind that carries a selftest outcome.
+    public static let healthKind = "selftest"
+
+    /// The summary of a selftest health event; nil for any other event.
+    public init?(_ event: Event) {
+        guard case .health(let health) = event.payload, health.kind == Self.healthKind else { return nil }
+        self.init(
+            time: event.time,
+            drills: health.counters["drills"] ?? 0,
+            detected: health.counters["detected"] ?? 0,
+            missed: health.counters["missed"] ?? 0
+        )
+    }
+
+    /// What a batch's events say about selftests, for the stores to merge into the agent's row:
+    /// the latest selftest in the batch and the time of the latest passed one.
+    static func latest(in events: [Event]) -> (last: SelftestSummary, passedAt: Timestamp?)? {
+        var last: SelftestSummary? = nil
+        var passedAt: Timestamp? = nil
+        for event in events {
+            guard let summary = SelftestSummary(event) else { continue }
+            if last.map({ summary.time >= $0.time }) ?? true { last = summary }
+            if summary.passed, passedAt.map({ summary.time > $0 }) ?? true { passedAt = summary.time }
+        }
+        return last.map { ($0, passedAt) }
     }
 }
 

@@ -268,6 +268,20 @@ public final class PostgresEventStore: EventStore {
                 """,
             ]
         ),
+        // The latest attack-drill selftest each agent reported (`SelftestSummary`).
+        (
+            3,
+            [
+                """
+                ALTER TABLE agents
+                    ADD COLUMN selftest_at BIGINT,
+                    ADD COLUMN selftest_drills BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN selftest_detected BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN selftest_missed BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN selftest_passed_at BIGINT
+                """
+            ]
+        ),
     ]
 
     /// The advisory-lock key that serializes migrations across collectors ("vigil" in ASCII).
@@ -275,8 +289,8 @@ public final class PostgresEventStore: EventStore {
 
     /// Applies pending migrations on one dedicated connection, in one transaction, holding a
     /// transaction-scoped advisory lock: a second collector starting at the same time waits, then
-    /// finds the schema current.
-    static func migrate(_ location: PostgresLocation, logger: Logger) async throws {
+    /// finds the schema current. `last` stops after that version (tests build older schemas).
+    static func migrate(_ location: PostgresLocation, logger: Logger, upTo last: Int? = nil) async throws {
         let connection: PostgresConnection
         do {
             connection = try await PostgresConnection.connect(
@@ -306,7 +320,8 @@ public final class PostgresEventStore: EventStore {
                         "the database schema is at version \(newest), newer than this collector knows (\(known)); upgrade the collector"
                     )
                 }
-                for migration in migrations where !applied.contains(migration.version) {
+                for migration in migrations
+                where !applied.contains(migration.version) && migration.version <= last ?? Int.max {
                     for statement in migration.statements {
                         try await db.query(PostgresQuery(unsafeSQL: statement), logger: logger)
                     }
@@ -427,6 +442,7 @@ public final class PostgresEventStore: EventStore {
         let agentId = header.agentId
         let headerHash = Data(batch.headerHash)
         let received = receivedAt.nanosecondsSinceEpoch
+        let selftest = SelftestSummary.latest(in: events)
         let logger = self.logger
 
         return try await client.withTransaction(logger: logger) { db -> IngestOutcome in
@@ -578,7 +594,38 @@ public final class PostgresEventStore: EventStore {
                     logger: logger
                 )
             }
+            if let (last, passedAt) = selftest {
+                try await Self.recordSelftest(db, logger: logger, agentId: agentId, last: last, passedAt: passedAt)
+            }
             return .accepted(verdict, detail: detail)
+        }
+    }
+
+    /// Keeps the newest selftest by event time, so a batch that arrives late does not roll it back.
+    private static func recordSelftest(
+        _ db: PostgresConnection,
+        logger: Logger,
+        agentId: String,
+        last: SelftestSummary,
+        passedAt: Timestamp?
+    ) async throws {
+        let time = last.time.nanosecondsSinceEpoch
+        try await db.query(
+            """
+            UPDATE agents SET selftest_at = \(time), selftest_drills = \(Int64(clamping: last.drills)),
+                selftest_detected = \(Int64(clamping: last.detected)), selftest_missed = \(Int64(clamping: last.missed))
+            WHERE agent_id = \(agentId) AND (selftest_at IS NULL OR selftest_at < \(time))
+            """,
+            logger: logger
+        )
+        if let passed = passedAt?.nanosecondsSinceEpoch {
+            try await db.query(
+                """
+                UPDATE agents SET selftest_passed_at = \(passed)
+                WHERE agent_id = \(agentId) AND (selftest_passed_at IS NULL OR selftest_passed_at < \(passed))
+                """,
+                logger: logger
+            )
         }
     }
 
@@ -659,16 +706,21 @@ public final class PostgresEventStore: EventStore {
         }
         let rows = try await client.query(
             """
-            SELECT agent_id, hostname, key_id, enrolled_at, revoked_at, last_seen, last_batch_seq, event_count, gap_records, dropped_events
+            SELECT agent_id, hostname, key_id, enrolled_at, revoked_at, last_seen, last_batch_seq, event_count, gap_records, dropped_events,
+                selftest_at, selftest_drills, selftest_detected, selftest_missed, selftest_passed_at
             FROM agents ORDER BY hostname, agent_id
             """,
             logger: logger
         )
         var result: [AgentSummary] = []
         for try await (
-            id, hostname, keyId, enrolledAt, revokedAt, lastSeen, lastBatchSeq, eventCount, gapRecords, droppedEvents
+            id, hostname, keyId, enrolledAt, revokedAt, lastSeen, lastBatchSeq, eventCount, gapRecords, droppedEvents,
+            selftestAt, selftestDrills, selftestDetected, selftestMissed, selftestPassedAt
         ) in rows.decode(
-            (String, String, String, Int64, Int64?, Int64?, Int64, Int64, Int64, Int64).self
+            (
+                String, String, String, Int64, Int64?, Int64?, Int64, Int64, Int64, Int64,
+                Int64?, Int64, Int64, Int64, Int64?
+            ).self
         ) {
             let list = anomalies[id] ?? []
             result.append(
@@ -684,7 +736,16 @@ public final class PostgresEventStore: EventStore {
                     chainStatus: list.last?.kind ?? "whole",
                     anomalies: list,
                     declaredGaps: UInt64(max(gapRecords, 0)),
-                    droppedEvents: UInt64(max(droppedEvents, 0))
+                    droppedEvents: UInt64(max(droppedEvents, 0)),
+                    lastSelftest: selftestAt.map {
+                        SelftestSummary(
+                            time: Timestamp(nanosecondsSinceEpoch: $0),
+                            drills: UInt64(max(selftestDrills, 0)),
+                            detected: UInt64(max(selftestDetected, 0)),
+                            missed: UInt64(max(selftestMissed, 0))
+                        )
+                    },
+                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) }
                 )
             )
         }

@@ -12,7 +12,13 @@ public final class SQLiteEventStore: EventStore {
     private let pool: DatabasePool
     public let path: String
 
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, migratingUpTo: nil)
+    }
+
+    /// Opens the store with the schema up to and including the migration `last` (nil: all), so
+    /// tests can build a database as an older collector left it.
+    init(path: String, migratingUpTo last: String?) throws {
         self.path = path
         var config = Configuration()
         config.prepareDatabase { db in
@@ -20,7 +26,11 @@ public final class SQLiteEventStore: EventStore {
         }
         config.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: config)
-        try Self.migrator.migrate(pool)
+        if let last {
+            try Self.migrator.migrate(pool, upTo: last)
+        } else {
+            try Self.migrator.migrate(pool)
+        }
     }
 
     static var migrator: DatabaseMigrator {
@@ -92,6 +102,18 @@ public final class SQLiteEventStore: EventStore {
                     """
             )
         }
+        // The latest attack-drill selftest each agent reported (`SelftestSummary`).
+        m.registerMigration("v3-selftest") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE agents ADD COLUMN selftest_at INTEGER;
+                    ALTER TABLE agents ADD COLUMN selftest_drills INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN selftest_detected INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN selftest_missed INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN selftest_passed_at INTEGER;
+                    """
+            )
+        }
         return m
     }
 
@@ -149,6 +171,7 @@ public final class SQLiteEventStore: EventStore {
         }
         let header = batch.header
         let headerHash = Data(batch.headerHash)
+        let selftest = SelftestSummary.latest(in: events)
         return try await pool.write { db in
             let agentId = header.agentId
             if let existing = try Row.fetchOne(
@@ -293,7 +316,39 @@ public final class SQLiteEventStore: EventStore {
                     arguments: [receivedAt.nanosecondsSinceEpoch, inserted, agentId]
                 )
             }
+            if let (last, passedAt) = selftest {
+                try Self.recordSelftest(db, agentId: agentId, last: last, passedAt: passedAt)
+            }
             return .accepted(verdict, detail: detail)
+        }
+    }
+
+    /// Keeps the newest selftest by event time, so a batch that arrives late does not roll it back.
+    private static func recordSelftest(
+        _ db: Database,
+        agentId: String,
+        last: SelftestSummary,
+        passedAt: Timestamp?
+    ) throws {
+        let time = last.time.nanosecondsSinceEpoch
+        try db.execute(
+            sql: """
+                UPDATE agents SET selftest_at = ?, selftest_drills = ?, selftest_detected = ?, selftest_missed = ?
+                WHERE agent_id = ? AND (selftest_at IS NULL OR selftest_at < ?)
+                """,
+            arguments: [
+                time, Int64(clamping: last.drills), Int64(clamping: last.detected), Int64(clamping: last.missed),
+                agentId, time,
+            ]
+        )
+        if let passed = passedAt?.nanosecondsSinceEpoch {
+            try db.execute(
+                sql: """
+                    UPDATE agents SET selftest_passed_at = ?
+                    WHERE agent_id = ? AND (selftest_passed_at IS NULL OR selftest_passed_at < ?)
+                    """,
+                arguments: [passed, agentId, passed]
+            )
         }
     }
 
@@ -378,6 +433,8 @@ public final class SQLiteEventStore: EventStore {
                 let id: String = row["agent_id"]
                 let lastSeen: Int64? = row["last_seen"]
                 let revoked: Int64? = row["revoked_at"]
+                let selftestAt: Int64? = row["selftest_at"]
+                let selftestPassedAt: Int64? = row["selftest_passed_at"]
                 let list = anomalies[id] ?? []
                 return AgentSummary(
                     agentId: id,
@@ -391,7 +448,16 @@ public final class SQLiteEventStore: EventStore {
                     chainStatus: list.last?.kind ?? "whole",
                     anomalies: list,
                     declaredGaps: UInt64(row["gap_records"] as Int64),
-                    droppedEvents: UInt64(row["dropped_events"] as Int64)
+                    droppedEvents: UInt64(row["dropped_events"] as Int64),
+                    lastSelftest: selftestAt.map { at in
+                        SelftestSummary(
+                            time: Timestamp(nanosecondsSinceEpoch: at),
+                            drills: UInt64(max(row["selftest_drills"] as Int64, 0)),
+                            detected: UInt64(max(row["selftest_detected"] as Int64, 0)),
+                            missed: UInt64(max(row["selftest_missed"] as Int64, 0))
+                        )
+                    },
+                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) }
                 )
             }
         }

@@ -6,7 +6,7 @@ import VigilCore
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agents",
-        abstract: "List the agents a collector knows: last seen, batches, chain state."
+        abstract: "List the agents a collector knows: last seen, batches, selftest, chain state."
     )
 
     @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
@@ -31,7 +31,7 @@ struct AgentsCommand: AsyncParsableCommand {
             return
         }
         print(
-            "AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    CHAIN"
+            "AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    SELFTEST                 CHAIN"
         )
         for a in list.agents {
             let seen = a.lastSeen?.iso8601 ?? "never"
@@ -41,8 +41,14 @@ struct AgentsCommand: AsyncParsableCommand {
                 ? ""
                 : " (gap: \(a.droppedEvents) event(s) dropped by the agent, declared in \(a.declaredGaps) signed record(s))"
             print(
-                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
+                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.selftestStatus.padded(24)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
             )
+            if let last = a.lastSelftest, !last.passed {
+                let passed = a.selftestPassedAt.map { "last passed \($0.iso8601)" } ?? "never passed"
+                print(
+                    "    \(last.time.iso8601) selftest failed: \(last.detected) of \(last.drills) drill(s) detected, \(last.missed) missed; \(passed)"
+                )
+            }
             for anomaly in a.anomalies.suffix(5) {
                 print(
                     "    \(anomaly.detectedAt.iso8601) \(anomaly.kind) at batch \(anomaly.batchSeq): \(anomaly.detail)"
