@@ -24,6 +24,8 @@ extension Agent {
         public let startupHealth: [Event]
         /// Health events describing the sandbox, set by whoever installed it.
         public var sandboxHealth: [Event] = []
+        /// The local control socket (bound, not yet served); nil when it could not be bound.
+        var control: ControlServer? = nil
         public let logger: Logger
     }
 

@@ -146,6 +146,14 @@ public final class Agent: Service {
             logger: logger
         )
         prepared.processSensor = processSensor
+        do {
+            prepared.control = try ControlServer(stateDirectory: configuration.stateDirectory, logger: logger)
+        } catch {
+            logger.notice(
+                "no control socket: selftest results cannot be reported to this agent",
+                metadata: ["path": "\(configuration.stateDirectory)/\(AgentControl.socketName)", "errno": "\(error)"]
+            )
+        }
         return prepared
     }
 
@@ -169,6 +177,13 @@ public final class Agent: Service {
             }
         }
         let processSensor = Self.startProcessSensor(prepared.processSensor, logger: logger)
+        let control = prepared.control
+        defer { control?.stop() }
+        do {
+            try control?.start { event in self.pending.withLock { $0.events.append(event) } }
+        } catch {
+            logger.notice("control socket not served", metadata: ["errno": "\(error)"])
+        }
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
         try spool.append(
             [
@@ -227,6 +242,7 @@ public final class Agent: Service {
             sensor.stop()
             flowSensor?.stop()
             processSensor?.stop()
+            control?.stop()
         }
         logger.info("agent stopped")
     }

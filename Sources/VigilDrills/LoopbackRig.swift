@@ -15,7 +15,7 @@ enum LoopbackRig {
         policies: String,
         scratch: ScratchArea,
         logger: Logger,
-        _ body: @escaping @Sendable (String) async throws -> T
+        _ body: @escaping @Sendable (_ base: String, _ agentSocket: String) async throws -> T
     ) async throws -> T {
         var template = Array("/tmp/vigil-selftest.XXXXXX".utf8CString)
         guard
@@ -77,7 +77,8 @@ enum LoopbackRig {
                     return .body(.failure(DrillError("the selftest's collector did not start listening")))
                 }
                 do {
-                    return .body(.success(try await body("http://127.0.0.1:\(port)")))
+                    let socket = work + "/state/" + AgentControl.socketName
+                    return .body(.success(try await body("http://127.0.0.1:\(port)", socket)))
                 } catch {
                     return .body(.failure(error))
                 }

@@ -23,9 +23,15 @@ public enum Selftest {
         public var only: [String] = []
         /// How long each drill's alert is waited for, from the drill's start.
         public var timeout: Duration = .seconds(15)
+        /// The installed agent's control socket, where the results go (as an agent-health
+        /// event, so the collector's inventory shows the agent's last selftest); only with
+        /// `collector`. Without `collector`, the selftest's own agent's socket is used.
+        public var agentSocket = "/var/lib/vigil/" + AgentControl.socketName
         public var logger: Logger
         /// Called with a line of progress (to print on standard error).
         public var progress: @Sendable (String) -> Void
+        /// Called with a warning that does not fail the run (printed on standard error).
+        public var warning: @Sendable (String) -> Void = { _ in }
 
         public init(logger: Logger, progress: @escaping @Sendable (String) -> Void = { _ in }) {
             self.logger = logger
@@ -77,6 +83,7 @@ public enum Selftest {
                         options: options
                     )
                 }
+                report(results, to: options.agentSocket, options: options)
             } else {
                 // Only the drilling is interrupted (cancelled, which undoes what ran); the
                 // agent and collector then stop gracefully.
@@ -85,8 +92,8 @@ public enum Selftest {
                     policies: policies,
                     scratch: scratch,
                     logger: options.logger
-                ) { base in
-                    try await interruptible(signals) {
+                ) { base, agentSocket in
+                    let results = try await interruptible(signals) {
                         try await drillOwnAgent(
                             base: base,
                             selected: selected,
@@ -96,6 +103,10 @@ public enum Selftest {
                             options: options
                         )
                     }
+                    if report(results, to: agentSocket, options: options) {
+                        try await awaitReport(base: base, client: client, options: options)
+                    }
+                    return results
                 }
             }
             try await client.shutdown()
@@ -190,6 +201,49 @@ public enum Selftest {
         }
         let order = Dictionary(uniqueKeysWithValues: selected.enumerated().map { ($1.id, $0) })
         return results.sorted { order[$0.drill, default: 0] < order[$1.drill, default: 0] }
+    }
+
+    /// The run's outcome as the agent reports it (health event `selftest`).
+    public static func summary(_ results: [DrillResult]) -> AgentControl.SelftestReport {
+        let missed = results.filter(\.isFailure)
+        return AgentControl.SelftestReport(
+            drills: results.count,
+            detected: results.filter(\.detected).count,
+            missed: missed.count,
+            skipped: results.filter { $0.outcome == .skipped }.count,
+            latencyMillisecondsMax: results.compactMap(\.latencyMilliseconds).max() ?? 0,
+            missedDrills: missed.map(\.drill)
+        )
+    }
+
+    /// Sends the results to the agent at `socket`; a failure is a warning, not a failed run.
+    @discardableResult
+    static func report(_ results: [DrillResult], to socket: String, options: Options) -> Bool {
+        do {
+            try AgentControl.send(summary(results), to: socket)
+            options.progress("results reported to the agent (\(socket)): a selftest health event follows")
+            return true
+        } catch {
+            options.warning("the results were not reported to the agent: \(error)")
+            return false
+        }
+    }
+
+    /// Waits until the selftest health event reached the collector.
+    static func awaitReport(base: String, client: HTTPClient, options: Options) async throws {
+        let since = Timestamp(nanosecondsSinceEpoch: Timestamp.now().nanosecondsSinceEpoch - 60_000_000_000)
+        let events = CollectorEvents(base: base, client: client, apiToken: nil, since: since, types: [.health])
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            for stored in try await events.next() {
+                if case .health(let health) = stored.event.payload, health.kind == "selftest" {
+                    options.progress("the collector stored the selftest health event: \(health.message)")
+                    return
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        options.warning("the selftest health event did not reach the collector within 15 s")
     }
 
     /// Makes a file and a process event in the scratch area until both are seen at the

@@ -28,6 +28,11 @@ struct SelftestCommand: AsyncParsableCommand {
             alerts at that collector (VIGIL_API_TOKEN authorizes the queries); the drills that need
             the drill profile are reported as skipped.
 
+            Either way the results are then reported to the agent through its control socket
+            (--agent-socket, /var/lib/vigil/control.sock by default), which sends them on as a
+            `selftest` health event in its signed stream: `vigilctl agents` shows when each agent
+            last ran and last passed its drills. A report that cannot be delivered is a warning.
+
             Exit status: 0 when every drill run was detected, 1 when one was missed or failed.
 
             Examples:
@@ -39,6 +44,14 @@ struct SelftestCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Drill the installed agent; wait for alerts at this collector.", valueName: "url"))
     var collector: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "With --collector: the installed agent's control socket, where the results go (as a selftest health event).",
+            valueName: "path"
+        )
+    )
+    var agentSocket = "/var/lib/vigil/control.sock"
 
     @Option(
         help: ArgumentHelp(
@@ -93,6 +106,8 @@ struct SelftestCommand: AsyncParsableCommand {
         var options = Selftest.Options(logger: Logger(label: "vigilctl.selftest")) { line in
             if verbose { FileHandle.standardError.write(Data(("selftest: " + line + "\n").utf8)) }
         }
+        options.warning = { line in FileHandle.standardError.write(Data(("selftest: warning: " + line + "\n").utf8)) }
+        options.agentSocket = agentSocket
         options.collector = try collector.map(collectorBase)
         options.apiToken = ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"]
         options.policies = policies.map {

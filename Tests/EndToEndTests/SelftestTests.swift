@@ -85,6 +85,8 @@ struct SelftestTests {
         }
         #expect(run.status == 0, "exit \(run.status)\nstdout:\n\(run.stdout)\nstderr:\n\(run.stderr)")
         #expect(results.count >= 15, "\(run.stdout)\n\(run.stderr)")
+        // The results went to the selftest's own agent and on to its collector as a health event.
+        #expect(!run.stderr.contains("warning"), "\(run.stderr)")
         for result in results {
             let drill = result["drill"] as? String ?? "?"
             #expect(result["detected"] as? Bool == true, "\(drill) not detected: \(result)")
@@ -159,5 +161,134 @@ struct SelftestTests {
         #expect(child.stderr.contains("interrupted"), "\(child.stderr)")
         let after = try await Traces.take()
         #expect(after == before, "left behind:\nbefore: \(before)\nafter:  \(after)")
+    }
+
+    @Test(
+        "--collector drills an installed agent; the result goes through its control socket into its signed stream",
+        .timeLimit(.minutes(4))
+    )
+    func installedAgent() async throws {
+        guard privileged() else { return }
+        let dir = NSTemporaryDirectory() + "vigil-selftest-installed-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
+        // The installed agent: the shipped rules, watching where the drills work.
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [/tmp, /dev/shm]\nprocesses:\n  max_processes: 4096\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
+        try FileManager.default.copyItem(atPath: Self.policies + "/rules", toPath: dir + "/policies/rules")
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
+        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        let socket = dir + "/state/control.sock"
+        let started = await eventually(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: socket) }
+        #expect(started, "no control socket; agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let mode = (try? FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int) ?? -1
+        #expect(mode == 0o600, "control socket mode \(String(mode, radix: 8))")
+
+        // Two drills the shipped rules catch where they are, and one that needs the drill
+        // profile (skipped against an installed agent).
+        let run = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            [
+                "selftest", "--json", "--collector", base, "--agent-socket", socket, "--timeout", "20",
+                "--drill", "setuid-chmod", "--drill", "exec-from-tmp", "--drill", "cron-job",
+            ],
+            timeout: .seconds(150)
+        )
+        #expect(run.status == 0, "exit \(run.status)\n\(run.stdout)\n\(run.stderr)\nagent log:\n\(agent.stderr)")
+        let results = run.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        let outcomes = Dictionary(results.map { ($0["drill"] as? String ?? "?", $0["outcome"] as? String ?? "?") }) {
+            a,
+            _ in a
+        }
+        #expect(
+            outcomes == ["setuid-chmod": "detected", "exec-from-tmp": "detected", "cron-job": "skipped"],
+            "\(run.stdout)\n\(run.stderr)"
+        )
+        #expect(!run.stderr.contains("warning"), "\(run.stderr)")
+
+        // The agent sent the result on as a selftest health event, signed and chained with the
+        // rest of its stream.
+        var counters: [String: Int] = [:]
+        let reported = try await eventually(timeout: .seconds(30)) {
+            let events = try await runCommand(
+                BuiltProducts.path("vigilctl"),
+                ["events", "--collector", base, "--type", "health", "--json", "--limit", "1000"]
+            ).stdout.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }
+            let health = events.compactMap { (($0["event"] as? [String: Any])?["health"] as? [String: Any]) }
+            guard let selftest = health.first(where: { $0["kind"] as? String == "selftest" }) else { return false }
+            counters = (selftest["counters"] as? [String: Any] ?? [:]).compactMapValues { $0 as? Int }
+            return true
+        }
+        #expect(reported, "no selftest health event; agent log:\n\(agent.stderr)")
+        #expect(counters["drills"] == 3 && counters["detected"] == 2 && counters["skipped"] == 1, "\(counters)")
+        #expect(counters["missed"] == 0, "\(counters)")
+        // ... and the collector's inventory says when this agent last passed.
+        let inventory = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", base, "--json"])
+        let agents =
+            (try? JSONSerialization.jsonObject(with: Data(inventory.stdout.utf8)) as? [String: Any])?["agents"]
+            as? [[String: Any]] ?? []
+        let lastSelftest = agents.first?["last_selftest"] as? [String: Any]
+        #expect(agents.count == 1 && lastSelftest?["passed"] as? Bool == true, "\(inventory.stdout)\(inventory.stderr)")
+        #expect(lastSelftest?["detected"] as? Int == 2 && lastSelftest?["drills"] as? Int == 3, "\(inventory.stdout)")
+        #expect(agents.first?["selftest_passed_at"] != nil, "\(inventory.stdout)")
+        let table = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", base])
+        #expect(table.stdout.contains("SELFTEST") && table.stdout.contains("passed "), "\(table.stdout)")
+
+        // The socket takes nothing else: a malformed or inconsistent request is refused with
+        // a reason, and a user other than root cannot connect at all.
+        let client = """
+            import socket, sys
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(sys.argv[1])
+            s.sendall(sys.argv[2].encode() + b'\\n')
+            print(s.makefile().readline().strip())
+            """
+        for (request, reason) in [
+            ("not json", "expected one JSON line"),
+            (
+                #"{"selftest":{"drills":1,"detected":5,"missed":0,"skipped":0,"latency_ms_max":1,"missed_drills":[]}}"#,
+                "must equal drills"
+            ),
+        ] {
+            let reply = try await runCommand("/usr/bin/python3", ["-c", client, socket, request])
+            #expect(
+                reply.stdout.contains(#""ok":false"#) && reply.stdout.contains(reason),
+                "\(reply.stdout)\(reply.stderr)"
+            )
+        }
+        let nobody = try await runCommand(
+            "/usr/bin/setpriv",
+            ["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", client, socket, "{}"]
+        )
+        #expect(nobody.status != 0 && nobody.stderr.contains("PermissionError"), "\(nobody.stdout)\(nobody.stderr)")
+
+        // No socket where --agent-socket points: the drills still count, the report is a warning.
+        let unreported = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            [
+                "selftest", "--collector", base, "--agent-socket", dir + "/nowhere.sock", "--timeout", "20",
+                "--drill", "setuid-chmod",
+            ],
+            timeout: .seconds(120)
+        )
+        #expect(unreported.status == 0, "\(unreported.stdout)\n\(unreported.stderr)")
+        #expect(unreported.stderr.contains("not reported to the agent"), "\(unreported.stderr)")
+
+        #expect(await agent.stop() == 0, "\(agent.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: socket), "the agent left its control socket behind")
+        #expect(await collector.stop() == 0)
     }
 }

@@ -53,6 +53,18 @@ struct FileAttributionTests {
         }
     }
 
+    /// A started file sensor on `path` with attribution on, and a recorder of its events (the
+    /// caller stops the sensor).
+    static func startedSensor(watching path: String) throws -> (FileSensor, Recorder) {
+        let sensor = try FileSensor(
+            configuration: FileSensorConfiguration(paths: [path], attributeProcesses: true),
+            logger: Logger(label: "test")
+        )
+        let recorder = Recorder(sensor.events)
+        try sensor.start()
+        return (sensor, recorder)
+    }
+
     static func realPath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
@@ -66,14 +78,9 @@ struct FileAttributionTests {
     )
     func knownWriters() async throws {
         let directory = try TemporaryDirectory()
-        let sensor = try FileSensor(
-            configuration: FileSensorConfiguration(paths: [directory.path], attributeProcesses: true),
-            logger: Logger(label: "test")
-        )
-        #expect(sensor.attributesProcesses, "root on a kernel with fanotify")
-        let recorder = Recorder(sensor.events)
-        try sensor.start()
+        let (sensor, recorder) = try Self.startedSensor(watching: directory.path)
         defer { sensor.stop() }
+        #expect(sensor.attributesProcesses, "root on a kernel with fanotify")
 
         let path = directory.path + "/written-by-python"
         let python = try ChildProcess(
@@ -132,12 +139,7 @@ struct FileAttributionTests {
     func onlyWatchedTrees() async throws {
         let watched = try TemporaryDirectory()
         let outside = try TemporaryDirectory()
-        let sensor = try FileSensor(
-            configuration: FileSensorConfiguration(paths: [watched.path], attributeProcesses: true),
-            logger: Logger(label: "test")
-        )
-        let recorder = Recorder(sensor.events)
-        try sensor.start()
+        let (sensor, recorder) = try Self.startedSensor(watching: watched.path)
         defer { sensor.stop() }
         // The same name in both trees, written by two processes: each event names its own.
         let inside = watched.path + "/same-name"
@@ -159,12 +161,7 @@ struct FileAttributionTests {
     func marksFollowTheTree() async throws {
         let watched = try TemporaryDirectory()
         let outside = try TemporaryDirectory()
-        let sensor = try FileSensor(
-            configuration: FileSensorConfiguration(paths: [watched.path], attributeProcesses: true),
-            logger: Logger(label: "test")
-        )
-        let recorder = Recorder(sensor.events)
-        try sensor.start()
+        let (sensor, recorder) = try Self.startedSensor(watching: watched.path)
         defer { sensor.stop() }
 
         // A new subtree: its directories get their marks as the reader watches them, so a file

@@ -56,6 +56,8 @@ public enum SyscallAllowlist {
         // the capture socket's filter updates).
         "connect", "bind", "getsockname", "getpeername", "getsockopt", "setsockopt",
         "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "shutdown",
+        // The control socket (bound and listening before the sandbox).
+        "accept", "accept4",
     ]
 
     /// Address families `socket(2)` may open: local, TCP/UDP to the collector, netlink (proc
