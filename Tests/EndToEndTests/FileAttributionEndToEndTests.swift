@@ -11,23 +11,8 @@ import VigilTestSupport
 struct FileAttributionEndToEndTests {
     let dir = NSTemporaryDirectory() + "vigil-attribution-e2e-\(UUID().uuidString)"
 
-    func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
-        return r.stdout.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
-
-    func fileEvents(_ base: String, target: String) async throws -> [[String: Any]] {
-        try await vigilctl(["events", "--collector", base, "--type", "file"]).compactMap {
-            ($0["event"] as? [String: Any])?["file"] as? [String: Any]
-        }.filter { $0["TargetFilename"] as? String == target }
-    }
-
-    func health(_ base: String, kind: String) async throws -> [[String: Any]] {
-        try await vigilctl(["events", "--collector", base, "--type", "health"]).compactMap {
-            ($0["event"] as? [String: Any])?["health"] as? [String: Any]
-        }.filter { $0["kind"] as? String == kind }
+    func fileEvents(_ deployment: LocalDeployment, target: String) async throws -> [[String: Any]] {
+        try await deployment.payloads(of: "file").filter { $0["TargetFilename"] as? String == target }
     }
 
     static func realPath(_ path: String) -> String {
@@ -64,29 +49,19 @@ struct FileAttributionEndToEndTests {
                 TargetFilename|endswith: '/\(marker)'
             condition: selection
         """.write(toFile: dir + "/policies/rules/marker.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
+        let deployment = try LocalDeployment(
             in: dir,
-            collection: "files:\n  watch: [\(dir)/watched]\nprocesses:\n  max_processes: 4096\n",
-            collectorURL: base,
-            enrollToken: "t"
+            collection: "files:\n  watch: [\(dir)/watched]\nprocesses:\n  max_processes: 4096\n"
         )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
-        let started = try await eventually {
-            try await !health(base, kind: "policy_loaded").isEmpty
-        }
-        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let agent = deployment.agent
+        let started = try await deployment.waitForStart()
+        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(deployment.collector.stderr)")
 
         // In a directory made after the agent started (and sandboxed itself): its fanotify mark
         // is added then, as its inotify watch is.
         let later = dir + "/watched/later"
         try FileManager.default.createDirectory(atPath: later, withIntermediateDirectories: true)
-        let watchedLater = try await eventually { try await !fileEvents(base, target: later).isEmpty }
+        let watchedLater = try await eventually { try await !fileEvents(deployment, target: later).isEmpty }
         #expect(watchedLater, "no event for the new directory; agent log:\n\(agent.stderr)")
         let target = later + "/" + marker
         let python = try ChildProcess(
@@ -98,7 +73,7 @@ struct FileAttributionEndToEndTests {
 
         var written: [String: Any]?
         let arrived = try await eventually {
-            written = try await fileEvents(base, target: target).first { $0["action"] as? String == "modify" }
+            written = try await fileEvents(deployment, target: target).first { $0["action"] as? String == "modify" }
             return written != nil
         }
         #expect(arrived, "no file event; agent log:\n\(agent.stderr)")
@@ -106,17 +81,18 @@ struct FileAttributionEndToEndTests {
         #expect(written?["ProcessId"] as? Int == pid, "\(written ?? [:])")
         // The user is read from /proc while the writer lives; a writer gone by then has none.
         #expect(written?["User"] == nil || written?["User"] as? String == "root", "\(written ?? [:])")
-        let created = try await fileEvents(base, target: target).first { $0["action"] as? String == "create" }
+        let created = try await fileEvents(deployment, target: target).first { $0["action"] as? String == "create" }
         #expect(created?["ProcessId"] as? Int == pid, "\(created ?? [:])")
 
         let alerted = try await eventually {
-            try await !vigilctl(["events", "--collector", base, "--type", "alert", "--rule", ruleId]).isEmpty
+            try await !deployment.events(["--type", "alert", "--rule", ruleId]).isEmpty
         }
         #expect(alerted, "the file_event rule on Image did not fire; agent log:\n\(agent.stderr)")
-        #expect(try await health(base, kind: "file_attribution_unavailable").isEmpty)
+        #expect(try await deployment.health(kind: "file_attribution_unavailable").isEmpty)
 
-        #expect(await agent.stop() == 0, "\(agent.stderr)")
-        #expect(await collector.stop() == 0)
+        let stopped = await deployment.stop()
+        #expect(stopped.agent == 0, "\(agent.stderr)")
+        #expect(stopped.collector == 0)
     }
 
     @Test(
@@ -127,42 +103,31 @@ struct FileAttributionEndToEndTests {
     func inotifyFallback() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
+        let deployment = try LocalDeployment(
             in: dir,
             collection: "files:\n  watch: [\(dir)/watched]\n",
-            collectorURL: base,
-            enrollToken: "t"
+            agentLauncher: ["/usr/bin/setpriv", "--bounding-set=-sys_admin"]
         )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(
-            "/usr/bin/setpriv",
-            ["--bounding-set=-sys_admin", BuiltProducts.path("vigild"), "--config", dir + "/vigild.yaml"]
-        )
-        let started = try await eventually {
-            try await !health(base, kind: "policy_loaded").isEmpty
-        }
-        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let agent = deployment.agent
+        let started = try await deployment.waitForStart()
+        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(deployment.collector.stderr)")
 
         let target = dir + "/watched/plain"
         let touch = try ChildProcess("/usr/bin/touch", [target])
         #expect(await touch.wait(timeout: .seconds(30)) == 0)
         var created: [String: Any]?
         let arrived = try await eventually {
-            created = try await fileEvents(base, target: target).first { $0["action"] as? String == "create" }
+            created = try await fileEvents(deployment, target: target).first { $0["action"] as? String == "create" }
             return created != nil
         }
         #expect(arrived, "no file event; agent log:\n\(agent.stderr)")
         #expect(created?["Image"] == nil && created?["ProcessId"] == nil, "\(created ?? [:])")
-        let said = try await health(base, kind: "file_attribution_unavailable")
+        let said = try await deployment.health(kind: "file_attribution_unavailable")
         #expect(said.count == 1, "\(said)")
         #expect(agent.stderr.contains("file events do not name their process"), "\(agent.stderr)")
 
-        #expect(await agent.stop() == 0, "\(agent.stderr)")
-        #expect(await collector.stop() == 0)
+        let stopped = await deployment.stop()
+        #expect(stopped.agent == 0, "\(agent.stderr)")
+        #expect(stopped.collector == 0)
     }
 }

@@ -15,20 +15,12 @@ struct FlowEndToEndTests {
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let target = freeLoopbackPort()
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
+        let deployment = try LocalDeployment(
             in: dir,
             collection:
-                "files:\n  watch: []\nnetwork:\n  interface: lo\n  filter: \"udp port \(target)\"\n  idle_timeout_s: 1\n",
-            collectorURL: base,
-            enrollToken: "t"
+                "files:\n  watch: []\nnetwork:\n  interface: lo\n  filter: \"udp port \(target)\"\n  idle_timeout_s: 1\n"
         )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        let agent = deployment.agent
         let up = await eventually { agent.stderr.contains("flow sensor started") }
         #expect(up, "flow sensor did not start:\n\(agent.stderr)")
 
@@ -49,15 +41,7 @@ struct FlowEndToEndTests {
         }
         var flow: [String: Any]? = nil
         let seen = try await eventually(timeout: .seconds(60)) {
-            let r = try await runCommand(
-                BuiltProducts.path("vigilctl"),
-                ["events", "--collector", base, "--type", "flow", "--json"]
-            )
-            flow = r.stdout.split(separator: "\n").compactMap {
-                ((try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event"] as? [String: Any])?[
-                    "flow"
-                ] as? [String: Any]
-            }.first { ($0["resp_p"] as? Int) == target }
+            flow = try await deployment.payloads(of: "flow").first { ($0["resp_p"] as? Int) == target }
             return flow != nil
         }
         #expect(seen, "no flow event; agent log:\n\(agent.stderr)")
@@ -67,7 +51,8 @@ struct FlowEndToEndTests {
         #expect(flow?["orig_ip_bytes"] as? Int == 3 * (20 + 8 + 5))
         #expect(flow?["orig_bytes"] as? Int == 15)
         #expect((flow?["community_id"] as? String)?.hasPrefix("1:") == true)
-        #expect(await agent.stop() == 0, "\(agent.stderr)")
-        #expect(await collector.stop() == 0)
+        let stopped = await deployment.stop()
+        #expect(stopped.agent == 0, "\(agent.stderr)")
+        #expect(stopped.collector == 0)
     }
 }

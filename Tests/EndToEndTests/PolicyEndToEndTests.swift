@@ -23,25 +23,13 @@ struct PolicyEndToEndTests {
         """
     }
 
-    func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
-        return r.stdout.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
+    func alerts(_ deployment: LocalDeployment, rule: String) async throws -> [[String: Any]] {
+        try await deployment.payloads(of: "alert", ["--rule", rule])
     }
 
-    func alerts(_ base: String, rule: String) async throws -> [[String: Any]] {
-        try await vigilctl(["events", "--collector", base, "--type", "alert", "--rule", rule]).compactMap {
-            ($0["event"] as? [String: Any])?["alert"] as? [String: Any]
-        }
-    }
-
-    func health(_ base: String, kind: String) async throws -> [String] {
-        try await vigilctl(["events", "--collector", base, "--type", "health"]).compactMap {
-            guard let h = ($0["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind
-            else { return nil }
-            return h["message"] as? String
-        }
+    /// The messages of the agent's health events of one kind.
+    func health(_ deployment: LocalDeployment, kind: String) async throws -> [String] {
+        try await deployment.health(kind: kind).compactMap { $0["message"] as? String }
     }
 
     @Test("alerts reach the collector; SIGHUP refuses a broken policy and loads a good one")
@@ -57,27 +45,16 @@ struct PolicyEndToEndTests {
             atomically: true,
             encoding: .utf8
         )
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
-            in: dir,
-            collection: "files:\n  watch: [\(dir)/watched]\n",
-            collectorURL: base,
-            enrollToken: "t"
-        )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
-        let loaded = try await eventually { try await health(base, kind: "policy_loaded").count == 1 }
-        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let deployment = try LocalDeployment(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n")
+        let agent = deployment.agent
+        let loaded = try await eventually { try await health(deployment, kind: "policy_loaded").count == 1 }
+        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(deployment.collector.stderr)")
 
         try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: dir + "/watched/evil.sh"))
         try Data("fine\n".utf8).write(to: URL(fileURLWithPath: dir + "/watched/fine.txt"))
-        let alerted = try await eventually { try await !alerts(base, rule: first).isEmpty }
+        let alerted = try await eventually { try await !alerts(deployment, rule: first).isEmpty }
         #expect(alerted, "no alert; agent log:\n\(agent.stderr)")
-        let alert = try await alerts(base, rule: first).first
+        let alert = try await alerts(deployment, rule: first).first
         #expect(alert?["title"] as? String == "Test file /evil.sh")
         #expect(alert?["level"] as? String == "high")
         #expect((alert?["tags"] as? [String]) == ["attack.t1059.004"])
@@ -93,12 +70,12 @@ struct PolicyEndToEndTests {
             .write(toFile: dir + "/policies/rules/broken.yml", atomically: true, encoding: .utf8)
         kill(agent.process.processIdentifier, SIGHUP)
         let refused = try await eventually {
-            try await health(base, kind: "policy_refused").contains { $0.contains("broken.yml:") }
+            try await health(deployment, kind: "policy_refused").contains { $0.contains("broken.yml:") }
         }
         #expect(refused, "no policy_refused health event; agent log:\n\(agent.stderr)")
         try FileManager.default.createDirectory(atPath: dir + "/watched/sub", withIntermediateDirectories: true)
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/watched/sub/evil.sh"))
-        let stillAlerting = try await eventually { try await alerts(base, rule: first).count >= 2 }
+        let stillAlerting = try await eventually { try await alerts(deployment, rule: first).count >= 2 }
         #expect(stillAlerting, "the previous policy stopped working after a refused reload")
 
         // Fixed, with a new rule: loaded.
@@ -109,15 +86,16 @@ struct PolicyEndToEndTests {
             encoding: .utf8
         )
         kill(agent.process.processIdentifier, SIGHUP)
-        let reloaded = try await eventually { try await health(base, kind: "policy_loaded").count == 2 }
+        let reloaded = try await eventually { try await health(deployment, kind: "policy_loaded").count == 2 }
         #expect(reloaded, "agent log:\n\(agent.stderr)")
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/watched/other.sh"))
-        let newRule = try await eventually { try await !alerts(base, rule: second).isEmpty }
+        let newRule = try await eventually { try await !alerts(deployment, rule: second).isEmpty }
         #expect(newRule, "the reloaded policy does not alert")
-        #expect(try await alerts(base, rule: "no-such-rule").isEmpty)
+        #expect(try await alerts(deployment, rule: "no-such-rule").isEmpty)
 
-        #expect(await agent.stop() == 0, "\(agent.stderr)")
-        #expect(await collector.stop() == 0)
+        let stopped = await deployment.stop()
+        #expect(stopped.agent == 0, "\(agent.stderr)")
+        #expect(stopped.collector == 0)
     }
 
     @Test("a broken policy at start-up is refused with its location")

@@ -9,13 +9,6 @@ import VigilTestSupport
 struct ProcessEndToEndTests {
     let dir = NSTemporaryDirectory() + "vigil-process-e2e-\(UUID().uuidString)"
 
-    func vigilctl(_ args: [String]) async throws -> [[String: Any]] {
-        let r = try await runCommand(BuiltProducts.path("vigilctl"), args + ["--json"])
-        return r.stdout.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
-
     @Test("process events end to end need root, and CI has it")
     func rootInCI() {
         #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the process end-to-end test as root")
@@ -45,34 +38,20 @@ struct ProcessEndToEndTests {
                 ParentImage|endswith: '/bash'
             condition: selection
         """.write(toFile: dir + "/policies/rules/marker.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
+        let deployment = try LocalDeployment(
             in: dir,
-            collection: "files:\n  watch: []\nprocesses:\n  max_processes: 4096\n",
-            collectorURL: base,
-            enrollToken: "t"
+            collection: "files:\n  watch: []\nprocesses:\n  max_processes: 4096\n"
         )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
-        let started = try await eventually {
-            try await vigilctl(["events", "--collector", base, "--type", "health"]).contains {
-                (($0["event"] as? [String: Any])?["health"] as? [String: Any])?["kind"] as? String == "policy_loaded"
-            }
-        }
-        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let agent = deployment.agent
+        let started = try await deployment.waitForStart()
+        #expect(started, "agent log:\n\(agent.stderr)\ncollector log:\n\(deployment.collector.stderr)")
 
         let workload = try await runCommand("/bin/bash", ["-c", "/bin/sh -c 'sleep 0.2; true' \(marker); true"])
         #expect(workload.status == 0)
 
         var exec: [String: Any]?
         let arrived = try await eventually {
-            exec = try await vigilctl(["events", "--collector", base, "--type", "process"]).compactMap {
-                ($0["event"] as? [String: Any])?["process"] as? [String: Any]
-            }.first {
+            exec = try await deployment.payloads(of: "process").first {
                 ($0["CommandLine"] as? String)?.hasPrefix("/bin/sh -c sleep 0.2; true \(marker)") == true
                     && $0["action"] as? String == "exec"
             }
@@ -85,11 +64,12 @@ struct ProcessEndToEndTests {
         #expect(exec?["CurrentDirectory"] as? String == FileManager.default.currentDirectoryPath)
 
         let alerted = try await eventually {
-            try await !vigilctl(["events", "--collector", base, "--type", "alert", "--rule", ruleId]).isEmpty
+            try await !deployment.events(["--type", "alert", "--rule", ruleId]).isEmpty
         }
         #expect(alerted, "the process_creation rule did not fire; agent log:\n\(agent.stderr)")
 
-        #expect(await agent.stop() == 0, "\(agent.stderr)")
-        #expect(await collector.stop() == 0)
+        let stopped = await deployment.stop()
+        #expect(stopped.agent == 0, "\(agent.stderr)")
+        #expect(stopped.collector == 0)
     }
 }

@@ -16,30 +16,6 @@ struct SandboxTests {
         #expect(TestEnvironment.isRoot || !TestEnvironment.isCI, "CI must run the sandbox tests as root")
     }
 
-    func health(_ base: String, kind: String) async throws -> [[String: Any]] {
-        let r = try await runCommand(
-            BuiltProducts.path("vigilctl"),
-            ["events", "--collector", base, "--type", "health", "--limit", "10000", "--json"]
-        )
-        return r.stdout.split(separator: "\n").compactMap { line -> [String: Any]? in
-            guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                let h = (json["event"] as? [String: Any])?["health"] as? [String: Any], h["kind"] as? String == kind
-            else { return nil }
-            return h
-        }
-    }
-
-    func events(_ base: String, type: String) async throws -> [[String: Any]] {
-        let r = try await runCommand(
-            BuiltProducts.path("vigilctl"),
-            ["events", "--collector", base, "--type", type, "--limit", "10000", "--json"]
-        )
-        return r.stdout.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-        .compactMap { ($0["event"] as? [String: Any])?[type] as? [String: Any] }
-    }
-
     /// `Name:\tvalue` lines of a /proc status file.
     func status(_ path: String) -> [String: String] {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [:] }
@@ -61,34 +37,26 @@ struct SandboxTests {
         for sub in ["watched", "outside"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
+        let target = try ChildProcess("/bin/sleep", ["120"])
         // The capture on lo is opened before the sandbox (CAP_NET_RAW) and must keep working after.
-        try AgentFixture.write(
+        let deployment = try LocalDeployment(
             in: dir,
             collection: "files:\n  watch: [\(dir)/watched]\nnetwork:\n  interface: lo\n  idle_timeout_s: 1\n",
-            collectorURL: base,
-            enrollToken: "t"
-        )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let target = try ChildProcess("/bin/sleep", ["120"])
-        let agent = try ChildProcess(
-            BuiltProducts.path("vigild"),
-            ["--config", dir + "/vigild.yaml"],
-            environment: [
+            agentEnvironment: [
                 "VIGIL_TEST_SANDBOX_PROBE": dir + "/outside",
                 "VIGIL_TEST_PTRACE_TARGET": "\(target.process.processIdentifier)",
             ]
         )
+        let agent = deployment.agent
 
         let probed = try await eventually(timeout: .seconds(60)) {
-            try await !health(base, kind: "sandbox_probe").isEmpty
+            try await !deployment.health(kind: "sandbox_probe").isEmpty
         }
-        #expect(probed, "no sandbox_probe event; agent log:\n\(agent.stderr)\ncollector:\n\(collector.stderr)")
-        let probe = try await health(base, kind: "sandbox_probe").first?["counters"] as? [String: Any] ?? [:]
+        #expect(
+            probed,
+            "no sandbox_probe event; agent log:\n\(agent.stderr)\ncollector:\n\(deployment.collector.stderr)"
+        )
+        let probe = try await deployment.health(kind: "sandbox_probe").first?["counters"] as? [String: Any] ?? [:]
         func errno(_ name: String) -> Int? { probe[name] as? Int }
         #expect(errno("execve") == Int(EPERM), "execve of a missing path gives ENOENT unfiltered: \(probe)")
         #expect(errno("ptrace") == Int(EPERM), "\(probe)")
@@ -103,7 +71,7 @@ struct SandboxTests {
         #expect(!FileManager.default.fileExists(atPath: dir + "/outside/written-by-agent"))
         #expect(FileManager.default.fileExists(atPath: dir + "/state/sandbox-probe"))
         #expect(status("/proc/\(target.process.processIdentifier)/status")["TracerPid"] == "0")
-        let installed = try await health(base, kind: "sandbox").first
+        let installed = try await deployment.health(kind: "sandbox").first
         #expect((installed?["counters"] as? [String: Any])?["threads_at_install"] as? Int == 1, "\(installed ?? [:])")
 
         // Every thread, not only the main one.
@@ -139,18 +107,18 @@ struct SandboxTests {
         }
         close(fd)
         let sensed = try await eventually(timeout: .seconds(60)) {
-            try await events(base, type: "file").contains {
+            try await deployment.payloads(of: "file").contains {
                 ($0["TargetFilename"] as? String) == dir + "/watched/after-sandbox.txt"
             }
         }
         #expect(sensed, "no file event after the sandbox; agent log:\n\(agent.stderr)")
         let flowed = try await eventually(timeout: .seconds(60)) {
-            try await events(base, type: "flow").contains { ($0["resp_p"] as? Int) == Int(udpPort) }
+            try await deployment.payloads(of: "flow").contains { ($0["resp_p"] as? Int) == Int(udpPort) }
         }
         #expect(flowed, "no flow event after the sandbox; agent log:\n\(agent.stderr)")
         #expect(await agent.stop() == 0, "SIGTERM drains normally inside the sandbox:\n\(agent.stderr)")
         await target.stop(signal: SIGKILL)
-        #expect(await collector.stop() == 0)
+        #expect(await deployment.collector.stop() == 0)
     }
 
     @Test(

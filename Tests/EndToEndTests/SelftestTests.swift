@@ -171,25 +171,21 @@ struct SelftestTests {
         guard privileged() else { return }
         let dir = NSTemporaryDirectory() + "vigil-selftest-installed-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
+        try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         // The installed agent: the shipped rules, watching where the drills work.
-        try AgentFixture.write(
-            in: dir,
-            collection: "files:\n  watch: [/tmp, /dev/shm]\nprocesses:\n  max_processes: 4096\n",
-            collectorURL: base,
-            enrollToken: "t"
-        )
         try FileManager.default.copyItem(atPath: Self.policies + "/rules", toPath: dir + "/policies/rules")
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        let deployment = try LocalDeployment(
+            in: dir,
+            collection: "files:\n  watch: [/tmp, /dev/shm]\nprocesses:\n  max_processes: 4096\n"
         )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        let base = deployment.base
+        let agent = deployment.agent
         let socket = dir + "/state/control.sock"
         let started = await eventually(timeout: .seconds(60)) { FileManager.default.fileExists(atPath: socket) }
-        #expect(started, "no control socket; agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        #expect(
+            started,
+            "no control socket; agent log:\n\(agent.stderr)\ncollector log:\n\(deployment.collector.stderr)"
+        )
         let mode = (try? FileManager.default.attributesOfItem(atPath: socket)[.posixPermissions] as? Int) ?? -1
         #expect(mode == 0o600, "control socket mode \(String(mode, radix: 8))")
 
@@ -221,14 +217,7 @@ struct SelftestTests {
         // rest of its stream.
         var counters: [String: Int] = [:]
         let reported = try await eventually(timeout: .seconds(30)) {
-            let events = try await runCommand(
-                BuiltProducts.path("vigilctl"),
-                ["events", "--collector", base, "--type", "health", "--json", "--limit", "1000"]
-            ).stdout.split(separator: "\n").compactMap {
-                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-            }
-            let health = events.compactMap { (($0["event"] as? [String: Any])?["health"] as? [String: Any]) }
-            guard let selftest = health.first(where: { $0["kind"] as? String == "selftest" }) else { return false }
+            guard let selftest = try await deployment.health(kind: "selftest").first else { return false }
             counters = (selftest["counters"] as? [String: Any] ?? [:]).compactMapValues { $0 as? Int }
             return true
         }
@@ -289,6 +278,6 @@ struct SelftestTests {
 
         #expect(await agent.stop() == 0, "\(agent.stderr)")
         #expect(!FileManager.default.fileExists(atPath: socket), "the agent left its control socket behind")
-        #expect(await collector.stop() == 0)
+        #expect(await deployment.collector.stop() == 0)
     }
 }
