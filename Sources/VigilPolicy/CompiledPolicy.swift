@@ -81,22 +81,43 @@ extension EventCategory {
 /// Per-evaluation state, so a `CompiledPolicy` itself stays immutable and shareable. Tests that
 /// held are marked with the current generation number, so nothing is cleared between events.
 public struct MatchScratch {
-    var predicateGeneration: [UInt32]
-    var ruleGeneration: [UInt32]
+    /// Generation marks in fixed-size buffers (owned by `storage`): written for every test that
+    /// holds, so they avoid the uniqueness check and bounds check of an array on each write.
+    let predicateGeneration: UnsafeMutableBufferPointer<UInt32>
+    let ruleGeneration: UnsafeMutableBufferPointer<UInt32>
     /// Direct tests computed for this event, and their results.
-    var directGeneration: [UInt32]
-    var directValue: [Bool]
+    let directGeneration: UnsafeMutableBufferPointer<UInt32>
+    let directValue: UnsafeMutableBufferPointer<Bool>
+    private let storage: Storage
     var generation: UInt32 = 0
     var candidates: [Int32] = []
     var lowered: [UInt8] = []
     /// The event's field values, by the category index's slots.
     var values: [String?]
 
+    /// Owns the buffers; they live as long as any copy of the scratch.
+    private final class Storage {
+        let buffers: [UnsafeMutableRawBufferPointer]
+        init(_ buffers: [UnsafeMutableRawBufferPointer]) { self.buffers = buffers }
+        deinit { for b in buffers { b.deallocate() } }
+    }
+
     init(predicates: Int, rules: Int, directs: Int, slots: Int) {
-        predicateGeneration = [UInt32](repeating: 0, count: predicates)
-        ruleGeneration = [UInt32](repeating: 0, count: rules)
-        directGeneration = [UInt32](repeating: 0, count: directs)
-        directValue = [Bool](repeating: false, count: directs)
+        func buffer<T>(_ count: Int, _ value: T) -> UnsafeMutableBufferPointer<T> {
+            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(1, count))
+            b.initialize(repeating: value)
+            return b
+        }
+        predicateGeneration = buffer(predicates, 0)
+        ruleGeneration = buffer(rules, 0)
+        directGeneration = buffer(directs, 0)
+        directValue = buffer(directs, false)
+        storage = Storage(
+            [
+                UnsafeMutableRawBufferPointer(predicateGeneration), UnsafeMutableRawBufferPointer(ruleGeneration),
+                UnsafeMutableRawBufferPointer(directGeneration), UnsafeMutableRawBufferPointer(directValue),
+            ]
+        )
         values = [String?](repeating: nil, count: slots)
         candidates.reserveCapacity(rules)
     }
@@ -104,9 +125,9 @@ public struct MatchScratch {
     mutating func nextGeneration() {
         generation &+= 1
         if generation == 0 {
-            for i in predicateGeneration.indices { predicateGeneration[i] = 0 }
-            for i in ruleGeneration.indices { ruleGeneration[i] = 0 }
-            for i in directGeneration.indices { directGeneration[i] = 0 }
+            predicateGeneration.update(repeating: 0)
+            ruleGeneration.update(repeating: 0)
+            directGeneration.update(repeating: 0)
             generation = 1
         }
         candidates.removeAll(keepingCapacity: true)
