@@ -22,6 +22,8 @@ public struct CollectorConfiguration: Sendable {
     public var apiToken: String?
     /// HTTPS instead of HTTP (see `CollectorTLSFiles.makeServerConfiguration()`); nil: plain HTTP.
     public var tls: TLSConfiguration?
+    /// What to delete and when (`--retention-days`, `--max-store-size`); by default nothing.
+    public var retention = RetentionPolicy()
 
     public init(
         host: String = "127.0.0.1",

@@ -211,6 +211,41 @@ public protocol EventStore: Sendable {
     /// Stored batches of one agent in batch-seq order, after `afterBatchSeq`, at most `limit`.
     func batches(agentId: String, afterBatchSeq: UInt64, limit: Int) async throws -> [StoredBatch]
     func close() async throws
+
+    // MARK: retention (see `Retention`)
+
+    /// Deletes at most `limit` events in one short transaction, the oldest by event time first:
+    /// only those before `cutoff` when one is given. A batch whose events are all gone is pruned:
+    /// its body goes, while its signed header, signature and hash stay (dedup and the chain need
+    /// them), so a resent old batch is still a duplicate. Agents' rows are never touched. Returns
+    /// how many events went; 0 when none qualify.
+    func deleteOldestEvents(before cutoff: Timestamp?, limit: Int) async throws -> Int
+    /// What `--max-store-size` bounds.
+    func storeUsage() async throws -> StoreUsage
+    /// Gives space freed by deletions back to the file system where the engine can do so cheaply
+    /// (an SQLite store in incremental auto-vacuum mode, at most `pages` pages); else does nothing.
+    func reclaimSpace(pages: Int) async throws
+    /// Runs `body` unless another collector on the same store is running retention; returns
+    /// whether it ran.
+    func withRetentionLock(_ body: () async throws -> Void) async throws -> Bool
+}
+
+/// How much a store holds, for the size bound.
+public struct StoreUsage: Sendable, Hashable {
+    /// SQLite: pages in use (file size without the free list). PostgreSQL: an estimate of the live
+    /// events' size (rows × the average size of recent rows, with tuple and index overhead).
+    public var bytes: Int64
+    /// Events stored (PostgreSQL: the statistics' live-row estimate).
+    public var events: Int64
+    /// Whether `bytes` drops as soon as a deletion commits. SQLite: yes. PostgreSQL: statistics
+    /// lag by a second or so, so a pass deletes what one measurement asks for, then stops.
+    public var reflectsDeletesAtOnce: Bool
+
+    public init(bytes: Int64, events: Int64, reflectsDeletesAtOnce: Bool) {
+        self.bytes = bytes
+        self.events = events
+        self.reflectsDeletesAtOnce = reflectsDeletesAtOnce
+    }
 }
 
 public enum EnrollOutcome: Sendable, Hashable {

@@ -282,6 +282,17 @@ public final class PostgresEventStore: EventStore {
                 """
             ]
         ),
+        // Retention: deleting the oldest events by time needs a time index, and a batch whose
+        // events are all gone loses its body but keeps its row (dedup and the chain need it).
+        // The index is built in the migration's transaction: on a large events table, ingest
+        // waits for it once.
+        (
+            4,
+            [
+                "CREATE INDEX events_by_time ON events (time_ns)",
+                "ALTER TABLE batches ADD COLUMN pruned_at BIGINT",
+            ]
+        ),
     ]
 
     /// The advisory-lock key that serializes migrations across collectors ("vigil" in ASCII).
@@ -757,7 +768,7 @@ public final class PostgresEventStore: EventStore {
         let rows = try await client.query(
             """
             SELECT batch_seq, header, signature, body FROM batches
-            WHERE agent_id = \(agentId) AND batch_seq > \(after) ORDER BY batch_seq LIMIT \(Int64(max(0, limit)))
+            WHERE agent_id = \(agentId) AND batch_seq > \(after) AND pruned_at IS NULL ORDER BY batch_seq LIMIT \(Int64(max(0, limit)))
             """,
             logger: logger
         )
@@ -777,4 +788,137 @@ public final class PostgresEventStore: EventStore {
 
     /// The pool closes when `withStore`'s body returns.
     public func close() async throws {}
+
+    // MARK: retention
+
+    /// The advisory-lock key that lets one collector at a time run retention.
+    static let retentionLockKey: Int64 = 0x7669_6769_6C00_0002
+
+    /// Tuple header and line pointer plus an entry in each of the events table's indexes: what a
+    /// row costs beyond its own bytes, roughly.
+    static let eventRowOverhead: Int64 = 28 + 6 * 40
+
+    public func deleteOldestEvents(before cutoff: Timestamp?, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        let limit = Int64(limit)
+        let prunedAt = Timestamp.now().nanosecondsSinceEpoch
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { db -> Int in
+            // SKIP LOCKED: rows another transaction holds are left for a later round.
+            let rows =
+                if let cutoff {
+                    try await db.query(
+                        """
+                        DELETE FROM events WHERE id IN (
+                            SELECT id FROM events WHERE time_ns < \(cutoff.nanosecondsSinceEpoch)
+                            ORDER BY time_ns LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                        RETURNING agent_id, batch_seq
+                        """,
+                        logger: logger
+                    )
+                } else {
+                    try await db.query(
+                        """
+                        DELETE FROM events WHERE id IN (
+                            SELECT id FROM events ORDER BY time_ns LIMIT \(limit) FOR UPDATE SKIP LOCKED)
+                        RETURNING agent_id, batch_seq
+                        """,
+                        logger: logger
+                    )
+                }
+            var deleted = 0
+            var touched = Set<BatchKey>()
+            for try await (agentId, batchSeq) in rows.decode((String, Int64).self) {
+                deleted += 1
+                touched.insert(BatchKey(agentId: agentId, batchSeq: batchSeq))
+            }
+            guard deleted > 0 else { return 0 }
+            let agents = touched.map(\.agentId)
+            let seqs = touched.map(\.batchSeq)
+            // A second statement, so it sees the deletions. A batch's events are those of its seq
+            // range that name it (the unique (agent_id, seq) index finds them).
+            try await db.query(
+                """
+                UPDATE batches b SET body = ''::bytea, pruned_at = \(prunedAt)
+                FROM unnest(\(agents)::text[], \(seqs)::bigint[]) AS t (agent_id, batch_seq)
+                WHERE b.agent_id = t.agent_id AND b.batch_seq = t.batch_seq AND b.pruned_at IS NULL
+                    AND NOT EXISTS (
+                        SELECT 1 FROM events e WHERE e.agent_id = b.agent_id
+                            AND e.seq BETWEEN b.first_seq AND b.first_seq + b.event_count - 1
+                            AND e.batch_seq = b.batch_seq)
+                """,
+                logger: logger
+            )
+            return deleted
+        }
+    }
+
+    /// An estimate of the live events' size: the statistics' live-row count times the average
+    /// size of the newest 1,000 rows plus `eventRowOverhead`. Not `pg_total_relation_size`:
+    /// PostgreSQL does not shrink a table when rows are deleted (VACUUM makes the space reusable,
+    /// the file keeps its size), so a bound on the file size would delete every event.
+    public func storeUsage() async throws -> StoreUsage {
+        let rows = try await client.query(
+            """
+            SELECT coalesce((SELECT greatest(n_live_tup, 0) FROM pg_stat_user_tables WHERE relid = 'events'::regclass), 0)::bigint,
+                coalesce((SELECT avg(pg_column_size(r)) FROM (SELECT * FROM events ORDER BY id DESC LIMIT 1000) r), 0)::bigint
+            """,
+            logger: logger
+        )
+        for try await (events, averageRow) in rows.decode((Int64, Int64).self) {
+            let perRow = averageRow > 0 ? averageRow + Self.eventRowOverhead : 0
+            return StoreUsage(
+                bytes: events.multipliedReportingOverflow(by: perRow).partialValue,
+                events: events,
+                reflectsDeletesAtOnce: false
+            )
+        }
+        return StoreUsage(bytes: 0, events: 0, reflectsDeletesAtOnce: false)
+    }
+
+    /// PostgreSQL's (auto)vacuum makes deleted rows' space reusable; nothing to do here.
+    public func reclaimSpace(pages: Int) async throws {}
+
+    /// Holds a session advisory lock on a connection of its own (not one of the pool's, which
+    /// `body` needs), so one collector at a time runs retention; the lock goes with the connection
+    /// if the collector dies.
+    public func withRetentionLock(_ body: () async throws -> Void) async throws -> Bool {
+        let connection = try await PostgresConnection.connect(
+            configuration: location.connectionConfiguration,
+            id: 2,
+            logger: logger
+        )
+        do {
+            var acquired = false
+            for try await got in try await connection.query(
+                "SELECT pg_try_advisory_lock(\(Self.retentionLockKey))",
+                logger: logger
+            ).decode(Bool.self) {
+                acquired = got
+            }
+            if acquired {
+                // Unlock explicitly: the server may take a moment to notice the closed connection.
+                do {
+                    try await body()
+                } catch {
+                    _ = try? await connection.query(
+                        "SELECT pg_advisory_unlock(\(Self.retentionLockKey))",
+                        logger: logger
+                    )
+                    throw error
+                }
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.retentionLockKey))", logger: logger)
+            }
+            try await connection.close()
+            return acquired
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+    }
+
+    private struct BatchKey: Hashable {
+        var agentId: String
+        var batchSeq: Int64
+    }
 }

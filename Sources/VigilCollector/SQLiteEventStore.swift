@@ -23,6 +23,13 @@ public final class SQLiteEventStore: EventStore {
         var config = Configuration()
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            // A new file gets incremental auto-vacuum, so space that retention frees can be given
+            // back (`reclaimSpace`). SQLite allows this only before the file is first written (here,
+            // before the switch to WAL): an older file keeps auto_vacuum=none, where freed pages are
+            // reused for new events but the file does not shrink.
+            if !db.configuration.readonly, try Int.fetchOne(db, sql: "SELECT count(*) FROM sqlite_master") == 0 {
+                try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
+            }
         }
         config.busyMode = .timeout(10)
         pool = try DatabasePool(path: path, configuration: config)
@@ -111,6 +118,16 @@ public final class SQLiteEventStore: EventStore {
                     ALTER TABLE agents ADD COLUMN selftest_detected INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE agents ADD COLUMN selftest_missed INTEGER NOT NULL DEFAULT 0;
                     ALTER TABLE agents ADD COLUMN selftest_passed_at INTEGER;
+                    """
+            )
+        }
+        // Retention: deleting the oldest events by time needs a time index, and a batch whose
+        // events are all gone loses its body but keeps its row (dedup and the chain need it).
+        m.registerMigration("v4-retention") { db in
+            try db.execute(
+                sql: """
+                    CREATE INDEX events_by_time ON events (time_ns);
+                    ALTER TABLE batches ADD COLUMN pruned_at INTEGER;
                     """
             )
         }
@@ -468,7 +485,7 @@ public final class SQLiteEventStore: EventStore {
             try Row.fetchAll(
                 db,
                 sql:
-                    "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? ORDER BY batch_seq LIMIT ?",
+                    "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? AND pruned_at IS NULL ORDER BY batch_seq LIMIT ?",
                 arguments: [agentId, afterBatchSeq, limit]
             ).map { row in
                 StoredBatch(
@@ -483,5 +500,81 @@ public final class SQLiteEventStore: EventStore {
 
     public func close() async throws {
         try pool.close()
+    }
+
+    // MARK: retention
+
+    public func deleteOldestEvents(before cutoff: Timestamp?, limit: Int) async throws -> Int {
+        guard limit > 0 else { return 0 }
+        let prunedAt = Timestamp.now().nanosecondsSinceEpoch
+        return try await pool.write { db in
+            let rows =
+                if let cutoff {
+                    try Row.fetchAll(
+                        db,
+                        sql: "SELECT id, agent_id, batch_seq FROM events WHERE time_ns < ? ORDER BY time_ns LIMIT ?",
+                        arguments: [cutoff.nanosecondsSinceEpoch, limit]
+                    )
+                } else {
+                    try Row.fetchAll(
+                        db,
+                        sql: "SELECT id, agent_id, batch_seq FROM events ORDER BY time_ns LIMIT ?",
+                        arguments: [limit]
+                    )
+                }
+            guard !rows.isEmpty else { return 0 }
+            let delete = try db.makeStatement(sql: "DELETE FROM events WHERE id = ?")
+            var touched = Set<BatchKey>()
+            for row in rows {
+                try delete.execute(arguments: [row["id"] as Int64])
+                touched.insert(BatchKey(agentId: row["agent_id"], batchSeq: row["batch_seq"]))
+            }
+            // A batch's events are those of its seq range that name it (the unique (agent_id, seq)
+            // index finds them).
+            let prune = try db.makeStatement(
+                sql: """
+                    UPDATE batches SET body = X'', pruned_at = ?
+                    WHERE agent_id = ? AND batch_seq = ? AND pruned_at IS NULL AND NOT EXISTS (
+                        SELECT 1 FROM events WHERE events.agent_id = batches.agent_id
+                            AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1
+                            AND events.batch_seq = batches.batch_seq)
+                    """
+            )
+            for key in touched {
+                try prune.execute(arguments: [prunedAt, key.agentId, key.batchSeq])
+            }
+            return rows.count
+        }
+    }
+
+    public func storeUsage() async throws -> StoreUsage {
+        try await pool.read { db in
+            let pages = try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0
+            let free = try Int64.fetchOne(db, sql: "PRAGMA freelist_count") ?? 0
+            let pageSize = try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 4096
+            let events = try Int64.fetchOne(db, sql: "SELECT count(*) FROM events") ?? 0
+            return StoreUsage(bytes: (pages - free) * pageSize, events: events, reflectsDeletesAtOnce: true)
+        }
+    }
+
+    /// Runs `PRAGMA incremental_vacuum` when the file was created in incremental auto-vacuum mode;
+    /// an older file (auto_vacuum=none) reuses freed pages instead of returning them.
+    public func reclaimSpace(pages: Int) async throws {
+        guard pages > 0 else { return }
+        try await pool.writeWithoutTransaction { db in
+            guard try Int.fetchOne(db, sql: "PRAGMA auto_vacuum") == 2 else { return }
+            try db.execute(sql: "PRAGMA incremental_vacuum(\(pages))")
+        }
+    }
+
+    /// One collector owns an SQLite file: there is nobody to take turns with.
+    public func withRetentionLock(_ body: () async throws -> Void) async throws -> Bool {
+        try await body()
+        return true
+    }
+
+    private struct BatchKey: Hashable {
+        var agentId: String
+        var batchSeq: Int64
     }
 }

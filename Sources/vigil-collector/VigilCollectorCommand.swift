@@ -70,6 +70,22 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     )
     var tlsClientCa: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Delete events older than this many days (by event time), checked every minute. Default: keep them.",
+            valueName: "days"
+        )
+    )
+    var retentionDays: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Delete the oldest events while the store is larger than this, e.g. 500MiB or 10GiB. Default: no bound.",
+            valueName: "size"
+        )
+    )
+    var maxStoreSize: String?
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -83,6 +99,18 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         }
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level: '\(logLevel)' is not a log level")
+        }
+        _ = try parseRetention()
+    }
+
+    func parseRetention() throws -> RetentionPolicy {
+        do {
+            return RetentionPolicy(
+                maxAgeDays: try retentionDays.map(RetentionPolicy.parseDays),
+                maxStoreBytes: try maxStoreSize.map(RetentionPolicy.parseSize)
+            )
+        } catch {
+            throw ValidationError(error.message)
         }
     }
 
@@ -106,6 +134,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "vigil-collector")
         let (host, port) = try parseListen()
+        let retention = try parseRetention()
         let location: StoreLocation
         do {
             location = try StoreLocation(parsing: store)
@@ -133,6 +162,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                 var configuration = CollectorConfiguration(host: host, port: port, store: location, enrollToken: token)
                 configuration.apiToken = readToken
                 configuration.tls = tls
+                configuration.retention = retention
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
                 let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in
@@ -147,9 +177,15 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                     )
                     notifier.ready(status: "listening on \(host):\(port)")
                 }
+                var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: app)]
+                if retention.isEnabled {
+                    services.append(
+                        .init(service: RetentionService(policy: retention, store: eventStore, logger: logger))
+                    )
+                }
                 let group = ServiceGroup(
                     configuration: ServiceGroupConfiguration(
-                        services: [.init(service: app)],
+                        services: services,
                         gracefulShutdownSignals: [.sigterm, .sigint],
                         logger: logger
                     )
