@@ -96,7 +96,8 @@ public enum CollectorHTTP {
                             batchSeq: $0.batchSeq,
                             header: Data($0.headerBytes).base64EncodedString(),
                             signature: Data($0.signature).base64EncodedString(),
-                            body: Data($0.body).base64EncodedString()
+                            body: Data($0.body).base64EncodedString(),
+                            pruned: $0.pruned ? true : nil
                         )
                     }
                 )
@@ -160,10 +161,13 @@ public enum CollectorHTTP {
             public var batchSeq: UInt64
             public var header: String
             public var signature: String
+            /// Empty when `pruned`.
             public var body: String
+            /// True when retention deleted the batch's events (its body is empty); absent otherwise.
+            public var pruned: Bool?
             enum CodingKeys: String, CodingKey {
                 case batchSeq = "batch_seq"
-                case header, signature, body
+                case header, signature, body, pruned
             }
         }
         public var agentId: String

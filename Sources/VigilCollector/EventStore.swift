@@ -194,7 +194,18 @@ public struct StoredBatch: Sendable, Hashable {
     public var batchSeq: UInt64
     public var headerBytes: [UInt8]
     public var signature: [UInt8]
+    /// Empty when `pruned`.
     public var body: [UInt8]
+    /// Retention deleted the batch's events and emptied its body; header and signature stay.
+    public var pruned: Bool = false
+
+    public init(batchSeq: UInt64, headerBytes: [UInt8], signature: [UInt8], body: [UInt8], pruned: Bool = false) {
+        self.batchSeq = batchSeq
+        self.headerBytes = headerBytes
+        self.signature = signature
+        self.body = body
+        self.pruned = pruned
+    }
 }
 
 /// Storage behind the collector. SQLite is the embedded default; other engines implement the

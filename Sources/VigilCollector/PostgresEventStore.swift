@@ -767,19 +767,20 @@ public final class PostgresEventStore: EventStore {
         let after = Int64(clamping: afterBatchSeq)
         let rows = try await client.query(
             """
-            SELECT batch_seq, header, signature, body FROM batches
-            WHERE agent_id = \(agentId) AND batch_seq > \(after) AND pruned_at IS NULL ORDER BY batch_seq LIMIT \(Int64(max(0, limit)))
+            SELECT batch_seq, header, signature, body, pruned_at IS NOT NULL FROM batches
+            WHERE agent_id = \(agentId) AND batch_seq > \(after) ORDER BY batch_seq LIMIT \(Int64(max(0, limit)))
             """,
             logger: logger
         )
         var result: [StoredBatch] = []
-        for try await (batchSeq, header, signature, body) in rows.decode((Int64, Data, Data, Data).self) {
+        for try await (batchSeq, header, signature, body, pruned) in rows.decode((Int64, Data, Data, Data, Bool).self) {
             result.append(
                 StoredBatch(
                     batchSeq: UInt64(max(batchSeq, 0)),
                     headerBytes: Array(header),
                     signature: Array(signature),
-                    body: Array(body)
+                    body: Array(body),
+                    pruned: pruned
                 )
             )
         }

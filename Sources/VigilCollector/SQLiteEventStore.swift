@@ -485,14 +485,15 @@ public final class SQLiteEventStore: EventStore {
             try Row.fetchAll(
                 db,
                 sql:
-                    "SELECT batch_seq, header, signature, body FROM batches WHERE agent_id = ? AND batch_seq > ? AND pruned_at IS NULL ORDER BY batch_seq LIMIT ?",
+                    "SELECT batch_seq, header, signature, body, pruned_at FROM batches WHERE agent_id = ? AND batch_seq > ? ORDER BY batch_seq LIMIT ?",
                 arguments: [agentId, afterBatchSeq, limit]
             ).map { row in
                 StoredBatch(
                     batchSeq: UInt64(row["batch_seq"] as Int64),
                     headerBytes: Array(row["header"] as Data),
                     signature: Array(row["signature"] as Data),
-                    body: Array(row["body"] as Data)
+                    body: Array(row["body"] as Data),
+                    pruned: (row["pruned_at"] as Int64?) != nil
                 )
             }
         }

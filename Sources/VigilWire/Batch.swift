@@ -334,14 +334,23 @@ public enum BatchOpener {
     /// Checks the Ed25519 signature over the header bytes and that the body is the one the header names.
     public static func verifySignature(_ batch: SealedBatch, publicKey: Curve25519.Signing.PublicKey) throws(WireError)
     {
+        try verifyHeaderSignature(batch, publicKey: publicKey)
+        guard Array(SHA256.hash(data: batch.body)) == batch.header.bodyHash else {
+            throw WireError(.bodyHashMismatch, "body SHA-256 does not match the signed header")
+        }
+    }
+
+    /// Checks the Ed25519 signature over the header bytes only (for a stored batch whose body
+    /// retention removed; `verifySignature` also checks the body).
+    public static func verifyHeaderSignature(
+        _ batch: SealedBatch,
+        publicKey: Curve25519.Signing.PublicKey
+    ) throws(WireError) {
         guard batch.signature.count == 64, publicKey.isValidSignature(batch.signature, for: batch.headerBytes) else {
             throw WireError(
                 .badSignature,
                 "signature does not verify with the key enrolled for agent \(batch.header.agentId)"
             )
-        }
-        guard Array(SHA256.hash(data: batch.body)) == batch.header.bodyHash else {
-            throw WireError(.bodyHashMismatch, "body SHA-256 does not match the signed header")
         }
     }
 

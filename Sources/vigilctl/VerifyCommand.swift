@@ -12,7 +12,8 @@ struct VerifyCommand: AsyncParsableCommand {
             Fetches every batch the collector stored for the agent, exactly as received, and checks here,
             independently of the collector's own bookkeeping: each Ed25519 signature against the agent's
             enrolled key, each body against the SHA-256 in its signed header, each event count and seq
-            range, and that every header links to the previous one with no batch missing.
+            range, and that every header links to the previous one with no batch missing. Batches
+            whose events retention deleted keep their signed headers: those and the links are checked.
             Exits 1 when anything is broken, listing each break.
             Example: vigilctl verify --collector http://127.0.0.1:8443 --agent 3f2c...
             """
@@ -32,82 +33,41 @@ struct VerifyCommand: AsyncParsableCommand {
     func run() async throws {
         let base = try collectorBase(collector)
         var after: UInt64 = 0
-        var prevHash: [UInt8]? = nil
-        var expectedSeq: UInt64 = 1
-        var nextEventSeq: UInt64? = nil
-        var batches = 0
-        var events = 0
-        var breaks: [String] = []
-        // Every event seq is stored or inside a gap record's declared range.
-        var account = SeqAccount()
-        let zstd = Zstd()
+        var verifier: ChainVerifier?
         while true {
             let data = try await getJSON(base + "/v1/agents/\(percentEncode(agent))/batches?after=\(after)&limit=500")
             let page = try JSONDecoder().decode(CollectorHTTP.BatchPage.self, from: data)
-            let key = try AgentIdentity.publicKey(base64: page.publicKey)
+            if verifier == nil {
+                verifier = ChainVerifier(agentId: agent, publicKey: try AgentIdentity.publicKey(base64: page.publicKey))
+            }
             if page.batches.isEmpty { break }
             for item in page.batches {
                 after = item.batchSeq
-                batches += 1
                 guard let header = Data(base64Encoded: item.header),
                     let signature = Data(base64Encoded: item.signature),
                     let body = Data(base64Encoded: item.body)
                 else {
-                    breaks.append("batch \(item.batchSeq): stored bytes are not valid base64")
+                    verifier?.note("batch \(item.batchSeq): stored bytes are not valid base64")
                     continue
                 }
-                let envelope = SealedBatch.envelope(
-                    headerBytes: Array(header),
-                    signature: Array(signature),
-                    body: Array(body)
+                verifier?.check(
+                    StoredBatch(
+                        batchSeq: item.batchSeq,
+                        headerBytes: Array(header),
+                        signature: Array(signature),
+                        body: Array(body),
+                        pruned: item.pruned ?? false
+                    )
                 )
-                do {
-                    let batch = try BatchOpener.parse(envelope, limits: BatchLimits(maxBatchBytes: Int.max))
-                    if batch.header.agentId != agent {
-                        breaks.append("batch \(item.batchSeq): header names agent \(batch.header.agentId)")
-                    }
-                    if batch.header.batchSeq != item.batchSeq {
-                        breaks.append("batch \(item.batchSeq): header says batch \(batch.header.batchSeq)")
-                    }
-                    if batch.header.batchSeq != expectedSeq {
-                        breaks.append(
-                            batch.header.batchSeq > expectedSeq
-                                ? "batches \(expectedSeq)-\(batch.header.batchSeq - 1) are missing"
-                                : "batch \(batch.header.batchSeq) is out of order"
-                        )
-                    } else if batch.header.prevHeaderHash != (prevHash ?? genesisHeaderHash) {
-                        breaks.append(
-                            "batch \(batch.header.batchSeq) does not link to batch \(expectedSeq - 1) (chain broken)"
-                        )
-                    }
-                    let inOrder = batch.header.batchSeq == expectedSeq
-                    let decoded = try BatchOpener.verify(batch, publicKey: key, zstd: zstd)
-                    if let missing = account.admit(
-                        firstSeq: batch.header.firstSeq,
-                        lastSeq: batch.header.lastSeq,
-                        events: decoded,
-                        inOrder: inOrder
-                    ) {
-                        breaks.append("batch \(batch.header.batchSeq): \(missing)")
-                    }
-                    if let next = nextEventSeq, let first = decoded.first?.seq, first < next {
-                        breaks.append("batch \(batch.header.batchSeq) repeats event seqs from \(first)")
-                    }
-                    events += decoded.count
-                    nextEventSeq = decoded.last.map { $0.seq + 1 } ?? nextEventSeq
-                    prevHash = batch.headerHash
-                    expectedSeq = batch.header.batchSeq + 1
-                } catch {
-                    breaks.append("batch \(item.batchSeq): \(error)")
-                    expectedSeq = item.batchSeq + 1
-                    prevHash = nil
-                }
             }
         }
+        guard let verifier else { return }
+        let (batches, events, breaks, account) = (verifier.batches, verifier.events, verifier.breaks, verifier.account)
         if json {
             let summary: [String: Any] = [
                 "agent_id": agent, "batches": batches, "events": events, "whole": breaks.isEmpty, "breaks": breaks,
                 "declared_gaps": account.gapRecords, "dropped_events": account.droppedEvents,
+                "pruned_batches": verifier.pruned,
             ]
             print(
                 String(
@@ -117,6 +77,11 @@ struct VerifyCommand: AsyncParsableCommand {
             )
         } else {
             print("agent \(agent): \(batches) batch(es), \(events) event(s) checked")
+            if verifier.pruned > 0 {
+                print(
+                    "retention: \(verifier.pruned) batch(es) hold no events any more; their signed headers and links were checked"
+                )
+            }
             if account.gapRecords > 0 {
                 print(
                     "gap: the agent declared \(account.droppedEvents) dropped event(s) in \(account.gapRecords) signed gap record(s)"

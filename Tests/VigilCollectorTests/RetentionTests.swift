@@ -66,9 +66,21 @@ struct RetentionTests {
             let left = try await Self.allEvents(f.store)
             #expect(left.map(\.event.seq) == [10, 11, 12, 13])
             #expect(left.allSatisfy { $0.event.time.nanosecondsSinceEpoch >= Self.daysAgo(30).nanosecondsSinceEpoch })
-            // Batches 1 and 2 lost their bodies and are no longer served for re-verification.
+            // Batches 1 and 2 lost their bodies; their signed headers stay and still verify, so
+            // the chain re-checks whole (what vigilctl verify does).
             let batches = try await f.store.batches(agentId: agent.identity.agentId, afterBatchSeq: 0, limit: 100)
-            #expect(batches.map(\.batchSeq) == [3, 4])
+            #expect(batches.map(\.batchSeq) == [1, 2, 3, 4])
+            #expect(batches.map(\.pruned) == [true, true, false, false])
+            #expect(batches.filter(\.pruned).allSatisfy { $0.body.isEmpty })
+            var verifier = ChainVerifier(agentId: agent.identity.agentId, publicKey: agent.identity.publicKey)
+            for batch in batches { verifier.check(batch) }
+            #expect(verifier.isWhole && verifier.pruned == 2 && verifier.events == 6, "\(verifier.breaks)")
+            // A pruned header altered in the store is still caught.
+            var forged = batches[0]
+            forged.headerBytes[forged.headerBytes.count - 1] ^= 1
+            var tampered = ChainVerifier(agentId: agent.identity.agentId, publicKey: agent.identity.publicKey)
+            for batch in [forged] + batches.dropFirst() { tampered.check(batch) }
+            #expect(!tampered.isWhole, "a forged pruned header verified")
 
             var summary = try #require(try await f.store.agents().first)
             #expect(summary.agentId == agent.identity.agentId && summary.lastBatchSeq == 4)
@@ -90,7 +102,10 @@ struct RetentionTests {
             let later = Timestamp(nanosecondsSinceEpoch: Self.now.nanosecondsSinceEpoch + 30 * Self.day)
             #expect(try await Retention.pass(policy, store: f.store, now: later).deletedByAge == 3)
             let rest = try await f.store.batches(agentId: agent.identity.agentId, afterBatchSeq: 0, limit: 100)
-            #expect(rest.map(\.batchSeq) == [4, 5])
+            #expect(rest.filter { !$0.pruned }.map(\.batchSeq) == [4, 5])
+            var again = ChainVerifier(agentId: agent.identity.agentId, publicKey: agent.identity.publicKey)
+            for batch in rest { again.check(batch) }
+            #expect(again.isWhole && again.pruned == 3, "\(again.breaks)")
         }
     }
 
