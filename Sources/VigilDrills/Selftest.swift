@@ -70,7 +70,9 @@ public enum Selftest {
         let client = HTTPClient(eventLoopGroupProvider: .singleton)
         do {
             try scratch.prepare(selected)
-            try FileManager.default.createDirectory(atPath: scratch.root + "/probe", withIntermediateDirectories: true)
+            for root in [scratch.root, scratch.sharedMemoryRoot] {
+                try FileManager.default.createDirectory(atPath: root + "/probe", withIntermediateDirectories: true)
+            }
             let results: [DrillResult]
             if let collector = options.collector {
                 results = try await interruptible(signals) {
@@ -170,9 +172,9 @@ public enum Selftest {
             timeout: .seconds(10)
         )
         if !seen {
-            options.progress(
-                "warning: no file or process event from \(scratch.root) reached \(base) within 10 s; the agent may not"
-                    + " watch /tmp, or may ship alerts only; drilling anyway"
+            options.warning(
+                "no file or process event from \(scratch.root) or \(scratch.sharedMemoryRoot) reached \(base) within"
+                    + " 10 s; the agent may watch neither /tmp nor /dev/shm, or may ship alerts only; drilling anyway"
             )
         }
         let runnable = selected.filter { !$0.needsProfile }
@@ -247,7 +249,8 @@ public enum Selftest {
     }
 
     /// Makes a file and a process event in the scratch area until both are seen at the
-    /// collector: the sensors, the pipeline and delivery are up.
+    /// collector: the sensors, the pipeline and delivery are up. Files are made in both scratch
+    /// roots (`/tmp`, `/dev/shm`): an agent watching either is ready.
     static func probe(
         base: String,
         client: HTTPClient,
@@ -257,6 +260,7 @@ public enum Selftest {
         timeout: Duration
     ) async throws -> Bool {
         let dir = scratch.root + "/probe"
+        let sharedMemoryDir = scratch.sharedMemoryRoot + "/probe"
         let events = CollectorEvents(
             base: base,
             client: client,
@@ -273,12 +277,16 @@ public enum Selftest {
             if ContinuousClock.now - lastPoke >= .seconds(1) {
                 attempt += 1
                 lastPoke = .now
-                _ = FileManager.default.createFile(atPath: dir + "/ready-\(attempt)", contents: Data("probe\n".utf8))
+                for d in [dir, sharedMemoryDir] {
+                    _ = FileManager.default.createFile(atPath: d + "/ready-\(attempt)", contents: Data("probe\n".utf8))
+                }
                 try? await ChildCommand.run("/bin/true", [], directory: dir, timeout: .seconds(5))
             }
             for stored in try await events.next() {
                 switch stored.event.payload {
-                case .file(let f) where f.targetFilename.hasPrefix(dir + "/"): sawFile = true
+                case .file(let f)
+                where f.targetFilename.hasPrefix(dir + "/") || f.targetFilename.hasPrefix(sharedMemoryDir + "/"):
+                    sawFile = true
                 case .process(let p) where p.currentDirectory == dir: sawProcess = true
                 default: break
                 }

@@ -176,7 +176,7 @@ struct SelftestTests {
         try FileManager.default.copyItem(atPath: Self.policies + "/rules", toPath: dir + "/policies/rules")
         let deployment = try LocalDeployment(
             in: dir,
-            collection: "files:\n  watch: [/tmp, /dev/shm]\nprocesses:\n  max_processes: 4096\n"
+            collection: "files:\n  watch: [/dev/shm]\nprocesses:\n  max_processes: 4096\n"
         )
         let base = deployment.base
         let agent = deployment.agent
@@ -190,14 +190,15 @@ struct SelftestTests {
         #expect(mode == 0o600, "control socket mode \(String(mode, radix: 8))")
 
         // Two drills the shipped rules catch where they are, and one that needs the drill
-        // profile (skipped against an installed agent). Drills named by a file event or by the
-        // executable (fanotify), not by the command line of a process that lives a millisecond:
-        // this agent watches all of /tmp, where the other suites' bursts run at the same time.
+        // profile (skipped against an installed agent). This agent watches /dev/shm, not /tmp
+        // (where the other suites' bursts run at the same time), and the two drills are named
+        // by the executable (fanotify), not by the command line of a process that lives a
+        // millisecond.
         let run = try await runCommand(
             BuiltProducts.path("vigilctl"),
             [
                 "selftest", "--json", "--collector", base, "--agent-socket", socket, "--timeout", "20",
-                "--drill", "setuid-file", "--drill", "exec-from-tmp", "--drill", "cron-job",
+                "--drill", "exec-from-dev-shm", "--drill", "exec-from-tmp", "--drill", "cron-job",
             ],
             timeout: .seconds(150)
         )
@@ -210,7 +211,7 @@ struct SelftestTests {
             _ in a
         }
         #expect(
-            outcomes == ["setuid-file": "detected", "exec-from-tmp": "detected", "cron-job": "skipped"],
+            outcomes == ["exec-from-dev-shm": "detected", "exec-from-tmp": "detected", "cron-job": "skipped"],
             "\(run.stdout)\n\(run.stderr)"
         )
         #expect(!run.stderr.contains("warning"), "\(run.stderr)")
