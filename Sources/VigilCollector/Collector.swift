@@ -92,10 +92,35 @@ public final class Collector: Sendable {
             )
             return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "enrolled")
         case .alreadyEnrolled:
+            if let revokedAt = try await store.agent(id: request.agentId)?.revokedAt {
+                throw CollectorError(.revokedAgent, "agent \(request.agentId) was revoked at \(revokedAt.iso8601)")
+            }
             return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "already_enrolled")
         case .conflict:
             throw CollectorError(.enrollConflict, "agent \(request.agentId) is already enrolled with a different key")
         }
+    }
+
+    /// What `POST /v1/agents/ID/revoke` answers.
+    public struct RevokeResponse: Codable, Sendable, Hashable {
+        public var agentId: String
+        public var revokedAt: Timestamp
+
+        enum CodingKeys: String, CodingKey {
+            case agentId = "agent_id"
+            case revokedAt = "revoked_at"
+        }
+    }
+
+    /// Revokes an agent: from now on its batches are refused (403 `revoked_agent`) and it cannot
+    /// enroll again under its id; what it sent before stays stored and queryable. Revoking again
+    /// keeps the first time.
+    public func revoke(agentId: String) async throws -> RevokeResponse {
+        guard Self.isValidAgentId(agentId), let at = try await store.revoke(agentId: agentId, at: .now()) else {
+            throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+        }
+        logger.notice("agent revoked", metadata: ["agent_id": "\(agentId)", "revoked_at": "\(at.iso8601)"])
+        return RevokeResponse(agentId: agentId, revokedAt: at)
     }
 
     /// Whether a presented secret (enrollment or API token) is `expected`. Compares digests, so

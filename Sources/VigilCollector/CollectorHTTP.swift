@@ -13,13 +13,14 @@ import VigilWire
 /// | `POST /v1/batches` | a serialized `vigil.v1.Batch` → `{status, batch_seq, events, chain, detail}` |
 /// | `GET /v1/events` | `?agent=&type=file,process&rule=&since=&until=&after=&limit=` → `{events, next_cursor}` |
 /// | `GET /v1/agents` | inventory: chain status, declared gaps, last selftest (`last_selftest`, `selftest_passed_at`) |
+/// | `POST /v1/agents/ID/revoke` | revokes the agent: its batches and re-enrollment are refused → `{agent_id, revoked_at}` |
 /// | `GET /healthz` | `ok` |
 ///
 /// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.
 ///
 /// Agents authenticate by enrollment token and then by signature; the read routes (`GET /v1/…`)
-/// need `Authorization: Bearer TOKEN` when the collector has an API token, and otherwise answer
-/// loopback clients only. The whole API is described in `openapi.yaml` at the repository root.
+/// and revocation need `Authorization: Bearer TOKEN` when the collector has an API token, and
+/// otherwise answer loopback clients only. The whole API is described in `openapi.yaml` at the repository root.
 public enum CollectorHTTP {
     public static func router(collector: Collector) -> Router<CollectorRequestContext> {
         let router = Router(context: CollectorRequestContext.self)
@@ -59,6 +60,11 @@ public enum CollectorHTTP {
         router.get("/v1/agents") { request, context -> Response in
             try reader.check(request, context)
             return try json(AgentList(agents: try await collector.store.agents()))
+        }
+
+        router.post("/v1/agents/:id/revoke") { request, context -> Response in
+            try reader.check(request, context)
+            return try json(try await collector.revoke(agentId: try context.parameters.require("id")))
         }
 
         router.get("/v1/agents/:id/batches") { request, context -> Response in
@@ -107,7 +113,7 @@ public enum CollectorHTTP {
         // A known path with a method it does not serve: 405 with Allow, not 404.
         let served: [(path: RouterPath, methods: [HTTPRequest.Method])] = [
             ("/healthz", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]), ("/v1/events", [.get]),
-            ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]),
+            ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]), ("/v1/agents/:id/revoke", [.post]),
         ]
         let methods: [HTTPRequest.Method] =
             [.get, .head, .post, .put, .delete, .patch, .options, .trace]

@@ -215,6 +215,9 @@ public protocol EventStore: Sendable {
     /// Adds an agent, or confirms an existing enrollment with the same key.
     func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome
     func agent(id: String) async throws -> AgentRecord?
+    /// Marks the agent revoked at `time` (its batches are refused from then on); revoking twice
+    /// keeps the first time. Returns the revocation time, or nil for an unknown agent.
+    func revoke(agentId: String, at time: Timestamp) async throws -> Timestamp?
     /// Stores a verified batch and its events, judging its place in the chain.
     func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome
     func events(_ query: EventQuery) async throws -> [StoredEvent]

@@ -400,6 +400,20 @@ public final class PostgresEventStore: EventStore {
         throw CollectorError(.storeFailure, "agent \(agent.agentId) vanished during enrollment")
     }
 
+    public func revoke(agentId: String, at time: Timestamp) async throws -> Timestamp? {
+        let rows = try await client.query(
+            """
+            UPDATE agents SET revoked_at = COALESCE(revoked_at, \(time.nanosecondsSinceEpoch))
+            WHERE agent_id = \(agentId) RETURNING revoked_at
+            """,
+            logger: logger
+        )
+        for try await revokedAt in rows.decode(Int64.self) {
+            return Timestamp(nanosecondsSinceEpoch: revokedAt)
+        }
+        return nil
+    }
+
     public func agent(id: String) async throws -> AgentRecord? {
         let rows = try await client.query(
             "SELECT agent_id, public_key, key_id, hostname, machine_id, enrolled_at, revoked_at FROM agents WHERE agent_id = \(id)",
@@ -456,159 +470,172 @@ public final class PostgresEventStore: EventStore {
         let selftest = SelftestSummary.latest(in: events)
         let logger = self.logger
 
-        return try await client.withTransaction(logger: logger) { db -> IngestOutcome in
-            // The agent's row is the chain's lock: ingests of one agent take turns here.
-            var chainState: (Int64, Data?, Int64, Int64, Int64, Int64)? = nil
-            for try await row in try await db.query(
-                """
-                SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events
-                FROM agents WHERE agent_id = \(agentId) FOR UPDATE
-                """,
-                logger: logger
-            ).decode((Int64, Data?, Int64, Int64, Int64, Int64).self) {
-                chainState = row
-            }
-            guard let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState
-            else {
-                throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
-            }
-            for try await stored in try await db.query(
-                "SELECT header_hash FROM batches WHERE agent_id = \(agentId) AND batch_seq = \(batchSeq)",
-                logger: logger
-            ).decode(Data.self) {
-                if stored == headerHash { return .duplicate }
-                let detail =
-                    "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
-                try await Self.recordAnomaly(
-                    db,
-                    logger: logger,
-                    agentId: agentId,
-                    kind: "fork",
-                    batchSeq: batchSeq,
-                    detail: detail,
-                    at: received
-                )
-                return .fork(detail: detail)
-            }
-            let lastSeq = UInt64(max(lastSeqSigned, 0))
-            var verdict = ChainVerdict.ok
-            var detail: String? = nil
-            let advances = header.batchSeq > lastSeq
-            if header.batchSeq == lastSeq + 1 {
-                if Data(header.prevHeaderHash) != (lastHash ?? Data(genesisHeaderHash)) {
-                    verdict = .broken
-                    detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
-                }
-            } else if header.batchSeq > lastSeq + 1 {
-                verdict = .gap
-                let missingFrom = lastSeq + 1
-                let missingTo = header.batchSeq - 1
-                detail =
-                    missingFrom == missingTo
-                    ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
-            } else {
-                verdict = .reordered
-                detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
-            }
-            if verdict != .ok, let detail {
-                try await Self.recordAnomaly(
-                    db,
-                    logger: logger,
-                    agentId: agentId,
-                    kind: verdict.rawValue,
-                    batchSeq: batchSeq,
-                    detail: detail,
-                    at: received
-                )
-            }
-            var account = SeqAccount(
-                lastEventSeq: UInt64(max(lastEventSeq, 0)),
-                declaredThrough: UInt64(max(declaredThrough, 0)),
-                gapRecords: UInt64(max(gapRecords, 0)),
-                droppedEvents: UInt64(max(droppedEvents, 0))
-            )
-            if let missing = account.admit(
-                firstSeq: header.firstSeq,
-                lastSeq: header.lastSeq,
-                events: events,
-                inOrder: verdict == .ok
-            ) {
-                try await Self.recordAnomaly(
-                    db,
-                    logger: logger,
-                    agentId: agentId,
-                    kind: "seq_gap",
-                    batchSeq: batchSeq,
-                    detail: missing,
-                    at: received
-                )
-            }
-            try await db.query(
-                """
-                UPDATE agents SET last_event_seq = \(Int64(clamping: account.lastEventSeq)), declared_through = \(Int64(clamping: account.declaredThrough)),
-                    gap_records = \(Int64(clamping: account.gapRecords)), dropped_events = \(Int64(clamping: account.droppedEvents))
-                WHERE agent_id = \(agentId)
-                """,
-                logger: logger
-            )
-            try await db.query(
-                """
-                INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain)
-                VALUES (\(agentId), \(batchSeq), \(Data(batch.headerBytes)), \(Data(batch.signature)), \(Data(batch.body)), \(headerHash),
-                        \(firstSeq), \(Int32(clamping: header.eventCount)), \(received), \(verdict.rawValue))
-                """,
-                logger: logger
-            )
-            var inserted: Int64 = 0
-            if !seqs.isEmpty {
-                let result = try await db.query(
+        do {
+            return try await client.withTransaction(logger: logger) { db -> IngestOutcome in
+                // The agent's row is the chain's lock: ingests of one agent take turns here.
+                var chainState: (Int64, Data?, Int64, Int64, Int64, Int64)? = nil
+                var revoked = false
+                for try await row in try await db.query(
                     """
-                    WITH rows AS (
-                        INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
-                        SELECT \(agentId), e.seq, \(batchSeq), e.type, e.time_ns, NULLIF(e.rule_id, ''), e.json
-                        FROM unnest(\(seqs)::bigint[], \(types)::text[], \(times)::bigint[], \(rules)::text[], \(jsons)::text[])
-                            AS e (seq, type, time_ns, rule_id, json)
-                        ORDER BY e.seq
-                        ON CONFLICT (agent_id, seq) DO NOTHING
-                        RETURNING 1
-                    )
-                    SELECT count(*) FROM rows
+                    SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events,
+                           revoked_at IS NOT NULL
+                    FROM agents WHERE agent_id = \(agentId) FOR UPDATE
                     """,
                     logger: logger
+                ).decode((Int64, Data?, Int64, Int64, Int64, Int64, Bool).self) {
+                    chainState = (row.0, row.1, row.2, row.3, row.4, row.5)
+                    revoked = row.6
+                }
+                guard
+                    let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState
+                else {
+                    throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+                }
+                // Checked here, under the row lock, not only by the collector (whose key cache may
+                // predate a revocation made through another collector).
+                if revoked { throw CollectorError(.revokedAgent, "agent \(agentId) was revoked") }
+                for try await stored in try await db.query(
+                    "SELECT header_hash FROM batches WHERE agent_id = \(agentId) AND batch_seq = \(batchSeq)",
+                    logger: logger
+                ).decode(Data.self) {
+                    if stored == headerHash { return .duplicate }
+                    let detail =
+                        "a different batch \(header.batchSeq) was stored before (fork or replay with altered content)"
+                    try await Self.recordAnomaly(
+                        db,
+                        logger: logger,
+                        agentId: agentId,
+                        kind: "fork",
+                        batchSeq: batchSeq,
+                        detail: detail,
+                        at: received
+                    )
+                    return .fork(detail: detail)
+                }
+                let lastSeq = UInt64(max(lastSeqSigned, 0))
+                var verdict = ChainVerdict.ok
+                var detail: String? = nil
+                let advances = header.batchSeq > lastSeq
+                if header.batchSeq == lastSeq + 1 {
+                    if Data(header.prevHeaderHash) != (lastHash ?? Data(genesisHeaderHash)) {
+                        verdict = .broken
+                        detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
+                    }
+                } else if header.batchSeq > lastSeq + 1 {
+                    verdict = .gap
+                    let missingFrom = lastSeq + 1
+                    let missingTo = header.batchSeq - 1
+                    detail =
+                        missingFrom == missingTo
+                        ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
+                } else {
+                    verdict = .reordered
+                    detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
+                }
+                if verdict != .ok, let detail {
+                    try await Self.recordAnomaly(
+                        db,
+                        logger: logger,
+                        agentId: agentId,
+                        kind: verdict.rawValue,
+                        batchSeq: batchSeq,
+                        detail: detail,
+                        at: received
+                    )
+                }
+                var account = SeqAccount(
+                    lastEventSeq: UInt64(max(lastEventSeq, 0)),
+                    declaredThrough: UInt64(max(declaredThrough, 0)),
+                    gapRecords: UInt64(max(gapRecords, 0)),
+                    droppedEvents: UInt64(max(droppedEvents, 0))
                 )
-                for try await count in result.decode(Int64.self) { inserted = count }
-            }
-            if inserted < Int64(seqs.count) {
-                let dup = Int64(seqs.count) - inserted
-                try await Self.recordAnomaly(
-                    db,
-                    logger: logger,
-                    agentId: agentId,
-                    kind: "duplicate_seq",
-                    batchSeq: batchSeq,
-                    detail: "\(dup) event(s) reuse seqs already stored from another batch",
-                    at: received
-                )
-            }
-            if advances {
+                if let missing = account.admit(
+                    firstSeq: header.firstSeq,
+                    lastSeq: header.lastSeq,
+                    events: events,
+                    inOrder: verdict == .ok
+                ) {
+                    try await Self.recordAnomaly(
+                        db,
+                        logger: logger,
+                        agentId: agentId,
+                        kind: "seq_gap",
+                        batchSeq: batchSeq,
+                        detail: missing,
+                        at: received
+                    )
+                }
                 try await db.query(
                     """
-                    UPDATE agents SET last_batch_seq = \(batchSeq), last_header_hash = \(headerHash), last_seen = \(received),
-                        event_count = event_count + \(inserted)
+                    UPDATE agents SET last_event_seq = \(Int64(clamping: account.lastEventSeq)), declared_through = \(Int64(clamping: account.declaredThrough)),
+                        gap_records = \(Int64(clamping: account.gapRecords)), dropped_events = \(Int64(clamping: account.droppedEvents))
                     WHERE agent_id = \(agentId)
                     """,
                     logger: logger
                 )
-            } else {
                 try await db.query(
-                    "UPDATE agents SET last_seen = \(received), event_count = event_count + \(inserted) WHERE agent_id = \(agentId)",
+                    """
+                    INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain)
+                    VALUES (\(agentId), \(batchSeq), \(Data(batch.headerBytes)), \(Data(batch.signature)), \(Data(batch.body)), \(headerHash),
+                            \(firstSeq), \(Int32(clamping: header.eventCount)), \(received), \(verdict.rawValue))
+                    """,
                     logger: logger
                 )
+                var inserted: Int64 = 0
+                if !seqs.isEmpty {
+                    let result = try await db.query(
+                        """
+                        WITH rows AS (
+                            INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
+                            SELECT \(agentId), e.seq, \(batchSeq), e.type, e.time_ns, NULLIF(e.rule_id, ''), e.json
+                            FROM unnest(\(seqs)::bigint[], \(types)::text[], \(times)::bigint[], \(rules)::text[], \(jsons)::text[])
+                                AS e (seq, type, time_ns, rule_id, json)
+                            ORDER BY e.seq
+                            ON CONFLICT (agent_id, seq) DO NOTHING
+                            RETURNING 1
+                        )
+                        SELECT count(*) FROM rows
+                        """,
+                        logger: logger
+                    )
+                    for try await count in result.decode(Int64.self) { inserted = count }
+                }
+                if inserted < Int64(seqs.count) {
+                    let dup = Int64(seqs.count) - inserted
+                    try await Self.recordAnomaly(
+                        db,
+                        logger: logger,
+                        agentId: agentId,
+                        kind: "duplicate_seq",
+                        batchSeq: batchSeq,
+                        detail: "\(dup) event(s) reuse seqs already stored from another batch",
+                        at: received
+                    )
+                }
+                if advances {
+                    try await db.query(
+                        """
+                        UPDATE agents SET last_batch_seq = \(batchSeq), last_header_hash = \(headerHash), last_seen = \(received),
+                            event_count = event_count + \(inserted)
+                        WHERE agent_id = \(agentId)
+                        """,
+                        logger: logger
+                    )
+                } else {
+                    try await db.query(
+                        "UPDATE agents SET last_seen = \(received), event_count = event_count + \(inserted) WHERE agent_id = \(agentId)",
+                        logger: logger
+                    )
+                }
+                if let (last, passedAt) = selftest {
+                    try await Self.recordSelftest(db, logger: logger, agentId: agentId, last: last, passedAt: passedAt)
+                }
+                return .accepted(verdict, detail: detail)
             }
-            if let (last, passedAt) = selftest {
-                try await Self.recordSelftest(db, logger: logger, agentId: agentId, last: last, passedAt: passedAt)
-            }
-            return .accepted(verdict, detail: detail)
+        } catch let error as PostgresTransactionError {
+            // A refusal from inside the transaction (a revoked agent, say) is the answer.
+            if let refusal = error.closureError as? CollectorError { throw refusal }
+            throw error
         }
     }
 

@@ -158,6 +158,21 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
+    public func revoke(agentId: String, at time: Timestamp) async throws -> Timestamp? {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE agent_id = ?",
+                arguments: [time.nanosecondsSinceEpoch, agentId]
+            )
+            let at = try Int64.fetchOne(
+                db,
+                sql: "SELECT revoked_at FROM agents WHERE agent_id = ?",
+                arguments: [agentId]
+            )
+            return at.map { Timestamp(nanosecondsSinceEpoch: $0) }
+        }
+    }
+
     public func agent(id: String) async throws -> AgentRecord? {
         try await pool.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM agents WHERE agent_id = ?", arguments: [id]) else {
@@ -214,11 +229,16 @@ public final class SQLiteEventStore: EventStore {
                 let agentRow = try Row.fetchOne(
                     db,
                     sql:
-                        "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events FROM agents WHERE agent_id = ?",
+                        "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events, revoked_at FROM agents WHERE agent_id = ?",
                     arguments: [agentId]
                 )
             else {
                 throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+            }
+            // Checked here, in the transaction, not only by the collector (whose key cache may
+            // predate a revocation made through another collector).
+            if (agentRow["revoked_at"] as Int64?) != nil {
+                throw CollectorError(.revokedAgent, "agent \(agentId) was revoked")
             }
             let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
             let lastHash: Data? = agentRow["last_header_hash"]

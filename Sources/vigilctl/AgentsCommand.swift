@@ -6,6 +6,45 @@ import VigilCore
 struct AgentsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "agents",
+        abstract: "The agents a collector knows: list them (the default), or revoke one.",
+        subcommands: [AgentsListCommand.self, AgentsRevokeCommand.self],
+        defaultSubcommand: AgentsListCommand.self
+    )
+}
+
+struct AgentsRevokeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revoke",
+        abstract: "Revoke an agent: the collector refuses its batches and its re-enrollment from now on.",
+        discussion: """
+            What the agent sent before stays stored and queryable; `vigilctl agents` shows it as
+            REVOKED. Revoking twice keeps the first time. Needs VIGIL_API_TOKEN when the collector
+            has an API token (otherwise it answers loopback clients only).
+            Example: vigilctl agents revoke 3f2c... --collector https://collector.example:8443
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The agent to revoke.", valueName: "agent-id"))
+    var agent: String
+
+    @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
+    var collector: String
+
+    func validate() throws { _ = try collectorBase(collector) }
+
+    func run() async throws {
+        let data = try await requestJSON(
+            try collectorBase(collector) + "/v1/agents/\(percentEncode(agent))/revoke",
+            method: .POST
+        )
+        let response = try JSONDecoder().decode(Collector.RevokeResponse.self, from: data)
+        print("agent \(response.agentId) revoked at \(response.revokedAt.iso8601)")
+    }
+}
+
+struct AgentsListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
         abstract: "List the agents a collector knows: last seen, batches, selftest, chain state."
     )
 

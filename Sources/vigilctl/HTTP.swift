@@ -3,6 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOFoundationCompat
+import NIOHTTP1
 import VigilAgent
 
 /// An HTTP client for the collector: with `VIGIL_CA_FILE` the collector's certificate must chain
@@ -34,9 +35,15 @@ func makeCollectorHTTPClient() throws -> HTTPClient {
 /// GETs a collector URL and returns the JSON body, turning refusals into readable errors.
 /// Sends `VIGIL_API_TOKEN` from the environment as a bearer token when set.
 func getJSON(_ url: String) async throws -> Data {
+    try await requestJSON(url, method: .GET)
+}
+
+/// Sends a bodiless request to a collector URL and returns the JSON body, as `getJSON`.
+func requestJSON(_ url: String, method: HTTPMethod) async throws -> Data {
     let client = try makeCollectorHTTPClient()
     do {
         var request = HTTPClientRequest(url: url)
+        request.method = method
         if let token = ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"], !token.isEmpty {
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
         }
