@@ -259,6 +259,10 @@ public enum EventCodec {
         else {
             throw WireError(.malformedEvent, "flow event has a port or flag byte out of range")
         }
+        // NaN would not even compare equal to itself, and JSON has no spelling for it.
+        guard pb.ts.isFinite, pb.duration.isFinite, pb.duration >= 0 else {
+            throw WireError(.malformedEvent, "flow event ts and duration must be finite (and duration not negative)")
+        }
         return FlowEvent(
             ts: pb.ts,
             duration: pb.duration,

@@ -89,7 +89,7 @@ private struct Variety {
             )
         default:
             var flow = FlowEvent(
-                ts: pick([0, -0.0, 1_764_334_800.123456, .infinity, Double(next() % 1_000_000_007) / 7]),
+                ts: pick([0, -0.0, 1_764_334_800.123456, 1e300, Double(next() % 1_000_000_007) / 7]),
                 duration: pick([0, 0.5, 1e-6]),
                 proto: pick(["tcp", "udp", "icmp", "icmp6", "sctp", "47", "", "TCP"]),
                 origH: pick(["10.0.0.1", "192.168.1.52", "fe80::1", "2001:db8::2", "", "not an address"]),
@@ -247,6 +247,23 @@ struct WireFormatTests {
         #expect {
             try BatchSealer(identity: identity).seal(events: events, batchSeq: 1, prevHeaderHash: genesisHeaderHash)
         } throws: { ($0 as? WireError)?.code == .malformedEvent }
+    }
+
+    /// Found by FuzzEvent (Fuzz/Regressions/FuzzEvent/flow-ts-nan): a NaN ts decoded, then
+    /// compared unequal to itself after a round trip, and would have failed the collector's JSON.
+    @Test("a flow event with a NaN, infinite or negative ts or duration is refused as malformed")
+    func nonFiniteFlowTimes() throws {
+        let flow = try #require(Fixtures.events().first { if case .flow = $0.payload { true } else { false } })
+        var good = EventCodec.message(from: flow)
+        #expect(try EventCodec.decode(try good.serializedBytes() as [UInt8]) == flow)
+        for (ts, duration) in [(Double.nan, 1.5), (1.7e9, .infinity), (-.infinity, 0), (1.7e9, -1), (1.7e9, .nan)] {
+            good.flow.ts = ts
+            good.flow.duration = duration
+            let bytes: [UInt8] = try good.serializedBytes()
+            #expect {
+                try EventCodec.decode(bytes)
+            } throws: { ($0 as? WireError)?.code == .malformedEvent }
+        }
     }
 
     @Test("format 1 batches (events in full) still verify and decode; mixing the forms is refused")
