@@ -42,6 +42,27 @@ public enum ChainVerdict: String, Sendable, Codable {
     case broken
     /// Arrived after a later batch (fills an earlier gap).
     case reordered
+
+    /// Where a batch with `header` stands after the stored chain ends at `lastSeq` (header hash
+    /// `lastHash`; nil before the first batch), and what to record when it is not `ok`.
+    static func judge(_ header: BatchHeader, lastSeq: UInt64, lastHash: Data?) -> (ChainVerdict, detail: String?) {
+        if header.batchSeq == lastSeq + 1 {
+            guard Data(header.prevHeaderHash) == (lastHash ?? Data(genesisHeaderHash)) else {
+                return (.broken, "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)")
+            }
+            return (.ok, nil)
+        }
+        if header.batchSeq > lastSeq + 1 {
+            let missingFrom = lastSeq + 1
+            let missingTo = header.batchSeq - 1
+            return (
+                .gap,
+                missingFrom == missingTo
+                    ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
+            )
+        }
+        return (.reordered, "batch \(header.batchSeq) arrived after batch \(lastSeq)")
+    }
 }
 
 /// What happened to a batch handed to `EventStore.ingest`.

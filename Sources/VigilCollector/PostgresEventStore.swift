@@ -513,25 +513,8 @@ public final class PostgresEventStore: EventStore {
                     return .fork(detail: detail)
                 }
                 let lastSeq = UInt64(max(lastSeqSigned, 0))
-                var verdict = ChainVerdict.ok
-                var detail: String? = nil
+                let (verdict, detail) = ChainVerdict.judge(header, lastSeq: lastSeq, lastHash: lastHash)
                 let advances = header.batchSeq > lastSeq
-                if header.batchSeq == lastSeq + 1 {
-                    if Data(header.prevHeaderHash) != (lastHash ?? Data(genesisHeaderHash)) {
-                        verdict = .broken
-                        detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
-                    }
-                } else if header.batchSeq > lastSeq + 1 {
-                    verdict = .gap
-                    let missingFrom = lastSeq + 1
-                    let missingTo = header.batchSeq - 1
-                    detail =
-                        missingFrom == missingTo
-                        ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
-                } else {
-                    verdict = .reordered
-                    detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
-                }
                 if verdict != .ok, let detail {
                     try await Self.recordAnomaly(
                         db,

@@ -243,26 +243,8 @@ public final class SQLiteEventStore: EventStore {
             let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
             let lastHash: Data? = agentRow["last_header_hash"]
 
-            var verdict = ChainVerdict.ok
-            var detail: String? = nil
+            let (verdict, detail) = ChainVerdict.judge(header, lastSeq: lastSeq, lastHash: lastHash)
             let advances = header.batchSeq > lastSeq
-            if header.batchSeq == lastSeq + 1 {
-                let expectedPrev = lastHash ?? Data(genesisHeaderHash)
-                if Data(header.prevHeaderHash) != expectedPrev {
-                    verdict = .broken
-                    detail = "batch \(header.batchSeq) does not link to the stored batch \(lastSeq)"
-                }
-            } else if header.batchSeq > lastSeq + 1 {
-                verdict = .gap
-                let missingFrom = lastSeq + 1
-                let missingTo = header.batchSeq - 1
-                detail =
-                    missingFrom == missingTo
-                    ? "batch \(missingFrom) is missing" : "batches \(missingFrom)-\(missingTo) are missing"
-            } else {
-                verdict = .reordered
-                detail = "batch \(header.batchSeq) arrived after batch \(lastSeq)"
-            }
             if verdict != .ok, let detail {
                 try Self.recordAnomaly(
                     db,
