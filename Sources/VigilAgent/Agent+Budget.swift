@@ -26,6 +26,10 @@ extension Agent {
         public var sandboxHealth: [Event] = []
         /// The local control socket (bound, not yet served); nil when it could not be bound.
         var control: ControlServer? = nil
+        /// The Prometheus endpoint's socket (`metrics_listen`; bound and listening, not yet served).
+        var metricsListener: TCPListener? = nil
+        /// Descriptors the sandbox must let an event loop `listen` on again (the metrics socket).
+        public var listeningSockets: [Int32] { [metricsListener?.fileDescriptor].compactMap { $0 }.filter { $0 >= 0 } }
         public let logger: Logger
     }
 
@@ -44,6 +48,7 @@ extension Agent {
                 flowSensor?.setCaptureMode(
                     level.pausesLowPrioritySensor ? .paused : level.reducesCapture ? .reduced : .full
                 )
+                metrics.shedStep(up: transition.to > transition.from)
                 let event = governor.transitionEvent(transition)
                 if case .health(let health) = event.payload {
                     logger.notice(

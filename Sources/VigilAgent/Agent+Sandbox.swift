@@ -12,8 +12,14 @@ public enum AgentSandbox {
     /// - Parameter processSensor: a process sensor is running. Writes are then not confined
     ///   with Landlock: a Landlock domain cannot read `/proc/PID/exe` and `cwd` of processes
     ///   outside it, which is what the process sensor reports.
-    public static func apply(configuration: AgentConfiguration, processSensor: Bool = false, logger: Logger) -> [Event]
-    {
+    /// - Parameter listeningSockets: sockets already listening that an event loop adopts later
+    ///   (`Agent.Prepared.listeningSockets`): `listen` stays allowed on them only.
+    public static func apply(
+        configuration: AgentConfiguration,
+        processSensor: Bool = false,
+        listeningSockets: [Int32] = [],
+        logger: Logger
+    ) -> [Event] {
         guard configuration.sandbox.enabled else {
             logger.notice("sandbox disabled in the configuration")
             return [
@@ -33,6 +39,7 @@ public enum AgentSandbox {
             writableDirectories: [configuration.stateDirectory]
         )
         sandbox.confineWrites = !processSensor
+        sandbox.listeningSockets = listeningSockets
         do {
             let report = try Sandbox.apply(sandbox)
             logger.info(

@@ -47,6 +47,8 @@ public final class Agent: Service {
     let priorityReserve = 8_192
     /// How long shutdown waits for the collector to take what is spooled.
     let drainTimeout: Duration = .seconds(5)
+    /// What the Prometheus endpoint (`metrics_listen`) serves: this agent's own counts.
+    public let metrics = AgentMetrics()
 
     struct PendingEvents {
         var events: [Event] = []
@@ -129,6 +131,20 @@ public final class Agent: Service {
             logger: logger
         )
         var startupHealth: [Event] = []
+        var metricsListener: TCPListener? = nil
+        if let endpoint = configuration.metricsListen {
+            do {
+                metricsListener = try TCPListener(host: endpoint.host, port: endpoint.port)
+            } catch {
+                logger.error(
+                    "cannot listen for metrics; running without them",
+                    metadata: ["metrics_listen": "\(endpoint)", "errno": "\(error)"]
+                )
+                startupHealth.append(
+                    Event(payload: .health(AgentHealth(kind: "metrics_unavailable", message: "\(endpoint): \(error)")))
+                )
+            }
+        }
         let flowSensor = settings.network.flatMap {
             openFlowSensor($0, configuration: configuration, logger: logger, health: &startupHealth)
         }
@@ -146,6 +162,7 @@ public final class Agent: Service {
             logger: logger
         )
         prepared.processSensor = processSensor
+        prepared.metricsListener = metricsListener
         do {
             prepared.control = try ControlServer(stateDirectory: configuration.stateDirectory, logger: logger)
         } catch {
@@ -184,6 +201,16 @@ public final class Agent: Service {
         } catch {
             logger.notice("control socket not served", metadata: ["errno": "\(error)"])
         }
+        metrics.setRefresh { [spoolMaxBytes = configuration.spoolMaxBytes] metrics in
+            Self.readCounts(
+                into: metrics,
+                fileSensor: sensor,
+                processSensor: processSensor,
+                spool: spool,
+                spoolMaxBytes: spoolMaxBytes,
+                governor: governor
+            )
+        }
         logger.info("agent started", metadata: ["watching": "\(roots)", "collector": "\(configuration.collectorURL)"])
         try spool.append(
             [
@@ -214,6 +241,11 @@ public final class Agent: Service {
                 }
                 if let processSensor {
                     group.addTask { await self.readSensor(processSensor.events) }
+                }
+                if let listener = prepared.metricsListener {
+                    group.addTask {
+                        await MetricsServer.serve(listener: listener, metrics: self.metrics, logger: logger)
+                    }
                 }
                 group.addTask { try await self.flushLoop(spool: spool) }
                 group.addTask {
@@ -378,6 +410,7 @@ public final class Agent: Service {
     /// that raised no alert: alerts, the events they quote and health records get in.
     private func readSensor(_ events: AsyncStream<Event>) async {
         for await event in events {
+            metrics.eventRead(event)
             var alerts: [Alert] = []
             if !event.isHighPriority, let rules = policy.withLock({ $0 }) {
                 alerts = rules.evaluate(event)
@@ -390,6 +423,7 @@ public final class Agent: Service {
                     p.events.append(event)
                 } else {
                     p.dropped[event.type.rawValue, default: 0] += 1
+                    metrics.eventDropped(event.type)
                 }
             }
         }
@@ -534,7 +568,10 @@ public final class Agent: Service {
                     max(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
                 )
             }
-            switch await client.send(batch: batch.bytes, timeout: timeout) {
+            let sent = ContinuousClock.now
+            let outcome = await client.send(batch: batch.bytes, timeout: timeout)
+            metrics.batchSent(outcome, events: batch.eventCount, roundTrip: ContinuousClock.now - sent)
+            switch outcome {
             case .stored(let duplicate, let chain):
                 try spool.acknowledge(batch)
                 backoff.reset()

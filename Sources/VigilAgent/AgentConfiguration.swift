@@ -24,6 +24,9 @@ import Yams
 ///                                          # When hit, the oldest raw events are dropped (alerts
 ///                                          # last) and a signed gap record says which and how many
 /// log_level: info                          # trace, debug, info, notice, warning, error
+/// metrics_listen: 127.0.0.1:9477           # optional: serve Prometheus GET /metrics here
+///                                          # (IP:PORT, [IPv6]:PORT; no authentication, so keep it
+///                                          # on loopback or behind a firewall). Default: off
 /// sandbox:                                 # optional; the self-sandbox after start-up
 ///   enabled: true                          # false: no capability drop, Landlock or seccomp (debugging)
 ///   default_action: eperm                  # a call off the allowlist fails with EPERM; `kill`
@@ -48,6 +51,36 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var logLevel: String
     /// `sandbox:`: whether vigild sandboxes itself after start-up, and what a refused call does.
     public var sandbox = SandboxSettings()
+    /// `metrics_listen:`: where the agent serves Prometheus metrics (`GET /metrics`); nil: nowhere.
+    public var metricsListen: MetricsEndpoint?
+
+    /// An IP address literal and a TCP port.
+    public struct MetricsEndpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// `127.0.0.1:9477`, `[::1]:9477`; nil for anything else (names are not resolved).
+        public init?(parsing text: String) {
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+                (1...65535).contains(port)
+            else { return nil }
+            var host = String(text[..<colon])
+            if host.hasPrefix("["), host.hasSuffix("]") {
+                host = String(host.dropFirst().dropLast())
+                guard host.contains(":") else { return nil }
+            } else if host.contains(":") {
+                return nil  // an IPv6 address needs brackets
+            }
+            guard !host.isEmpty, host.allSatisfy({ $0.isHexDigit || $0 == "." || $0 == ":" }) else { return nil }
+            self.init(host: host, port: port)
+        }
+
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
 
     public struct SandboxSettings: Sendable, Hashable {
         public var enabled = true
@@ -157,7 +190,9 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             return v
         }
-        let known = ["collector", "state_dir", "policies_dir", "shipping", "spool", "log_level", "sandbox"]
+        let known = [
+            "collector", "state_dir", "policies_dir", "shipping", "spool", "log_level", "sandbox", "metrics_listen",
+        ]
         for (key, _) in top where !known.contains(key.string ?? "") {
             throw fail(key, "unknown key '\(key.string ?? "?")'; expected one of: \(known.joined(separator: ", "))")
         }
@@ -238,6 +273,12 @@ public struct AgentConfiguration: Sendable, Hashable {
                 throw fail(top["log_level"], "log_level must be one of \(logLevels.joined(separator: ", "))")
             }
             config.logLevel = level
+        }
+        if let node = top["metrics_listen"] {
+            guard case .scalar(let text) = node, let endpoint = MetricsEndpoint(parsing: text.string) else {
+                throw fail(node, "metrics_listen must be IP:PORT, e.g. 127.0.0.1:9477 or [::1]:9477")
+            }
+            config.metricsListen = endpoint
         }
         if let shippingNode = top["shipping"] {
             guard case .mapping(let shipping) = shippingNode else {

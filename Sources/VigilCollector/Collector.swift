@@ -11,6 +11,10 @@ public final class Collector: Sendable {
     public let store: any EventStore
     public let configuration: CollectorConfiguration
     private let logger: Logger
+    /// What `GET /metrics` serves: this collector's own counts (see `CollectorMetrics`).
+    public let metrics = CollectorMetrics()
+    /// Open live tails (`GET /v1/events/stream`) and what wakes them.
+    public let liveTail = LiveTail()
     private let keyCache = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
     private let subscribers = Mutex<[UInt64: AsyncStream<StoredEvent>.Continuation]>([:])
     private let nextSubscriber = Atomic<UInt64>(0)
@@ -151,8 +155,21 @@ public final class Collector: Sendable {
     }
 
     /// Verifies and stores one serialized batch. Throws `CollectorError` for every refusal;
-    /// nothing is stored unless the whole batch verifies.
+    /// nothing is stored unless the whole batch verifies. Counted in `metrics`.
     public func receive(batch bytes: [UInt8]) async throws -> BatchResponse {
+        metrics.batchReceived()
+        do {
+            return try await verifyAndStore(batch: bytes)
+        } catch let error as CollectorError {
+            metrics.batchRefused(error.code)
+            throw error
+        } catch {
+            metrics.batchRefused(.storeFailure)  // the store could not look the agent up
+            throw error
+        }
+    }
+
+    private func verifyAndStore(batch bytes: [UInt8]) async throws -> BatchResponse {
         let limits = configuration.batchLimits
         let batch: SealedBatch
         do {
@@ -184,7 +201,9 @@ public final class Collector: Sendable {
         }
         let outcome: IngestOutcome
         do {
-            outcome = try await store.ingest(batch: batch, events: events, receivedAt: .now())
+            outcome = try await metrics.timeStoreIngest {
+                try await store.ingest(batch: batch, events: events, receivedAt: .now())
+            }
         } catch let error as CollectorError {
             throw error
         } catch {
@@ -193,6 +212,7 @@ public final class Collector: Sendable {
         }
         switch outcome {
         case .duplicate:
+            metrics.batchDuplicate()
             return BatchResponse(status: "duplicate", batchSeq: batch.header.batchSeq, events: events.count)
         case .fork(let detail):
             logger.warning("chain fork", metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)"])
@@ -207,7 +227,9 @@ public final class Collector: Sendable {
                     ]
                 )
             }
+            metrics.batchAccepted(verdict, events: events)
             publish(agentId: agentId, batchSeq: batch.header.batchSeq, events: events)
+            liveTail.ingested()
             return BatchResponse(
                 status: "accepted",
                 batchSeq: batch.header.batchSeq,

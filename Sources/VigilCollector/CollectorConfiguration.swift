@@ -24,6 +24,9 @@ public struct CollectorConfiguration: Sendable {
     public var tls: TLSConfiguration?
     /// What to delete and when (`--retention-days`, `--max-store-size`); by default nothing.
     public var retention = RetentionPolicy()
+    /// Live tails (`GET /v1/events/stream`) served at once (`--max-tail-streams`); one more is
+    /// refused with 503. Each open stream polls the store about twice a second.
+    public var maxTailStreams = 64
 
     public init(
         host: String = "127.0.0.1",

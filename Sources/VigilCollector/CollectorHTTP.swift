@@ -11,10 +11,14 @@ import VigilWire
 /// | --- | --- |
 /// | `POST /v1/enroll` | JSON `{token, agent_id, public_key, hostname, machine_id}` → `{agent_id, key_id, status}` |
 /// | `POST /v1/batches` | a serialized `vigil.v1.Batch` → `{status, batch_seq, events, chain, detail}` |
-/// | `GET /v1/events` | `?agent=&type=file,process&rule=&since=&until=&after=&limit=` → `{events, next_cursor}` |
+/// | `GET /v1/events` | `?agent=&type=file,process&rule=&level=&min_level=&field=NAME:VALUE&since=&until=&after=&limit=` → `{events, next_cursor}` |
+/// | `GET /v1/events/stream` | live tail, `text/event-stream` (`addLiveTail`): the same filters but `limit`, `Last-Event-ID`, `timeout=` |
+/// | `GET /v1/alerts` | alerts only (`StoredAlert`), the same filters but `type` → `{alerts, next_cursor}` |
 /// | `GET /v1/agents` | inventory: chain status, declared gaps, last selftest (`last_selftest`, `selftest_passed_at`) |
 /// | `POST /v1/agents/ID/revoke` | revokes the agent: its batches and re-enrollment are refused → `{agent_id, revoked_at}` |
 /// | `GET /healthz` | `ok` |
+/// | `GET /dashboard` | the web dashboard (`Dashboard`): HTML, with a token login form |
+/// | `GET /metrics` | Prometheus text format (`CollectorMetrics`); read authorization like `GET /v1/…` |
 ///
 /// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.
 ///
@@ -26,8 +30,23 @@ public enum CollectorHTTP {
         let router = Router(context: CollectorRequestContext.self)
         let reader = ReadAuthorization(token: collector.configuration.apiToken)
         let maxBatch = collector.configuration.batchLimits.maxBatchBytes
+        router.add(middleware: CollectorMetrics.Middleware(metrics: collector.metrics))
 
         router.get("/healthz") { _, _ in "ok\n" }
+        Dashboard.register(on: router, collector: collector)
+
+        // Prometheus text format; a scrape job sets `authorization: {credentials: TOKEN}` when
+        // the collector has an API token.
+        router.get("/metrics") { request, context -> Response in
+            try reader.check(request, context)
+            var headers = HTTPFields()
+            headers[.contentType] = CollectorMetrics.contentType
+            return Response(
+                status: .ok,
+                headers: headers,
+                body: ResponseBody(byteBuffer: ByteBuffer(bytes: collector.metrics.exposition()))
+            )
+        }
 
         router.post("/v1/enroll") { request, context -> Response in
             let body = try await collectBody(request, limit: 64 << 10)
@@ -44,7 +63,14 @@ public enum CollectorHTTP {
         }
 
         router.post("/v1/batches") { request, context -> Response in
-            let body = try await collectBody(request, limit: maxBatch)
+            let body: ByteBuffer
+            do {
+                body = try await collectBody(request, limit: maxBatch)
+            } catch let error as CollectorError {
+                collector.metrics.batchReceived()
+                collector.metrics.batchRefused(error.code)
+                throw error
+            }
             let response = try await collector.receive(batch: Array(buffer: body))
             return try json(response)
         }
@@ -54,6 +80,24 @@ public enum CollectorHTTP {
             let query = try eventQuery(request.uri.queryParameters, maxLimit: collector.configuration.maxQueryLimit)
             let events = try await collector.store.events(query)
             let page = EventPage(events: events, nextCursor: events.count == query.limit ? events.last?.id : nil)
+            return try json(page)
+        }
+
+        addLiveTail(to: router, collector: collector, reader: reader)
+
+        router.get("/v1/alerts") { request, context -> Response in
+            try reader.check(request, context)
+            let query = try eventQuery(
+                request.uri.queryParameters,
+                maxLimit: collector.configuration.maxQueryLimit,
+                alertsOnly: true
+            )
+            // Paged like /v1/events: the cursor is the storage id of the last alert returned.
+            let events = try await collector.store.events(query)
+            let page = AlertPage(
+                alerts: events.compactMap(StoredAlert.init),
+                nextCursor: events.count == query.limit ? events.last?.id : nil
+            )
             return try json(page)
         }
 
@@ -112,13 +156,15 @@ public enum CollectorHTTP {
 
         // A known path with a method it does not serve: 405 with Allow, not 404.
         let served: [(path: RouterPath, methods: [HTTPRequest.Method])] = [
-            ("/healthz", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]), ("/v1/events", [.get]),
-            ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]), ("/v1/agents/:id/revoke", [.post]),
+            ("/healthz", [.get]), ("/metrics", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]),
+            ("/v1/events", [.get]),
+            ("/v1/alerts", [.get]), ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]),
+            ("/v1/agents/:id/revoke", [.post]), ("/v1/events/stream", [.get]),
         ]
         let methods: [HTTPRequest.Method] =
             [.get, .head, .post, .put, .delete, .patch, .options, .trace]
             + [HTTPRequest.Method("QUERY")].compactMap { $0 }
-        for (path, allowed) in served {
+        for (path, allowed) in served + Dashboard.served {
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
             for method in methods where !allowed.contains(method) {
                 router.on(path, method: method) { _, _ -> Response in
@@ -197,6 +243,15 @@ public enum CollectorHTTP {
         }
     }
 
+    struct AlertPage: Encodable {
+        var alerts: [StoredAlert]
+        var nextCursor: Int64?
+        enum CodingKeys: String, CodingKey {
+            case alerts
+            case nextCursor = "next_cursor"
+        }
+    }
+
     struct AgentList: Encodable {
         var agents: [AgentSummary]
     }
@@ -231,10 +286,19 @@ public enum CollectorHTTP {
     }
 
     /// Parses query parameters into an `EventQuery`, naming the parameter in every error.
-    /// `GET /v1/events`' query string; a refusal is a 400 that names the parameter.
-    static func eventQuery(_ params: Parameters, maxLimit: Int) throws(CollectorError) -> EventQuery {
+    /// The query string of `GET /v1/events` (`GET /v1/alerts` with `alertsOnly`); a refusal is a
+    /// 400 that names the parameter.
+    static func eventQuery(
+        _ params: Parameters,
+        maxLimit: Int,
+        alertsOnly: Bool = false
+    ) throws(CollectorError) -> EventQuery {
         do {
-            return try EventQuery.parse(params.lazy.map { (key: $0.key, value: $0.value) }, maxLimit: maxLimit)
+            return try EventQuery.parse(
+                params.lazy.map { (key: $0.key, value: $0.value) },
+                maxLimit: maxLimit,
+                alertsOnly: alertsOnly
+            )
         } catch {
             throw CollectorError(.badRequest, error.message)
         }

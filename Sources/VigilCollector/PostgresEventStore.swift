@@ -293,7 +293,23 @@ public final class PostgresEventStore: EventStore {
                 "ALTER TABLE batches ADD COLUMN pruned_at BIGINT",
             ]
         ),
+        // Alerts' levels in a column of their own, for `level=` and `min_level=` queries; alerts
+        // stored before get theirs from their JSON (one pass over the alerts, in the migration's
+        // transaction).
+        (
+            5,
+            [
+                "ALTER TABLE events ADD COLUMN alert_level TEXT",
+                "UPDATE events SET alert_level = lower(\(jsonbOfEvent) #>> '{alert,level}') WHERE type = 'alert'",
+                "CREATE INDEX events_by_alert_level ON events (alert_level, id) WHERE alert_level IS NOT NULL",
+            ]
+        ),
     ]
+
+    /// The events' json column (text) as jsonb, for field lookups. jsonb cannot hold U+0000, and
+    /// one `\u0000` escape anywhere in a row would fail the whole statement, so the escape becomes
+    /// `\ufffd` first (still valid JSON wherever the six characters occur).
+    static let jsonbOfEvent = #"replace(json, '\u0000', '\ufffd')::jsonb"#
 
     /// The advisory-lock key that serializes migrations across collectors ("vigil" in ASCII).
     static let migrationLockKey: Int64 = 0x7669_6769_6C00_0001
@@ -447,11 +463,13 @@ public final class PostgresEventStore: EventStore {
         var types: [String] = []
         var times: [Int64] = []
         var rules: [String] = []
+        var levels: [String] = []
         var jsons: [String] = []
         seqs.reserveCapacity(events.count)
         types.reserveCapacity(events.count)
         times.reserveCapacity(events.count)
         rules.reserveCapacity(events.count)
+        levels.reserveCapacity(events.count)
         jsons.reserveCapacity(events.count)
         for event in events {
             guard let seq = Int64(exactly: event.seq) else {
@@ -460,8 +478,14 @@ public final class PostgresEventStore: EventStore {
             seqs.append(seq)
             types.append(event.type.rawValue)
             times.append(event.time.nanosecondsSinceEpoch)
-            // "" stands for "no rule" in the array; NULLIF turns it back into NULL.
-            if case .alert(let alert) = event.payload { rules.append(alert.ruleId) } else { rules.append("") }
+            // "" stands for "no rule" and "no level" in the arrays; NULLIF turns it back into NULL.
+            if case .alert(let alert) = event.payload {
+                rules.append(alert.ruleId)
+                levels.append(alert.level.lowercased())
+            } else {
+                rules.append("")
+                levels.append("")
+            }
             jsons.append(String(decoding: try encoder.encode(event), as: UTF8.self))
         }
         let agentId = header.agentId
@@ -473,6 +497,8 @@ public final class PostgresEventStore: EventStore {
         do {
             return try await client.withTransaction(logger: logger) { db -> IngestOutcome in
                 // The agent's row is the chain's lock: ingests of one agent take turns here.
+                // Taking it also gives the transaction its xid before it takes event ids, which
+                // the live tail's horizon relies on (`LiveTail`, `commitProbe`).
                 var chainState: (Int64, Data?, Int64, Int64, Int64, Int64)? = nil
                 var revoked = false
                 for try await row in try await db.query(
@@ -569,10 +595,10 @@ public final class PostgresEventStore: EventStore {
                     let result = try await db.query(
                         """
                         WITH rows AS (
-                            INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
-                            SELECT \(agentId), e.seq, \(batchSeq), e.type, e.time_ns, NULLIF(e.rule_id, ''), e.json
-                            FROM unnest(\(seqs)::bigint[], \(types)::text[], \(times)::bigint[], \(rules)::text[], \(jsons)::text[])
-                                AS e (seq, type, time_ns, rule_id, json)
+                            INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, alert_level, json)
+                            SELECT \(agentId), e.seq, \(batchSeq), e.type, e.time_ns, NULLIF(e.rule_id, ''), NULLIF(e.alert_level, ''), e.json
+                            FROM unnest(\(seqs)::bigint[], \(types)::text[], \(times)::bigint[], \(rules)::text[], \(levels)::text[], \(jsons)::text[])
+                                AS e (seq, type, time_ns, rule_id, alert_level, json)
                             ORDER BY e.seq
                             ON CONFLICT (agent_id, seq) DO NOTHING
                             RETURNING 1
@@ -681,6 +707,35 @@ public final class PostgresEventStore: EventStore {
             binds.append(rule)
             clauses.append("rule_id = \(placeholder())")
         }
+        if let levels = query.levels {
+            guard !levels.isEmpty else { return [] }
+            binds.append(levels.map(\.rawValue))
+            clauses.append("alert_level = ANY(\(placeholder())::text[])")
+        }
+        for match in query.fields {
+            // Paths come from the fixed list of fields and, like the value, are bound. The json
+            // column is text: each lookup parses it as jsonb.
+            var lookups: [String] = []
+            for path in match.field.paths {
+                binds.append(path)
+                switch match.field.kind {
+                case .text, .integer: lookups.append("(\(Self.jsonbOfEvent) #>> \(placeholder())::text[])")
+                case .tag: lookups.append("(\(Self.jsonbOfEvent) #> \(placeholder())::text[])")
+                }
+            }
+            // jsonb prints an integer in plain decimal, so an integer compares as its text.
+            switch match.value {
+            case .text(let text): binds.append(text)
+            case .integer(let n): binds.append(String(n))
+            }
+            switch match.field.kind {
+            case .text, .integer:
+                let value = lookups.count == 1 ? lookups[0] : "coalesce(\(lookups.joined(separator: ", ")))"
+                clauses.append("\(value) = \(placeholder())::text")
+            case .tag:
+                clauses.append("\(lookups[0]) @> jsonb_build_array(\(placeholder())::text)")
+            }
+        }
         if let since = query.since {
             binds.append(since.nanosecondsSinceEpoch)
             clauses.append("time_ns >= \(placeholder())")
@@ -705,6 +760,24 @@ public final class PostgresEventStore: EventStore {
             result.append(StoredEvent(id: id, agentId: agentId, batchSeq: UInt64(max(batchSeq, 0)), event: event))
         }
         return result
+    }
+
+    /// One statement, so one snapshot: the highest visible event id, the snapshot's oldest
+    /// running xid, and a fresh xid assigned after the snapshot (see `LiveTail` for why that
+    /// makes a horizon). The probe's own transaction commits asynchronously: it wrote nothing.
+    public func commitProbe() async throws -> CommitProbe {
+        let rows = try await client.query(
+            """
+            SELECT set_config('synchronous_commit', 'off', true), coalesce((SELECT max(id) FROM events), 0),
+                pg_snapshot_xmin(pg_current_snapshot())::text, pg_current_xact_id()::text
+            """,
+            logger: logger
+        )
+        for try await (_, maxId, xmin, xid) in rows.decode((String, Int64, String, String).self) {
+            guard let oldest = UInt64(xmin), let token = UInt64(xid) else { break }
+            return CommitProbe(maxId: maxId, token: token, oldestActive: oldest)
+        }
+        throw CollectorError(.storeFailure, "the PostgreSQL commit probe returned no transaction ids")
     }
 
     public func agents() async throws -> [AgentSummary] {

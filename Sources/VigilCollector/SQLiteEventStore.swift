@@ -131,6 +131,17 @@ public final class SQLiteEventStore: EventStore {
                     """
             )
         }
+        // Alerts' levels in a column of their own, for `level=` and `min_level=` queries; alerts
+        // stored before get theirs from their JSON.
+        m.registerMigration("v5-alert-level") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE events ADD COLUMN alert_level TEXT;
+                    UPDATE events SET alert_level = lower(json_extract(json, '$.alert.level')) WHERE type = 'alert';
+                    CREATE INDEX events_by_alert_level ON events (alert_level, id) WHERE alert_level IS NOT NULL;
+                    """
+            )
+        }
         return m
     }
 
@@ -195,11 +206,15 @@ public final class SQLiteEventStore: EventStore {
         // Encode outside the write transaction: the writer is the bottleneck.
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let rows: [(Event, String, String?)] = try events.map { event in
+        let rows: [(Event, String, String?, String?)] = try events.map { event in
             let json = String(decoding: try encoder.encode(event), as: UTF8.self)
             var ruleId: String? = nil
-            if case .alert(let alert) = event.payload { ruleId = alert.ruleId }
-            return (event, json, ruleId)
+            var level: String? = nil
+            if case .alert(let alert) = event.payload {
+                ruleId = alert.ruleId
+                level = alert.level.lowercased()
+            }
+            return (event, json, ruleId, level)
         }
         let header = batch.header
         let headerHash = Data(batch.headerHash)
@@ -298,15 +313,15 @@ public final class SQLiteEventStore: EventStore {
             )
             let insert = try db.makeStatement(
                 sql: """
-                    INSERT OR IGNORE INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
-                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    INSERT OR IGNORE INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, alert_level, json)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     """
             )
             var inserted: Int64 = 0
-            for (event, json, ruleId) in rows {
+            for (event, json, ruleId, level) in rows {
                 try insert.execute(arguments: [
                     agentId, event.seq, header.batchSeq, event.type.rawValue, event.time.nanosecondsSinceEpoch, ruleId,
-                    json,
+                    level, json,
                 ])
                 inserted += Int64(db.changesCount)
             }
@@ -400,6 +415,32 @@ public final class SQLiteEventStore: EventStore {
             clauses.append("rule_id = ?")
             args.append(rule)
         }
+        if let levels = query.levels {
+            guard !levels.isEmpty else { return [] }
+            clauses.append("alert_level IN (\(levels.map { _ in "?" }.joined(separator: ",")))")
+            args.append(contentsOf: levels.map(\.rawValue))
+        }
+        for match in query.fields {
+            // Paths come from the fixed list of fields and, like the value, are bound.
+            let paths = match.field.paths.map { "$." + $0.joined(separator: ".") }
+            switch match.field.kind {
+            case .text, .integer:
+                let lookups = paths.map { _ in "json_extract(events.json, ?)" }
+                clauses.append(
+                    (lookups.count == 1 ? lookups[0] : "coalesce(\(lookups.joined(separator: ", ")))") + " = ?"
+                )
+                args.append(contentsOf: paths)
+            case .tag:
+                clauses.append(
+                    "EXISTS (SELECT 1 FROM json_each(events.json, ?) AS t WHERE t.type = 'text' AND t.value = ?)"
+                )
+                args.append(paths[0])
+            }
+            switch match.value {
+            case .text(let text): args.append(text)
+            case .integer(let n): args.append(n)
+            }
+        }
         if let since = query.since {
             clauses.append("time_ns >= ?")
             args.append(since.nanosecondsSinceEpoch)
@@ -430,6 +471,14 @@ public final class SQLiteEventStore: EventStore {
                 event: try decoder.decode(Event.self, from: Data(json.utf8))
             )
         }
+    }
+
+    /// SQLite has one writer at a time, so ids become visible in order: the highest id is final.
+    public func commitProbe() async throws -> CommitProbe {
+        let maxId = try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT coalesce(max(id), 0) FROM events") ?? 0
+        }
+        return CommitProbe(maxId: maxId, token: 0, oldestActive: 0)
     }
 
     public func agents() async throws -> [AgentSummary] {
@@ -503,6 +552,11 @@ public final class SQLiteEventStore: EventStore {
 
     public func close() async throws {
         try pool.close()
+    }
+
+    /// Runs SQL as it is: tests build databases as older collectors left them.
+    func executeRaw(_ sql: String) async throws {
+        try await pool.write { try $0.execute(sql: sql) }
     }
 
     // MARK: retention

@@ -41,9 +41,20 @@ public final class ChildProcess: @unchecked Sendable {
             process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         }
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath))
+        let err = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
+        process.standardOutput = out
+        process.standardError = err
         process.standardInput = FileHandle.nullDevice
+        defer {
+            // The child has its own copies now. Ours would stay open as long as `process` lives:
+            // a run that starts hundreds of children then holds over a thousand descriptors, and
+            // Foundation's Process learns of child exits through CFSocket, whose manager thread
+            // waits in select(2), which cannot watch descriptors past FD_SETSIZE (1024): the whole
+            // test run hung there, every task waiting on an exit never reported.
+            try? out.close()
+            try? err.close()
+        }
         try process.run()
     }
 

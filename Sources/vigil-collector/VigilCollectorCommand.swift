@@ -86,6 +86,14 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     )
     var maxStoreSize: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Live tails (GET /v1/events/stream, vigilctl tail) served at once; more are refused with 503.",
+            valueName: "n"
+        )
+    )
+    var maxTailStreams: Int = 64
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -101,6 +109,9 @@ struct VigilCollectorCommand: AsyncParsableCommand {
             throw ValidationError("--log-level: '\(logLevel)' is not a log level")
         }
         _ = try parseRetention()
+        guard (1...10_000).contains(maxTailStreams) else {
+            throw ValidationError("--max-tail-streams: must be from 1 to 10000")
+        }
     }
 
     func parseRetention() throws -> RetentionPolicy {
@@ -163,6 +174,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                 configuration.apiToken = readToken
                 configuration.tls = tls
                 configuration.retention = retention
+                configuration.maxTailStreams = maxTailStreams
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
                 let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in

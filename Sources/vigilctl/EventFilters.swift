@@ -3,25 +3,42 @@ import Foundation
 import VigilCollector
 import VigilCore
 
-/// The collector and the filters of an event query, shared by `vigilctl events` and
-/// `vigilctl export`.
-struct EventFilterOptions: ParsableArguments {
+/// The collector and the filters every query route takes (`GET /v1/events` and
+/// `GET /v1/alerts`): all but the event type.
+struct QueryFilterOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
     var collector: String
 
     @Option(help: ArgumentHelp("Only this agent's events.", valueName: "id"))
     var agent: String?
 
-    @Option(
-        help: ArgumentHelp(
-            "Only these types (comma-separated): file, process, flow, alert, health, gap.",
-            valueName: "types"
-        )
-    )
-    var type: String?
-
     @Option(help: ArgumentHelp("Only alerts from this rule.", valueName: "id"))
     var rule: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Only alerts of these levels (comma-separated, any case): \(AlertLevel.names). Other events have no level.",
+            valueName: "levels"
+        )
+    )
+    var level: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Only alerts at or above this level (with --level: both must hold).",
+            valueName: "level"
+        )
+    )
+    var minLevel: String?
+
+    @Option(
+        name: .customLong("field"),
+        help: ArgumentHelp(
+            "Only events whose field equals the value, exactly; repeat to require several. An alert matches on the event that triggered it (alert.tags matches one tag). Fields (case-insensitive): \(EventField.names).",
+            valueName: "name=value"
+        )
+    )
+    var fields: [String] = []
 
     @Option(
         help: ArgumentHelp("Events at or after: 15m, 2h, 7d, epoch seconds or 2026-11-28T13:00:00Z.", valueName: "time")
@@ -33,11 +50,24 @@ struct EventFilterOptions: ParsableArguments {
 
     func validate() throws {
         _ = try collectorBase(collector)
-        if let type {
-            for t in type.split(separator: ",") where EventType(rawValue: String(t)) == nil {
-                throw ValidationError(
-                    "--type: '\(t)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
-                )
+        if let level {
+            for name in level.split(separator: ",", omittingEmptySubsequences: false)
+            where AlertLevel(rawValue: name.lowercased()) == nil {
+                throw ValidationError("--level: '\(name)' is not one of \(AlertLevel.names)")
+            }
+        }
+        if let minLevel, AlertLevel(rawValue: minLevel.lowercased()) == nil {
+            throw ValidationError("--min-level: '\(minLevel)' is not one of \(AlertLevel.names)")
+        }
+        guard fields.count <= EventQuery.maxFieldFilters else {
+            throw ValidationError("--field: at most \(EventQuery.maxFieldFilters) field filters")
+        }
+        for field in fields {
+            do throws(EventQuery.Refusal) {
+                _ = try FieldMatch.parse(try Self.apiField(field))
+            } catch {
+                // The collector's wording, with the flag's name and separator.
+                throw ValidationError("--field" + error.message.dropFirst("field".count))
             }
         }
         for (flag, value) in [("--since", since), ("--until", until)] {
@@ -49,20 +79,63 @@ struct EventFilterOptions: ParsableArguments {
         }
     }
 
-    /// A pager over the matching events, its relative times resolved now so that every page
-    /// asks for the same window.
-    func pager() throws -> EventPager {
+    /// `NAME=VALUE` (or `NAME:VALUE`) as the query API's `NAME:VALUE`: the name ends at the first
+    /// `=` or `:` (field names have neither; the value may have both).
+    static func apiField(_ text: String) throws(EventQuery.Refusal) -> String {
+        guard let separator = text.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
+            throw EventQuery.Refusal("field: '\(text)' is not NAME=VALUE (e.g. process.Image=/usr/bin/curl)")
+        }
+        return String(text[..<separator]) + ":" + String(text[text.index(after: separator)...])
+    }
+
+    /// The query parameters, relative times resolved now so that every page asks for the same
+    /// window.
+    func parameters() throws -> [(String, String)] {
         var params: [(String, String)] = []
         if let agent { params.append(("agent", agent)) }
-        if let type { params.append(("type", type)) }
         if let rule { params.append(("rule", rule)) }
+        if let level { params.append(("level", level.lowercased())) }
+        if let minLevel { params.append(("min_level", minLevel.lowercased())) }
+        for field in fields { params.append(("field", try Self.apiField(field))) }
         if let since, let t = TimeSpec.parse(since) {
             params.append(("since", String(format: "%.6f", t.secondsSinceEpoch)))
         }
         if let until, let t = TimeSpec.parse(until) {
             params.append(("until", String(format: "%.6f", t.secondsSinceEpoch)))
         }
-        return EventPager(base: try collectorBase(collector), parameters: params)
+        return params
+    }
+}
+
+/// The collector and the filters of an event query, shared by `vigilctl events` and
+/// `vigilctl export`.
+struct EventFilterOptions: ParsableArguments {
+    @OptionGroup var query: QueryFilterOptions
+
+    @Option(
+        help: ArgumentHelp(
+            "Only these types (comma-separated): file, process, flow, alert, health, gap.",
+            valueName: "types"
+        )
+    )
+    var type: String?
+
+    func validate() throws {
+        if let type {
+            for t in type.split(separator: ",") where EventType(rawValue: String(t)) == nil {
+                throw ValidationError(
+                    "--type: '\(t)' is not one of \(EventType.allCases.map(\.rawValue).joined(separator: ", "))"
+                )
+            }
+        }
+    }
+
+    /// A pager over the matching events, its relative times resolved now so that every page
+    /// asks for the same window.
+    func pager() throws -> EventPager {
+        var params = try query.parameters()
+        if let type { params.append(("type", type)) }
+        return EventPager(base: try collectorBase(query.collector), parameters: params)
     }
 }
 
@@ -91,5 +164,27 @@ struct EventPager {
         let page = try JSONDecoder().decode(Page.self, from: try await getJSON(url))
         if let last = page.events.last { cursor = last.id }
         return (page.events, page.next_cursor != nil && !page.events.isEmpty)
+    }
+}
+
+/// Pages through `GET /v1/alerts` with the storage-id cursor, like `EventPager`.
+struct AlertPager {
+    let base: String
+    let parameters: [(String, String)]
+    private(set) var cursor: Int64? = nil
+
+    private struct Page: Decodable {
+        var alerts: [StoredAlert]
+        var next_cursor: Int64?
+    }
+
+    mutating func next(limit: Int = EventPager.pageLimit) async throws -> (alerts: [StoredAlert], more: Bool) {
+        var query = parameters
+        query.append(("limit", String(min(max(limit, 1), EventPager.pageLimit))))
+        if let cursor { query.append(("after", String(cursor))) }
+        let url = base + "/v1/alerts?" + query.map { "\($0.0)=\(percentEncode($0.1))" }.joined(separator: "&")
+        let page = try JSONDecoder().decode(Page.self, from: try await getJSON(url))
+        if let last = page.alerts.last { cursor = last.id }
+        return (page.alerts, page.next_cursor != nil && !page.alerts.isEmpty)
     }
 }

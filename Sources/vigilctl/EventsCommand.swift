@@ -8,9 +8,21 @@ struct EventsCommand: AsyncParsableCommand {
         commandName: "events",
         abstract: "Query events stored by a collector.",
         discussion: """
+            Filters combine with AND. --level and --min-level match alerts only (other events have \
+            no level). --field NAME=VALUE compares one field of the event exactly (case-sensitive \
+            value; integer fields such as process.ProcessId and flow.resp_p take a decimal \
+            number); an alert matches on the event that triggered it, so --type alert --field \
+            process.Image=/usr/bin/curl finds alerts about curl. alert.tags=attack.t1105 matches \
+            alerts carrying that tag.
+
             Examples:
               vigilctl events --collector http://127.0.0.1:8443 --type file --since 15m
               vigilctl events --collector http://127.0.0.1:8443 --agent 3f2c... --json | jq .
+              vigilctl events --collector http://127.0.0.1:8443 --type process \\
+                  --field process.Image=/usr/bin/curl --field process.User=www-data
+              vigilctl events --collector http://127.0.0.1:8443 --type flow \\
+                  --field flow.resp_p=4444
+              vigilctl events --collector http://127.0.0.1:8443 --min-level high --since 1d
             """
     )
 

@@ -8,7 +8,8 @@ struct Vigilctl: AsyncParsableCommand {
         abstract: "Operate Vigil: agent keys, event queries, collector inventory, policy checks, self-test.",
         version: VigilVersion.string,
         subcommands: [
-            EventsCommand.self, ExportCommand.self, AgentsCommand.self, KeygenCommand.self, VerifyCommand.self,
+            EventsCommand.self, TailCommand.self, AlertsCommand.self, ExportCommand.self, AgentsCommand.self,
+            KeygenCommand.self, VerifyCommand.self,
             FlowsCommand.self,
             PolicyCommand.self, SelftestCommand.self,
         ]

@@ -134,6 +134,7 @@ struct Vigild: AsyncParsableCommand {
         prepared.sandboxHealth = AgentSandbox.apply(
             configuration: configuration,
             processSensor: prepared.processSensor != nil,
+            listeningSockets: prepared.listeningSockets,
             logger: logger
         )
         return (configuration, prepared)

@@ -103,6 +103,20 @@ struct CollectorHTTPTests {
         #expect(status == 400 && body.contains("agent"), "\(status) \(body)")
         (status, body) = try await curl(base + "/v1/events?colour=red")
         #expect(status == 400 && body.contains("colour"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events?field=process.colour:red")
+        #expect(status == 400 && body.contains("process.colour") && body.contains("process.Image"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events?level=severe")
+        #expect(status == 400 && body.contains("level"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/alerts?type=file")
+        #expect(status == 400 && body.contains("type"), "\(status) \(body)")
+
+        // Field and level filters, and the alerts route (no alerts stored).
+        (status, body) = try await curl(base + "/v1/events?field=file.TargetFilename:/tmp/a&field=file.action:create")
+        #expect(status == 200 && body.contains("\"/tmp/a\""), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events?field=file.TargetFilename:/tmp/a&field=file.action:delete")
+        #expect(status == 200 && body.contains("\"events\":[]"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/alerts?min_level=high&field=process.Image:%27%20OR%201=1--")
+        #expect(status == 200 && body.contains("\"alerts\":[]"), "\(status) \(body)")
 
         #expect(await collector.stop() == 0, "\(collector.stderr)")
     }
@@ -145,7 +159,9 @@ struct CollectorReadAuthorizationTests {
         let dir = NSTemporaryDirectory() + "vigil-auth-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let routes = ["/v1/events", "/v1/agents", "/v1/agents/\(String(repeating: "a", count: 32))/batches"]
+        let routes = [
+            "/v1/events", "/v1/agents", "/v1/agents/\(String(repeating: "a", count: 32))/batches", "/metrics",
+        ]
 
         // Without a token: loopback reads, a remote client is refused, /healthz stays open.
         var port = freeLoopbackPort()

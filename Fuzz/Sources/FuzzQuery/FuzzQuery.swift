@@ -16,6 +16,9 @@ enum QueryTarget: FuzzTarget {
             "agent=host-1&type=file,process&rule=6a2f1b5c&since=15m&until=2026-11-28T13:00:00Z&after=42&limit=500",
             "type=alert&limit=1", "since=1764300000&until=7d", "agent=%41%42&rule=%2e%2e%2f", "limit=0", "foo=bar",
             "type=flow&type=file&after=-1", "rule='%20OR%201=1--",
+            "level=high,critical&min_level=medium&field=process.Image:/usr/bin/curl&field=flow.resp_p:4444",
+            "field=alert.tags:attack.t1105&field=PROCESS.USER:root", "field=process.colour:red", "field=flow.orig_p:x",
+            "min_level=HIGH", "level=low,", "field=process.Image:&field=nocolon",
         ].map { Array($0.utf8) }
     }
 
@@ -31,10 +34,19 @@ enum QueryTarget: FuzzTarget {
         }
     }
 
+    /// An input whose first byte is odd is parsed as `GET /v1/alerts` parses it (`alertsOnly`).
     static func test(_ input: [UInt8]) {
         let pairs = parameters(String(decoding: input, as: UTF8.self))
+        let alertsOnly = (input.first ?? 0) & 1 == 1
         do {
-            let query = try EventQuery.parse(pairs, maxLimit: maxLimit)
+            let query = try EventQuery.parse(pairs, maxLimit: maxLimit, alertsOnly: alertsOnly)
+            FuzzCheck.require(!alertsOnly || query.types == [.alert], "an alerts query for other types")
+            FuzzCheck.require(query.fields.count <= EventQuery.maxFieldFilters, "too many field filters")
+            FuzzCheck.require(query.fields.allSatisfy { EventField.all.contains($0.field) }, "a field off the list")
+            FuzzCheck.require(
+                query.levels.map { $0 == AlertLevel.allCases.filter($0.contains) } ?? true,
+                "levels out of order or repeated"
+            )
             FuzzCheck.require((1...maxLimit).contains(query.limit), "limit \(query.limit) accepted")
             FuzzCheck.require(
                 query.agentId.map(EventQuery.isValidAgentId) ?? true,

@@ -21,6 +21,9 @@ public struct Sandbox: Sendable {
         /// processes outside it, which includes reading other processes' `/proc/PID/exe`, `cwd`
         /// and `fd`: a process sensor needs this off.
         public var confineWrites: Bool = true
+        /// Sockets bound and listening before the sandbox that an event loop adopts afterwards
+        /// (the agent's metrics endpoint): `listen` is allowed on these descriptors only.
+        public var listeningSockets: [Int32] = []
 
         public init(
             enabled: Bool = true,
@@ -55,7 +58,10 @@ public struct Sandbox: Sendable {
         if configuration.confineWrites, Landlock.abiVersion != nil {
             landlock = try Landlock.restrictWrites(to: configuration.writableDirectories)
         }
-        let seccomp = try SeccompFilter.install(defaultAction: configuration.defaultAction)
+        let seccomp = try SeccompFilter.install(
+            defaultAction: configuration.defaultAction,
+            listeningSockets: configuration.listeningSockets
+        )
         return Report(
             threads: threads,
             capabilities: sets,

@@ -22,10 +22,15 @@ public enum SeccompFilter {
 
     /// Installs `SyscallAllowlist` on every thread of the process (`SECCOMP_FILTER_FLAG_TSYNC`),
     /// which also sets `no_new_privs` on them. Filters only ever narrow: nothing can lift it.
+    /// `listen` is allowed on `listeningSockets` only (sockets already listening, which an event
+    /// loop adopts and listens on again).
     ///
     /// The corresponding C functions are `seccomp_init`, `seccomp_rule_add_array`,
     /// `seccomp_attr_set(SCMP_FLTATR_CTL_TSYNC)` and `seccomp_load`.
-    public static func install(defaultAction: DefaultAction) throws(SandboxError) -> Report {
+    public static func install(
+        defaultAction: DefaultAction,
+        listeningSockets: [Int32] = []
+    ) throws(SandboxError) -> Report {
         let action: UInt32 =
             defaultAction == .kill ? vigil_scmp_act_kill_process() : vigil_scmp_act_errno(UInt16(EPERM))
         guard let ctx = seccomp_init(action) else {
@@ -59,6 +64,9 @@ public enum SeccompFilter {
         }
         for family in SyscallAllowlist.socketFamilies {
             try rule("socket", allow, scmp_arg_cmp(arg: 0, op: SCMP_CMP_EQ, datum_a: UInt64(family), datum_b: 0))
+        }
+        for fd in listeningSockets where fd >= 0 {
+            try rule("listen", allow, scmp_arg_cmp(arg: 0, op: SCMP_CMP_EQ, datum_a: UInt64(fd), datum_b: 0))
         }
         try rule("socketpair", allow, scmp_arg_cmp(arg: 0, op: SCMP_CMP_EQ, datum_a: 1, datum_b: 0))
         try rule(
