@@ -49,6 +49,13 @@ public final class Agent: Service {
     let drainTimeout: Duration = .seconds(5)
     /// What the Prometheus endpoint (`metrics_listen`) serves: this agent's own counts.
     public let metrics = AgentMetrics()
+    /// SHA-256 of the rules in force (`policyDigest`), reported in `started`, `policy_loaded`
+    /// and `status`.
+    let policyHash = Mutex<String>("")
+    /// The flow sensor's latest totals of packets the kernel dropped and events its queue dropped.
+    let flowDrops = Mutex<(kernel: UInt64, queue: UInt64)>((0, 0))
+    /// Events dropped at the full buffer in front of the spool, since start.
+    let bufferDrops = Atomic<UInt64>(0)
 
     struct PendingEvents {
         var events: [Event] = []
@@ -180,6 +187,7 @@ public final class Agent: Service {
             prepared.identity, prepared.spool, prepared.settings, prepared.policySet, prepared.roots, prepared.logger
         )
         policy.withLock { $0 = policySet }
+        policyHash.withLock { $0 = Self.policyDigest(policySet, directory: configuration.policiesDirectory) }
         let governor = BudgetGovernor(budget: settings.budget)
         governorBox.withLock { $0 = governor }
         pending.withLock { $0.events.append(contentsOf: prepared.startupHealth) }
@@ -218,8 +226,9 @@ public final class Agent: Service {
                     payload: .health(
                         AgentHealth(
                             kind: "started",
-                            message: "vigild started; watching \(roots.count) path(s)",
-                            counters: ["watched_roots": UInt64(roots.count)]
+                            message: "vigild \(VigilVersion.string) started; watching \(roots.count) path(s)",
+                            counters: ["watched_roots": UInt64(roots.count)],
+                            attributes: identityAttributes()
                         )
                     )
                 ),
@@ -248,6 +257,14 @@ public final class Agent: Service {
                     }
                 }
                 group.addTask { try await self.flushLoop(spool: spool) }
+                group.addTask {
+                    await self.statusLoop(
+                        fileSensor: sensor,
+                        processSensor: processSensor,
+                        spool: spool,
+                        governor: governor
+                    )
+                }
                 group.addTask {
                     await self.budgetLoop(
                         governor: governor,
@@ -324,7 +341,8 @@ public final class Agent: Service {
                     kind: "policy_loaded",
                     message: "\(rules) rule(s) active from \(directory)"
                         + (notApplicable > 0 ? ", \(notApplicable) not applicable" : ""),
-                    counters: ["rules": rules, "not_applicable": UInt64(notApplicable)]
+                    counters: ["rules": rules, "not_applicable": UInt64(notApplicable)],
+                    attributes: [policyHashAttribute: policyDigest(set, directory: directory)]
                 )
             )
         )
@@ -345,6 +363,9 @@ public final class Agent: Service {
                     notApplicable: notApplicable.count,
                     directory: configuration.policiesDirectory
                 )
+                if case .health(let health) = event.payload, let hash = health.attributes[Self.policyHashAttribute] {
+                    policyHash.withLock { $0 = hash }
+                }
                 logger.info("policy reloaded", metadata: ["rules": "\(set.report.applicable.count)"])
             } catch {
                 logger.error("policy reload refused; keeping the previous policy", metadata: ["error": "\(error)"])
@@ -411,6 +432,7 @@ public final class Agent: Service {
     private func readSensor(_ events: AsyncStream<Event>) async {
         for await event in events {
             metrics.eventRead(event)
+            if case .health(let health) = event.payload { noteSensorStatistics(health) }
             var alerts: [Alert] = []
             if !event.isHighPriority, let rules = policy.withLock({ $0 }) {
                 alerts = rules.evaluate(event)
@@ -423,6 +445,7 @@ public final class Agent: Service {
                     p.events.append(event)
                 } else {
                     p.dropped[event.type.rawValue, default: 0] += 1
+                    bufferDrops.add(1, ordering: .relaxed)
                     metrics.eventDropped(event.type)
                 }
             }
@@ -507,6 +530,7 @@ public final class Agent: Service {
         let shipping = configuration.shipping
         var enrolled = false
         var backoff = Backoff()
+        var refusals = RefusalLog()
         let hostname = HostFacts.hostname
         let machineId = HostFacts.machineId
         var drainDeadline: ContinuousClock.Instant? = nil
@@ -575,6 +599,7 @@ public final class Agent: Service {
             case .stored(let duplicate, let chain):
                 try spool.acknowledge(batch)
                 backoff.reset()
+                refusals.reset()
                 logger.debug(
                     "batch delivered",
                     metadata: [
@@ -585,15 +610,40 @@ public final class Agent: Service {
             case .unknownAgent:
                 logger.warning("collector does not know this agent; enrolling again")
                 enrolled = false
+                refusals.reset()
             case .refused(let status, let error, let message):
-                logger.error(
-                    "collector refused batch; will retry",
-                    metadata: [
-                        "batch_seq": "\(batch.batchSeq)", "status": "\(status)", "error": "\(error)",
-                        "message": "\(message)",
-                    ]
+                // The same refusal again is logged at debug only (`RefusalLog`); metrics count each.
+                let isNew = refusals.isNew(status: status, error: error)
+                let metadata: Logger.Metadata = [
+                    "batch_seq": "\(batch.batchSeq)", "status": "\(status)", "error": "\(error)",
+                    "message": "\(message)",
+                ]
+                if status == 403, error == "revoked_agent" {
+                    // Nothing this agent sends will be taken: keep spooling (the spool is bounded
+                    // and says what it drops) and ask again only rarely.
+                    let at = RefusalLog.revocationTime(in: message).map { " at \($0)" } ?? ""
+                    logger.log(
+                        level: isNew ? .error : .debug,
+                        isNew
+                            ? "this agent was revoked by the collector\(at); events stay in the spool (bounded); re-key and re-enroll under a new id to resume"
+                            : "collector still refuses this revoked agent",
+                        metadata: metadata.merging(["retry_in_s": "\(shipping.revokedRetrySeconds)"]) { _, new in new }
+                    )
+                    try await pause(.seconds(shipping.revokedRetrySeconds))
+                } else {
+                    logger.log(
+                        level: isNew ? .error : .debug,
+                        isNew ? "collector refused batch; will retry" : "collector refused batch again; will retry",
+                        metadata: metadata
+                    )
+                    try await pause(backoff.next())
+                }
+            case .rateLimited(let retryAfter):
+                logger.debug(
+                    "collector asks this agent to slow down; resending after Retry-After",
+                    metadata: ["batch_seq": "\(batch.batchSeq)", "retry_after": "\(retryAfter)"]
                 )
-                try await pause(backoff.next())
+                try await pause(retryAfter)
             case .retry(let reason):
                 logger.warning(
                     "cannot deliver batch; will retry",

@@ -19,6 +19,7 @@ import Yams
 ///   batch_max_events: 2000
 ///   batch_max_bytes: 1048576
 ///   batch_max_age_ms: 1000
+///   revoked_retry_s: 600                   # how often a revoked agent asks again
 /// spool:                                   # optional
 ///   max_bytes: 256MiB                      # bound on spooled event bytes; bytes or KiB/MiB/GiB.
 ///                                          # When hit, the oldest raw events are dropped (alerts
@@ -27,6 +28,9 @@ import Yams
 /// metrics_listen: 127.0.0.1:9477           # optional: serve Prometheus GET /metrics here
 ///                                          # (IP:PORT, [IPv6]:PORT; no authentication, so keep it
 ///                                          # on loopback or behind a firewall). Default: off
+/// status_interval_s: 60                    # optional: how often the agent reports its status
+///                                          # (spool backlog, shed and drop counters, version,
+///                                          # policy hash) in its stream; 1 to 86400, default 60
 /// sandbox:                                 # optional; the self-sandbox after start-up
 ///   enabled: true                          # false: no capability drop, Landlock or seccomp (debugging)
 ///   default_action: eperm                  # a call off the allowlist fails with EPERM; `kill`
@@ -53,6 +57,8 @@ public struct AgentConfiguration: Sendable, Hashable {
     public var sandbox = SandboxSettings()
     /// `metrics_listen:`: where the agent serves Prometheus metrics (`GET /metrics`); nil: nowhere.
     public var metricsListen: MetricsEndpoint?
+    /// `status_interval_s:`: seconds between the agent's `status` health events (default 60).
+    public var statusIntervalSeconds: Int = 60
 
     /// An IP address literal and a TCP port.
     public struct MetricsEndpoint: Sendable, Hashable, CustomStringConvertible {
@@ -119,6 +125,9 @@ public struct AgentConfiguration: Sendable, Hashable {
         public var batchMaxBytes: Int
         /// A batch is sent once its oldest event is this old, even if not full.
         public var batchMaxAgeMilliseconds: Int
+        /// How often a revoked agent asks the collector again (`refused_retry_s`): rarely, it
+        /// only learns whether the revocation was lifted.
+        public var revokedRetrySeconds: Int = 600
 
         public init(batchMaxEvents: Int = 2000, batchMaxBytes: Int = 1 << 20, batchMaxAgeMilliseconds: Int = 1000) {
             self.batchMaxEvents = batchMaxEvents
@@ -192,6 +201,7 @@ public struct AgentConfiguration: Sendable, Hashable {
         }
         let known = [
             "collector", "state_dir", "policies_dir", "shipping", "spool", "log_level", "sandbox", "metrics_listen",
+            "status_interval_s",
         ]
         for (key, _) in top where !known.contains(key.string ?? "") {
             throw fail(key, "unknown key '\(key.string ?? "?")'; expected one of: \(known.joined(separator: ", "))")
@@ -280,11 +290,14 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             config.metricsListen = endpoint
         }
+        if let v = try int(top["status_interval_s"], "status_interval_s", 1...86_400) {
+            config.statusIntervalSeconds = v
+        }
         if let shippingNode = top["shipping"] {
             guard case .mapping(let shipping) = shippingNode else {
                 throw fail(shippingNode, "shipping must be a mapping")
             }
-            let keys = ["batch_max_events", "batch_max_bytes", "batch_max_age_ms"]
+            let keys = ["batch_max_events", "batch_max_bytes", "batch_max_age_ms", "revoked_retry_s"]
             for (key, _) in shipping where !keys.contains(key.string ?? "") {
                 throw fail(
                     key,
@@ -299,6 +312,9 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             if let v = try int(shipping["batch_max_age_ms"], "shipping.batch_max_age_ms", 10...600_000) {
                 config.shipping.batchMaxAgeMilliseconds = v
+            }
+            if let v = try int(shipping["revoked_retry_s"], "shipping.revoked_retry_s", 1...86_400) {
+                config.shipping.revokedRetrySeconds = v
             }
         }
         if let sandboxNode = top["sandbox"] {

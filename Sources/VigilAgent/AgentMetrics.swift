@@ -25,7 +25,7 @@ import VigilSpool
 /// | `vigil_agent_spool_bytes`, `vigil_agent_spool_max_bytes` | gauge | spooled event bytes and their bound |
 /// | `vigil_agent_spool_events` | gauge | events spooled, not yet acknowledged |
 /// | `vigil_agent_spool_dropped_total` | counter | events the full spool dropped (gap records) |
-/// | `vigil_agent_batches_sent_total` | counter | `result`: `accepted`, `duplicate`, `refused`, `unknown_agent`, `failed` |
+/// | `vigil_agent_batches_sent_total` | counter | `result`: `accepted`, `duplicate`, `refused`, `unknown_agent`, `failed`, `rate_limited` |
 /// | `vigil_agent_events_shipped_total` | counter | events in batches the collector confirmed |
 /// | `vigil_agent_batch_round_trip_seconds` | histogram | one batch request to its answer |
 /// | `vigil_agent_file_watches` | gauge | directories watched |
@@ -83,7 +83,7 @@ public final class AgentMetrics: Sendable {
         )
         roundTrip = CoreMetrics.Timer(label: Self.roundTripName, preferredDisplayUnit: .seconds, factory: factory)
         shipped = CoreMetrics.Counter(label: "vigil_agent_events_shipped_total", factory: factory)
-        for result in ["accepted", "duplicate", "refused", "unknown_agent", "failed"] {
+        for result in ["accepted", "duplicate", "refused", "unknown_agent", "failed", "rate_limited"] {
             _ = batchCounter(result)
         }
     }
@@ -133,6 +133,7 @@ public final class AgentMetrics: Sendable {
         case .unknownAgent: result = "unknown_agent"
         case .refused: result = "refused"
         case .retry: result = "failed"
+        case .rateLimited: result = "rate_limited"
         }
         batchCounter(result).increment()
         let (seconds, attoseconds) = duration.components

@@ -64,6 +64,9 @@ public struct CollectorClient: Sendable {
         case refused(status: Int, error: String, message: String)
         /// Network trouble or a server error: resend later.
         case retry(String)
+        /// Over the collector's per-agent batch rate (429 `rate_limited`): resend the same batch
+        /// after `retryAfter` (its `Retry-After`), which is no refusal and no failure.
+        case rateLimited(retryAfter: Duration)
     }
 
     /// An HTTP client set up for talking to collectors: short connect timeout (a collector that
@@ -105,6 +108,11 @@ public struct CollectorClient: Sendable {
                 return .stored(duplicate: json["status"] as? String == "duplicate", chain: json["chain"] as? String)
             case 401 where json["error"] as? String == "unknown_agent":
                 return .unknownAgent
+            case 429:
+                // Seconds (RFC 9110 also allows an HTTP date; the collector sends seconds). Capped,
+                // so a confused proxy cannot park the agent for hours.
+                let seconds = response.headers.first(name: "Retry-After").flatMap { Int($0) } ?? 1
+                return .rateLimited(retryAfter: .seconds(min(max(seconds, 1), 300)))
             case 400..<500:
                 return .refused(
                     status: status,

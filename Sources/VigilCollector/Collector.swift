@@ -10,11 +10,13 @@ import VigilWire
 public final class Collector: Sendable {
     public let store: any EventStore
     public let configuration: CollectorConfiguration
-    private let logger: Logger
+    let logger: Logger
     /// What `GET /metrics` serves: this collector's own counts (see `CollectorMetrics`).
     public let metrics = CollectorMetrics()
     /// Open live tails (`GET /v1/events/stream`) and what wakes them.
     public let liveTail = LiveTail()
+    /// `--max-batch-rate`: a token bucket per (verified) agent.
+    public let batchRateLimiter: BatchRateLimiter
     private let keyCache = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
     private let subscribers = Mutex<[UInt64: AsyncStream<StoredEvent>.Continuation]>([:])
     private let nextSubscriber = Atomic<UInt64>(0)
@@ -23,6 +25,7 @@ public final class Collector: Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        self.batchRateLimiter = BatchRateLimiter(limit: configuration.batchRate)
     }
 
     // MARK: enrollment
@@ -64,12 +67,8 @@ public final class Collector: Sendable {
     }
 
     public func enroll(_ request: EnrollRequest) async throws -> EnrollResponse {
-        guard let expected = configuration.enrollToken else {
-            throw CollectorError(.badToken, "enrollment is disabled on this collector (start it with --enroll-token)")
-        }
-        guard Self.tokenMatches(request.token, expected) else {
-            throw CollectorError(.badToken, "enrollment token is not valid")
-        }
+        // The command-line --enroll-token, or one issued by POST /v1/tokens (EnrollmentTokens.swift).
+        let credential = try enrollmentCredential(request.token)
         guard Self.isValidAgentId(request.agentId) else {
             throw CollectorError(.badRequest, "agent_id must be 1-64 characters of [A-Za-z0-9._-]")
         }
@@ -88,11 +87,14 @@ public final class Collector: Sendable {
             machineId: String(request.machineId.prefix(64)),
             enrolledAt: .now()
         )
-        switch try await store.enroll(record) {
+        switch try await enroll(record, with: credential) {
         case .enrolled:
             logger.info(
                 "agent enrolled",
-                metadata: ["agent_id": "\(request.agentId)", "hostname": "\(record.hostname)", "key_id": "\(keyId)"]
+                metadata: [
+                    "agent_id": "\(request.agentId)", "hostname": "\(record.hostname)", "key_id": "\(keyId)",
+                    "token": "\(credential.logName)",
+                ]
             )
             return EnrollResponse(agentId: request.agentId, keyId: keyId, status: "enrolled")
         case .alreadyEnrolled:
@@ -181,8 +183,14 @@ public final class Collector: Sendable {
         let key = try await publicKey(for: agentId, keyId: batch.header.keyId)
         let events: [Event]
         do {
+            // The header's signature first (cheap: no decompression), so the rate limit is charged
+            // to the agent that really sent the batch, never to one whose id was spoofed.
+            try BatchOpener.verifyHeaderSignature(batch, publicKey: key)
+            try checkRate(agentId)
             events = try BatchOpener.verify(batch, publicKey: key, limits: limits)
-        } catch {
+        } catch let error as CollectorError {
+            throw error
+        } catch let error as WireError {
             logger.notice(
                 "batch refused",
                 metadata: [
@@ -205,6 +213,14 @@ public final class Collector: Sendable {
                 try await store.ingest(batch: batch, events: events, receivedAt: .now())
             }
         } catch let error as CollectorError {
+            // Revoked since its key was cached (here or through another collector): forget the
+            // key, so its next batches are refused before any verification, and say since when.
+            if error.code == .revokedAgent {
+                keyCache.withLock { _ = $0.removeValue(forKey: agentId) }
+                if let at = try? await store.agent(id: agentId)?.revokedAt {
+                    throw CollectorError(.revokedAgent, "agent \(agentId) was revoked at \(at.iso8601)")
+                }
+            }
             throw error
         } catch {
             logger.error("store failed", metadata: ["agent_id": "\(agentId)", "error": "\(error)"])
@@ -216,6 +232,7 @@ public final class Collector: Sendable {
             return BatchResponse(status: "duplicate", batchSeq: batch.header.batchSeq, events: events.count)
         case .fork(let detail):
             logger.warning("chain fork", metadata: ["agent_id": "\(agentId)", "batch_seq": "\(batch.header.batchSeq)"])
+            liveTail.ingested()  // the fork's alert (`ChainAlert`) is stored
             throw CollectorError(.fork, detail)
         case .accepted(let verdict, let detail):
             if verdict != .ok {
@@ -240,6 +257,18 @@ public final class Collector: Sendable {
         }
     }
 
+    /// Charges one batch to the agent's bucket (`--max-batch-rate`); throws `rate_limited` when
+    /// it is empty.
+    private func checkRate(_ agentId: String) throws(CollectorError) {
+        guard let retryAfter = batchRateLimiter.admit(agentId) else { return }
+        logger.debug("batch rate limited", metadata: ["agent_id": "\(agentId)", "retry_after": "\(retryAfter)"])
+        throw CollectorError(
+            .rateLimited,
+            "agent \(agentId) sends more than \(configuration.batchRate.perSecond) batches a second; retry after \(retryAfter) s",
+            retryAfterSeconds: retryAfter
+        )
+    }
+
     private func publicKey(for agentId: String, keyId: String) async throws -> Curve25519.Signing.PublicKey {
         if let cached = keyCache.withLock({ $0[agentId] }), AgentIdentity.keyId(for: cached) == keyId {
             return cached
@@ -247,8 +276,8 @@ public final class Collector: Sendable {
         guard let record = try await store.agent(id: agentId) else {
             throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
         }
-        guard record.revokedAt == nil else {
-            throw CollectorError(.revokedAgent, "agent \(agentId) was revoked")
+        if let revokedAt = record.revokedAt {
+            throw CollectorError(.revokedAgent, "agent \(agentId) was revoked at \(revokedAt.iso8601)")
         }
         guard record.keyId == keyId else {
             throw CollectorError(

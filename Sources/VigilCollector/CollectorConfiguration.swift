@@ -27,6 +27,9 @@ public struct CollectorConfiguration: Sendable {
     /// Live tails (`GET /v1/events/stream`) served at once (`--max-tail-streams`); one more is
     /// refused with 503. Each open stream polls the store about twice a second.
     public var maxTailStreams = 64
+    /// Batches per agent (`--max-batch-rate`, `--max-batch-burst`); over it, `POST /v1/batches`
+    /// answers 429 `rate_limited` with `Retry-After` (see `BatchRateLimiter`).
+    public var batchRate = BatchRateLimit()
 
     public init(
         host: String = "127.0.0.1",

@@ -13,6 +13,11 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
         }
         public static let badRequest = Code("bad_request", .badRequest)
         public static let badToken = Code("bad_token", .unauthorized)
+        /// An issued enrollment token that was revoked, has expired, or was one-time and is used.
+        public static let tokenRevoked = Code("token_revoked", .forbidden)
+        public static let tokenExpired = Code("token_expired", .forbidden)
+        public static let tokenSpent = Code("token_spent", .forbidden)
+        public static let unknownToken = Code("unknown_token", .notFound)
         public static let unauthorized = Code("unauthorized", .unauthorized)
         public static let unknownAgent = Code("unknown_agent", .unauthorized)
         public static let revokedAgent = Code("revoked_agent", .forbidden)
@@ -23,6 +28,8 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
         public static let tooLarge = Code("too_large", .contentTooLarge)
         public static let unsupportedMediaType = Code("unsupported_media_type", .unsupportedMediaType)
         public static let storeFailure = Code("store_failure", .internalServerError)
+        /// Over `--max-batch-rate` for this agent: resend after `Retry-After`.
+        public static let rateLimited = Code("rate_limited", .tooManyRequests)
 
         /// A wire-format refusal keeps the wire code so clients can tell the reasons apart.
         static func wire(_ error: WireError) -> Code {
@@ -38,11 +45,14 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
 
     public var code: Code
     public var message: String
+    /// Sent as `Retry-After` (seconds) when set.
+    public var retryAfterSeconds: Int?
     public var status: HTTPResponse.Status { code.status }
 
-    public init(_ code: Code, _ message: String) {
+    public init(_ code: Code, _ message: String, retryAfterSeconds: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public init(wire error: WireError) {
@@ -63,6 +73,7 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
             context: context
         )
         response.status = status
+        if let retryAfterSeconds { response.headers[.retryAfter] = String(retryAfterSeconds) }
         return response
     }
 }

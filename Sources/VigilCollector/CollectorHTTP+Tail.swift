@@ -75,13 +75,16 @@ extension CollectorHTTP {
     /// The stream's filters and settings from the query string and `Last-Event-ID`.
     static func streamSettings(_ request: Request) throws(CollectorError) -> LiveTail.StreamSettings {
         let params = request.uri.queryParameters
-        let known = EventQuery.parameterNames.filter { $0 != "limit" } + streamOnlyParameters
+        let pageOnly = ["limit", "order", "before"]
+        let known = EventQuery.parameterNames.filter { !pageOnly.contains($0) } + streamOnlyParameters
         for (key, _) in params where !known.contains(String(key)) {
             throw CollectorError(
                 .badRequest,
                 key == "limit"
                     ? "limit: a stream has no page size (use /v1/events for pages)"
-                    : "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))"
+                    : pageOnly.contains(String(key))
+                        ? "\(key): a stream is always oldest first (use /v1/events for newest-first pages)"
+                        : "unknown query parameter '\(key)'; known: \(known.sorted().joined(separator: ", "))"
             )
         }
         let query: EventQuery

@@ -11,11 +11,12 @@ import VigilWire
 /// | --- | --- |
 /// | `POST /v1/enroll` | JSON `{token, agent_id, public_key, hostname, machine_id}` → `{agent_id, key_id, status}` |
 /// | `POST /v1/batches` | a serialized `vigil.v1.Batch` → `{status, batch_seq, events, chain, detail}` |
-/// | `GET /v1/events` | `?agent=&type=file,process&rule=&level=&min_level=&field=NAME:VALUE&since=&until=&after=&limit=` → `{events, next_cursor}` |
-/// | `GET /v1/events/stream` | live tail, `text/event-stream` (`addLiveTail`): the same filters but `limit`, `Last-Event-ID`, `timeout=` |
+/// | `GET /v1/events` | `?agent=&type=file,process&rule=&level=&min_level=&field=NAME:VALUE&since=&until=&order=asc&after=&limit=` (or `order=desc&before=`) → `{events, next_cursor}` (`Collector.page`) |
+/// | `GET /v1/events/stream` | live tail, `text/event-stream` (`addLiveTail`): the same filters but `limit`, `order`, `before`; `Last-Event-ID`, `timeout=` |
 /// | `GET /v1/alerts` | alerts only (`StoredAlert`), the same filters but `type` → `{alerts, next_cursor}` |
 /// | `GET /v1/agents` | inventory: chain status, declared gaps, last selftest (`last_selftest`, `selftest_passed_at`) |
 /// | `POST /v1/agents/ID/revoke` | revokes the agent: its batches and re-enrollment are refused → `{agent_id, revoked_at}` |
+/// | `POST /v1/tokens`, `GET /v1/tokens`, `POST /v1/tokens/ID/revoke` | issued enrollment tokens (`addEnrollmentTokens`) |
 /// | `GET /healthz` | `ok` |
 /// | `GET /dashboard` | the web dashboard (`Dashboard`): HTML, with a token login form |
 /// | `GET /metrics` | Prometheus text format (`CollectorMetrics`); read authorization like `GET /v1/…` |
@@ -78,12 +79,12 @@ public enum CollectorHTTP {
         router.get("/v1/events") { request, context -> Response in
             try reader.check(request, context)
             let query = try eventQuery(request.uri.queryParameters, maxLimit: collector.configuration.maxQueryLimit)
-            let events = try await collector.store.events(query)
-            let page = EventPage(events: events, nextCursor: events.count == query.limit ? events.last?.id : nil)
-            return try json(page)
+            let page = try await collector.page(query)
+            return try json(EventPage(events: page.events, nextCursor: page.nextCursor))
         }
 
         addLiveTail(to: router, collector: collector, reader: reader)
+        addEnrollmentTokens(to: router, collector: collector, reader: reader)
 
         router.get("/v1/alerts") { request, context -> Response in
             try reader.check(request, context)
@@ -92,13 +93,9 @@ public enum CollectorHTTP {
                 maxLimit: collector.configuration.maxQueryLimit,
                 alertsOnly: true
             )
-            // Paged like /v1/events: the cursor is the storage id of the last alert returned.
-            let events = try await collector.store.events(query)
-            let page = AlertPage(
-                alerts: events.compactMap(StoredAlert.init),
-                nextCursor: events.count == query.limit ? events.last?.id : nil
-            )
-            return try json(page)
+            // Paged like /v1/events, with the same storage-id cursor (`Collector.page`).
+            let page = try await collector.page(query)
+            return try json(AlertPage(alerts: page.events.compactMap(StoredAlert.init), nextCursor: page.nextCursor))
         }
 
         router.get("/v1/agents") { request, context -> Response in
@@ -164,7 +161,7 @@ public enum CollectorHTTP {
         let methods: [HTTPRequest.Method] =
             [.get, .head, .post, .put, .delete, .patch, .options, .trace]
             + [HTTPRequest.Method("QUERY")].compactMap { $0 }
-        for (path, allowed) in served + Dashboard.served {
+        for (path, allowed) in served + Dashboard.served + enrollmentTokenRoutes {
             let allow = allowed.map(\.rawValue).joined(separator: ", ")
             for method in methods where !allowed.contains(method) {
                 router.on(path, method: method) { _, _ -> Response in

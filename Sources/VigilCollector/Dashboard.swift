@@ -38,9 +38,9 @@ enum Dashboard {
                 if !fields.isEmpty {
                     search = DashboardPage.Search(parameters: fields)
                     let query = try EventQuery.parse(fields, maxLimit: collector.configuration.maxQueryLimit)
-                    let events = try await collector.store.events(query)
-                    search?.results = events
-                    search?.nextCursor = events.count == query.limit ? events.last?.id : nil
+                    let page = try await collector.page(query)
+                    search?.results = page.events
+                    search?.nextCursor = page.nextCursor
                 }
             } catch let error as HTML.FormError {
                 search = DashboardPage.Search(parameters: [], error: "query string: \(error.message)")
@@ -49,11 +49,10 @@ enum Dashboard {
                 search?.error = refusal.message
                 status = .badRequest
             }
-            let (alerts, window) = try await recentAlerts(collector.store, now: now, count: 50)
+            let alerts = try await recentAlerts(collector.store, count: 50)
             let content = DashboardPage.Content(
                 agents: try await collector.store.agents(),
                 alerts: alerts,
-                alertWindow: window,
                 search: search,
                 loggedIn: viewer == .session,
                 generatedAt: now
@@ -97,37 +96,9 @@ enum Dashboard {
         ("/dashboard", [.get]), ("/dashboard/login", [.post]), ("/dashboard/logout", [.post]),
     ]
 
-    /// The newest `count` alerts, newest first, from the shortest window of the last hour, day,
-    /// week or 30 days that holds that many (or the 30 days), and that window's name.
-    static func recentAlerts(
-        _ store: any EventStore,
-        now: Timestamp,
-        count: Int
-    ) async throws -> ([StoredEvent], String) {
-        let windows: [(String, Int64)] = [
-            ("hour", 3600), ("24 hours", 86_400), ("7 days", 7 * 86_400), ("30 days", 30 * 86_400),
-        ]
-        var tail: [StoredEvent] = []
-        for (name, seconds) in windows {
-            tail = []
-            var query = EventQuery(types: [.alert], limit: 1000)
-            query.since = Timestamp(nanosecondsSinceEpoch: now.nanosecondsSinceEpoch - seconds * 1_000_000_000)
-            // Storage order is arrival order: page to the end of the window (bounded), keep the tail.
-            for _ in 0..<20 {
-                let page = try await store.events(query)
-                tail.append(contentsOf: page)
-                if tail.count > count { tail.removeFirst(tail.count - count) }
-                guard page.count == query.limit, let last = page.last else { break }
-                query.after = last.id
-            }
-            if tail.count >= count || name == windows.last?.0 {
-                let newestFirst = tail.sorted {
-                    ($0.event.time, $0.id) > ($1.event.time, $1.id)
-                }
-                return (newestFirst, name)
-            }
-        }
-        return (tail, "")
+    /// The newest `count` alerts, newest first: one descending query, whatever their age.
+    static func recentAlerts(_ store: any EventStore, count: Int) async throws -> [StoredEvent] {
+        try await store.events(EventQuery(types: [.alert], order: .desc, limit: count))
     }
 
     // MARK: responses

@@ -79,16 +79,14 @@ enum DashboardPage {
         /// Nil when the filters were refused (`error` says why).
         var results: [StoredEvent]?
         var error: String?
-        /// The `after` cursor of the next page, when this one was full.
+        /// The cursor of the next page (`after`, or `before` with `order=desc`), when there is one.
         var nextCursor: Int64?
     }
 
     struct Content {
         var agents: [AgentSummary]
-        /// Newest first.
+        /// The newest alerts, newest first.
         var alerts: [StoredEvent]
-        /// How far back `alerts` looked, e.g. `24 hours`.
-        var alertWindow: String
         var search: Search?
         /// The viewer has a session cookie (show "Log out").
         var loggedIn: Bool
@@ -105,7 +103,7 @@ enum DashboardPage {
         body += "</header>\n"
         body += agentsSection(content.agents)
         let hostnames = Dictionary(content.agents.map { ($0.agentId, $0.hostname) }) { first, _ in first }
-        body += alertsSection(content.alerts, window: content.alertWindow, hostnames: hostnames)
+        body += alertsSection(content.alerts, hostnames: hostnames)
         body += searchSection(content.search)
         return document(title: "Vigil dashboard", body: body)
     }
@@ -136,9 +134,9 @@ enum DashboardPage {
     static func agentsSection(_ agents: [AgentSummary]) -> String {
         var s = "<section id=\"agents\"><h2>Agents (\(agents.count))</h2>\n"
         guard !agents.isEmpty else { return s + "<p class=\"empty\">No agent has enrolled yet.</p></section>\n" }
-        s += "<table><thead><tr><th>Agent</th><th>Hostname</th><th>State</th><th>Last seen</th><th>Batches</th>"
-        s +=
-            "<th>Events</th><th>Chain</th><th>Declared gaps</th><th>Dropped</th><th>Selftest</th></tr></thead><tbody>\n"
+        s += "<table><thead><tr><th>Agent</th><th>Hostname</th><th>Version</th><th>Policy</th><th>State</th>"
+        s += "<th>Last seen</th><th>Batches</th><th>Events</th><th>Chain</th><th>Declared gaps</th><th>Dropped</th>"
+        s += "<th>Selftest</th><th>Backlog</th><th>Shed</th><th>Queue/kernel drops</th></tr></thead><tbody>\n"
         for agent in agents {
             let chainClass = agent.chainStatus == "whole" ? "ok" : "bad"
             let selftestClass = agent.lastSelftest.map { $0.passed ? "ok" : "bad" } ?? "muted"
@@ -146,6 +144,13 @@ enum DashboardPage {
             s += "<td><a href=\"\(HTML.escape(HTML.dashboardLink([("agent", agent.agentId)])))\">"
             s += "<code>\(HTML.escape(agent.agentId))</code></a></td>"
             s += "<td class=\"hostname\">\(HTML.escape(agent.hostname))</td>"
+            s += "<td class=\"version\">\(HTML.escape(agent.version ?? "-"))</td>"
+            if let hash = agent.policyHash {
+                s +=
+                    "<td class=\"policy\" title=\"\(HTML.escape(hash))\"><code>\(HTML.escape(hash.prefix(12)))</code></td>"
+            } else {
+                s += "<td class=\"policy muted\">-</td>"
+            }
             s += agent.revoked ? "<td class=\"bad\">revoked</td>" : "<td class=\"ok\">active</td>"
             s += "<td>\(agent.lastSeen.map(time) ?? "never")</td>"
             s += "<td>\(agent.lastBatchSeq)</td><td>\(agent.events)</td>"
@@ -159,14 +164,28 @@ enum DashboardPage {
             s += "<td class=\"\(agent.declaredGaps > 0 ? "warn" : "ok")\">\(agent.declaredGaps)</td>"
             s += "<td class=\"\(agent.droppedEvents > 0 ? "warn" : "ok")\">\(agent.droppedEvents)</td>"
             s += "<td class=\"\(selftestClass)\">\(HTML.escape(agent.selftestStatus))</td>"
+            s += statusCells(agent.lastStatus)
             s += "</tr>\n"
         }
         return s + "</tbody></table></section>\n"
     }
 
-    static func alertsSection(_ alerts: [StoredEvent], window: String, hostnames: [String: String] = [:]) -> String {
-        var s = "<section id=\"alerts\"><h2>Recent alerts (\(alerts.count), last \(HTML.escape(window)))</h2>\n"
-        guard !alerts.isEmpty else { return s + "<p class=\"empty\">No alerts in that time.</p></section>\n" }
+    /// Backlog, shed and drop cells from the agent's latest `status` report; dashes without one.
+    static func statusCells(_ status: AgentStatusReport?) -> String {
+        guard let status else {
+            return "<td class=\"backlog muted\">-</td><td class=\"muted\">-</td><td class=\"muted\">-</td>"
+        }
+        let title = HTML.escape("reported \(status.time.iso8601): \(status.spoolBytes) bytes spooled")
+        var s = "<td class=\"backlog\" title=\"\(title)\">\(status.spoolEvents)</td>"
+        s += "<td class=\"\(status.eventsShed > 0 ? "warn" : "ok")\">\(status.eventsShed)</td>"
+        let drops = status.queueDrops + status.kernelDrops > 0
+        s += "<td class=\"\(drops ? "warn" : "ok")\">\(status.queueDrops) / \(status.kernelDrops)</td>"
+        return s
+    }
+
+    static func alertsSection(_ alerts: [StoredEvent], hostnames: [String: String] = [:]) -> String {
+        var s = "<section id=\"alerts\"><h2>Recent alerts (\(alerts.count), newest first)</h2>\n"
+        guard !alerts.isEmpty else { return s + "<p class=\"empty\">No alerts stored.</p></section>\n" }
         s += "<table><thead><tr><th>Time</th><th>Agent</th><th>Level</th><th>Rule</th><th>Title</th>"
         s += "<th>ATT&amp;CK</th><th>Matched</th></tr></thead><tbody>\n"
         for stored in alerts {
@@ -195,7 +214,8 @@ enum DashboardPage {
     /// so filters added there show up here.
     static var formFilters: [String] {
         let first = ["agent", "type", "rule", "since", "until"]
-        let rest = EventQuery.parameterNames.filter { !first.contains($0) && $0 != "after" && $0 != "limit" }
+        let paging = ["after", "before", "limit"]
+        let rest = EventQuery.parameterNames.filter { !first.contains($0) && !paging.contains($0) }
         return first.filter(EventQuery.parameterNames.contains) + rest
     }
 
@@ -208,6 +228,7 @@ enum DashboardPage {
         "level": "high,critical",
         "min_level": "medium",
         "field": "Image:/usr/bin/curl",
+        "order": "asc or desc",
     ]
 
     static func searchSection(_ search: Search?) -> String {
@@ -241,8 +262,10 @@ enum DashboardPage {
         }
         s += "</tbody></table>\n"
         if let next = search.nextCursor {
-            let parameters = search.parameters.filter { $0.key != "after" }.map { ($0.key, $0.value) }
-            let link = HTML.dashboardLink(parameters + [("after", String(next))])
+            let parameters = search.parameters.filter { $0.key != "after" && $0.key != "before" }
+                .map { ($0.key, $0.value) }
+            let cursor = search.parameters.contains { $0.key == "order" && $0.value == "desc" } ? "before" : "after"
+            let link = HTML.dashboardLink(parameters + [(cursor, String(next))])
             s += "<p><a id=\"next-page\" href=\"\(HTML.escape(link))\">Next page</a></p>\n"
         }
         return s + "</section>\n"

@@ -112,6 +112,14 @@ public struct AgentSummary: Sendable, Codable, Hashable {
     public var lastSelftest: SelftestSummary? = nil
     /// When the agent last passed its selftest; nil when it never did.
     public var selftestPassedAt: Timestamp? = nil
+    /// The vigild version the agent last reported (`version` of a `started` or `status` health
+    /// event); nil when it never did (an agent older than these reports).
+    public var version: String? = nil
+    /// SHA-256 (hex) of the rules the agent last reported loaded (`policy_sha256` of a `started`,
+    /// `policy_loaded` or `status` health event).
+    public var policyHash: String? = nil
+    /// The agent's latest periodic `status` report: spool backlog, shed and drop counters.
+    public var lastStatus: AgentStatusReport? = nil
 
     enum CodingKeys: String, CodingKey {
         case agentId = "agent_id"
@@ -128,6 +136,9 @@ public struct AgentSummary: Sendable, Codable, Hashable {
         case droppedEvents = "dropped_events"
         case lastSelftest = "last_selftest"
         case selftestPassedAt = "selftest_passed_at"
+        case version
+        case policyHash = "policy_hash"
+        case lastStatus = "last_status"
     }
 }
 
@@ -194,6 +205,126 @@ public struct SelftestSummary: Sendable, Codable, Hashable {
     }
 }
 
+/// An agent's periodic account of itself: the agent-health event of kind `status` (every
+/// `status_interval_s`, 60 s by default). Counters are totals since the agent started, except
+/// the spool's, which are its state at `time`.
+public struct AgentStatusReport: Sendable, Codable, Hashable {
+    /// The health event's time.
+    public var time: Timestamp
+    /// Backlog: events spooled, not yet acknowledged by a collector.
+    public var spoolEvents: UInt64 = 0
+    /// Their serialized bytes.
+    public var spoolBytes: UInt64 = 0
+    /// Events the full spool dropped (each drop is also a signed gap record).
+    public var spoolDropped: UInt64 = 0
+    /// Raw events the self-watchdog shed to stay in its budget.
+    public var eventsShed: UInt64 = 0
+    /// Events dropped at a full queue in the agent (a sensor's, or the buffer in front of the spool).
+    public var queueDrops: UInt64 = 0
+    /// Events the kernel dropped before the agent read them (inotify overflows, proc connector
+    /// overruns, packets pcap lost).
+    public var kernelDrops: UInt64 = 0
+
+    public init(
+        time: Timestamp,
+        spoolEvents: UInt64 = 0,
+        spoolBytes: UInt64 = 0,
+        spoolDropped: UInt64 = 0,
+        eventsShed: UInt64 = 0,
+        queueDrops: UInt64 = 0,
+        kernelDrops: UInt64 = 0
+    ) {
+        self.time = time
+        self.spoolEvents = spoolEvents
+        self.spoolBytes = spoolBytes
+        self.spoolDropped = spoolDropped
+        self.eventsShed = eventsShed
+        self.queueDrops = queueDrops
+        self.kernelDrops = kernelDrops
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case time
+        case spoolEvents = "spool_events"
+        case spoolBytes = "spool_bytes"
+        case spoolDropped = "spool_dropped"
+        case eventsShed = "events_shed"
+        case queueDrops = "queue_drops"
+        case kernelDrops = "kernel_drops"
+    }
+
+    /// Counters a newer or older agent does not send decode as 0.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        time = try c.decode(Timestamp.self, forKey: .time)
+        spoolEvents = try c.decodeIfPresent(UInt64.self, forKey: .spoolEvents) ?? 0
+        spoolBytes = try c.decodeIfPresent(UInt64.self, forKey: .spoolBytes) ?? 0
+        spoolDropped = try c.decodeIfPresent(UInt64.self, forKey: .spoolDropped) ?? 0
+        eventsShed = try c.decodeIfPresent(UInt64.self, forKey: .eventsShed) ?? 0
+        queueDrops = try c.decodeIfPresent(UInt64.self, forKey: .queueDrops) ?? 0
+        kernelDrops = try c.decodeIfPresent(UInt64.self, forKey: .kernelDrops) ?? 0
+    }
+
+    /// The health kind of the periodic report.
+    public static let healthKind = "status"
+    /// Attribute keys of health events that the inventory keeps.
+    public static let versionAttribute = "version"
+    public static let policyHashAttribute = "policy_sha256"
+
+    /// The report of a `status` health event (counters of the same names); nil for any other event.
+    public init?(_ event: Event) {
+        guard case .health(let health) = event.payload, health.kind == Self.healthKind else { return nil }
+        let c = health.counters
+        self.init(
+            time: event.time,
+            spoolEvents: c["spool_events"] ?? 0,
+            spoolBytes: c["spool_bytes"] ?? 0,
+            spoolDropped: c["spool_dropped"] ?? 0,
+            eventsShed: c["events_shed"] ?? 0,
+            queueDrops: c["queue_drops"] ?? 0,
+            kernelDrops: c["kernel_drops"] ?? 0
+        )
+    }
+}
+
+/// What a batch's agent-health events say about the agent, for the stores to merge into its row:
+/// the latest version, policy hash and status report, each by event time.
+struct AgentStatusUpdate: Sendable, Hashable {
+    var version: String? = nil
+    var versionAt = Timestamp(nanosecondsSinceEpoch: 0)
+    var policyHash: String? = nil
+    var policyHashAt = Timestamp(nanosecondsSinceEpoch: 0)
+    var status: AgentStatusReport? = nil
+
+    /// Nil when no event of the batch says anything of the kind.
+    static func latest(in events: [Event]) -> AgentStatusUpdate? {
+        var update = AgentStatusUpdate()
+        var any = false
+        for event in events {
+            guard case .health(let health) = event.payload else { continue }
+            if let version = health.attributes[AgentStatusReport.versionAttribute], !version.isEmpty,
+                update.version == nil || event.time >= update.versionAt
+            {
+                update.version = String(version.prefix(64))
+                update.versionAt = event.time
+                any = true
+            }
+            if let hash = health.attributes[AgentStatusReport.policyHashAttribute], !hash.isEmpty,
+                update.policyHash == nil || event.time >= update.policyHashAt
+            {
+                update.policyHash = String(hash.prefix(128))
+                update.policyHashAt = event.time
+                any = true
+            }
+            if let report = AgentStatusReport(event), update.status.map({ report.time >= $0.time }) ?? true {
+                update.status = report
+                any = true
+            }
+        }
+        return any ? update : nil
+    }
+}
+
 /// An event as stored, with where it came from.
 public struct StoredEvent: Sendable, Codable, Hashable {
     /// Storage id, increasing in arrival order: the paging cursor.
@@ -232,7 +363,7 @@ public struct StoredBatch: Sendable, Hashable {
 /// Storage behind the collector. SQLite is the embedded default; other engines implement the
 /// same contract. Implementations make `ingest` atomic: the batch, its events and its chain
 /// verdict are stored together or not at all, and concurrent ingests of one agent never race.
-public protocol EventStore: Sendable {
+public protocol EventStore: EnrollmentTokenStore, Sendable {
     /// Adds an agent, or confirms an existing enrollment with the same key.
     func enroll(_ agent: AgentRecord) async throws -> EnrollOutcome
     func agent(id: String) async throws -> AgentRecord?

@@ -156,8 +156,8 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
 /// advisory lock, so collectors starting together do not race.
 public final class PostgresEventStore: EventStore {
     public let location: PostgresLocation
-    private let client: PostgresClient
-    private let logger: Logger
+    let client: PostgresClient
+    let logger: Logger
 
     private init(location: PostgresLocation, client: PostgresClient, logger: Logger) {
         self.location = location
@@ -304,6 +304,29 @@ public final class PostgresEventStore: EventStore {
                 "CREATE INDEX events_by_alert_level ON events (alert_level, id) WHERE alert_level IS NOT NULL",
             ]
         ),
+        // What each agent last said about itself (`AgentStatusUpdate`): version, policy hash and
+        // its periodic status report (spool backlog, shed and drop counters).
+        (
+            6,
+            [
+                """
+                ALTER TABLE agents
+                    ADD COLUMN agent_version TEXT,
+                    ADD COLUMN agent_version_at BIGINT,
+                    ADD COLUMN policy_hash TEXT,
+                    ADD COLUMN policy_hash_at BIGINT,
+                    ADD COLUMN status_at BIGINT,
+                    ADD COLUMN status_spool_events BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN status_spool_bytes BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN status_spool_dropped BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN status_events_shed BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN status_queue_drops BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN status_kernel_drops BIGINT NOT NULL DEFAULT 0
+                """
+            ]
+        ),
+        // Issued enrollment tokens, hashed (PostgresEventStore+EnrollmentTokens.swift).
+        (7, enrollTokensMigration),
     ]
 
     /// The events' json column (text) as jsonb, for field lookups. jsonb cannot hold U+0000, and
@@ -492,6 +515,7 @@ public final class PostgresEventStore: EventStore {
         let headerHash = Data(batch.headerHash)
         let received = receivedAt.nanosecondsSinceEpoch
         let selftest = SelftestSummary.latest(in: events)
+        let status = AgentStatusUpdate.latest(in: events)
         let logger = self.logger
 
         do {
@@ -639,6 +663,9 @@ public final class PostgresEventStore: EventStore {
                 if let (last, passedAt) = selftest {
                     try await Self.recordSelftest(db, logger: logger, agentId: agentId, last: last, passedAt: passedAt)
                 }
+                if let status {
+                    try await Self.recordStatus(db, logger: logger, agentId: agentId, status)
+                }
                 return .accepted(verdict, detail: detail)
             }
         } catch let error as PostgresTransactionError {
@@ -676,6 +703,56 @@ public final class PostgresEventStore: EventStore {
         }
     }
 
+    /// Keeps the newest version, policy hash and status report by event time, each on its own,
+    /// so a batch that arrives late does not roll them back.
+    private static func recordStatus(
+        _ db: PostgresConnection,
+        logger: Logger,
+        agentId: String,
+        _ update: AgentStatusUpdate
+    ) async throws {
+        if let version = update.version {
+            let time = update.versionAt.nanosecondsSinceEpoch
+            try await db.query(
+                """
+                UPDATE agents SET agent_version = \(version), agent_version_at = \(time)
+                WHERE agent_id = \(agentId) AND (agent_version_at IS NULL OR agent_version_at <= \(time))
+                """,
+                logger: logger
+            )
+        }
+        if let hash = update.policyHash {
+            let time = update.policyHashAt.nanosecondsSinceEpoch
+            try await db.query(
+                """
+                UPDATE agents SET policy_hash = \(hash), policy_hash_at = \(time)
+                WHERE agent_id = \(agentId) AND (policy_hash_at IS NULL OR policy_hash_at <= \(time))
+                """,
+                logger: logger
+            )
+        }
+        if let report = update.status {
+            let time = report.time.nanosecondsSinceEpoch
+            let (spoolEvents, spoolBytes, spoolDropped) = (
+                Int64(clamping: report.spoolEvents), Int64(clamping: report.spoolBytes),
+                Int64(clamping: report.spoolDropped)
+            )
+            let (shed, queue, kernel) = (
+                Int64(clamping: report.eventsShed), Int64(clamping: report.queueDrops),
+                Int64(clamping: report.kernelDrops)
+            )
+            try await db.query(
+                """
+                UPDATE agents SET status_at = \(time), status_spool_events = \(spoolEvents),
+                    status_spool_bytes = \(spoolBytes), status_spool_dropped = \(spoolDropped),
+                    status_events_shed = \(shed), status_queue_drops = \(queue), status_kernel_drops = \(kernel)
+                WHERE agent_id = \(agentId) AND (status_at IS NULL OR status_at <= \(time))
+                """,
+                logger: logger
+            )
+        }
+    }
+
     private static func recordAnomaly(
         _ db: PostgresConnection,
         logger: Logger,
@@ -685,8 +762,32 @@ public final class PostgresEventStore: EventStore {
         detail: String,
         at time: Int64
     ) async throws {
+        // Its alert goes in with it, keyed by the negated anomaly id (see `ChainAlert`).
+        guard
+            let alert = try ChainAlert.row(
+                kind: kind,
+                batchSeq: UInt64(max(batchSeq, 0)),
+                detail: detail,
+                at: Timestamp(nanosecondsSinceEpoch: time)
+            )
+        else {
+            try await db.query(
+                "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (\(agentId), \(kind), \(batchSeq), \(detail), \(time))",
+                logger: logger
+            )
+            return
+        }
         try await db.query(
-            "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (\(agentId), \(kind), \(batchSeq), \(detail), \(time))",
+            """
+            WITH anomaly AS (
+                INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at)
+                VALUES (\(agentId), \(kind), \(batchSeq), \(detail), \(time))
+                RETURNING id
+            )
+            INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, alert_level, json)
+            SELECT \(agentId), -anomaly.id, \(batchSeq), 'alert', \(time), \(alert.ruleId), \(alert.level), \(alert.json)
+            FROM anomaly
+            """,
             logger: logger
         )
     }
@@ -748,10 +849,16 @@ public final class PostgresEventStore: EventStore {
             binds.append(after)
             clauses.append("id > \(placeholder())")
         }
+        if let before = query.before {
+            binds.append(before)
+            clauses.append("id < \(placeholder())")
+        }
         binds.append(Int64(max(0, query.limit)))
         let limit = placeholder()
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-        let sql = "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id LIMIT \(limit)"
+        let direction = query.order == .desc ? "DESC" : "ASC"
+        let sql =
+            "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id \(direction) LIMIT \(limit)"
         let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         let decoder = JSONDecoder()
         var result: [StoredEvent] = []
@@ -798,6 +905,35 @@ public final class PostgresEventStore: EventStore {
                 )
             )
         }
+        // What agents said about themselves (v6), read apart to keep the row tuples short.
+        var reported: [String: (version: String?, policyHash: String?, status: AgentStatusReport?)] = [:]
+        let statusRows = try await client.query(
+            """
+            SELECT agent_id, agent_version, policy_hash, status_at, status_spool_events, status_spool_bytes,
+                status_spool_dropped, status_events_shed, status_queue_drops, status_kernel_drops
+            FROM agents
+            """,
+            logger: logger
+        )
+        for try await (id, version, policyHash, statusAt, spoolEvents, spoolBytes, spoolDropped, shed, queue, kernel)
+            in statusRows.decode((String, String?, String?, Int64?, Int64, Int64, Int64, Int64, Int64, Int64).self)
+        {
+            reported[id] = (
+                version,
+                policyHash,
+                statusAt.map {
+                    AgentStatusReport(
+                        time: Timestamp(nanosecondsSinceEpoch: $0),
+                        spoolEvents: UInt64(max(spoolEvents, 0)),
+                        spoolBytes: UInt64(max(spoolBytes, 0)),
+                        spoolDropped: UInt64(max(spoolDropped, 0)),
+                        eventsShed: UInt64(max(shed, 0)),
+                        queueDrops: UInt64(max(queue, 0)),
+                        kernelDrops: UInt64(max(kernel, 0))
+                    )
+                }
+            )
+        }
         let rows = try await client.query(
             """
             SELECT agent_id, hostname, key_id, enrolled_at, revoked_at, last_seen, last_batch_seq, event_count, gap_records, dropped_events,
@@ -839,7 +975,10 @@ public final class PostgresEventStore: EventStore {
                             missed: UInt64(max(selftestMissed, 0))
                         )
                     },
-                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) }
+                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) },
+                    version: reported[id]?.version,
+                    policyHash: reported[id]?.policyHash,
+                    lastStatus: reported[id]?.status
                 )
             )
         }
@@ -896,7 +1035,7 @@ public final class PostgresEventStore: EventStore {
                         DELETE FROM events WHERE id IN (
                             SELECT id FROM events WHERE time_ns < \(cutoff.nanosecondsSinceEpoch)
                             ORDER BY time_ns LIMIT \(limit) FOR UPDATE SKIP LOCKED)
-                        RETURNING agent_id, batch_seq
+                        RETURNING agent_id, batch_seq, seq
                         """,
                         logger: logger
                     )
@@ -905,15 +1044,17 @@ public final class PostgresEventStore: EventStore {
                         """
                         DELETE FROM events WHERE id IN (
                             SELECT id FROM events ORDER BY time_ns LIMIT \(limit) FOR UPDATE SKIP LOCKED)
-                        RETURNING agent_id, batch_seq
+                        RETURNING agent_id, batch_seq, seq
                         """,
                         logger: logger
                     )
                 }
             var deleted = 0
             var touched = Set<BatchKey>()
-            for try await (agentId, batchSeq) in rows.decode((String, Int64).self) {
+            for try await (agentId, batchSeq, seq) in rows.decode((String, Int64, Int64).self) {
                 deleted += 1
+                // A collector alert (negative seq, `ChainAlert`) is no part of its batch's body.
+                guard seq > 0 else { continue }
                 touched.insert(BatchKey(agentId: agentId, batchSeq: batchSeq))
             }
             guard deleted > 0 else { return 0 }

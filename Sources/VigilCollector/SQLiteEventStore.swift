@@ -9,7 +9,7 @@ import VigilWire
 /// Writes are serialized by GRDB's writer, so a batch's dedup check, chain check and inserts run
 /// in one transaction that no other ingest can interleave with.
 public final class SQLiteEventStore: EventStore {
-    private let pool: DatabasePool
+    let pool: DatabasePool
     public let path: String
 
     public convenience init(path: String) throws {
@@ -142,6 +142,27 @@ public final class SQLiteEventStore: EventStore {
                     """
             )
         }
+        // What each agent last said about itself (`AgentStatusUpdate`): version, policy hash and
+        // its periodic status report (spool backlog, shed and drop counters).
+        m.registerMigration("v6-agent-status") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE agents ADD COLUMN agent_version TEXT;
+                    ALTER TABLE agents ADD COLUMN agent_version_at INTEGER;
+                    ALTER TABLE agents ADD COLUMN policy_hash TEXT;
+                    ALTER TABLE agents ADD COLUMN policy_hash_at INTEGER;
+                    ALTER TABLE agents ADD COLUMN status_at INTEGER;
+                    ALTER TABLE agents ADD COLUMN status_spool_events INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN status_spool_bytes INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN status_spool_dropped INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN status_events_shed INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN status_queue_drops INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE agents ADD COLUMN status_kernel_drops INTEGER NOT NULL DEFAULT 0;
+                    """
+            )
+        }
+        // Issued enrollment tokens, hashed (SQLiteEventStore+EnrollmentTokens.swift).
+        m.registerMigration("v7-enroll-tokens", migrate: enrollTokensMigration)
         return m
     }
 
@@ -219,6 +240,7 @@ public final class SQLiteEventStore: EventStore {
         let header = batch.header
         let headerHash = Data(batch.headerHash)
         let selftest = SelftestSummary.latest(in: events)
+        let status = AgentStatusUpdate.latest(in: events)
         return try await pool.write { db in
             let agentId = header.agentId
             if let existing = try Row.fetchOne(
@@ -353,6 +375,9 @@ public final class SQLiteEventStore: EventStore {
             if let (last, passedAt) = selftest {
                 try Self.recordSelftest(db, agentId: agentId, last: last, passedAt: passedAt)
             }
+            if let status {
+                try Self.recordStatus(db, agentId: agentId, status)
+            }
             return .accepted(verdict, detail: detail)
         }
     }
@@ -386,6 +411,46 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
+    /// Keeps the newest version, policy hash and status report by event time, each on its own,
+    /// so a batch that arrives late does not roll them back.
+    private static func recordStatus(_ db: Database, agentId: String, _ update: AgentStatusUpdate) throws {
+        if let version = update.version {
+            let time = update.versionAt.nanosecondsSinceEpoch
+            try db.execute(
+                sql: """
+                    UPDATE agents SET agent_version = ?, agent_version_at = ?
+                    WHERE agent_id = ? AND (agent_version_at IS NULL OR agent_version_at <= ?)
+                    """,
+                arguments: [version, time, agentId, time]
+            )
+        }
+        if let hash = update.policyHash {
+            let time = update.policyHashAt.nanosecondsSinceEpoch
+            try db.execute(
+                sql: """
+                    UPDATE agents SET policy_hash = ?, policy_hash_at = ?
+                    WHERE agent_id = ? AND (policy_hash_at IS NULL OR policy_hash_at <= ?)
+                    """,
+                arguments: [hash, time, agentId, time]
+            )
+        }
+        if let report = update.status {
+            let time = report.time.nanosecondsSinceEpoch
+            try db.execute(
+                sql: """
+                    UPDATE agents SET status_at = ?, status_spool_events = ?, status_spool_bytes = ?,
+                        status_spool_dropped = ?, status_events_shed = ?, status_queue_drops = ?, status_kernel_drops = ?
+                    WHERE agent_id = ? AND (status_at IS NULL OR status_at <= ?)
+                    """,
+                arguments: [
+                    time, Int64(clamping: report.spoolEvents), Int64(clamping: report.spoolBytes),
+                    Int64(clamping: report.spoolDropped), Int64(clamping: report.eventsShed),
+                    Int64(clamping: report.queueDrops), Int64(clamping: report.kernelDrops), agentId, time,
+                ]
+            )
+        }
+    }
+
     private static func recordAnomaly(
         _ db: Database,
         agentId: String,
@@ -397,6 +462,18 @@ public final class SQLiteEventStore: EventStore {
         try db.execute(
             sql: "INSERT INTO chain_anomalies (agent_id, kind, batch_seq, detail, detected_at) VALUES (?, ?, ?, ?, ?)",
             arguments: [agentId, kind, batchSeq, detail, time.nanosecondsSinceEpoch]
+        )
+        // Its alert, in the same transaction, keyed by the negated anomaly id (see `ChainAlert`).
+        guard let alert = try ChainAlert.row(kind: kind, batchSeq: batchSeq, detail: detail, at: time) else { return }
+        try db.execute(
+            sql: """
+                INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, alert_level, json)
+                VALUES (?, ?, ?, 'alert', ?, ?, ?, ?)
+                """,
+            arguments: [
+                agentId, -db.lastInsertedRowID, batchSeq, time.nanosecondsSinceEpoch, alert.ruleId, alert.level,
+                alert.json,
+            ]
         )
     }
 
@@ -453,8 +530,13 @@ public final class SQLiteEventStore: EventStore {
             clauses.append("id > ?")
             args.append(after)
         }
+        if let before = query.before {
+            clauses.append("id < ?")
+            args.append(before)
+        }
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-        let sql = "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id LIMIT ?"
+        let direction = query.order == .desc ? "DESC" : "ASC"
+        let sql = "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id \(direction) LIMIT ?"
         args.append(query.limit)
         let arguments = StatementArguments(args)
         let rows = try await pool.read { db in
@@ -525,7 +607,21 @@ public final class SQLiteEventStore: EventStore {
                             missed: UInt64(max(row["selftest_missed"] as Int64, 0))
                         )
                     },
-                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) }
+                    selftestPassedAt: selftestPassedAt.map { Timestamp(nanosecondsSinceEpoch: $0) },
+                    version: row["agent_version"],
+                    policyHash: row["policy_hash"],
+                    lastStatus: (row["status_at"] as Int64?).map { at in
+                        func count(_ column: String) -> UInt64 { UInt64(max(row[column] as Int64? ?? 0, 0)) }
+                        return AgentStatusReport(
+                            time: Timestamp(nanosecondsSinceEpoch: at),
+                            spoolEvents: count("status_spool_events"),
+                            spoolBytes: count("status_spool_bytes"),
+                            spoolDropped: count("status_spool_dropped"),
+                            eventsShed: count("status_events_shed"),
+                            queueDrops: count("status_queue_drops"),
+                            kernelDrops: count("status_kernel_drops")
+                        )
+                    }
                 )
             }
         }
@@ -569,13 +665,14 @@ public final class SQLiteEventStore: EventStore {
                 if let cutoff {
                     try Row.fetchAll(
                         db,
-                        sql: "SELECT id, agent_id, batch_seq FROM events WHERE time_ns < ? ORDER BY time_ns LIMIT ?",
+                        sql:
+                            "SELECT id, agent_id, batch_seq, seq FROM events WHERE time_ns < ? ORDER BY time_ns LIMIT ?",
                         arguments: [cutoff.nanosecondsSinceEpoch, limit]
                     )
                 } else {
                     try Row.fetchAll(
                         db,
-                        sql: "SELECT id, agent_id, batch_seq FROM events ORDER BY time_ns LIMIT ?",
+                        sql: "SELECT id, agent_id, batch_seq, seq FROM events ORDER BY time_ns LIMIT ?",
                         arguments: [limit]
                     )
                 }
@@ -584,6 +681,8 @@ public final class SQLiteEventStore: EventStore {
             var touched = Set<BatchKey>()
             for row in rows {
                 try delete.execute(arguments: [row["id"] as Int64])
+                // A collector alert (negative seq, `ChainAlert`) is no part of its batch's body.
+                guard (row["seq"] as Int64) > 0 else { continue }
                 touched.insert(BatchKey(agentId: row["agent_id"], batchSeq: row["batch_seq"]))
             }
             // A batch's events are those of its seq range that name it (the unique (agent_id, seq)

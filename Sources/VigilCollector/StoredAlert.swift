@@ -23,6 +23,11 @@ public struct StoredAlert: Sendable, Codable, Hashable {
     public var suppressedCount: UInt64
     /// The event that matched, when the agent sent it.
     public var event: Event?
+    /// `collector` for the collector's own chain-anomaly alerts (`ChainAlert`: seq 0, not signed
+    /// by the agent); nil for an agent's rule match.
+    public var origin: String?
+    /// What the collector found (collector alerts); nil for an agent's rule match.
+    public var detail: String?
 
     enum CodingKeys: String, CodingKey {
         case id
@@ -32,7 +37,7 @@ public struct StoredAlert: Sendable, Codable, Hashable {
         case ruleId = "rule_id"
         case title, level, tags, techniques, author
         case suppressedCount = "suppressed_count"
-        case event
+        case event, origin, detail
     }
 
     /// The alert in a stored event; nil for any other event.
@@ -51,11 +56,13 @@ public struct StoredAlert: Sendable, Codable, Hashable {
         author = alert.author
         suppressedCount = alert.suppressedCount
         event = alert.event
+        origin = alert.origin
+        detail = alert.detail
     }
 }
 
 extension EventStore {
-    /// The alerts that match `query`, oldest first (by storage id): `query` with its types
+    /// The alerts that match `query`, in its order (by storage id): `query` with its types
     /// replaced by `[.alert]`.
     public func alerts(_ query: EventQuery) async throws -> [StoredAlert] {
         var query = query

@@ -437,6 +437,12 @@ public struct Alert: Hashable, Sendable, Codable {
     /// Hits of the same rule dropped by its suppression window or rate limit since the
     /// previous alert (the rule's `vigil:` settings).
     public var suppressedCount: UInt64
+    /// Who raised the alert when it was not the agent: `collector` for the collector's own
+    /// chain-anomaly alerts (`vigil-chain-*`), nil for an agent's rule match. The wire format has
+    /// no such field, so an agent cannot set it.
+    public var origin: String?
+    /// What the raiser found, in a sentence (collector alerts); nil for an agent's rule match.
+    public var detail: String?
 
     public init(
         ruleId: String,
@@ -445,7 +451,9 @@ public struct Alert: Hashable, Sendable, Codable {
         tags: [String] = [],
         event: Event? = nil,
         author: String? = nil,
-        suppressedCount: UInt64 = 0
+        suppressedCount: UInt64 = 0,
+        origin: String? = nil,
+        detail: String? = nil
     ) {
         self.ruleId = ruleId
         self.title = title
@@ -454,12 +462,14 @@ public struct Alert: Hashable, Sendable, Codable {
         self.event = event
         self.author = author
         self.suppressedCount = suppressedCount
+        self.origin = origin
+        self.detail = detail
     }
 
     enum CodingKeys: String, CodingKey {
         case ruleId = "rule_id"
         case suppressedCount = "suppressed_count"
-        case title, level, tags, event, author
+        case title, level, tags, event, author, origin, detail
     }
 
     public init(from decoder: any Decoder) throws {
@@ -472,6 +482,8 @@ public struct Alert: Hashable, Sendable, Codable {
         author = try c.decodeIfPresent(String.self, forKey: .author)
         // Absent in alerts recorded before the count existed.
         suppressedCount = try c.decodeIfPresent(UInt64.self, forKey: .suppressedCount) ?? 0
+        origin = try c.decodeIfPresent(String.self, forKey: .origin)
+        detail = try c.decodeIfPresent(String.self, forKey: .detail)
     }
 }
 
@@ -480,11 +492,41 @@ public struct AgentHealth: Hashable, Sendable, Codable {
     public var kind: String
     public var message: String
     public var counters: [String: UInt64]
+    /// Values that are not counts: `version` (of vigild) and `policy_sha256` (of the rules
+    /// loaded) in `started`, `policy_loaded` and `status`. Absent from JSON when empty.
+    public var attributes: [String: String]
 
-    public init(kind: String, message: String, counters: [String: UInt64] = [:]) {
+    public init(
+        kind: String,
+        message: String,
+        counters: [String: UInt64] = [:],
+        attributes: [String: String] = [:]
+    ) {
         self.kind = kind
         self.message = message
         self.counters = counters
+        self.attributes = attributes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind, message, counters, attributes
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        kind = try c.decode(String.self, forKey: .kind)
+        message = try c.decode(String.self, forKey: .message)
+        counters = try c.decode([String: UInt64].self, forKey: .counters)
+        // Absent in events recorded before attributes existed.
+        attributes = try c.decodeIfPresent([String: String].self, forKey: .attributes) ?? [:]
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind, forKey: .kind)
+        try c.encode(message, forKey: .message)
+        try c.encode(counters, forKey: .counters)
+        if !attributes.isEmpty { try c.encode(attributes, forKey: .attributes) }
     }
 }
 

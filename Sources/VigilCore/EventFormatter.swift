@@ -35,10 +35,13 @@ public enum EventFormatter {
             var s = "[\(a.level)] \(a.title) (rule \(a.ruleId))"
             if !a.tags.isEmpty { s += " " + a.tags.joined(separator: ",") }
             if let e = a.event { s += " ← " + summary(e.payload) }
+            if let origin = a.origin { s += " (raised by the \(origin)" + (a.detail.map { ": \($0)" } ?? "") + ")" }
             return s
         case .health(let h):
             let counters = h.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-            return "\(h.kind): \(h.message)" + (counters.isEmpty ? "" : " [\(counters)]")
+            let attributes = h.attributes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            let fields = (attributes + (counters.isEmpty ? [] : [counters])).joined(separator: " ")
+            return "\(h.kind): \(h.message)" + (fields.isEmpty ? "" : " [\(fields)]")
         case .gap(let g):
             return "GAP seq \(g.firstSeq)-\(g.lastSeq) dropped (\(g.reason))"
         }

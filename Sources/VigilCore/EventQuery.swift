@@ -15,9 +15,22 @@ public struct EventQuery: Sendable, Hashable {
     public var fields: [FieldMatch]
     public var since: Timestamp?
     public var until: Timestamp?
-    /// Return events with a storage id greater than this (cursor paging).
+    /// Return events with a storage id greater than this (cursor paging, `order` ascending only).
     public var after: Int64?
+    /// Return events with a storage id less than this (cursor paging, `order` descending only).
+    public var before: Int64?
+    /// Storage-id order of the results: ascending (oldest first, the default) or descending
+    /// (newest first).
+    public var order: Order
     public var limit: Int
+
+    /// The order of a page, by storage id (arrival order).
+    public enum Order: String, Sendable, Hashable, CaseIterable {
+        /// Oldest first; paged on with `after`.
+        case asc
+        /// Newest first; paged on with `before`.
+        case desc
+    }
 
     public init(
         agentId: String? = nil,
@@ -28,6 +41,8 @@ public struct EventQuery: Sendable, Hashable {
         since: Timestamp? = nil,
         until: Timestamp? = nil,
         after: Int64? = nil,
+        before: Int64? = nil,
+        order: Order = .asc,
         limit: Int = 100
     ) {
         self.agentId = agentId
@@ -38,6 +53,8 @@ public struct EventQuery: Sendable, Hashable {
         self.since = since
         self.until = until
         self.after = after
+        self.before = before
+        self.order = order
         self.limit = limit
     }
 
@@ -50,7 +67,8 @@ public struct EventQuery: Sendable, Hashable {
 
     /// The parameters `parse` knows.
     public static let parameterNames = [
-        "after", "agent", "field", "level", "limit", "min_level", "rule", "since", "type", "until",
+        "after", "agent", "before", "field", "level", "limit", "min_level", "order", "rule", "since", "type",
+        "until",
     ]
 
     /// The most `field` filters one query may carry.
@@ -62,6 +80,10 @@ public struct EventQuery: Sendable, Hashable {
     ///
     /// With `alertsOnly` (`GET /v1/alerts`) the query is for alerts: `type` is refused, since only
     /// alerts are served, and `types` is `[.alert]`.
+    ///
+    /// `order` is `asc` (the default) or `desc`. Each order has its own cursor: `after` pages on
+    /// an ascending query, `before` a descending one; the other cursor is refused, so that a
+    /// cursor from one order is never read silently as a bound of the other.
     public static func parse<Key: StringProtocol, Value: StringProtocol>(
         _ parameters: some Sequence<(key: Key, value: Value)>,
         maxLimit: Int,
@@ -142,9 +164,25 @@ public struct EventQuery: Sendable, Hashable {
                 q[keyPath: keyPath] = t
             }
         }
+        if let text = first["order"] {
+            guard let order = Order(rawValue: text) else { throw Refusal("order: '\(text)' is not asc or desc") }
+            q.order = order
+        }
         if let after = first["after"] {
+            guard q.order == .asc else {
+                throw Refusal("after: order=desc pages with before=, not after= (after pages order=asc)")
+            }
             guard let v = Int64(after), v >= 0 else { throw Refusal("after: must be a non-negative integer cursor") }
             q.after = v
+        }
+        if let before = first["before"] {
+            guard q.order == .desc else {
+                throw Refusal("before: only with order=desc (an ascending query pages with after=)")
+            }
+            guard let v = Int64(before), v >= 0 else {
+                throw Refusal("before: must be a non-negative integer cursor")
+            }
+            q.before = v
         }
         if let limit = first["limit"] {
             guard let v = Int(limit), v >= 1, v <= maxLimit else {

@@ -149,7 +149,7 @@ public enum OCSF {
             "metadata": [
                 "product": ["name": "Vigil", "vendor_name": "Vigil", "version": .string(VigilVersion.string)],
                 "version": .string(schemaVersion),
-                "uid": .string("\(agentId):\(event.seq)"),
+                "uid": .string(uid(of: event, agentId: agentId)),
                 "sequence": .count(event.seq),
             ],
             "device": object([
@@ -188,13 +188,15 @@ public enum OCSF {
             )
             severity = alertSeverity(a.level)
             r["message"] = .string(a.title)
-            r.merge(findingObjects(a, agentId: agentId, seq: event.seq)) { _, new in new }
+            r.merge(findingObjects(a, agentId: agentId, uid: uid(of: event, agentId: agentId))) { _, new in new }
         case .health(let h):
             classification = .base
-            r["unmapped"] = [
+            var unmapped: [String: Value] = [
                 "kind": .string(h.kind),
                 "counters": .object(h.counters.mapValues { .count($0) }),
             ]
+            if !h.attributes.isEmpty { unmapped["attributes"] = .object(h.attributes.mapValues { .string($0) }) }
+            r["unmapped"] = .object(unmapped)
         case .gap(let g):
             classification = .base
             severity = (3, "Medium")
@@ -466,7 +468,16 @@ public enum OCSF {
         return r
     }
 
-    static func findingObjects(_ a: Alert, agentId: String, seq: UInt64) -> [String: Value] {
+    /// `agent:seq`; an alert the collector raised (seq 0, `Alert.origin`) is
+    /// `agent:collector:time_ns:rule_id` instead, as several share seq 0.
+    static func uid(of event: Event, agentId: String) -> String {
+        if case .alert(let a) = event.payload, let origin = a.origin {
+            return "\(agentId):\(origin):\(event.time.nanosecondsSinceEpoch):\(a.ruleId)"
+        }
+        return "\(agentId):\(event.seq)"
+    }
+
+    static func findingObjects(_ a: Alert, agentId: String, uid: String) -> [String: Value] {
         let attacks = techniques(in: a.tags).map { uid -> Value in ["technique": ["uid": .string(uid)]] }
         var related: Value? = nil
         var evidence: Value? = nil
@@ -483,8 +494,9 @@ public enum OCSF {
         }
         var r: [String: Value] = [
             "finding_info": object([
-                ("uid", .string("\(agentId):\(seq)")),
+                ("uid", .string(uid)),
                 ("title", .string(a.title)),
+                ("desc", a.detail.map { .string($0) }),
                 (
                     "analytic",
                     ["uid": .string(a.ruleId), "name": .string(a.title), "type_id": 1, "type": "Rule"]
@@ -495,6 +507,7 @@ public enum OCSF {
             "unmapped": object([
                 ("tags", .array(a.tags.map { .string($0) })),
                 ("author", a.author.map { .string($0) }),
+                ("origin", a.origin.map { .string($0) }),
                 ("suppressed_count", .count(a.suppressedCount)),
             ]),
         ]

@@ -9,6 +9,7 @@ public enum AgentFixture {
     ///   - collectorURL: where batches go.
     ///   - enrollToken: nil writes no token (the key is taken as enrolled out of band).
     ///   - batchMaxAgeMilliseconds: how soon a partial batch is sent; nil keeps the default.
+    ///   - extraConfiguration: top-level YAML appended to vigild.yaml.
     /// - Returns: the path of vigild.yaml.
     @discardableResult
     public static func write(
@@ -16,7 +17,8 @@ public enum AgentFixture {
         collection: String,
         collectorURL: String,
         enrollToken: String? = nil,
-        batchMaxAgeMilliseconds: Int? = 100
+        batchMaxAgeMilliseconds: Int? = 100,
+        extraConfiguration: String = ""
     ) throws -> String {
         try FileManager.default.createDirectory(atPath: dir + "/policies", withIntermediateDirectories: true)
         // The self-watchdog sheds under the bursts these tests make (a debug agent easily passes
@@ -32,6 +34,7 @@ public enum AgentFixture {
         if let enrollToken { config += "  enroll_token: \(enrollToken)\n" }
         config += "state_dir: state\npolicies_dir: policies\n"
         if let batchMaxAgeMilliseconds { config += "shipping:\n  batch_max_age_ms: \(batchMaxAgeMilliseconds)\n" }
+        config += extraConfiguration
         let path = dir + "/vigild.yaml"
         try config.write(toFile: path, atomically: true, encoding: .utf8)
         return path

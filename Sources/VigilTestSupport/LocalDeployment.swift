@@ -27,6 +27,7 @@ public final class LocalDeployment: Sendable {
     ///   - agentLauncher: a command the agent runs under (`["/usr/bin/setpriv", "--bounding-set=-sys_admin"]`,
     ///     say); empty runs vigild directly.
     ///   - agentEnvironment: added to the agent's environment.
+    ///   - agentConfiguration: top-level YAML appended to vigild.yaml (`status_interval_s: 1\n`, say).
     public init(
         in dir: String,
         collection: String,
@@ -34,7 +35,8 @@ public final class LocalDeployment: Sendable {
         collectorArguments: [String] = [],
         agentArguments: [String] = [],
         agentLauncher: [String] = [],
-        agentEnvironment: [String: String]? = nil
+        agentEnvironment: [String: String]? = nil,
+        agentConfiguration: String = ""
     ) throws {
         let port = freeLoopbackPort()
         base = "http://127.0.0.1:\(port)"
@@ -42,7 +44,8 @@ public final class LocalDeployment: Sendable {
             in: dir,
             collection: collection,
             collectorURL: base,
-            enrollToken: enrollToken
+            enrollToken: enrollToken,
+            extraConfiguration: agentConfiguration
         )
         collector = try ChildProcess(
             BuiltProducts.path("vigil-collector"),

@@ -37,6 +37,7 @@ public enum EventCodec {
             pb.kind = h.kind
             pb.message = h.message
             pb.counters = h.counters
+            pb.attributes = h.attributes
             m.health = pb
         case .gap(let g):
             var pb = Vigil_V1_GapRecord()
@@ -172,7 +173,9 @@ public enum EventCodec {
                 )
             )
         case .health(let h):
-            payload = .health(AgentHealth(kind: h.kind, message: h.message, counters: h.counters))
+            payload = .health(
+                AgentHealth(kind: h.kind, message: h.message, counters: h.counters, attributes: h.attributes)
+            )
         case .gap(let g):
             payload = .gap(
                 GapRecord(firstSeq: g.firstSeq, lastSeq: g.lastSeq, droppedByType: g.droppedByType, reason: g.reason)

@@ -13,7 +13,9 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         commandName: "vigil-collector",
         abstract: "Receive, verify and store Vigil agents' signed event batches.",
         discussion: """
-            Agents enroll with the token given here (POST /v1/enroll), then send signed, hash-chained
+            Agents enroll with a token (POST /v1/enroll): one issued by `vigilctl tokens create`
+            (one-time or reusable, optionally expiring; kept hashed in the store), or the one given
+            here with --enroll-token (reusable, never expires, never stored). Then they send signed, hash-chained
             batches (POST /v1/batches). Every batch is checked against the agent's enrolled Ed25519 key
             and its place in the agent's chain before anything is stored; gaps, reorders and forks are
             recorded and shown by `vigilctl agents`. Query with `vigilctl events` or GET /v1/events.
@@ -42,7 +44,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
 
     @Option(
         help: ArgumentHelp(
-            "Token agents present to enroll (or set VIGIL_ENROLL_TOKEN). Without one, enrollment is off.",
+            "A reusable token agents may present to enroll (or set VIGIL_ENROLL_TOKEN); compared as a digest, never stored. Without one, only tokens from `vigilctl tokens create` enroll.",
             valueName: "token"
         )
     )
@@ -94,6 +96,22 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     )
     var maxTailStreams: Int = 64
 
+    @Option(
+        help: ArgumentHelp(
+            "Batches per second each agent may send (a token bucket per agent, charged after the batch's signature verified); more are refused with 429 and Retry-After. 0: no limit.",
+            valueName: "rate"
+        )
+    )
+    var maxBatchRate: Double = BatchRateLimit.defaultPerSecond
+
+    @Option(
+        help: ArgumentHelp(
+            "Batches an agent may send back to back, e.g. draining its spool after an outage (default: a minute's worth of --max-batch-rate).",
+            valueName: "n"
+        )
+    )
+    var maxBatchBurst: Double?
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -111,6 +129,12 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         _ = try parseRetention()
         guard (1...10_000).contains(maxTailStreams) else {
             throw ValidationError("--max-tail-streams: must be from 1 to 10000")
+        }
+        guard maxBatchRate.isFinite, maxBatchRate >= 0 else {
+            throw ValidationError("--max-batch-rate: must be a number of batches a second, 0 or more")
+        }
+        if let maxBatchBurst, !maxBatchBurst.isFinite || maxBatchBurst < 1 {
+            throw ValidationError("--max-batch-burst: must be 1 or more")
         }
     }
 
@@ -175,6 +199,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                 configuration.tls = tls
                 configuration.retention = retention
                 configuration.maxTailStreams = maxTailStreams
+                configuration.batchRate = BatchRateLimit(perSecond: maxBatchRate, burst: maxBatchBurst)
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
                 let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in
@@ -183,7 +208,7 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                         metadata: [
                             "address": "\(host):\(port)", "store": "\(location)",
                             "tls": "\(tls == nil ? "off" : tlsClientCa == nil ? "on" : "mutual")",
-                            "enrollment": "\(token == nil ? "off" : "on")",
+                            "enrollment": "\(token == nil ? "issued tokens" : "issued tokens and --enroll-token")",
                             "reads": "\(readToken == nil ? "loopback only" : "API token")",
                         ]
                     )

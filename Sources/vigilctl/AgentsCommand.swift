@@ -45,7 +45,8 @@ struct AgentsRevokeCommand: AsyncParsableCommand {
 struct AgentsListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "List the agents a collector knows: last seen, batches, selftest, chain state."
+        abstract:
+            "List the agents a collector knows: version, policy hash, last seen, batches, spool backlog, selftest, chain state."
     )
 
     @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
@@ -70,18 +71,29 @@ struct AgentsListCommand: AsyncParsableCommand {
             return
         }
         print(
-            "AGENT                                 HOST                 LAST SEEN                    BATCHES  EVENTS    SELFTEST                 CHAIN"
+            "AGENT                                 HOST                 VERSION    POLICY       LAST SEEN                    BATCHES  EVENTS    BACKLOG   SELFTEST                 CHAIN"
         )
         for a in list.agents {
             let seen = a.lastSeen?.iso8601 ?? "never"
+            // What the agent last said about itself; "-" from an agent that never reported it.
+            let version = a.version ?? "-"
+            let policy = a.policyHash.map { String($0.prefix(12)) } ?? "-"
+            let backlog = a.lastStatus.map { String($0.spoolEvents) } ?? "-"
             // Loss the agent declared in signed gap records: honest, so not a chain anomaly.
             let declared =
                 a.declaredGaps == 0
                 ? ""
                 : " (gap: \(a.droppedEvents) event(s) dropped by the agent, declared in \(a.declaredGaps) signed record(s))"
             print(
-                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(a.selftestStatus.padded(24)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
+                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(version.padded(10)) \(policy.padded(12)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(backlog.padded(9)) \(a.selftestStatus.padded(24)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
             )
+            if let status = a.lastStatus,
+                status.eventsShed + status.queueDrops + status.kernelDrops + status.spoolDropped > 0
+            {
+                print(
+                    "    \(status.time.iso8601) status: \(status.spoolEvents) event(s) spooled (\(status.spoolBytes) bytes); since start \(status.eventsShed) shed, \(status.queueDrops) queue drop(s), \(status.kernelDrops) kernel drop(s), \(status.spoolDropped) dropped from the full spool"
+                )
+            }
             if let last = a.lastSelftest, !last.passed {
                 let passed = a.selftestPassedAt.map { "last passed \($0.iso8601)" } ?? "never passed"
                 print(

@@ -8,8 +8,9 @@ struct AlertsCommand: AsyncParsableCommand {
         commandName: "alerts",
         abstract: "Query alerts stored by a collector: time, agent, level, rule, title, ATT&CK tags.",
         discussion: """
-            Reads GET /v1/alerts, oldest first. Filters combine with AND and are those of \
-            `vigilctl events` (without --type). --field matches the event that triggered the \
+            Reads GET /v1/alerts, oldest first; --latest N prints the newest N matching alerts \
+            instead, whatever their age, still oldest first (the newest last). Filters combine \
+            with AND and are those of `vigilctl events` (without --type). --field matches the event that triggered the \
             alert (process.Image=/usr/bin/curl), or the alert itself (alert.title=..., \
             alert.tags=attack.t1105). The table shows times in UTC, the first 12 characters of \
             the agent id, and the tags without their `attack.` prefix; --json prints one alert per \
@@ -21,30 +22,39 @@ struct AlertsCommand: AsyncParsableCommand {
                   --field alert.tags=attack.t1105
               vigilctl alerts --collector http://127.0.0.1:8443 --rule 6a2f1b5c... \\
                   --json | jq .
+              vigilctl alerts --collector http://127.0.0.1:8443 --latest 20
             """
     )
 
     @OptionGroup var filters: QueryFilterOptions
 
-    @Option(help: ArgumentHelp("Most alerts to print.", valueName: "n"))
-    var limit: Int = 1000
+    @Option(help: ArgumentHelp("Most alerts to print, the oldest matching first (default 1000).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Print the newest n matching alerts (oldest of them first).", valueName: "n"))
+    var latest: Int?
 
     @Flag(help: "Print one JSON object per line instead of a table.")
     var json = false
 
     func validate() throws {
-        guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard limit == nil || latest == nil else {
+            throw ValidationError("--limit and --latest: give one (--latest N prints the newest N)")
+        }
+        guard (limit ?? 1) >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard (latest ?? 1) >= 1 else { throw ValidationError("--latest must be at least 1") }
     }
 
     func run() async throws {
         var pager = AlertPager(base: try collectorBase(filters.collector), parameters: try filters.parameters())
-        var remaining = limit
+        pager.position.newestFirst = latest != nil
+        var remaining = latest ?? limit ?? 1000
         var alerts: [StoredAlert] = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         while remaining > 0 {
             let page = try await pager.next(limit: remaining)
-            if json {
+            if json && latest == nil {
                 for alert in page.alerts { print(String(decoding: try encoder.encode(alert), as: UTF8.self)) }
             } else {
                 alerts += page.alerts
@@ -52,7 +62,12 @@ struct AlertsCommand: AsyncParsableCommand {
             remaining -= page.alerts.count
             guard page.more else { break }
         }
-        if !json { print(Self.table(alerts), terminator: "") }
+        if latest != nil { alerts.reverse() }
+        if json {
+            for alert in alerts { print(String(decoding: try encoder.encode(alert), as: UTF8.self)) }
+        } else {
+            print(Self.table(alerts), terminator: "")
+        }
     }
 
     /// The alerts as an aligned table with a header line; columns as wide as their widest cell,

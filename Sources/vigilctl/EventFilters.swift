@@ -139,12 +139,61 @@ struct EventFilterOptions: ParsableArguments {
     }
 }
 
+/// Follows the storage-id cursor of a query route (`next_cursor`), for `EventPager` and
+/// `AlertPager`.
+struct QueryCursor {
+    /// Newest first (`order=desc`, paged on with `before`) instead of oldest first (`after`).
+    var newestFirst = false
+    /// Where the next page starts; nil: at the start (oldest, or with `newestFirst` newest).
+    private(set) var cursor: Int64? = nil
+    private var stalled = 0
+
+    /// Empty pages that still had a cursor, in a row, before a pager stops (about 5 s).
+    static let maxStalled = 20
+
+    /// The URL of the next page of `route` with these filters, at most `limit` items.
+    func url(base: String, route: String, parameters: [(String, String)], limit: Int) -> String {
+        var query = parameters
+        query.append(("limit", String(min(max(limit, 1), EventPager.pageLimit))))
+        if newestFirst { query.append(("order", "desc")) }
+        if let cursor { query.append((newestFirst ? "before" : "after", String(cursor))) }
+        return base + route + "?" + query.map { "\($0.0)=\(percentEncode($0.1))" }.joined(separator: "&")
+    }
+
+    /// Moves to `next` (the page's `next_cursor`); returns whether more is waiting.
+    ///
+    /// An ascending page can come back short, even empty, with a cursor: on PostgreSQL the
+    /// collector holds back rows that are not final yet (a transaction with a lower id is still
+    /// open), and they come a moment later. After an empty page this waits a little before the
+    /// next request; after `maxStalled` empty pages in a row it says so on stderr and stops.
+    mutating func advance(returned: Int, next: Int64?) async throws -> Bool {
+        guard let next else { return false }
+        cursor = next
+        guard returned == 0 else {
+            stalled = 0
+            return true
+        }
+        stalled += 1
+        if stalled >= Self.maxStalled {
+            stalled = 0
+            FileHandle.standardError.write(
+                Data(
+                    "vigilctl: newer events are not final yet (a transaction on the collector's database is still open); ask again later with the same filters\n"
+                        .utf8
+                )
+            )
+            return false
+        }
+        try await Task.sleep(for: .milliseconds(250))
+        return true
+    }
+}
+
 /// Pages through `GET /v1/events` with the storage-id cursor.
 struct EventPager {
     let base: String
     let parameters: [(String, String)]
-    /// The storage id of the last event returned; the next page starts after it.
-    private(set) var cursor: Int64? = nil
+    var position = QueryCursor()
 
     /// The most events one request asks for.
     static let pageLimit = 5000
@@ -154,16 +203,12 @@ struct EventPager {
         var next_cursor: Int64?
     }
 
-    /// The next page of at most `limit` events after the cursor, and whether the collector
-    /// said more are waiting. Moves the cursor past the events returned.
+    /// The next page of at most `limit` events from the cursor, and whether the collector said
+    /// more are waiting. Moves the cursor to the page's `next_cursor`.
     mutating func next(limit: Int = pageLimit) async throws -> (events: [StoredEvent], more: Bool) {
-        var query = parameters
-        query.append(("limit", String(min(max(limit, 1), Self.pageLimit))))
-        if let cursor { query.append(("after", String(cursor))) }
-        let url = base + "/v1/events?" + query.map { "\($0.0)=\(percentEncode($0.1))" }.joined(separator: "&")
+        let url = position.url(base: base, route: "/v1/events", parameters: parameters, limit: limit)
         let page = try JSONDecoder().decode(Page.self, from: try await getJSON(url))
-        if let last = page.events.last { cursor = last.id }
-        return (page.events, page.next_cursor != nil && !page.events.isEmpty)
+        return (page.events, try await position.advance(returned: page.events.count, next: page.next_cursor))
     }
 }
 
@@ -171,7 +216,7 @@ struct EventPager {
 struct AlertPager {
     let base: String
     let parameters: [(String, String)]
-    private(set) var cursor: Int64? = nil
+    var position = QueryCursor()
 
     private struct Page: Decodable {
         var alerts: [StoredAlert]
@@ -179,12 +224,8 @@ struct AlertPager {
     }
 
     mutating func next(limit: Int = EventPager.pageLimit) async throws -> (alerts: [StoredAlert], more: Bool) {
-        var query = parameters
-        query.append(("limit", String(min(max(limit, 1), EventPager.pageLimit))))
-        if let cursor { query.append(("after", String(cursor))) }
-        let url = base + "/v1/alerts?" + query.map { "\($0.0)=\(percentEncode($0.1))" }.joined(separator: "&")
+        let url = position.url(base: base, route: "/v1/alerts", parameters: parameters, limit: limit)
         let page = try JSONDecoder().decode(Page.self, from: try await getJSON(url))
-        if let last = page.alerts.last { cursor = last.id }
-        return (page.alerts, page.next_cursor != nil && !page.alerts.isEmpty)
+        return (page.alerts, try await position.advance(returned: page.alerts.count, next: page.next_cursor))
     }
 }

@@ -23,37 +23,56 @@ struct EventsCommand: AsyncParsableCommand {
               vigilctl events --collector http://127.0.0.1:8443 --type flow \\
                   --field flow.resp_p=4444
               vigilctl events --collector http://127.0.0.1:8443 --min-level high --since 1d
+              vigilctl events --collector http://127.0.0.1:8443 --latest 20 --type process
+
+            Events print oldest first. --latest N prints the newest N matching events instead, \
+            still oldest first (the newest last, as a log reads), whatever their age.
             """
     )
 
     @OptionGroup var filters: EventFilterOptions
 
-    @Option(help: ArgumentHelp("Most events to print.", valueName: "n"))
-    var limit: Int = 1000
+    @Option(help: ArgumentHelp("Most events to print, the oldest matching first (default 1000).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Print the newest n matching events (oldest of them first).", valueName: "n"))
+    var latest: Int?
 
     @Flag(help: "Print one JSON object per line instead of a table.")
     var json = false
 
     func validate() throws {
-        guard limit >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard limit == nil || latest == nil else {
+            throw ValidationError("--limit and --latest: give one (--latest N prints the newest N)")
+        }
+        guard (limit ?? 1) >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard (latest ?? 1) >= 1 else { throw ValidationError("--latest must be at least 1") }
     }
 
     func run() async throws {
         var pager = try filters.pager()
-        var remaining = limit
+        pager.position.newestFirst = latest != nil
+        var remaining = latest ?? limit ?? 1000
+        var newest: [StoredEvent] = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        func show(_ stored: StoredEvent) throws {
+            if json {
+                print(String(decoding: try encoder.encode(stored), as: UTF8.self))
+            } else {
+                print(EventFormatter.line(stored.event, agentId: stored.agentId))
+            }
+        }
         while remaining > 0 {
             let page = try await pager.next(limit: remaining)
-            for stored in page.events {
-                if json {
-                    print(String(decoding: try encoder.encode(stored), as: UTF8.self))
-                } else {
-                    print(EventFormatter.line(stored.event, agentId: stored.agentId))
-                }
+            if latest == nil {
+                for stored in page.events { try show(stored) }
+            } else {
+                newest += page.events
             }
             remaining -= page.events.count
             guard page.more else { break }
         }
+        for stored in newest.reversed() { try show(stored) }
     }
 }

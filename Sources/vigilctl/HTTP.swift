@@ -38,19 +38,24 @@ func getJSON(_ url: String) async throws -> Data {
     try await requestJSON(url, method: .GET)
 }
 
-/// Sends a bodiless request to a collector URL and returns the JSON body, as `getJSON`.
-func requestJSON(_ url: String, method: HTTPMethod) async throws -> Data {
+/// Sends a request (bodiless, or with a JSON `body`) to a collector URL and returns the JSON
+/// body of a 2xx answer, as `getJSON`.
+func requestJSON(_ url: String, method: HTTPMethod, body: Data? = nil) async throws -> Data {
     let client = try makeCollectorHTTPClient()
     do {
         var request = HTTPClientRequest(url: url)
         request.method = method
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(data: body))
+        }
         if let token = ProcessInfo.processInfo.environment["VIGIL_API_TOKEN"], !token.isEmpty {
             request.headers.add(name: "Authorization", value: "Bearer \(token)")
         }
         let response = try await client.execute(request, timeout: .seconds(30))
         let body = Data(buffer: try await response.body.collect(upTo: 256 << 20))
         try await client.shutdown()
-        guard response.status.code == 200 else {
+        guard (200..<300).contains(response.status.code) else {
             let json = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
             let message = json?["message"] as? String ?? String(decoding: body.prefix(500), as: UTF8.self)
             throw CommandFailure("collector answered \(response.status.code): \(message)")

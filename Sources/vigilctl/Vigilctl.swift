@@ -9,6 +9,7 @@ struct Vigilctl: AsyncParsableCommand {
         version: VigilVersion.string,
         subcommands: [
             EventsCommand.self, TailCommand.self, AlertsCommand.self, ExportCommand.self, AgentsCommand.self,
+            TokensCommand.self,
             KeygenCommand.self, VerifyCommand.self,
             FlowsCommand.self,
             PolicyCommand.self, SelftestCommand.self,

@@ -94,10 +94,12 @@ struct Vigild: AsyncParsableCommand {
             let command = try parseAsRoot()
             if let vigild = command as? Vigild, vigild.checkConfig {
                 let configuration = try vigild.loadConfiguration()
+                let metrics: String = configuration.metricsListen.map { "metrics_listen \($0)" } ?? "metrics off"
                 print(
                     "\(vigild.config!): OK: collector \(configuration.collectorURLs.joined(separator: ", ")), "
                         + "enroll token \(configuration.enrollToken == nil ? "not set" : "set"), "
-                        + "state \(configuration.stateDirectory), policies \(configuration.policiesDirectory)"
+                        + "state \(configuration.stateDirectory), policies \(configuration.policiesDirectory), "
+                        + "\(metrics), status every \(configuration.statusIntervalSeconds) s"
                 )
             } else if let vigild = command as? Vigild, !vigild.demo {
                 let started = try vigild.startAgent()

@@ -44,11 +44,12 @@ struct CollectorHTTPTests {
 
         let identity = AgentIdentity.generate()
         let events = [Event(seq: 1, payload: .file(FileEvent(action: .create, targetFilename: "/tmp/a")))]
-        let batch = try BatchSealer(identity: identity).seal(
+        let sealed = try BatchSealer(identity: identity).seal(
             events: events,
             batchSeq: 1,
             prevHeaderHash: genesisHeaderHash
-        ).serialized()
+        )
+        let batch = sealed.serialized()
 
         // Not enrolled yet: 401 unknown_agent.
         var (status, body) = try await curl(base + "/v1/batches", post: batch)
@@ -109,6 +110,17 @@ struct CollectorHTTPTests {
         #expect(status == 400 && body.contains("level"), "\(status) \(body)")
         (status, body) = try await curl(base + "/v1/alerts?type=file")
         #expect(status == 400 && body.contains("type"), "\(status) \(body)")
+        // Each order pages with its own cursor; the other one is refused, by name.
+        (status, body) = try await curl(base + "/v1/events?order=sideways")
+        #expect(status == 400 && body.contains("order:"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events?order=desc&after=1")
+        #expect(status == 400 && body.contains("after:"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/alerts?before=5")
+        #expect(status == 400 && body.contains("before:"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events/stream?order=desc")
+        #expect(status == 400 && body.contains("order:"), "\(status) \(body)")
+        (status, body) = try await curl(base + "/v1/events?order=desc&limit=1")
+        #expect(status == 200 && body.contains("\"next_cursor\""), "\(status) \(body)")
 
         // Field and level filters, and the alerts route (no alerts stored).
         (status, body) = try await curl(base + "/v1/events?field=file.TargetFilename:/tmp/a&field=file.action:create")
@@ -117,6 +129,30 @@ struct CollectorHTTPTests {
         #expect(status == 200 && body.contains("\"events\":[]"), "\(status) \(body)")
         (status, body) = try await curl(base + "/v1/alerts?min_level=high&field=process.Image:%27%20OR%201=1--")
         #expect(status == 200 && body.contains("\"alerts\":[]"), "\(status) \(body)")
+
+        // vigilctl events --latest N: the newest N (paged newest first), printed oldest first.
+        let later = (2...6).map {
+            Event(seq: $0, payload: .file(FileEvent(action: .create, targetFilename: "/tmp/l\($0)")))
+        }
+        let batch2 = try BatchSealer(identity: identity).seal(
+            events: later,
+            batchSeq: 2,
+            prevHeaderHash: sealed.headerHash
+        )
+        (status, body) = try await curl(base + "/v1/batches", post: batch2.serialized())
+        #expect(status == 200 && body.contains("\"accepted\""), "\(status) \(body)")
+        let vigilctl = BuiltProducts.path("vigilctl")
+        var result = try await runCommand(vigilctl, ["events", "--collector", base, "--type", "file", "--latest", "3"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(
+            result.stdout.split(separator: "\n").map {
+                $0.contains("/tmp/l4") ? 4 : $0.contains("/tmp/l5") ? 5 : $0.contains("/tmp/l6") ? 6 : 0
+            }
+                == [4, 5, 6],
+            "\(result.stdout)"
+        )
+        result = try await runCommand(vigilctl, ["events", "--collector", base, "--latest", "2", "--limit", "2"])
+        #expect(result.status != 0 && result.stderr.contains("--latest"), "\(result.stderr)")
 
         #expect(await collector.stop() == 0, "\(collector.stderr)")
     }

@@ -175,7 +175,7 @@ struct DashboardTests {
         #expect(dom.contains(">whole</td>"))
         #expect(dom.contains("<td class=\"ok\">0</td><td class=\"ok\">0</td><td class=\"muted\">never</td>"))
         // The alert: level, rule, title, ATT&CK tags, the matched command line as text.
-        #expect(dom.contains("Recent alerts (1, last 30 days)"), "\(dom)")
+        #expect(dom.contains("Recent alerts (1, newest first)"), "\(dom)")
         #expect(dom.contains(">\(Self.ruleId)</a>"))
         #expect(dom.contains("<td class=\"level-high\">high</td>"))
         #expect(dom.contains("Download piped to shell &lt;b&gt;bold&lt;/b&gt;"))

@@ -44,8 +44,12 @@ struct CollectorFixture {
         )
     }
 
+    /// The agent's own stored events: the collector's chain-anomaly alerts (`ChainAlert`) left out.
     func count(_ agentId: String) async throws -> Int {
-        try await store.events(EventQuery(agentId: agentId, limit: 10_000)).count
+        try await store.events(EventQuery(agentId: agentId, limit: 10_000)).filter {
+            guard case .alert(let alert) = $0.event.payload else { return true }
+            return !alert.isCollectorGenerated
+        }.count
     }
 
     /// A second collector on the same store location (the scale-out shape): runs `body` with it.

@@ -264,6 +264,73 @@ struct QueryFilterTests {
         }
     }
 
+    /// "A3"-style labels of stored events, in order.
+    static func labels(_ events: [StoredEvent], _ ids: (String, String)) -> [String] {
+        events.map { ($0.agentId == ids.0 ? "A" : "B") + String($0.event.seq) }
+    }
+
+    /// Every page of `pairs` through `Collector.page` (the routes' paging), `limit` at a time,
+    /// following `next_cursor` with the cursor of the query's order.
+    static func pages(
+        _ f: CollectorFixture,
+        _ pairs: [(String, String)],
+        limit: Int,
+        alertsOnly: Bool = false
+    ) async throws -> [[StoredEvent]] {
+        let cursorName = pairs.contains { $0 == ("order", "desc") } ? "before" : "after"
+        var pages: [[StoredEvent]] = []
+        var cursor: Int64? = nil
+        for _ in 0..<100 {
+            var page = pairs + [("limit", String(limit))]
+            if let cursor { page.append((cursorName, String(cursor))) }
+            let got = try await f.collector.page(try query(page, alertsOnly: alertsOnly))
+            #expect(got.events.count <= limit)
+            pages.append(got.events)
+            guard let next = got.nextCursor else { return pages }
+            #expect(got.events.count == limit, "a short page with a cursor while nothing is in flight")
+            cursor = next
+        }
+        Issue.record("paging did not end")
+        return pages
+    }
+
+    @Test("order=desc: newest first, paged with before, the same sets as ascending", arguments: Backend.allCases)
+    func newestFirst(backend: Backend) async throws {
+        try await withCollector(backend) { f in
+            let ids = try await Self.load(f)
+            // Exact answers, across pages of two, with filters.
+            let expected: [([(String, String)], [String])] = [
+                ([], ["B2", "B1", "A10", "A9", "A8", "A7", "A6", "A5", "A4", "A3", "A2", "A1"]),
+                ([("type", "alert"), ("min_level", "medium")], ["B1", "A8", "A6", "A5"]),
+                ([("field", "process.Image:/usr/bin/curl")], ["B2", "B1", "A5", "A1"]),
+                ([("agent", ids.0), ("type", "process,flow")], ["A4", "A2", "A1"]),
+                ([("field", "alert.tags:attack.t1105"), ("level", "high")], ["A8", "A5"]),
+                ([("type", "gap")], []),
+            ]
+            for (filters, newest) in expected {
+                let desc = try await Self.pages(f, filters + [("order", "desc")], limit: 2)
+                #expect(Self.labels(desc.flatMap { $0 }, ids) == newest, "\(filters)")
+                #expect(desc.count == max(1, (newest.count + 1) / 2 + (newest.count % 2 == 0 ? 1 : 0)))
+                let asc = try await Self.pages(f, filters + [("order", "asc")], limit: 2)
+                #expect(Self.labels(asc.flatMap { $0 }, ids) == newest.reversed(), "\(filters)")
+                let storageIds = desc.flatMap { $0 }.map(\.id)
+                #expect(storageIds == storageIds.sorted(by: >) && Set(storageIds).count == storageIds.count)
+            }
+            // Alerts, through the alerts query, with a cursor in the middle: only older ones.
+            let all = try await Self.pages(f, [("order", "desc")], limit: 100, alertsOnly: true).flatMap { $0 }
+            #expect(Self.labels(all, ids) == ["B1", "A9", "A8", "A7", "A6", "A5"])
+            let below = try await f.store.alerts(
+                try Self.query([("order", "desc"), ("before", String(all[2].id)), ("limit", "2")], alertsOnly: true)
+            )
+            #expect(below.map { ($0.agentId == ids.0 ? "A" : "B") + String($0.seq) } == ["A7", "A6"])
+            // The dashboard asks for the newest alerts, whatever their age.
+            let newest3 = try await Dashboard.recentAlerts(f.store, count: 3)
+            #expect(Self.labels(newest3, ids) == ["B1", "A9", "A8"])
+            let newest50 = try await Dashboard.recentAlerts(f.store, count: 50)
+            #expect(Self.labels(newest50, ids) == Self.labels(all, ids))
+        }
+    }
+
     @Test("bad filters are refused with a message that names the parameter")
     func refusals() throws {
         func refusal(_ pairs: [(String, String)], alertsOnly: Bool = false) -> String? {
@@ -303,6 +370,21 @@ struct QueryFilterTests {
         )
         #expect(refusal([("type", "alert")], alertsOnly: true)?.hasPrefix("type:") == true)
         #expect(refusal([("fields", "process.Image:x")])?.hasPrefix("unknown query parameter 'fields'") == true)
+        // Order and its cursors: each order pages with its own cursor; the other is refused.
+        #expect(refusal([("order", "sideways")]) == "order: 'sideways' is not asc or desc")
+        #expect(refusal([("order", "DESC")])?.hasPrefix("order:") == true)
+        #expect(refusal([("before", "5")])?.hasPrefix("before: only with order=desc") == true)
+        #expect(refusal([("order", "asc"), ("before", "5")])?.hasPrefix("before: only with order=desc") == true)
+        #expect(
+            refusal([("order", "desc"), ("after", "5")])?.hasPrefix("after: order=desc pages with before=") == true
+        )
+        #expect(refusal([("after", "5"), ("order", "desc")], alertsOnly: true)?.hasPrefix("after:") == true)
+        #expect(refusal([("order", "desc"), ("before", "-1")]) == "before: must be a non-negative integer cursor")
+        #expect(refusal([("order", "desc"), ("before", "x")])?.hasPrefix("before:") == true)
+        #expect(refusal([("order", "desc"), ("before", "99999999999999999999")])?.hasPrefix("before:") == true)
+        let desc = try Self.query([("order", "desc"), ("before", "7")], alertsOnly: true)
+        #expect(desc.order == .desc && desc.before == 7 && desc.after == nil)
+        #expect(try Self.query([("after", "3")]).order == .asc)
 
         let q = try Self.query([("level", "critical,low,critical"), ("field", "Flow.Resp_P:0443")], alertsOnly: true)
         #expect(q.types == [.alert])
@@ -385,7 +467,10 @@ struct QueryFilterTests {
             try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
                 try await Self.expectBackfilled(store)
             }
-            #expect(try await database.run("SELECT max(version) FROM schema_migrations") == "5")
+            #expect(
+                try await database.run("SELECT max(version) FROM schema_migrations")
+                    == String(PostgresEventStore.migrations.map(\.version).max() ?? 0)
+            )
         }
     }
 }

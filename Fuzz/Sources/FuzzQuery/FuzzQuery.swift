@@ -19,6 +19,7 @@ enum QueryTarget: FuzzTarget {
             "level=high,critical&min_level=medium&field=process.Image:/usr/bin/curl&field=flow.resp_p:4444",
             "field=alert.tags:attack.t1105&field=PROCESS.USER:root", "field=process.colour:red", "field=flow.orig_p:x",
             "min_level=HIGH", "level=low,", "field=process.Image:&field=nocolon",
+            "order=desc&before=42&limit=50", "before=42", "order=desc&after=1", "order=DESC", "order=desc&before=-5",
         ].map { Array($0.utf8) }
     }
 
@@ -52,7 +53,9 @@ enum QueryTarget: FuzzTarget {
                 query.agentId.map(EventQuery.isValidAgentId) ?? true,
                 "agent id \(query.agentId ?? "") accepted"
             )
-            FuzzCheck.require((query.after ?? 0) >= 0, "negative cursor accepted")
+            FuzzCheck.require((query.after ?? 0) >= 0 && (query.before ?? 0) >= 0, "negative cursor accepted")
+            FuzzCheck.require(query.after == nil || query.order == .asc, "after accepted with order=desc")
+            FuzzCheck.require(query.before == nil || query.order == .desc, "before accepted with order=asc")
             FuzzCheck.require(query.ruleId.map { (1...200).contains($0.utf8.count) } ?? true, "rule id length")
         } catch {
             FuzzCheck.require(!error.message.isEmpty, "refusal without a message")
