@@ -93,7 +93,8 @@ struct TokensCreateCommand: AsyncParsableCommand {
 
     /// Whole seconds of `90s`, `15m`, `24h`, `7d`; nil for anything else or over ten years.
     static func seconds(_ text: String) -> Int64? {
-        guard let last = text.last, let unit = (["s": 1, "m": 60, "h": 3600, "d": 86_400] as [String: Int64])[String(last)],
+        let units: [String: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        guard let last = text.last, let unit = units[String(last)],
             let n = Int64(text.dropLast()), n >= 0, n <= 10 * 366 * 86_400 / unit
         else { return nil }
         return n * unit
