@@ -113,7 +113,8 @@ struct DeliveryRefusalTests {
         let seconds = retryAfter.flatMap {
             Int($0.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
         }
-        #expect(seconds == 2, "headers: \(headers)")
+        // One token per 2 s: 2, or 1 when the machine took over a second between the two requests.
+        #expect((1...2).contains(seconds ?? 0), "headers: \(headers)")
         try await Task.sleep(for: .seconds(seconds ?? 2))
         (status, _, body) = try await curl(base + "/v1/batches", post: second.serialized())
         #expect(status == 200 && body.contains("\"accepted\""), "\(status) \(body)")
