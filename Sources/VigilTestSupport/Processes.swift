@@ -154,3 +154,55 @@ public func sqliteRows(_ database: String, _ sql: String) async throws -> [[Stri
         $0.split(separator: "|", omittingEmptySubsequences: false).map(String.init)
     }
 }
+
+/// What `curl(_:)` got back.
+public struct HTTPAnswer: Sendable {
+    public var status: Int
+    /// The raw response header block (status line and `Name: value` lines, CRLF-separated).
+    public var headers: String
+    public var contentType: String
+    public var body: String
+
+    /// The values of every response header called `name` (case-insensitive).
+    public func header(_ name: String) -> [String] {
+        headers.split(separator: "\r\n").compactMap { line in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2, parts[0].lowercased() == name.lowercased() else { return nil }
+            return parts[1].trimmingCharacters(in: .whitespaces)
+        }
+    }
+}
+
+/// One HTTP request with the curl CLI: a GET, or a POST of `body` as `contentType`; `token` as a
+/// bearer token, `method` overriding the verb, `extra` passed to curl before the URL.
+public func curl(
+    _ url: String,
+    post body: [UInt8]? = nil,
+    contentType: String = "application/x-vigil-batch",
+    token: String? = nil,
+    method: String? = nil,
+    extra: [String] = []
+) async throws -> HTTPAnswer {
+    let base = NSTemporaryDirectory() + "vigil-curl-\(UUID().uuidString)"
+    let headerFile = base + ".headers"
+    defer { unlink(headerFile) }
+    var args = ["-sS", "-D", headerFile, "-o", "-", "-w", "\n%{content_type}\n%{http_code}"]
+    if let token { args += ["-H", "Authorization: Bearer \(token)"] }
+    if let method { args += ["-X", method] }
+    if let body {
+        let bodyFile = base + ".body"
+        try Data(body).write(to: URL(fileURLWithPath: bodyFile))
+        args += ["-H", "Content-Type: \(contentType)", "--data-binary", "@\(bodyFile)"]
+    }
+    defer { unlink(base + ".body") }
+    let result = try await runCommand("/usr/bin/curl", args + extra + [url])
+    var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
+    let status = Int(lines.popLast() ?? "") ?? -1
+    let type = String(lines.popLast() ?? "")
+    return HTTPAnswer(
+        status: status,
+        headers: (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? "",
+        contentType: type,
+        body: lines.joined(separator: "\n")
+    )
+}

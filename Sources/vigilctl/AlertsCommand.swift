@@ -28,33 +28,18 @@ struct AlertsCommand: AsyncParsableCommand {
 
     @OptionGroup var filters: QueryFilterOptions
 
-    @Option(help: ArgumentHelp("Most alerts to print, the oldest matching first (default 1000).", valueName: "n"))
-    var limit: Int?
-
-    @Option(help: ArgumentHelp("Print the newest n matching alerts (oldest of them first).", valueName: "n"))
-    var latest: Int?
-
-    @Flag(help: "Print one JSON object per line instead of a table.")
-    var json = false
-
-    func validate() throws {
-        guard limit == nil || latest == nil else {
-            throw ValidationError("--limit and --latest: give one (--latest N prints the newest N)")
-        }
-        guard (limit ?? 1) >= 1 else { throw ValidationError("--limit must be at least 1") }
-        guard (latest ?? 1) >= 1 else { throw ValidationError("--latest must be at least 1") }
-    }
+    @OptionGroup var listing: ListingOptions
 
     func run() async throws {
         var pager = AlertPager(base: try collectorBase(filters.collector), parameters: try filters.parameters())
-        pager.position.newestFirst = latest != nil
-        var remaining = latest ?? limit ?? 1000
+        pager.position.newestFirst = listing.newestFirst
+        var remaining = listing.count
         var alerts: [StoredAlert] = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         while remaining > 0 {
             let page = try await pager.next(limit: remaining)
-            if json && latest == nil {
+            if listing.json && !listing.newestFirst {
                 for alert in page.alerts { print(String(decoding: try encoder.encode(alert), as: UTF8.self)) }
             } else {
                 alerts += page.alerts
@@ -62,8 +47,8 @@ struct AlertsCommand: AsyncParsableCommand {
             remaining -= page.alerts.count
             guard page.more else { break }
         }
-        if latest != nil { alerts.reverse() }
-        if json {
+        if listing.newestFirst { alerts.reverse() }
+        if listing.json {
             for alert in alerts { print(String(decoding: try encoder.encode(alert), as: UTF8.self)) }
         } else {
             print(Self.table(alerts), terminator: "")

@@ -141,6 +141,31 @@ struct EventFilterOptions: ParsableArguments {
 
 /// Follows the storage-id cursor of a query route (`next_cursor`), for `EventPager` and
 /// `AlertPager`.
+/// How many matching items `vigilctl events` and `vigilctl alerts` print, which end, and how.
+struct ListingOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Most to print, the oldest matching first (default 1000).", valueName: "n"))
+    var limit: Int?
+
+    @Option(help: ArgumentHelp("Print the newest n matching (oldest of them first).", valueName: "n"))
+    var latest: Int?
+
+    @Flag(help: "Print one JSON object per line instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard limit == nil || latest == nil else {
+            throw ValidationError("--limit and --latest: give one (--latest N prints the newest N)")
+        }
+        guard (limit ?? 1) >= 1 else { throw ValidationError("--limit must be at least 1") }
+        guard (latest ?? 1) >= 1 else { throw ValidationError("--latest must be at least 1") }
+    }
+
+    /// Pages are read newest first (`--latest`).
+    var newestFirst: Bool { latest != nil }
+    /// How many items to print.
+    var count: Int { latest ?? limit ?? 1000 }
+}
+
 struct QueryCursor {
     /// Newest first (`order=desc`, paged on with `before`) instead of oldest first (`after`).
     var newestFirst = false

@@ -32,32 +32,17 @@ struct EventsCommand: AsyncParsableCommand {
 
     @OptionGroup var filters: EventFilterOptions
 
-    @Option(help: ArgumentHelp("Most events to print, the oldest matching first (default 1000).", valueName: "n"))
-    var limit: Int?
-
-    @Option(help: ArgumentHelp("Print the newest n matching events (oldest of them first).", valueName: "n"))
-    var latest: Int?
-
-    @Flag(help: "Print one JSON object per line instead of a table.")
-    var json = false
-
-    func validate() throws {
-        guard limit == nil || latest == nil else {
-            throw ValidationError("--limit and --latest: give one (--latest N prints the newest N)")
-        }
-        guard (limit ?? 1) >= 1 else { throw ValidationError("--limit must be at least 1") }
-        guard (latest ?? 1) >= 1 else { throw ValidationError("--latest must be at least 1") }
-    }
+    @OptionGroup var listing: ListingOptions
 
     func run() async throws {
         var pager = try filters.pager()
-        pager.position.newestFirst = latest != nil
-        var remaining = latest ?? limit ?? 1000
+        pager.position.newestFirst = listing.newestFirst
+        var remaining = listing.count
         var newest: [StoredEvent] = []
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         func show(_ stored: StoredEvent) throws {
-            if json {
+            if listing.json {
                 print(String(decoding: try encoder.encode(stored), as: UTF8.self))
             } else {
                 print(EventFormatter.line(stored.event, agentId: stored.agentId))
@@ -65,7 +50,7 @@ struct EventsCommand: AsyncParsableCommand {
         }
         while remaining > 0 {
             let page = try await pager.next(limit: remaining)
-            if latest == nil {
+            if !listing.newestFirst {
                 for stored in page.events { try show(stored) }
             } else {
                 newest += page.events

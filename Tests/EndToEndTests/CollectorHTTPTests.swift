@@ -14,18 +14,8 @@ struct CollectorHTTPTests {
         post body: [UInt8]? = nil,
         contentType: String = "application/x-vigil-batch"
     ) async throws -> (Int, String) {
-        var args = ["-sS", "-o", "-", "-w", "\n%{http_code}", url]
-        var bodyFile: String? = nil
-        if let body {
-            let path = NSTemporaryDirectory() + "vigil-body-\(UUID().uuidString)"
-            try Data(body).write(to: URL(fileURLWithPath: path))
-            bodyFile = path
-            args += ["-H", "Content-Type: \(contentType)", "--data-binary", "@\(path)"]
-        }
-        defer { if let bodyFile { unlink(bodyFile) } }
-        let result = try await runCommand("/usr/bin/curl", args)
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+        let answer = try await VigilTestSupport.curl(url, post: body, contentType: contentType)
+        return (answer.status, answer.body)
     }
 
     @Test("refusals carry a status and a reason; accepted batches are stored once")
@@ -165,12 +155,12 @@ struct CollectorReadAuthorizationTests {
     static let address = "198.18.47.1"
 
     func curl(_ url: String, from source: String? = nil, token: String? = nil) async throws -> (Int, String) {
-        var args = ["-sS", "-o", "-", "-w", "\n%{http_code}"]
-        if let source { args += ["--interface", source] }
-        if let token { args += ["-H", "Authorization: Bearer \(token)"] }
-        let result = try await runCommand("/usr/bin/curl", args + [url])
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        return (Int(lines.last ?? "") ?? -1, lines.dropLast().joined(separator: "\n"))
+        let answer = try await VigilTestSupport.curl(
+            url,
+            token: token,
+            extra: source.map { ["--interface", $0] } ?? []
+        )
+        return (answer.status, answer.body)
     }
 
     @Test("read routes need the API token when set, and a loopback client when not")

@@ -39,34 +39,9 @@ struct DashboardTests {
         return result.stdout
     }
 
-    struct HTTPAnswer {
-        var status: Int
-        var headers: String
-        var body: String
-        func header(_ name: String) -> [String] {
-            headers.split(separator: "\r\n").compactMap { line in
-                let parts = line.split(separator: ":", maxSplits: 1)
-                guard parts.count == 2, parts[0].lowercased() == name.lowercased() else { return nil }
-                return parts[1].trimmingCharacters(in: .whitespaces)
-            }
-        }
-    }
-
     /// One request with curl: status, raw response headers, body.
     func curl(_ url: String, _ extra: [String] = []) async throws -> HTTPAnswer {
-        let headerFile = dir + "/headers-\(UUID().uuidString)"
-        defer { unlink(headerFile) }
-        let result = try await runCommand(
-            "/usr/bin/curl",
-            ["-sS", "-D", headerFile, "-o", "-", "-w", "\n%{http_code}"] + extra + [url]
-        )
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        let headers = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
-        return HTTPAnswer(
-            status: Int(lines.last ?? "") ?? -1,
-            headers: headers,
-            body: lines.dropLast().joined(separator: "\n")
-        )
+        try await VigilTestSupport.curl(url, extra: extra)
     }
 
     /// A collector on loopback with an enrolled agent (hostile hostname) that sent one signed

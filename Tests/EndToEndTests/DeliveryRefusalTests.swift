@@ -14,24 +14,9 @@ struct DeliveryRefusalTests {
         _ url: String,
         post body: [UInt8]? = nil,
         contentType: String = "application/x-vigil-batch"
-    ) async throws
-        -> (Int, String, String)
-    {
-        let headerFile = NSTemporaryDirectory() + "vigil-headers-\(UUID().uuidString)"
-        defer { unlink(headerFile) }
-        var args = ["-sS", "-D", headerFile, "-o", "-", "-w", "\n%{http_code}", url]
-        var bodyFile: String? = nil
-        if let body {
-            let path = NSTemporaryDirectory() + "vigil-body-\(UUID().uuidString)"
-            try Data(body).write(to: URL(fileURLWithPath: path))
-            bodyFile = path
-            args += ["-H", "Content-Type: \(contentType)", "--data-binary", "@\(path)"]
-        }
-        defer { if let bodyFile { unlink(bodyFile) } }
-        let result = try await runCommand("/usr/bin/curl", args)
-        let lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        let headers = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
-        return (Int(lines.last ?? "") ?? -1, headers, lines.dropLast().joined(separator: "\n"))
+    ) async throws -> (Int, String, String) {
+        let answer = try await VigilTestSupport.curl(url, post: body, contentType: contentType)
+        return (answer.status, answer.headers, answer.body)
     }
 
     /// The value of a Prometheus sample line starting with `prefix` in the collector's `/metrics`.

@@ -16,22 +16,14 @@ struct MetricsTests {
         token: String? = nil,
         method: String? = nil
     ) async throws -> (status: Int, body: String, contentType: String) {
-        var args = ["-sS", "-o", "-", "-w", "\n%{content_type}\n%{http_code}", url]
-        if let token { args += ["-H", "Authorization: Bearer \(token)"] }
-        if let method { args += ["-X", method] }
-        var bodyFile: String? = nil
-        if let body {
-            let path = NSTemporaryDirectory() + "vigil-body-\(UUID().uuidString)"
-            try Data(body).write(to: URL(fileURLWithPath: path))
-            bodyFile = path
-            args += ["-H", "Content-Type: \(contentType)", "--data-binary", "@\(path)"]
-        }
-        defer { if let bodyFile { unlink(bodyFile) } }
-        let result = try await runCommand("/usr/bin/curl", args)
-        var lines = result.stdout.split(separator: "\n", omittingEmptySubsequences: false)
-        let status = Int(lines.popLast() ?? "") ?? -1
-        let type = String(lines.popLast() ?? "")
-        return (status, lines.joined(separator: "\n"), type)
+        let answer = try await VigilTestSupport.curl(
+            url,
+            post: body,
+            contentType: contentType,
+            token: token,
+            method: method
+        )
+        return (answer.status, answer.body, answer.contentType)
     }
 
     /// `series → value` of a Prometheus text exposition; a series is written as exposed,
