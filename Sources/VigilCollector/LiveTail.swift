@@ -27,18 +27,9 @@ public struct CommitProbe: Sendable, Hashable {
 public protocol CommitOrderProbing: Sendable {
     /// One probe; see `CommitProbe`.
     func commitProbe() async throws -> CommitProbe
-    /// Whether ids become visible in increasing order (one writer at a time), so that a reader
-    /// never sees an id before a lower one can still appear. Default: false.
-    var idsBecomeVisibleInOrder: Bool { get }
 }
 
-extension CommitOrderProbing {
-    public var idsBecomeVisibleInOrder: Bool { false }
-}
-
-extension SQLiteEventStore: CommitOrderProbing {
-    public var idsBecomeVisibleInOrder: Bool { true }
-}
+extension SQLiteEventStore: CommitOrderProbing {}
 extension PostgresEventStore: CommitOrderProbing {}
 
 /// The live tail (`GET /v1/events/stream`): follows the store's event ids from a cursor and
@@ -149,31 +140,6 @@ public final class LiveTail: Sendable {
         }
         if let cached { return cached }
         return record(try await store.commitProbe(), at: now, generation: generation)
-    }
-
-    /// A horizon at or above `id` when one can be had within `wait`: the latest established
-    /// horizon when it already covers `id` (no probe at all), else fresh probes, a few
-    /// milliseconds apart, until one does or `wait` is over; then the horizon as it stands, which
-    /// may be below `id` (a transaction that is still open holds it back). For paged reads
-    /// (`Collector.page`): they clamp to it, and share the marks and probes with the streams.
-    func horizon(
-        of store: any CommitOrderProbing,
-        covering id: Int64,
-        wait: Duration = .milliseconds(250)
-    ) async throws -> Int64 {
-        let known = state.withLock { $0.horizon }
-        if known >= id { return known }
-        let clock = ContinuousClock()
-        let deadline = clock.now + wait
-        var pause = Duration.milliseconds(5)
-        while true {
-            let now = clock.now
-            let generation = state.withLock { $0.generation }
-            let horizon = record(try await store.commitProbe(), at: now, generation: generation)
-            if horizon >= id || clock.now + pause > deadline { return horizon }
-            try await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(80))
-        }
     }
 
     /// Where a stream without a cursor starts: the highest id visible now. Events whose ingest
