@@ -62,8 +62,12 @@ struct FlowsCommand: ParsableCommand {
         let summary: OfflineFlowReader.Summary
         do {
             summary = try OfflineFlowReader(configuration: configuration).read(path: pcap) { flow, _ in
-                output.write(json ? flow.jsonLine : Self.row(flow))
-                output.write("\n")
+                if json {
+                    output.writeJSONLine(flow)
+                } else {
+                    output.write(Self.row(flow))
+                    output.write("\n")
+                }
             }
         } catch {
             output.flush()
@@ -96,6 +100,13 @@ private final class BufferedOutput {
 
     func write(_ text: String) {
         buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    /// `flow.jsonLine` and a newline, encoded straight into the buffer.
+    func writeJSONLine(_ flow: FlowEvent) {
+        flow.appendJSONLine(to: &buffer)
+        buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
     }
 

@@ -103,4 +103,86 @@ struct FlowTableTests {
         table.flush()
         #expect(table.takeCompleted().count == 100)
     }
+
+    @Test("under churn (evictions, idle expiry, table growth) every packet counts towards its own flow")
+    func churn() {
+        // 4000 UDP conversations, IPv4 and IPv6, some differing only in the high address half or
+        // a port; the table holds 300, so records leave by eviction, idle and active timeout all
+        // along and slots and index buckets are reused. Per conversation, the packets of all its
+        // records must add up to what was sent: a lookup that found another flow's record
+        // would move packets between conversations.
+        var table = FlowTable(
+            configuration: FlowTableConfiguration(maxFlows: 300, idleTimeout: .seconds(2), activeTimeout: .seconds(7))
+        )
+        var generator = SplitMix64(seed: 0xF10)
+        var sent: [String: UInt64] = [:]
+        var counted: [String: UInt64] = [:]
+        func conversation(_ flow: FlowEvent) -> String {
+            let a = "\(flow.origH)|\(flow.origP)"
+            let b = "\(flow.respH)|\(flow.respP)"
+            return a < b ? a + "-" + b : b + "-" + a
+        }
+        func collect() {
+            for (flow, _) in table.takeCompleted() {
+                counted[conversation(flow), default: 0] += flow.origPkts + flow.respPkts
+            }
+        }
+        var time: Int64 = 0
+        for _ in 0..<60_000 {
+            // A fifth of the packets go to ten busy conversations, which outlive the active timeout.
+            let n = generator.next() % 5 == 0 ? generator.next() % 10 : generator.next() % 4000
+            var p = DecodedPacket()
+            p.family = n % 5 == 0 ? 6 : 4
+            // IPv6 groups all non-zero, so the printed form has no `::` to reproduce.
+            let high: UInt64 = p.family == 6 ? 0x2001_0DB8_0001_0001 + (n % 3) : 0
+            let low: UInt64 = p.family == 6 ? 0x0001_0001_0001_0001 : 0x0A00_0000
+            p.source = IPAddressBits(high: high, low: low + n / 7)
+            p.destination = IPAddressBits(high: high, low: low + 1)
+            p.proto = IPProtocol.udp
+            p.sourcePort = UInt16(20_000 + n % 7)
+            p.destinationPort = 30_000
+            if generator.next() % 2 == 0 {
+                swap(&p.source, &p.destination)
+                swap(&p.sourcePort, &p.destinationPort)
+            }
+            p.ipBytes = 28
+            time += Int64(generator.next() % 1_000_000)
+            table.add(p, at: time)
+            let key = conversation(
+                FlowEvent(
+                    ts: 0,
+                    duration: 0,
+                    proto: "udp",
+                    origH: Self.text(p.source, family: p.family),
+                    origP: p.sourcePort,
+                    respH: Self.text(p.destination, family: p.family),
+                    respP: p.destinationPort
+                )
+            )
+            sent[key, default: 0] += 1
+            #expect(table.statistics.liveFlows <= 300)
+            collect()
+        }
+        table.flush()
+        collect()
+        #expect(table.statistics.liveFlows == 0)
+        #expect(table.statistics.evictions > 0 && table.statistics.activeTimeouts > 0)
+        #expect(sent.count > 3000)
+        #expect(counted == sent)
+    }
+
+    /// The address as the flow table prints it (dotted quad; IPv6 without zero groups).
+    private static func text(_ address: IPAddressBits, family: UInt8) -> String {
+        if family == 4 {
+            let v = address.low
+            return "\(v >> 24 & 255).\(v >> 16 & 255).\(v >> 8 & 255).\(v & 255)"
+        }
+        var groups: [UInt16] = []
+        for half in [address.high, address.low] {
+            for shift in stride(from: 48, through: 0, by: -16) {
+                groups.append(UInt16(truncatingIfNeeded: half >> UInt64(shift)))
+            }
+        }
+        return groups.map { String($0, radix: 16) }.joined(separator: ":")
+    }
 }

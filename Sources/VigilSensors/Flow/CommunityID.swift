@@ -22,65 +22,104 @@ public enum CommunityID {
         var srcPort = sourcePort
         var dstPort = destinationPort
         let ordered = srcAddress < dstAddress || (srcAddress == dstAddress && srcPort <= dstPort)
-        let hasPorts = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp, IPProtocol.icmp, IPProtocol.icmpv6].contains(
-            proto
-        )
-        if !(hasPorts && (proto == IPProtocol.icmp || proto == IPProtocol.icmpv6) && oneWay) && !ordered {
+        let isICMP = proto == IPProtocol.icmp || proto == IPProtocol.icmpv6
+        let hasPorts = isICMP || proto == IPProtocol.tcp || proto == IPProtocol.udp || proto == IPProtocol.sctp
+        if !(isICMP && oneWay) && !ordered {
             swap(&srcAddress, &dstAddress)
             swap(&srcPort, &dstPort)
         }
-        var input: [UInt8] = []
-        input.reserveCapacity(40)
-        append(seed, to: &input)
-        for address in [srcAddress, dstAddress] {
-            if family == 4 {
-                append(UInt32(truncatingIfNeeded: address.low), to: &input)
-            } else {
-                append(address.high, to: &input)
-                append(address.low, to: &input)
+        // Seed, two addresses, protocol, padding, two ports: at most 40 bytes, on the stack.
+        var input = InputBytes()
+        input.append(seed)
+        input.append(srcAddress, family: family)
+        input.append(dstAddress, family: family)
+        input.append(proto)
+        input.append(UInt8(0))
+        if hasPorts {
+            input.append(srcPort)
+            input.append(dstPort)
+        }
+        var sha1 = Insecure.SHA1()
+        input.withBytes { sha1.update(bufferPointer: $0) }
+        return sha1.finalize().withUnsafeBytes { digest in
+            String(unsafeUninitializedCapacity: 2 + Base64.encodedCount(digest.count)) { text in
+                text[0] = UInt8(ascii: "1")
+                text[1] = UInt8(ascii: ":")
+                return 2 + Base64.encode(digest, into: UnsafeMutableBufferPointer(rebasing: text[2...]))
             }
         }
-        input.append(proto)
-        input.append(0)
-        if hasPorts {
-            append(srcPort, to: &input)
-            append(dstPort, to: &input)
-        }
-        let digest = Insecure.SHA1.hash(data: input)
-        return "1:" + Base64.encode(Array(digest))
     }
 
-    private static func append<T: FixedWidthInteger>(_ value: T, to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
+    /// A fixed 40-byte buffer filled front to back with big-endian integers.
+    private struct InputBytes {
+        private var storage: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+        private var count = 0
+
+        mutating func append<T: FixedWidthInteger>(_ value: T) {
+            let size = MemoryLayout<T>.size
+            precondition(count + size <= MemoryLayout.size(ofValue: storage))
+            withUnsafeMutableBytes(of: &storage) { $0.storeBytes(of: value.bigEndian, toByteOffset: count, as: T.self) }
+            count += size
+        }
+
+        mutating func append(_ address: IPAddressBits, family: UInt8) {
+            if family == 4 {
+                append(UInt32(truncatingIfNeeded: address.low))
+            } else {
+                append(address.high)
+                append(address.low)
+            }
+        }
+
+        func withBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R {
+            withUnsafeBytes(of: storage) { body(UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+        }
     }
 }
 
 /// Standard base64 with padding (RFC 4648 §4).
 enum Base64 {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+    private static let alphabet: StaticString = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
     static func encode(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        bytes.withUnsafeBytes { raw in
+            String(unsafeUninitializedCapacity: encodedCount(raw.count)) { encode(raw, into: $0) }
+        }
+    }
+
+    /// The length of the encoding of `count` bytes.
+    static func encodedCount(_ count: Int) -> Int {
+        (count + 2) / 3 * 4
+    }
+
+    /// Writes the encoding of `bytes` to the start of `out` (at least `encodedCount` long) and
+    /// returns its length.
+    static func encode(_ bytes: UnsafeRawBufferPointer, into out: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let table = UnsafeRawBufferPointer(start: alphabet.utf8Start, count: alphabet.utf8CodeUnitCount)
+        func symbol(_ n: UInt32, _ shift: UInt32) -> UInt8 {
+            table[Int(n >> shift & 63)]
+        }
         var index = 0
+        var written = 0
         while index + 3 <= bytes.count {
             let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8 | UInt32(bytes[index + 2])
-            out += [
-                alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)],
-                alphabet[Int(n & 63)],
-            ]
+            out[written] = symbol(n, 18)
+            out[written + 1] = symbol(n, 12)
+            out[written + 2] = symbol(n, 6)
+            out[written + 3] = symbol(n, 0)
             index += 3
+            written += 4
         }
         let rest = bytes.count - index
-        if rest == 1 {
-            let n = UInt32(bytes[index]) << 16
-            out += [alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
-        } else if rest == 2 {
-            let n = UInt32(bytes[index]) << 16 | UInt32(bytes[index + 1]) << 8
-            out += [
-                alphabet[Int(n >> 18 & 63)], alphabet[Int(n >> 12 & 63)], alphabet[Int(n >> 6 & 63)], UInt8(ascii: "="),
-            ]
+        if rest > 0 {
+            var n = UInt32(bytes[index]) << 16
+            if rest == 2 { n |= UInt32(bytes[index + 1]) << 8 }
+            out[written] = symbol(n, 18)
+            out[written + 1] = symbol(n, 12)
+            out[written + 2] = rest == 2 ? symbol(n, 6) : UInt8(ascii: "=")
+            out[written + 3] = UInt8(ascii: "=")
+            written += 4
         }
-        return String(decoding: out, as: UTF8.self)
+        return written
     }
 }

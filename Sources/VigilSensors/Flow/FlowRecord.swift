@@ -58,6 +58,7 @@ struct FlowRecord: Sendable {
         responderFlags = 0
     }
 
+    @inline(__always)
     var isTCPClosed: Bool {
         key.proto == IPProtocol.tcp
             && (tcp.originator == .reset || tcp.responder == .reset
@@ -125,14 +126,36 @@ struct FlowRecord: Sendable {
 
     /// The address in its usual text form (`inet_ntop`: dotted quad, RFC 5952 IPv6).
     static func format(_ address: IPAddressBits, family: UInt8) -> String {
-        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
         if family == 4 {
-            var raw = UInt32(truncatingIfNeeded: address.low).bigEndian
-            _ = inet_ntop(AF_INET, &raw, &text, socklen_t(text.count))
-        } else {
-            var raw = (address.high.bigEndian, address.low.bigEndian)
-            _ = inet_ntop(AF_INET6, &raw, &text, socklen_t(text.count))
+            // Dotted quad by hand: at most 15 characters, no C call, no temporary array.
+            let value = UInt32(truncatingIfNeeded: address.low)
+            return String(unsafeUninitializedCapacity: 15) { text in
+                var count = 0
+                for shift in stride(from: 24, through: 0, by: -8) {
+                    let octet = Int(value >> UInt32(shift) & 0xFF)
+                    if octet >= 100 {
+                        text[count] = UInt8(ascii: "0") &+ UInt8(octet / 100)
+                        count += 1
+                    }
+                    if octet >= 10 {
+                        text[count] = UInt8(ascii: "0") &+ UInt8(octet / 10 % 10)
+                        count += 1
+                    }
+                    text[count] = UInt8(ascii: "0") &+ UInt8(octet % 10)
+                    count += 1
+                    if shift > 0 {
+                        text[count] = UInt8(ascii: ".")
+                        count += 1
+                    }
+                }
+                return count
+            }
         }
-        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        var raw = (address.high.bigEndian, address.low.bigEndian)
+        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN) + 1) { text in
+            text.initialize(repeating: 0)
+            guard inet_ntop(AF_INET6, &raw, text.baseAddress, socklen_t(text.count - 1)) != nil else { return "" }
+            return String(cString: text.baseAddress!)
+        }
     }
 }

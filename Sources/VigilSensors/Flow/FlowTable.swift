@@ -25,8 +25,8 @@ public enum FlowEndReason: String, Sendable {
 public struct FlowTable: Sendable {
     public let configuration: FlowTableConfiguration
     public private(set) var statistics = FlowTableStatistics()
-    private var index: [FlowKey: Int32] = [:]
-    private var records: [FlowRecord] = []
+    private var index: FlowIndex
+    private var records: FlowRecordStorage
     private var free: [Int32] = []
     /// Expiry lists, least recently seen first: TCP open, TCP closed, everything else.
     private var heads: [Int32] = [-1, -1, -1]
@@ -34,6 +34,8 @@ public struct FlowTable: Sendable {
     private var timeouts: [Int64]
     private let activeTimeout: Int64
     private var completed: [(FlowRecord, FlowEndReason)] = []
+    /// No list head is due before this time, so `expire` has nothing to do until then.
+    private var nextDeadline: Int64 = .max
 
     private static let tcpList: UInt8 = 0
     private static let closedList: UInt8 = 1
@@ -46,21 +48,32 @@ public struct FlowTable: Sendable {
             configuration.idleTimeout.nanoseconds,
         ]
         activeTimeout = configuration.activeTimeout?.nanoseconds ?? .max
-        index.reserveCapacity(min(max(configuration.maxFlows, 1), 65_536))
+        let expected = min(max(configuration.maxFlows, 1), 65_536)
+        index = FlowIndex(capacity: expected)
+        records = FlowRecordStorage(capacity: expected)
+    }
+
+    /// Copy-on-write: the records live in a class, so a table whose records are shared (a
+    /// copy of this value exists) copies them before changing anything.
+    private mutating func makeUnique() {
+        if !isKnownUniquelyReferenced(&records) { records = records.copy() }
     }
 
     /// Counts `packet`, seen at `time`, towards its flow.
     public mutating func add(_ packet: DecodedPacket, at time: Int64) {
+        makeUnique()
         expire(now: time)
         let (key, sourceIsLow) = FlowKey.of(packet)
+        let hash = index.hash(key)
         let slot: Int32
         var isNew = false
-        if let existing = index[key] {
+        if let existing = index.find(hash: hash, where: { records[Int($0)].key == key }) {
             slot = existing
         } else {
-            slot = create(key: key, packet: packet, sourceIsLow: sourceIsLow, time: time)
+            slot = create(key: key, hash: hash, packet: packet, sourceIsLow: sourceIsLow, time: time)
             isNew = true
         }
+        // `records[i]` addresses the record in place: no copy, no uniqueness check.
         let i = Int(slot)
         let isTCP = packet.proto == IPProtocol.tcp
         var fromOriginator = sourceIsLow == records[i].originatorIsLow
@@ -79,6 +92,8 @@ public struct FlowTable: Sendable {
             statistics.activeTimeouts &+= 1
             report(records[i], reason: .active)
             records[i].restartCounters(at: time)
+            // `last` may have moved back (packets out of order).
+            lowerDeadline(for: slot)
         }
         if time > records[i].last { records[i].last = time }
         if fromOriginator {
@@ -114,6 +129,8 @@ public struct FlowTable: Sendable {
     /// Reports every flow idle for at least its timeout at `now` (Zeek's inactivity timers fire
     /// at exactly the timeout).
     public mutating func expire(now: Int64) {
+        guard now >= nextDeadline else { return }
+        makeUnique()
         for list in 0..<3 {
             let timeout = timeouts[list]
             while heads[list] >= 0 {
@@ -122,11 +139,56 @@ public struct FlowTable: Sendable {
                 remove(head, reason: .idle)
             }
         }
+        nextDeadline = .max
+        for list in 0..<3 where heads[list] >= 0 {
+            lowerDeadline(for: heads[list])
+        }
     }
 
-    /// Reports every flow still tracked (the capture ended), oldest first.
+    /// Reports every flow still tracked (the capture ended), oldest first, and empties the
+    /// table.
     public mutating func flush() {
+        makeUnique()
+        for slot in liveSlotsOldestFirst() { report(records[Int(slot)], reason: .flushed) }
+        removeAllFlows()
+    }
+
+    /// `flush()`, handing the records to `body` one at a time as `takeCompleted(_:)` does
+    /// (those completed earlier first), so the whole table is never queued at once.
+    public mutating func flush(_ body: (FlowEvent, FlowEndReason) -> Void) {
+        takeCompleted(body)
+        makeUnique()
+        for slot in liveSlotsOldestFirst() {
+            report(records[Int(slot)], reason: .flushed)
+            takeCompleted(body)
+        }
+        removeAllFlows()
+    }
+
+    /// The records completed since the last call, in the order they completed.
+    public mutating func takeCompleted() -> [(event: FlowEvent, reason: FlowEndReason)] {
+        var taken: [(event: FlowEvent, reason: FlowEndReason)] = []
+        taken.reserveCapacity(completed.count)
+        takeCompleted { taken.append(($0, $1)) }
+        return taken
+    }
+
+    /// Hands the records completed since the last call to `body`, in the order they completed,
+    /// without building an array of events.
+    public mutating func takeCompleted(_ body: (FlowEvent, FlowEndReason) -> Void) {
+        defer { completed.removeAll(keepingCapacity: true) }
+        for (record, reason) in completed { body(record.event, reason) }
+    }
+
+    /// Whether records are waiting in `takeCompleted()`.
+    public var hasCompleted: Bool { !completed.isEmpty }
+
+    // MARK: - Internals
+
+    /// The tracked flows' slots by first packet time (then slot).
+    private func liveSlotsOldestFirst() -> [Int32] {
         var live: [Int32] = []
+        live.reserveCapacity(index.count)
         for list in 0..<3 {
             var slot = heads[list]
             while slot >= 0 {
@@ -135,21 +197,27 @@ public struct FlowTable: Sendable {
             }
         }
         live.sort { (records[Int($0)].first, $0) < (records[Int($1)].first, $1) }
-        for slot in live { remove(slot, reason: .flushed) }
+        return live
     }
 
-    /// The records completed since the last call, in the order they completed.
-    public mutating func takeCompleted() -> [(event: FlowEvent, reason: FlowEndReason)] {
-        defer { completed.removeAll(keepingCapacity: true) }
-        return completed.map { ($0.0.event, $0.1) }
+    /// Forgets every flow at once (a flush reported them).
+    private mutating func removeAllFlows() {
+        records.removeAll()
+        free.removeAll(keepingCapacity: true)
+        index.removeAll()
+        heads = [-1, -1, -1]
+        tails = [-1, -1, -1]
+        nextDeadline = .max
+        statistics.liveFlows = 0
     }
 
-    /// Whether records are waiting in `takeCompleted()`.
-    public var hasCompleted: Bool { !completed.isEmpty }
-
-    // MARK: - Internals
-
-    private mutating func create(key: FlowKey, packet: DecodedPacket, sourceIsLow: Bool, time: Int64) -> Int32 {
+    private mutating func create(
+        key: FlowKey,
+        hash: UInt32,
+        packet: DecodedPacket,
+        sourceIsLow: Bool,
+        time: Int64
+    ) -> Int32 {
         if index.count >= max(configuration.maxFlows, 1) {
             evictOldest()
         }
@@ -166,7 +234,7 @@ public struct FlowTable: Sendable {
             slot = Int32(records.count)
             records.append(record)
         }
-        index[key] = slot
+        index.insert(slot, hash: hash)
         append(slot, to: record.list)
         statistics.flowsCreated &+= 1
         statistics.liveFlows = index.count
@@ -224,10 +292,20 @@ public struct FlowTable: Sendable {
     private mutating func remove(_ slot: Int32, reason: FlowEndReason) {
         unlink(slot)
         let record = records[Int(slot)]
-        index[record.key] = nil
+        index.remove(slot, hash: index.hash(record.key))
         free.append(slot)
         statistics.liveFlows = index.count
         report(record, reason: reason)
+    }
+
+    /// Keeps `nextDeadline` at or before the expiry of `slot`, a new list head.
+    @inline(__always)
+    private mutating func lowerDeadline(for slot: Int32) {
+        let record = records[Int(slot)]
+        let timeout = timeouts[Int(record.list)]
+        let (due, overflow) = record.last.addingReportingOverflow(timeout)
+        let deadline = timeout <= 0 ? .min : overflow ? .max : due
+        if deadline < nextDeadline { nextDeadline = deadline }
     }
 
     /// Moves `slot` to the tail (most recent) of `list`.
@@ -247,6 +325,7 @@ public struct FlowTable: Sendable {
             records[Int(tails[l])].next = slot
         } else {
             heads[l] = slot
+            lowerDeadline(for: slot)
         }
         tails[l] = slot
     }
@@ -255,7 +334,12 @@ public struct FlowTable: Sendable {
         let l = Int(records[Int(slot)].list)
         let previous = records[Int(slot)].previous
         let next = records[Int(slot)].next
-        if previous >= 0 { records[Int(previous)].next = next } else { heads[l] = next }
+        if previous >= 0 {
+            records[Int(previous)].next = next
+        } else {
+            heads[l] = next
+            if next >= 0 { lowerDeadline(for: next) }
+        }
         if next >= 0 { records[Int(next)].previous = previous } else { tails[l] = previous }
         records[Int(slot)].previous = -1
         records[Int(slot)].next = -1

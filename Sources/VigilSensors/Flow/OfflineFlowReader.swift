@@ -46,17 +46,14 @@ public struct OfflineFlowReader: Sendable {
             packets = try file.forEachPacket { captured in
                 if decoder.decode(captured.bytes, linkType: captured.linkType, into: &packet) {
                     table.add(packet, at: captured.timestampNanoseconds)
-                    if table.hasCompleted {
-                        for (event, reason) in table.takeCompleted() { onFlow(event, reason) }
-                    }
+                    if table.hasCompleted { table.takeCompleted(onFlow) }
                 }
             }
         } catch {
             readError = error
             packets = error.packetIndex ?? 0
         }
-        table.flush()
-        for (event, reason) in table.takeCompleted() { onFlow(event, reason) }
+        table.flush(onFlow)
         if let readError { throw FlowSensorError(readError) }
         return Summary(packets: packets, linkType: file.linkType, decode: decoder.statistics, table: table.statistics)
     }
