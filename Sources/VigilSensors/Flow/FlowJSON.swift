@@ -3,7 +3,8 @@ import VigilCore
 extension FlowEvent {
     /// One JSON object on one line with DESIGN.md's field names (the same keys `Codable` uses,
     /// in Zeek's column order), written without `JSONEncoder` because offline runs print
-    /// millions of these. `Image`/`ProcessId` appear when known.
+    /// millions of these. `dns_query`, `dns_answers`, `server_name` (payload metadata) and
+    /// `Image`/`ProcessId` appear when known.
     public var jsonLine: String {
         var s = "{\"ts\":"
         s += Self.fixed6(ts)
@@ -16,6 +17,9 @@ extension FlowEvent {
         s += ",\"orig_bytes\":" + String(origBytes) + ",\"resp_bytes\":" + String(respBytes)
         s += ",\"orig_tcp_flags\":" + String(origTCPFlags) + ",\"resp_tcp_flags\":" + String(respTCPFlags)
         s += ",\"state\":\"" + state + "\",\"community_id\":\"" + communityID + "\""
+        if let dnsQuery { s += ",\"dns_query\":" + Self.quoted(dnsQuery) }
+        if let dnsAnswers { s += ",\"dns_answers\":[" + dnsAnswers.map(Self.quoted).joined(separator: ",") + "]" }
+        if let serverName { s += ",\"server_name\":" + Self.quoted(serverName) }
         if let image { s += ",\"Image\":" + Self.quoted(image) }
         if let processId { s += ",\"ProcessId\":" + String(processId) }
         s += "}"

@@ -34,6 +34,12 @@ public struct FlowTable: Sendable {
     private var timeouts: [Int64]
     private let activeTimeout: Int64
     private var completed: [(FlowRecord, FlowEndReason)] = []
+    /// DNS and TLS metadata of the flows that have some (`FlowRecord.metadataSlot`; freed slots
+    /// in `freeMetadata`), and of the completed records (by their index in `completed`): see
+    /// the Metadata extension.
+    private var metadata: [FlowMetadata] = []
+    private var freeMetadata: [Int32] = []
+    private var completedMetadata: [(index: Int, metadata: FlowMetadata)] = []
 
     private static let tcpList: UInt8 = 0
     private static let closedList: UInt8 = 1
@@ -49,8 +55,10 @@ public struct FlowTable: Sendable {
         index.reserveCapacity(min(max(configuration.maxFlows, 1), 65_536))
     }
 
-    /// Counts `packet`, seen at `time`, towards its flow.
-    public mutating func add(_ packet: DecodedPacket, at time: Int64) {
+    /// Counts `packet`, seen at `time`, towards its flow. With `frame` (the captured bytes
+    /// `packet` was decoded from) and `configuration.metadata`, DNS and TLS ClientHello
+    /// payloads add their metadata to the flow.
+    public mutating func add(_ packet: DecodedPacket, at time: Int64, frame: UnsafeRawBufferPointer? = nil) {
         expire(now: time)
         let (key, sourceIsLow) = FlowKey.of(packet)
         let slot: Int32
@@ -108,6 +116,9 @@ public struct FlowTable: Sendable {
             )
             list = records[i].isTCPClosed ? Self.closedList : Self.tcpList
         }
+        if configuration.metadata, let frame, packet.payloadOffset > 0 {
+            inspectPayload(frame, of: packet, slot: i, fromOriginator: fromOriginator)
+        }
         touch(slot, list: list)
     }
 
@@ -140,8 +151,20 @@ public struct FlowTable: Sendable {
 
     /// The records completed since the last call, in the order they completed.
     public mutating func takeCompleted() -> [(event: FlowEvent, reason: FlowEndReason)] {
-        defer { completed.removeAll(keepingCapacity: true) }
-        return completed.map { ($0.0.event, $0.1) }
+        defer {
+            completed.removeAll(keepingCapacity: true)
+            completedMetadata.removeAll()
+        }
+        guard !completedMetadata.isEmpty else { return completed.map { ($0.0.event, $0.1) } }
+        var next = 0
+        return completed.enumerated().map { index, entry in
+            var event = entry.0.event
+            if next < completedMetadata.count, completedMetadata[next].index == index {
+                completedMetadata[next].metadata.apply(to: &event)
+                next += 1
+            }
+            return (event, entry.1)
+        }
     }
 
     /// Whether records are waiting in `takeCompleted()`.
@@ -218,6 +241,9 @@ public struct FlowTable: Sendable {
 
     private mutating func report(_ record: FlowRecord, reason: FlowEndReason) {
         statistics.flowsReported &+= 1
+        if record.metadataSlot >= 0 {
+            completedMetadata.append((completed.count, metadata[Int(record.metadataSlot)]))
+        }
         completed.append((record, reason))
     }
 
@@ -228,6 +254,10 @@ public struct FlowTable: Sendable {
         free.append(slot)
         statistics.liveFlows = index.count
         report(record, reason: reason)
+        if record.metadataSlot >= 0 {
+            metadata[Int(record.metadataSlot)] = FlowMetadata()
+            freeMetadata.append(record.metadataSlot)
+        }
     }
 
     /// Moves `slot` to the tail (most recent) of `list`.
@@ -259,6 +289,71 @@ public struct FlowTable: Sendable {
         if next >= 0 { records[Int(next)].previous = previous } else { tails[l] = previous }
         records[Int(slot)].previous = -1
         records[Int(slot)].next = -1
+    }
+}
+
+// MARK: - Metadata (DNS, TLS SNI)
+
+extension FlowTable {
+    /// The first TCP payload packets of the originator offered to the TLS parser, at most.
+    static let inspectedPayloads: UInt8 = 3
+
+    /// Hands a UDP port-53 payload to the DNS parser, and one of the originator's first TCP
+    /// payloads to the TLS ClientHello parser; any other packet costs a branch or two.
+    @inline(__always)
+    fileprivate mutating func inspectPayload(
+        _ frame: UnsafeRawBufferPointer,
+        of packet: DecodedPacket,
+        slot i: Int,
+        fromOriginator: Bool
+    ) {
+        let offset = Int(packet.payloadOffset)
+        guard offset < frame.count, packet.payloadBytes > 0 else { return }
+        let payload = UnsafeRawBufferPointer(
+            rebasing: frame[offset..<(offset + min(frame.count - offset, Int(packet.payloadBytes)))]
+        )
+        if packet.proto == IPProtocol.udp {
+            guard packet.sourcePort == 53 || packet.destinationPort == 53 else { return }
+            inspectDNS(payload, slot: i)
+        } else if packet.proto == IPProtocol.tcp {
+            guard fromOriginator, records[i].payloadsInspected < Self.inspectedPayloads else { return }
+            records[i].payloadsInspected += 1
+            if let name = TLSClientHello.serverName(in: payload) {
+                records[i].payloadsInspected = Self.inspectedPayloads
+                metadata[metadataSlot(of: i)].serverName = name
+            }
+        }
+    }
+
+    private mutating func inspectDNS(_ payload: UnsafeRawBufferPointer, slot i: Int) {
+        let existing = Int(records[i].metadataSlot)
+        var wantName = true
+        if existing >= 0 {
+            wantName = metadata[existing].dnsQuery == nil
+            if !wantName && metadata[existing].dnsAnswers.count >= FlowMetadata.maxAnswers { return }
+        }
+        guard let message = DNSMessage.parse(payload, decodeName: wantName, maxAnswers: FlowMetadata.maxAnswers),
+            message.queryName != nil || !message.answers.isEmpty
+        else { return }
+        let m = metadataSlot(of: i)
+        if metadata[m].dnsQuery == nil { metadata[m].dnsQuery = message.queryName }
+        for address in message.answers where metadata[m].dnsAnswers.count < FlowMetadata.maxAnswers {
+            if !metadata[m].dnsAnswers.contains(address) { metadata[m].dnsAnswers.append(address) }
+        }
+    }
+
+    /// The side-table slot of record `i`'s metadata, taken now if it has none.
+    private mutating func metadataSlot(of i: Int) -> Int {
+        if records[i].metadataSlot >= 0 { return Int(records[i].metadataSlot) }
+        let slot: Int32
+        if let reused = freeMetadata.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(metadata.count)
+            metadata.append(FlowMetadata())
+        }
+        records[i].metadataSlot = slot
+        return Int(slot)
     }
 }
 
