@@ -272,6 +272,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "PackagingTests",
+            dependencies: ["VigilTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: ["VigilTestSupport", "VigilCore", "VigilWire"],
             swiftSettings: swiftSettings

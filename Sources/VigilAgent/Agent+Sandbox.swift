@@ -9,9 +9,10 @@ public enum AgentSandbox {
     /// that describe it (sent with the agent's first events). A sandbox that cannot be installed
     /// is reported, not fatal: the agent keeps watching (never disrupt the host), and says so.
     ///
-    /// - Parameter processSensor: a process sensor is running. Writes are then not confined
-    ///   with Landlock: a Landlock domain cannot read `/proc/PID/exe` and `cwd` of processes
-    ///   outside it, which is what the process sensor reports.
+    /// - Parameter processSensor: a process sensor or flow attribution is running
+    ///   (`Agent.Prepared.readsOtherProcesses`). Writes are then not confined with Landlock: a
+    ///   Landlock domain cannot read `/proc/PID/exe`, `cwd` and `fd` of processes outside it,
+    ///   which is what the process sensor and flow attribution read.
     /// - Parameter listeningSockets: sockets already listening that an event loop adopts later
     ///   (`Agent.Prepared.listeningSockets`): `listen` stays allowed on them only.
     public static func apply(
@@ -64,7 +65,8 @@ public enum AgentSandbox {
                 message += "writes confined to the state directory (Landlock ABI \(abi)), "
             } else if processSensor {
                 message +=
-                    "writes not confined (Landlock would hide other processes' /proc entries from the process sensor), "
+                    "writes not confined (Landlock would hide other processes' /proc entries from the process sensor "
+                    + "and flow attribution), "
             } else {
                 message += "no Landlock in this kernel: writes not confined, "
             }
@@ -78,6 +80,14 @@ public enum AgentSandbox {
             logger.error("sandbox could not be installed; running without it", metadata: ["error": "\(error)"])
             return [Event(payload: .health(AgentHealth(kind: "sandbox_failed", message: "\(error)")))]
         }
+    }
+}
+
+extension Agent.Prepared {
+    /// Whether a sensor reads other processes' `/proc/PID/exe`, `cwd` or `fd` (the process
+    /// sensor; flow attribution): the sandbox must then leave Landlock off.
+    public var readsOtherProcesses: Bool {
+        processSensor != nil || flowSensor?.configuration.attribution != nil
     }
 }
 

@@ -388,13 +388,24 @@ public final class Agent: Service {
         if let own = Self.collectorFilter(configuration.collectorURLs) {
             filter = filter.map { "(\($0)) and \(own)" } ?? own
         }
+        // Process attribution reads other users' /proc/PID/fd: as root by default.
+        let attributes = network.attributeProcesses ?? (geteuid() == 0)
         let config = FlowSensorConfiguration(
             capture: PcapCaptureOptions(
                 interface: network.interface,
                 snapshotLength: network.snapLength,
-                filter: filter
+                // Attribution looks for a flow's socket once its first packet is read: a short
+                // ring timeout lets it find the sockets of short-lived clients.
+                timeoutMilliseconds: attributes ? 50 : 250,
+                filter: filter,
+                largeSnapshot: network.metadata ? FlowSensor.metadataSnapshot : nil
             ),
-            table: FlowTableConfiguration(maxFlows: network.maxFlows, idleTimeout: .seconds(network.idleTimeoutSeconds))
+            table: FlowTableConfiguration(
+                maxFlows: network.maxFlows,
+                idleTimeout: .seconds(network.idleTimeoutSeconds),
+                metadata: network.metadata
+            ),
+            attribution: attributes ? FlowAttributionConfiguration() : nil
         )
         do {
             return try FlowSensor(configuration: config, logger: logger)
@@ -526,7 +537,10 @@ public final class Agent: Service {
     }
 
     private func shipLoop(spool: Spool, client: CollectorClient, identity: AgentIdentity, logger: Logger) async throws {
-        let sealer = BatchSealer(identity: identity)
+        // The key batches are signed with; a key rotation (`KeyRotator`) switches it between two batches.
+        var identity = identity
+        var sealer = BatchSealer(identity: identity)
+        var rotator = KeyRotator(keyPath: configuration.keyPath)
         let shipping = configuration.shipping
         var enrolled = false
         var backoff = Backoff()
@@ -548,6 +562,35 @@ public final class Agent: Service {
                     return
                 }
             }
+            if drainDeadline != nil, rotator.inDoubt {
+                logger.notice("stopping while a key rotation is in doubt; it is presented again on the next start")
+                return
+            }
+            if drainDeadline == nil {
+                switch await rotator.step(signing: identity, spool: spool, client: client, logger: logger) {
+                case .none: break
+                case .hold:
+                    try await pause(.milliseconds(200))
+                    continue
+                case .enroll: enrolled = false
+                case .switched(let next, let retiredKeyId):
+                    identity = next
+                    sealer = BatchSealer(identity: next)
+                    pending.withLock {
+                        $0.events.append(
+                            Event(
+                                payload: .health(
+                                    AgentHealth(
+                                        kind: "key_rotated",
+                                        message: "signing key rotated from \(retiredKeyId) to \(next.keyId)",
+                                        attributes: ["key_id": next.keyId, "retired_key_id": retiredKeyId]
+                                    )
+                                )
+                            )
+                        )
+                    }
+                }
+            }
             if !enrolled {
                 if drainDeadline != nil {
                     logger.notice("stopping before enrollment succeeded; spooled events are sent on the next start")
@@ -567,7 +610,12 @@ public final class Agent: Service {
                         metadata: ["collector": "\(client.baseURL)", "key_id": "\(identity.keyId)"]
                     )
                 } catch {
-                    logger.warning("enrollment failed; will retry", metadata: ["error": "\(error.message)"])
+                    // A collector whose certificate is refused (CA, name, pin) is an error, not weather.
+                    logger.log(
+                        level: error.message.contains("TLS") ? .error : .warning,
+                        "enrollment failed; will retry",
+                        metadata: ["error": "\(error.message)"]
+                    )
                     try await pause(backoff.next())
                     continue
                 }
@@ -645,7 +693,8 @@ public final class Agent: Service {
                 )
                 try await pause(retryAfter)
             case .retry(let reason):
-                logger.warning(
+                logger.log(
+                    level: reason.hasPrefix("TLS") ? .error : .warning,
                     "cannot deliver batch; will retry",
                     metadata: ["batch_seq": "\(batch.batchSeq)", "reason": "\(reason)"]
                 )

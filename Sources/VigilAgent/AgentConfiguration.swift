@@ -1,4 +1,5 @@
 import Foundation
+import VigilCore
 import VigilPolicy
 import Yams
 
@@ -105,12 +106,40 @@ public struct AgentConfiguration: Sendable, Hashable {
         /// PEM files of the agent's certificate chain and private key (mutual TLS); both or neither.
         public var clientCertificate: String?
         public var clientKey: String?
+        /// `pin_sha256`: SHA-256 digests (32 bytes each) of the DER SubjectPublicKeyInfo of the
+        /// collector certificates to accept; the leaf's key must be one of them. Without `caFile`
+        /// the chain is then not checked against any CA (the pin is the trust); with it, both must
+        /// hold. Several pins let the collector's key change without a gap.
+        public var pinnedKeys: [[UInt8]]
 
-        public init(caFile: String? = nil, clientCertificate: String? = nil, clientKey: String? = nil) {
+        public init(
+            caFile: String? = nil,
+            clientCertificate: String? = nil,
+            clientKey: String? = nil,
+            pinnedKeys: [[UInt8]] = []
+        ) {
             self.caFile = caFile
             self.clientCertificate = clientCertificate
             self.clientKey = clientKey
+            self.pinnedKeys = pinnedKeys
         }
+
+        /// A pin as `pin_sha256` takes it: curl's `sha256//BASE64`, bare base64 (what `openssl
+        /// dgst -sha256 -binary | base64` prints), or 64 hex digits (colons allowed). Nil when it
+        /// is none of these or not 32 bytes.
+        public static func parsePin(_ text: String) -> [UInt8]? {
+            var t = text.trimmingCharacters(in: .whitespaces)
+            if t.lowercased().hasPrefix("sha256//") { t = String(t.dropFirst(8)) }
+            let hex = t.replacingOccurrences(of: ":", with: "")
+            if hex.count == 64, hex.allSatisfy(\.isHexDigit), let bytes = Hex.decode(hex.lowercased()) {
+                return bytes
+            }
+            if let data = Data(base64Encoded: t), data.count == 32 { return Array(data) }
+            return nil
+        }
+
+        /// How a pin is written in messages: curl's form.
+        public static func describePin(_ pin: [UInt8]) -> String { "sha256//" + Data(pin).base64EncodedString() }
     }
 
     /// Trees watched in addition to those of collection.yaml (set by `vigild --demo`, not read from the file).
@@ -250,9 +279,9 @@ public struct AgentConfiguration: Sendable, Hashable {
         config.collectorFallbackURLs = Array(urls.dropFirst())
         if let tlsNode = collector["tls"] {
             guard case .mapping(let tls) = tlsNode else {
-                throw fail(tlsNode, "collector.tls must be a mapping with ca_file, client_cert, client_key")
+                throw fail(tlsNode, "collector.tls must be a mapping with ca_file, client_cert, client_key, pin_sha256")
             }
-            let keys = ["ca_file", "client_cert", "client_key"]
+            let keys = ["ca_file", "client_cert", "client_key", "pin_sha256"]
             for (key, _) in tls where !keys.contains(key.string ?? "") {
                 throw fail(
                     key,
@@ -268,6 +297,29 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             settings.clientKey = try string(tls["client_key"], "collector.tls.client_key").map {
                 Self.resolve($0, relativeTo: file)
+            }
+            if let pinNode = tls["pin_sha256"] {
+                var items: [Node] = []
+                switch pinNode {
+                case .sequence(let list): items = Array(list)
+                case .scalar: items = [pinNode]
+                default: break
+                }
+                guard !items.isEmpty else {
+                    throw fail(
+                        pinNode,
+                        "collector.tls.pin_sha256 must be a pin or a list of pins (sha256//BASE64 or hex)"
+                    )
+                }
+                for item in items {
+                    guard case .scalar(let scalar) = item, let pin = CollectorTLS.parsePin(scalar.string) else {
+                        throw fail(
+                            item,
+                            "collector.tls.pin_sha256: each pin must be the SHA-256 of the collector's public key (SubjectPublicKeyInfo) as sha256//BASE64 or 64 hex digits; `vigilctl tls-pin CERT` prints it"
+                        )
+                    }
+                    settings.pinnedKeys.append(pin)
+                }
             }
             guard (settings.clientCertificate == nil) == (settings.clientKey == nil) else {
                 throw fail(tlsNode, "collector.tls: client_cert and client_key go together (mutual TLS)")

@@ -127,6 +127,59 @@ public struct CollectorClient: Sendable {
         }
     }
 
+    /// What the collector said about a key rotation statement.
+    public enum RotationAnswer: Sendable, Equatable {
+        /// Taken now (`rotated`) or before (`already_rotated`): sign with the new key from now on.
+        case accepted(status: String)
+        /// The collector does not know this agent (enroll with the current key first).
+        case unknownAgent
+        /// Refused; presenting it again as it is will not help.
+        case refused(status: Int, error: String, message: String)
+        /// Network trouble or a server error: present it again later.
+        case retry(String)
+    }
+
+    /// Presents a key rotation statement (`POST /v1/agents/ID/keys`).
+    public func rotateKey(_ statement: KeyRotation) async -> RotationAnswer {
+        await failingOver(
+            { url in await rotateKey(statement, at: url) },
+            isFinal: { answer in
+                if case .retry = answer { return false }
+                return true
+            }
+        )
+    }
+
+    private func rotateKey(_ statement: KeyRotation, at baseURL: String) async -> RotationAnswer {
+        let id = statement.agentId.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? statement.agentId
+        var request = HTTPClientRequest(url: baseURL + "/v1/agents/\(id)/keys")
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        do {
+            request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(statement)))
+            let response = try await client.execute(request, timeout: timeout)
+            let body = try await response.body.collect(upTo: 1 << 20)
+            let status = Int(response.status.code)
+            let json = (try? JSONSerialization.jsonObject(with: Data(buffer: body))) as? [String: Any] ?? [:]
+            switch status {
+            case 200..<300:
+                return .accepted(status: json["status"] as? String ?? "rotated")
+            case 401 where json["error"] as? String == "unknown_agent":
+                return .unknownAgent
+            case 400..<500:
+                return .refused(
+                    status: status,
+                    error: json["error"] as? String ?? "http_\(status)",
+                    message: json["message"] as? String ?? ""
+                )
+            default:
+                return .retry("collector answered \(status): \(json["message"] as? String ?? "")")
+            }
+        } catch {
+            return .retry(Self.describe(error))
+        }
+    }
+
     public struct EnrollmentError: Error, CustomStringConvertible {
         public var message: String
         /// True when retrying cannot help (bad token, conflicting key).

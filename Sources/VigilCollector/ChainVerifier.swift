@@ -13,7 +13,8 @@ import VigilWire
 /// a hole right after it is not judged (a gap record declaring it may have been in its body).
 public struct ChainVerifier {
     public let agentId: String
-    private let publicKey: Curve25519.Signing.PublicKey
+    /// The agent's keys by key id, with the batches each may sign.
+    private var keys: [String: (key: Curve25519.Signing.PublicKey, first: UInt64, last: UInt64?)] = [:]
     private let zstd = Zstd()
     public private(set) var batches = 0
     public private(set) var events = 0
@@ -29,7 +30,44 @@ public struct ChainVerifier {
 
     public init(agentId: String, publicKey: Curve25519.Signing.PublicKey) {
         self.agentId = agentId
-        self.publicKey = publicKey
+        keys[AgentIdentity.keyId(for: publicKey)] = (publicKey, 0, nil)
+    }
+
+    /// For an agent that rotated its key: every key it signed with, oldest first. Each rotation
+    /// statement is checked against the key before it (signed by it, naming it, introducing this
+    /// key), and each batch must be signed by the key whose range of batches holds it.
+    public init(agentId: String, keys records: [AgentKeyRecord]) {
+        self.agentId = agentId
+        var previous: Curve25519.Signing.PublicKey? = nil
+        for (index, record) in records.enumerated() {
+            let key: Curve25519.Signing.PublicKey
+            do {
+                key = try AgentIdentity.publicKey(base64: record.publicKey)
+            } catch {
+                breaks.append("key \(record.keyId): \(error.message)")
+                previous = nil
+                continue
+            }
+            if AgentIdentity.keyId(for: key) != record.keyId {
+                breaks.append("key \(record.keyId): the id is not that of its public key")
+            }
+            if index > 0 {
+                if let rotation = record.rotation, let previous {
+                    do {
+                        let introduced = try rotation.verify(oldKey: previous)
+                        if introduced.rawRepresentation != key.rawRepresentation || rotation.agentId != agentId {
+                            breaks.append("key \(record.keyId): its rotation statement introduces another key or agent")
+                        }
+                    } catch {
+                        breaks.append("key \(record.keyId): rotation statement does not verify: \(error.message)")
+                    }
+                } else {
+                    breaks.append("key \(record.keyId): no rotation statement signed by the key before it")
+                }
+            }
+            keys[record.keyId] = (key, record.firstBatchSeq, record.lastBatchSeq)
+            previous = key
+        }
     }
 
     public var isWhole: Bool { breaks.isEmpty }
@@ -65,6 +103,15 @@ public struct ChainVerifier {
             } else if batch.header.prevHeaderHash != (previousHash ?? genesisHeaderHash) {
                 breaks.append("batch \(batch.header.batchSeq) does not link to batch \(expectedSeq - 1) (chain broken)")
             }
+            guard let signer = keys[batch.header.keyId] else {
+                throw WireError(.badKey, "signed with key \(batch.header.keyId), which is not a key of this agent")
+            }
+            if batch.header.batchSeq < signer.first || signer.last.map({ batch.header.batchSeq > $0 }) ?? false {
+                breaks.append(
+                    "batch \(batch.header.batchSeq): signed with key \(batch.header.keyId), which signs batches \(signer.first)-\(signer.last.map(String.init) ?? "")"
+                )
+            }
+            let publicKey = signer.key
             let inOrder = batch.header.batchSeq == expectedSeq
             let lastSeq = batch.header.firstSeq &+ UInt64(batch.header.eventCount) &- 1
             if stored.pruned {

@@ -129,6 +129,101 @@ public final class Collector: Sendable {
         return RevokeResponse(agentId: agentId, revokedAt: at)
     }
 
+    /// What `POST /v1/agents/ID/keys` answers.
+    public struct RotateResponse: Codable, Sendable, Hashable {
+        public var agentId: String
+        /// `rotated`, or `already_rotated` when this statement was taken before.
+        public var status: String
+        public var keyId: String
+        public var retiredKeyId: String
+        public var rotatedAt: Timestamp
+        /// The first batch the new key signs.
+        public var firstBatchSeq: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case agentId = "agent_id"
+            case status
+            case keyId = "key_id"
+            case retiredKeyId = "retired_key_id"
+            case rotatedAt = "rotated_at"
+            case firstBatchSeq = "first_batch_seq"
+        }
+    }
+
+    /// Takes a key rotation statement (`KeyRotation`): checked with the key it retires (which
+    /// must be the agent's current key), then the new key is current and batches signed with the
+    /// old one are refused (`key_retired`). The same statement presented again after it was
+    /// taken is answered `already_rotated` (an agent that crashed before it switched); a
+    /// statement from a key retired by an earlier rotation is refused (`key_retired`).
+    public func rotateKey(agentId: String, statement: KeyRotation) async throws -> RotateResponse {
+        guard Self.isValidAgentId(agentId), let record = try await store.agent(id: agentId) else {
+            throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+        }
+        guard statement.agentId == agentId else {
+            throw CollectorError(
+                .badRequest,
+                "agent_id \(statement.agentId) does not match the agent in the path, \(agentId)"
+            )
+        }
+        if let revokedAt = record.revokedAt {
+            throw CollectorError(
+                .revokedAgent,
+                "agent \(agentId) was revoked at \(revokedAt.iso8601); it cannot rotate its key"
+            )
+        }
+        // The key the statement claims to retire: the current one, or, for a statement taken
+        // before, the one it retired then.
+        let keys = try await store.keys(agentId: agentId)
+        guard let old = keys.first(where: { $0.keyId == statement.oldKeyId }) else {
+            throw CollectorError(
+                .unknownKey,
+                "old_key_id \(statement.oldKeyId) is not a key of agent \(agentId) (its key is \(record.keyId))"
+            )
+        }
+        do throws(WireError) {
+            let oldKey = try AgentIdentity.publicKey(base64: old.publicKey)
+            _ = try statement.verify(oldKey: oldKey)
+        } catch {
+            logger.notice(
+                "key rotation refused",
+                metadata: [
+                    "agent_id": "\(agentId)", "old_key_id": "\(statement.oldKeyId)", "reason": "\(error.message)",
+                ]
+            )
+            throw error.code == .badSignature
+                ? CollectorError(.badSignature, error.message) : CollectorError(.badRequest, error.message)
+        }
+        let outcome = try await store.rotateKey(statement, at: .now())
+        keyCache.withLock { _ = $0.removeValue(forKey: agentId) }
+        switch outcome {
+        case .rotated(let current):
+            logger.notice(
+                "agent key rotated",
+                metadata: [
+                    "agent_id": "\(agentId)", "retired_key_id": "\(statement.oldKeyId)", "key_id": "\(current.keyId)",
+                    "first_batch_seq": "\(current.firstBatchSeq)",
+                ]
+            )
+            return RotateResponse(
+                agentId: agentId,
+                status: "rotated",
+                keyId: current.keyId,
+                retiredKeyId: statement.oldKeyId,
+                rotatedAt: current.activatedAt,
+                firstBatchSeq: current.firstBatchSeq
+            )
+        case .alreadyRotated(let current):
+            return RotateResponse(
+                agentId: agentId,
+                status: "already_rotated",
+                keyId: current.keyId,
+                retiredKeyId: statement.oldKeyId,
+                rotatedAt: current.activatedAt,
+                firstBatchSeq: current.firstBatchSeq
+            )
+        }
+    }
+
     /// Whether a presented secret (enrollment or API token) is `expected`. Compares digests, so
     /// the time taken says nothing about where or whether the lengths differ.
     static func tokenMatches(_ presented: some StringProtocol, _ expected: String) -> Bool {
@@ -215,6 +310,11 @@ public final class Collector: Sendable {
         } catch let error as CollectorError {
             // Revoked since its key was cached (here or through another collector): forget the
             // key, so its next batches are refused before any verification, and say since when.
+            if error.code == .keyRetired {
+                // Rotated through another collector since this one cached the key.
+                keyCache.withLock { _ = $0.removeValue(forKey: agentId) }
+                throw try await retiredKeyRefusal(agentId: agentId, keyId: batch.header.keyId) ?? error
+            }
             if error.code == .revokedAgent {
                 keyCache.withLock { _ = $0.removeValue(forKey: agentId) }
                 if let at = try? await store.agent(id: agentId)?.revokedAt {
@@ -280,6 +380,7 @@ public final class Collector: Sendable {
             throw CollectorError(.revokedAgent, "agent \(agentId) was revoked at \(revokedAt.iso8601)")
         }
         guard record.keyId == keyId else {
+            if let retired = try await retiredKeyRefusal(agentId: agentId, keyId: keyId) { throw retired }
             throw CollectorError(
                 .unknownKey,
                 "agent \(agentId) signed with key \(keyId), but its enrolled key is \(record.keyId)"
@@ -293,6 +394,18 @@ public final class Collector: Sendable {
         }
         keyCache.withLock { $0[agentId] = key }
         return key
+    }
+
+    /// The refusal of a batch signed with `keyId` when that is a key the agent rotated away from.
+    private func retiredKeyRefusal(agentId: String, keyId: String) async throws -> CollectorError? {
+        let keys = try await store.keys(agentId: agentId)
+        guard let index = keys.firstIndex(where: { $0.keyId == keyId }), let retiredAt = keys[index].retiredAt,
+            let current = keys.last
+        else { return nil }
+        return CollectorError(
+            .keyRetired,
+            "agent \(agentId) signed with key \(keyId), which it retired at \(retiredAt.iso8601) (rotated to \(keys[index + 1].keyId)); its batches must be signed with its current key \(current.keyId)"
+        )
     }
 
     // MARK: live feed

@@ -22,6 +22,10 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
         public static let unknownAgent = Code("unknown_agent", .unauthorized)
         public static let revokedAgent = Code("revoked_agent", .forbidden)
         public static let unknownKey = Code("unknown_key", .unauthorized)
+        /// A batch signed with, or a rotation statement from, a key the agent rotated away from.
+        public static let keyRetired = Code("key_retired", .forbidden)
+        /// A rotation to a key the agent used before.
+        public static let keyReused = Code("key_reused", .conflict)
         public static let badSignature = Code("bad_signature", .unauthorized)
         public static let enrollConflict = Code("enroll_conflict", .conflict)
         public static let fork = Code("chain_fork", .conflict)

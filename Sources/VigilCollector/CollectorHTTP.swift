@@ -16,6 +16,7 @@ import VigilWire
 /// | `GET /v1/alerts` | alerts only (`StoredAlert`), the same filters but `type` → `{alerts, next_cursor}` |
 /// | `GET /v1/agents` | inventory: chain status, declared gaps, last selftest (`last_selftest`, `selftest_passed_at`) |
 /// | `POST /v1/agents/ID/revoke` | revokes the agent: its batches and re-enrollment are refused → `{agent_id, revoked_at}` |
+/// | `POST /v1/agents/ID/keys` | a key rotation statement (`KeyRotation`) signed by the agent's current key → `{agent_id, status, key_id, retired_key_id, rotated_at, first_batch_seq}` |
 /// | `POST /v1/tokens`, `GET /v1/tokens`, `POST /v1/tokens/ID/revoke` | issued enrollment tokens (`addEnrollmentTokens`) |
 /// | `GET /healthz` | `ok` |
 /// | `GET /dashboard` | the web dashboard (`Dashboard`): HTML, with a token login form |
@@ -108,6 +109,24 @@ public enum CollectorHTTP {
             return try json(try await collector.revoke(agentId: try context.parameters.require("id")))
         }
 
+        // Key rotation: the agent authenticates by the statement's signature (by its current
+        // key), like its batches, so no API token.
+        router.post("/v1/agents/:id/keys") { request, context -> Response in
+            let body = try await collectBody(request, limit: 16 << 10)
+            let statement: KeyRotation
+            do {
+                statement = try JSONDecoder().decode(KeyRotation.self, from: Data(buffer: body))
+            } catch {
+                throw CollectorError(
+                    .badRequest,
+                    "key rotation body must be JSON with agent_id, old_key_id, new_public_key, new_key_id, time, signature, new_key_signature: \(describe(error))"
+                )
+            }
+            return try json(
+                try await collector.rotateKey(agentId: try context.parameters.require("id"), statement: statement)
+            )
+        }
+
         router.get("/v1/agents/:id/batches") { request, context -> Response in
             try reader.check(request, context)
             let id = try context.parameters.require("id")
@@ -138,6 +157,7 @@ public enum CollectorHTTP {
                     agentId: id,
                     publicKey: agent.publicKey,
                     keyId: agent.keyId,
+                    keys: try await collector.store.keys(agentId: id),
                     batches: batches.map {
                         .init(
                             batchSeq: $0.batchSeq,
@@ -156,7 +176,7 @@ public enum CollectorHTTP {
             ("/healthz", [.get]), ("/metrics", [.get]), ("/v1/enroll", [.post]), ("/v1/batches", [.post]),
             ("/v1/events", [.get]),
             ("/v1/alerts", [.get]), ("/v1/agents", [.get]), ("/v1/agents/:id/batches", [.get]),
-            ("/v1/agents/:id/revoke", [.post]), ("/v1/events/stream", [.get]),
+            ("/v1/agents/:id/revoke", [.post]), ("/v1/agents/:id/keys", [.post]), ("/v1/events/stream", [.get]),
         ]
         let methods: [HTTPRequest.Method] =
             [.get, .head, .post, .put, .delete, .patch, .options, .trace]
@@ -220,13 +240,18 @@ public enum CollectorHTTP {
             }
         }
         public var agentId: String
+        /// The current key.
         public var publicKey: String
         public var keyId: String
+        /// Every key the agent signed with, oldest first (the current one last), with the batches
+        /// each may sign and the rotation statements between them; absent from older collectors.
+        public var keys: [AgentKeyRecord]?
         public var batches: [Item]
         enum CodingKeys: String, CodingKey {
             case agentId = "agent_id"
             case publicKey = "public_key"
             case keyId = "key_id"
+            case keys
             case batches
         }
     }

@@ -32,6 +32,61 @@ public struct AgentRecord: Sendable, Codable, Hashable {
     }
 }
 
+/// One signing key of an agent, current or retired: which batches it signed and the rotation
+/// statement that introduced it (nil for the key the agent enrolled with).
+public struct AgentKeyRecord: Sendable, Codable, Hashable {
+    public var keyId: String
+    /// Base64 of the raw Ed25519 public key.
+    public var publicKey: String
+    /// Enrollment, or the rotation that introduced it.
+    public var activatedAt: Timestamp
+    /// The rotation that retired it; nil for the current key.
+    public var retiredAt: Timestamp?
+    /// The first batch this key may sign.
+    public var firstBatchSeq: UInt64
+    /// The last batch it signed before it was retired (the agent's last batch then); nil for the
+    /// current key. Below `firstBatchSeq` when it signed none.
+    public var lastBatchSeq: UInt64?
+    /// The statement, signed by the previous key, that introduced this one.
+    public var rotation: KeyRotation?
+
+    public init(
+        keyId: String,
+        publicKey: String,
+        activatedAt: Timestamp,
+        retiredAt: Timestamp? = nil,
+        firstBatchSeq: UInt64,
+        lastBatchSeq: UInt64? = nil,
+        rotation: KeyRotation? = nil
+    ) {
+        self.keyId = keyId
+        self.publicKey = publicKey
+        self.activatedAt = activatedAt
+        self.retiredAt = retiredAt
+        self.firstBatchSeq = firstBatchSeq
+        self.lastBatchSeq = lastBatchSeq
+        self.rotation = rotation
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case keyId = "key_id"
+        case publicKey = "public_key"
+        case activatedAt = "activated_at"
+        case retiredAt = "retired_at"
+        case firstBatchSeq = "first_batch_seq"
+        case lastBatchSeq = "last_batch_seq"
+        case rotation
+    }
+}
+
+/// What a store did with a verified rotation statement.
+public enum RotationOutcome: Sendable, Hashable {
+    /// The old key is retired now and the new one current.
+    case rotated(AgentKeyRecord)
+    /// This very rotation happened before (the agent presents it again after a crash): nothing changed.
+    case alreadyRotated(AgentKeyRecord)
+}
+
 /// How the collector judged a batch's place in its agent's hash chain.
 public enum ChainVerdict: String, Sendable, Codable {
     /// Next in sequence, linked to the previous header.
@@ -95,6 +150,9 @@ public struct AgentSummary: Sendable, Codable, Hashable {
     public var agentId: String
     public var hostname: String
     public var keyId: String
+    /// When the current key replaced the previous one (`POST /v1/agents/ID/keys`); nil when the
+    /// agent still signs with the key it enrolled with.
+    public var keyRotatedAt: Timestamp? = nil
     public var enrolledAt: Timestamp
     public var revoked: Bool
     public var lastSeen: Timestamp?
@@ -125,6 +183,7 @@ public struct AgentSummary: Sendable, Codable, Hashable {
         case agentId = "agent_id"
         case hostname
         case keyId = "key_id"
+        case keyRotatedAt = "key_rotated_at"
         case enrolledAt = "enrolled_at"
         case revoked
         case lastSeen = "last_seen"
@@ -370,7 +429,16 @@ public protocol EventStore: EnrollmentTokenStore, Sendable {
     /// Marks the agent revoked at `time` (its batches are refused from then on); revoking twice
     /// keeps the first time. Returns the revocation time, or nil for an unknown agent.
     func revoke(agentId: String, at time: Timestamp) async throws -> Timestamp?
-    /// Stores a verified batch and its events, judging its place in the chain.
+    /// Every key the agent signed with, oldest first, the current one last; empty for an
+    /// unknown agent.
+    func keys(agentId: String) async throws -> [AgentKeyRecord]
+    /// Retires the agent's current key for the statement's new key, in one transaction holding
+    /// the agent's row: the caller verified the statement's signatures, the store checks that
+    /// `statement.oldKeyId` is still the current key. Throws `CollectorError` (`unknown_agent`,
+    /// `revoked_agent`, `key_retired`, `unknown_key`, `key_reused`).
+    func rotateKey(_ statement: KeyRotation, at time: Timestamp) async throws -> RotationOutcome
+    /// Stores a verified batch and its events, judging its place in the chain. Refuses
+    /// (`key_retired`) a batch whose header names a key other than the agent's current one.
     func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome
     func events(_ query: EventQuery) async throws -> [StoredEvent]
     func agents() async throws -> [AgentSummary]

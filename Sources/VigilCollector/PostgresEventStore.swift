@@ -327,6 +327,33 @@ public final class PostgresEventStore: EventStore {
         ),
         // Issued enrollment tokens, hashed (PostgresEventStore+EnrollmentTokens.swift).
         (7, enrollTokensMigration),
+        // v8-key-rotation (`rotateKey`): the current key's history in `agents`, retired keys with
+        // the batches each signed in `agent_keys`.
+        (
+            8,
+            [
+                """
+                ALTER TABLE agents
+                    ADD COLUMN key_rotated_at BIGINT,
+                    ADD COLUMN key_first_batch_seq BIGINT NOT NULL DEFAULT 1,
+                    ADD COLUMN key_statement TEXT
+                """,
+                """
+                CREATE TABLE agent_keys (
+                    agent_id TEXT NOT NULL REFERENCES agents (agent_id),
+                    key_id TEXT NOT NULL,
+                    position INTEGER NOT NULL,
+                    public_key TEXT NOT NULL,
+                    activated_at BIGINT NOT NULL,
+                    retired_at BIGINT NOT NULL,
+                    first_batch_seq BIGINT NOT NULL,
+                    last_batch_seq BIGINT NOT NULL,
+                    statement TEXT,
+                    PRIMARY KEY (agent_id, key_id)
+                )
+                """,
+            ]
+        ),
     ]
 
     /// The events' json column (text) as jsonb, for field lookups. jsonb cannot hold U+0000, and
@@ -474,6 +501,134 @@ public final class PostgresEventStore: EventStore {
         return nil
     }
 
+    public func keys(agentId: String) async throws -> [AgentKeyRecord] {
+        let logger = self.logger
+        return try await client.withConnection { db in
+            try await Self.keys(db, logger: logger, agentId: agentId, locking: false)
+        }
+    }
+
+    /// The agent's keys, oldest first; `locking` takes the agent's row lock (in a transaction).
+    private static func keys(
+        _ db: PostgresConnection,
+        logger: Logger,
+        agentId: String,
+        locking: Bool
+    ) async throws -> [AgentKeyRecord] {
+        var current: AgentKeyRecord? = nil
+        let lock = locking ? " FOR UPDATE" : ""
+        for try await (keyId, publicKey, enrolledAt, rotatedAt, firstBatch, statement) in try await db.query(
+            PostgresQuery(
+                unsafeSQL:
+                    "SELECT key_id, public_key, enrolled_at, key_rotated_at, key_first_batch_seq, key_statement FROM agents WHERE agent_id = $1"
+                    + lock,
+                binds: {
+                    var binds = PostgresBindings()
+                    binds.append(agentId)
+                    return binds
+                }()
+            ),
+            logger: logger
+        ).decode((String, String, Int64, Int64?, Int64, String?).self) {
+            current = AgentKeyRecord(
+                keyId: keyId,
+                publicKey: publicKey,
+                activatedAt: Timestamp(nanosecondsSinceEpoch: rotatedAt ?? enrolledAt),
+                firstBatchSeq: UInt64(max(firstBatch, 0)),
+                rotation: KeyRotation.decoded(statement)
+            )
+        }
+        guard let current else { return [] }
+        var keys: [AgentKeyRecord] = []
+        for try await (keyId, publicKey, activatedAt, retiredAt, firstBatch, lastBatch, statement)
+            in try await db.query(
+                """
+                SELECT key_id, public_key, activated_at, retired_at, first_batch_seq, last_batch_seq, statement
+                FROM agent_keys WHERE agent_id = \(agentId) ORDER BY position
+                """,
+                logger: logger
+            ).decode((String, String, Int64, Int64, Int64, Int64, String?).self)
+        {
+            keys.append(
+                AgentKeyRecord(
+                    keyId: keyId,
+                    publicKey: publicKey,
+                    activatedAt: Timestamp(nanosecondsSinceEpoch: activatedAt),
+                    retiredAt: Timestamp(nanosecondsSinceEpoch: retiredAt),
+                    firstBatchSeq: UInt64(max(firstBatch, 0)),
+                    lastBatchSeq: UInt64(max(lastBatch, 0)),
+                    rotation: KeyRotation.decoded(statement)
+                )
+            )
+        }
+        return keys + [current]
+    }
+
+    public func rotateKey(_ statement: KeyRotation, at time: Timestamp) async throws -> RotationOutcome {
+        let statementJSON = try statement.encodedJSON()
+        let agentId = statement.agentId
+        let logger = self.logger
+        let now = time.nanosecondsSinceEpoch
+        do {
+            return try await client.withTransaction(logger: logger) { db -> RotationOutcome in
+                let keys = try await Self.keys(db, logger: logger, agentId: agentId, locking: true)
+                guard let current = keys.last else {
+                    throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled")
+                }
+                var state: (revokedAt: Int64?, lastBatch: Int64, statement: String?)? = nil
+                for try await row in try await db.query(
+                    "SELECT revoked_at, last_batch_seq, key_statement FROM agents WHERE agent_id = \(agentId)",
+                    logger: logger
+                ).decode((Int64?, Int64, String?).self) {
+                    state = row
+                }
+                guard let state else { throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled") }
+                if let revoked = state.revokedAt {
+                    throw CollectorError(
+                        .revokedAgent,
+                        "agent \(agentId) was revoked at \(Timestamp(nanosecondsSinceEpoch: revoked).iso8601); it cannot rotate its key"
+                    )
+                }
+                switch KeyRotationRule.judge(statement, keys: keys) {
+                case .already: return .alreadyRotated(current)
+                case .refuse(let error): throw error
+                case .rotate: break
+                }
+                let position = keys.count - 1
+                let activated = current.activatedAt.nanosecondsSinceEpoch
+                let first = Int64(clamping: current.firstBatchSeq)
+                try await db.query(
+                    """
+                    INSERT INTO agent_keys (agent_id, key_id, position, public_key, activated_at, retired_at, first_batch_seq, last_batch_seq, statement)
+                    VALUES (\(agentId), \(current.keyId), \(position), \(current.publicKey), \(activated), \(now), \(first), \(state.lastBatch), \(state.statement))
+                    """,
+                    logger: logger
+                )
+                let next = state.lastBatch + 1
+                try await db.query(
+                    """
+                    UPDATE agents SET public_key = \(statement.newPublicKey), key_id = \(statement.newKeyId), key_rotated_at = \(now),
+                        key_first_batch_seq = \(next), key_statement = \(statementJSON)
+                    WHERE agent_id = \(agentId)
+                    """,
+                    logger: logger
+                )
+                return .rotated(
+                    AgentKeyRecord(
+                        keyId: statement.newKeyId,
+                        publicKey: statement.newPublicKey,
+                        activatedAt: time,
+                        firstBatchSeq: UInt64(next),
+                        rotation: statement
+                    )
+                )
+            }
+        } catch let error as PostgresTransactionError {
+            if let refusal = error.closureError as? CollectorError { throw refusal }
+            throw error
+        }
+    }
+
     public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
         let header = batch.header
         guard let batchSeq = Int64(exactly: header.batchSeq), let firstSeq = Int64(exactly: header.firstSeq) else {
@@ -525,16 +680,18 @@ public final class PostgresEventStore: EventStore {
                 // the live tail's horizon relies on (`LiveTail`, `commitProbe`).
                 var chainState: (Int64, Data?, Int64, Int64, Int64, Int64)? = nil
                 var revoked = false
+                var currentKey = ""
                 for try await row in try await db.query(
                     """
                     SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events,
-                           revoked_at IS NOT NULL
+                           revoked_at IS NOT NULL, key_id
                     FROM agents WHERE agent_id = \(agentId) FOR UPDATE
                     """,
                     logger: logger
-                ).decode((Int64, Data?, Int64, Int64, Int64, Int64, Bool).self) {
+                ).decode((Int64, Data?, Int64, Int64, Int64, Int64, Bool, String).self) {
                     chainState = (row.0, row.1, row.2, row.3, row.4, row.5)
                     revoked = row.6
+                    currentKey = row.7
                 }
                 guard
                     let (lastSeqSigned, lastHash, lastEventSeq, declaredThrough, gapRecords, droppedEvents) = chainState
@@ -544,6 +701,13 @@ public final class PostgresEventStore: EventStore {
                 // Checked here, under the row lock, not only by the collector (whose key cache may
                 // predate a revocation made through another collector).
                 if revoked { throw CollectorError(.revokedAgent, "agent \(agentId) was revoked") }
+                // Likewise the key: rotated through another collector since this one cached it.
+                guard header.keyId == currentKey else {
+                    throw CollectorError(
+                        .keyRetired,
+                        "agent \(agentId) signed with key \(header.keyId), but its current key is \(currentKey)"
+                    )
+                }
                 for try await stored in try await db.query(
                     "SELECT header_hash FROM batches WHERE agent_id = \(agentId) AND batch_seq = \(batchSeq)",
                     logger: logger
@@ -934,6 +1098,13 @@ public final class PostgresEventStore: EventStore {
                 }
             )
         }
+        var rotated: [String: Timestamp?] = [:]
+        for try await (id, at) in try await client.query(
+            "SELECT agent_id, key_rotated_at FROM agents",
+            logger: logger
+        ).decode((String, Int64?).self) {
+            rotated[id] = at.map { Timestamp(nanosecondsSinceEpoch: $0) }
+        }
         let rows = try await client.query(
             """
             SELECT agent_id, hostname, key_id, enrolled_at, revoked_at, last_seen, last_batch_seq, event_count, gap_records, dropped_events,
@@ -958,6 +1129,7 @@ public final class PostgresEventStore: EventStore {
                     agentId: id,
                     hostname: hostname,
                     keyId: keyId,
+                    keyRotatedAt: rotated[id] ?? nil,
                     enrolledAt: Timestamp(nanosecondsSinceEpoch: enrolledAt),
                     revoked: revokedAt != nil,
                     lastSeen: lastSeen.map { Timestamp(nanosecondsSinceEpoch: $0) },

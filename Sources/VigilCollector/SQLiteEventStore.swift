@@ -163,6 +163,29 @@ public final class SQLiteEventStore: EventStore {
         }
         // Issued enrollment tokens, hashed (SQLiteEventStore+EnrollmentTokens.swift).
         m.registerMigration("v7-enroll-tokens", migrate: enrollTokensMigration)
+        // Key rotation (`rotateKey`): the current key's history in `agents`, retired keys with
+        // the batches each signed in `agent_keys`.
+        m.registerMigration("v8-key-rotation") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE agents ADD COLUMN key_rotated_at INTEGER;
+                    ALTER TABLE agents ADD COLUMN key_first_batch_seq INTEGER NOT NULL DEFAULT 1;
+                    ALTER TABLE agents ADD COLUMN key_statement TEXT;
+                    CREATE TABLE agent_keys (
+                        agent_id TEXT NOT NULL,
+                        key_id TEXT NOT NULL,
+                        position INTEGER NOT NULL,
+                        public_key TEXT NOT NULL,
+                        activated_at INTEGER NOT NULL,
+                        retired_at INTEGER NOT NULL,
+                        first_batch_seq INTEGER NOT NULL,
+                        last_batch_seq INTEGER NOT NULL,
+                        statement TEXT,
+                        PRIMARY KEY (agent_id, key_id)
+                    ) WITHOUT ROWID;
+                    """
+            )
+        }
         return m
     }
 
@@ -223,6 +246,109 @@ public final class SQLiteEventStore: EventStore {
         }
     }
 
+    public func keys(agentId: String) async throws -> [AgentKeyRecord] {
+        try await pool.read { db in try Self.keys(db, agentId: agentId) }
+    }
+
+    private static func keys(_ db: Database, agentId: String) throws -> [AgentKeyRecord] {
+        guard
+            let agent = try Row.fetchOne(
+                db,
+                sql:
+                    "SELECT key_id, public_key, enrolled_at, key_rotated_at, key_first_batch_seq, key_statement FROM agents WHERE agent_id = ?",
+                arguments: [agentId]
+            )
+        else { return [] }
+        var keys = try Row.fetchAll(
+            db,
+            sql:
+                "SELECT key_id, public_key, activated_at, retired_at, first_batch_seq, last_batch_seq, statement FROM agent_keys WHERE agent_id = ? ORDER BY position",
+            arguments: [agentId]
+        ).map { row in
+            AgentKeyRecord(
+                keyId: row["key_id"],
+                publicKey: row["public_key"],
+                activatedAt: Timestamp(nanosecondsSinceEpoch: row["activated_at"]),
+                retiredAt: Timestamp(nanosecondsSinceEpoch: row["retired_at"]),
+                firstBatchSeq: UInt64(max(row["first_batch_seq"] as Int64, 0)),
+                lastBatchSeq: UInt64(max(row["last_batch_seq"] as Int64, 0)),
+                rotation: KeyRotation.decoded(row["statement"])
+            )
+        }
+        let rotatedAt: Int64? = agent["key_rotated_at"]
+        keys.append(
+            AgentKeyRecord(
+                keyId: agent["key_id"],
+                publicKey: agent["public_key"],
+                activatedAt: Timestamp(nanosecondsSinceEpoch: rotatedAt ?? agent["enrolled_at"]),
+                firstBatchSeq: UInt64(max(agent["key_first_batch_seq"] as Int64, 0)),
+                rotation: KeyRotation.decoded(agent["key_statement"])
+            )
+        )
+        return keys
+    }
+
+    public func rotateKey(_ statement: KeyRotation, at time: Timestamp) async throws -> RotationOutcome {
+        let statementJSON = try statement.encodedJSON()
+        return try await pool.write { db in
+            let agentId = statement.agentId
+            guard
+                let agent = try Row.fetchOne(
+                    db,
+                    sql:
+                        "SELECT key_id, public_key, enrolled_at, revoked_at, last_batch_seq, key_rotated_at, key_first_batch_seq, key_statement FROM agents WHERE agent_id = ?",
+                    arguments: [agentId]
+                )
+            else { throw CollectorError(.unknownAgent, "agent \(agentId) is not enrolled") }
+            let keys = try Self.keys(db, agentId: agentId)
+            let current = keys[keys.count - 1]
+            if let revoked = agent["revoked_at"] as Int64? {
+                throw CollectorError(
+                    .revokedAgent,
+                    "agent \(agentId) was revoked at \(Timestamp(nanosecondsSinceEpoch: revoked).iso8601); it cannot rotate its key"
+                )
+            }
+            switch KeyRotationRule.judge(statement, keys: keys) {
+            case .already: return .alreadyRotated(current)
+            case .refuse(let error): throw error
+            case .rotate: break
+            }
+            let lastBatch: Int64 = agent["last_batch_seq"]
+            try db.execute(
+                sql: """
+                    INSERT INTO agent_keys (agent_id, key_id, position, public_key, activated_at, retired_at, first_batch_seq, last_batch_seq, statement)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    agentId, current.keyId, keys.count - 1, current.publicKey,
+                    current.activatedAt.nanosecondsSinceEpoch,
+                    time.nanosecondsSinceEpoch, Int64(clamping: current.firstBatchSeq), lastBatch,
+                    agent["key_statement"] as String?,
+                ]
+            )
+            try db.execute(
+                sql: """
+                    UPDATE agents SET public_key = ?, key_id = ?, key_rotated_at = ?, key_first_batch_seq = ?, key_statement = ?
+                    WHERE agent_id = ?
+                    """,
+                arguments: [
+                    statement.newPublicKey, statement.newKeyId, time.nanosecondsSinceEpoch, lastBatch + 1,
+                    statementJSON,
+                    agentId,
+                ]
+            )
+            return .rotated(
+                AgentKeyRecord(
+                    keyId: statement.newKeyId,
+                    publicKey: statement.newPublicKey,
+                    activatedAt: time,
+                    firstBatchSeq: UInt64(lastBatch + 1),
+                    rotation: statement
+                )
+            )
+        }
+    }
+
     public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
         // Encode outside the write transaction: the writer is the bottleneck.
         let encoder = JSONEncoder()
@@ -266,7 +392,7 @@ public final class SQLiteEventStore: EventStore {
                 let agentRow = try Row.fetchOne(
                     db,
                     sql:
-                        "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events, revoked_at FROM agents WHERE agent_id = ?",
+                        "SELECT last_batch_seq, last_header_hash, last_event_seq, declared_through, gap_records, dropped_events, revoked_at, key_id FROM agents WHERE agent_id = ?",
                     arguments: [agentId]
                 )
             else {
@@ -276,6 +402,14 @@ public final class SQLiteEventStore: EventStore {
             // predate a revocation made through another collector).
             if (agentRow["revoked_at"] as Int64?) != nil {
                 throw CollectorError(.revokedAgent, "agent \(agentId) was revoked")
+            }
+            // Likewise the key: rotated through another collector since this one cached it.
+            let currentKey: String = agentRow["key_id"]
+            guard header.keyId == currentKey else {
+                throw CollectorError(
+                    .keyRetired,
+                    "agent \(agentId) signed with key \(header.keyId), but its current key is \(currentKey)"
+                )
             }
             let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
             let lastHash: Data? = agentRow["last_header_hash"]
@@ -590,6 +724,7 @@ public final class SQLiteEventStore: EventStore {
                     agentId: id,
                     hostname: row["hostname"],
                     keyId: row["key_id"],
+                    keyRotatedAt: (row["key_rotated_at"] as Int64?).map { Timestamp(nanosecondsSinceEpoch: $0) },
                     enrolledAt: Timestamp(nanosecondsSinceEpoch: row["enrolled_at"]),
                     revoked: revoked != nil,
                     lastSeen: lastSeen.map { Timestamp(nanosecondsSinceEpoch: $0) },

@@ -360,6 +360,12 @@ public struct FlowEvent: Hashable, Sendable, Codable {
     public var communityID: String
     public var image: String?
     public var processId: UInt32?
+    /// The first DNS query name of the flow (Zeek dns.log `query`), when it carried DNS.
+    public var dnsQuery: String?
+    /// Distinct A/AAAA addresses of its DNS answers, in order, at most 8 (dns.log `answers`).
+    public var dnsAnswers: [String]?
+    /// The TLS server name (SNI) of the originator's ClientHello (Zeek ssl.log `server_name`).
+    public var serverName: String?
 
     public init(
         ts: Double,
@@ -380,7 +386,10 @@ public struct FlowEvent: Hashable, Sendable, Codable {
         state: String = "",
         communityID: String = "",
         image: String? = nil,
-        processId: UInt32? = nil
+        processId: UInt32? = nil,
+        dnsQuery: String? = nil,
+        dnsAnswers: [String]? = nil,
+        serverName: String? = nil
     ) {
         self.ts = ts
         self.duration = duration
@@ -401,6 +410,9 @@ public struct FlowEvent: Hashable, Sendable, Codable {
         self.communityID = communityID
         self.image = image
         self.processId = processId
+        self.dnsQuery = dnsQuery
+        self.dnsAnswers = dnsAnswers
+        self.serverName = serverName
     }
 
     enum CodingKeys: String, CodingKey {
@@ -421,6 +433,9 @@ public struct FlowEvent: Hashable, Sendable, Codable {
         case communityID = "community_id"
         case image = "Image"
         case processId = "ProcessId"
+        case dnsQuery = "dns_query"
+        case dnsAnswers = "dns_answers"
+        case serverName = "server_name"
     }
 }
 

@@ -44,14 +44,16 @@
 /// | `connection_info` | `{protocol_name (tcp, udp, icmp, ipv6-icmp), protocol_num, protocol_ver_id (4 or 6), direction_id: 0 Unknown, community_uid}` |
 /// | `traffic` | `{bytes_out, bytes_in, bytes, packets_out, packets_in, packets}`: out = originator → responder, IP bytes (`orig_ip_bytes`) |
 /// | `start_time`, `end_time`, `duration` | a flow's first packet, last packet, and their distance (ms) |
+/// | `tls` | `{sni}`: a flow's TLS server name (`server_name`), when it has one |
 /// | `finding_info` | `{uid: AGENT_ID:SEQ, title, analytic {uid: rule id, name: title, type_id: 1 Rule}, attacks [{technique {uid: "T1059.004"}}] from tags `attack.tNNNN[.NNN]`, related_events [{uid, type_uid}] of the matched event}` |
 /// | `evidences` | one artifact with the matched event's `actor`, `file` (for a rename, the new name), `process`, `src_endpoint`, `dst_endpoint`, `connection_info` |
 ///
 /// Whatever OCSF 1.1 has no attribute for that we are sure of goes to `unmapped`, under Vigil's
 /// own JSON names: a file's `mode` (octal), `gid`, `inode`, `hash_skipped`; a process's `argv`,
 /// `CurrentDirectory`, `euid`, `gid`, `tty`, `login_uid`, `session_id`, `container_id`,
-/// `start_time_ticks`, `incomplete`; a flow's `state`, TCP flags, payload bytes and attribution
-/// (`Image`, `ProcessId`); an alert's `tags`, `author`, `suppressed_count`; a health record's
+/// `start_time_ticks`, `incomplete`; a flow's `state`, TCP flags, payload bytes, attribution
+/// (`Image`, `ProcessId`) and DNS metadata (`dns_query`, `dns_answers`: Network Activity has no
+/// DNS attribute; DNS Activity is one record per query, not per flow); an alert's `tags`, `author`, `suppressed_count`; a health record's
 /// `kind` and `counters`; a gap's seq range, counts and reason.
 ///
 /// Not mapped: the direction of a flow (the agent does not record which side is local), ATT&CK
@@ -464,7 +466,10 @@ public enum OCSF {
             ("resp_tcp_flags", f.respTCPFlags == 0 ? nil : .int(Int64(f.respTCPFlags))),
             ("Image", f.image.map { .string($0) }),
             ("ProcessId", f.processId.map { .int(Int64($0)) }),
+            ("dns_query", f.dnsQuery.map { .string($0) }),
+            ("dns_answers", f.dnsAnswers.map { .array($0.map { .string($0) }) }),
         ])
+        if let sni = f.serverName { r["tls"] = ["sni": .string(sni)] }
         return r
     }
 

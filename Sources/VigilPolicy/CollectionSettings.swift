@@ -14,6 +14,9 @@ import Yams
 ///   snap_length: 128                  # bytes kept per packet: headers only
 ///   max_flows: 262144                 # flows tracked at once (memory bound)
 ///   idle_timeout_s: 60                # a UDP/ICMP flow quiet this long is reported (TCP: 300)
+///   metadata: true                    # DNS query/answers and TLS server name on flows
+///   attribute_processes: true         # Image/ProcessId of local flows (sock_diag + /proc);
+///                                     # default: on when the agent runs as root
 /// processes:                          # proc connector + /proc (+ fanotify); absent: off
 ///   enabled: true
 ///   max_processes: 32768              # live processes remembered (LRU; memory bound)
@@ -45,6 +48,12 @@ public struct CollectionSettings: Sendable, Hashable {
         public var snapLength: Int
         public var maxFlows: Int
         public var idleTimeoutSeconds: Int
+        /// DNS query names and answers and the TLS server name (SNI) on flow records; DNS and
+        /// ClientHello packets are then captured up to 2048 bytes, all others at `snapLength`.
+        public var metadata: Bool = true
+        /// Find the process owning the local socket of each flow with an end on this host
+        /// (`Image`, `ProcessId`); nil: on when the agent runs as root.
+        public var attributeProcesses: Bool? = nil
 
         public init(
             interface: String = "any",
@@ -174,7 +183,10 @@ public struct CollectionSettings: Sendable, Hashable {
         }
         if let network = try top.mapping("network", context: "network") {
             try network.checkKeys(
-                ["interface", "filter", "snap_length", "max_flows", "idle_timeout_s"],
+                [
+                    "interface", "filter", "snap_length", "max_flows", "idle_timeout_s", "metadata",
+                    "attribute_processes",
+                ],
                 context: "network"
             )
             var n = Network()
@@ -202,6 +214,18 @@ public struct CollectionSettings: Sendable, Hashable {
             }
             if let v = try network.integer("idle_timeout_s", context: "network", range: 1...86400) {
                 n.idleTimeoutSeconds = Int(v)
+            }
+            if let v = network.value("metadata") {
+                guard case .scalar(let s) = v, let b = Bool(s.string.lowercased()) else {
+                    throw PolicyError(file: file, at: v, "network.metadata must be true or false")
+                }
+                n.metadata = b
+            }
+            if let v = network.value("attribute_processes") {
+                guard case .scalar(let s) = v, let b = Bool(s.string.lowercased()) else {
+                    throw PolicyError(file: file, at: v, "network.attribute_processes must be true or false")
+                }
+                n.attributeProcesses = b
             }
             settings.network = n
         }

@@ -74,6 +74,7 @@ extension EventCategory {
         case .fileDelete: 3
         case .fileRename: 4
         case .networkConnection: 5
+        case .dnsQuery: 6
         }
     }
 }

@@ -7,6 +7,8 @@ public enum EventCategory: String, CaseIterable, Sendable, Hashable {
     case fileDelete = "file_delete"
     case fileRename = "file_rename"
     case networkConnection = "network_connection"
+    /// A flow that carried DNS (its first query name and answer addresses): Sysmon's event 22.
+    case dnsQuery = "dns_query"
 
     /// Fields Vigil fills for events of this category. A rule testing any other field is not
     /// applicable (it could never match), except with `exists: false` or `null`.
@@ -25,8 +27,10 @@ public enum EventCategory: String, CaseIterable, Sendable, Hashable {
         case .networkConnection:
             [
                 "Image", "ProcessId", "Protocol", "Initiated", "SourceIp", "SourcePort", "DestinationIp",
-                "DestinationPort", "DestinationHostname",
+                "DestinationPort", "DestinationHostname", "QueryName", "QueryResults",
             ]
+        case .dnsQuery:
+            ["Image", "ProcessId", "QueryName", "QueryResults"]
         }
     }
 }

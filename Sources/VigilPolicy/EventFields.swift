@@ -9,7 +9,9 @@ import VigilCore
 /// `DestinationPort`, `orig_h` → `SourceIp`, `orig_p` → `SourcePort`, `proto` → `Protocol`;
 /// `Initiated` is `true` when `orig_h` is one of `localAddresses` (the host opened the
 /// connection) and `false` otherwise, and absent when no local addresses are known.
-/// `DestinationHostname` is absent until flows carry a resolved name.
+/// Payload metadata: `DestinationHostname` is the TLS server name (SNI), `QueryName` the first
+/// DNS query name and `QueryResults` the DNS answer addresses joined by `;` (Sysmon's
+/// vocabulary); a flow with a DNS query is also in category `dns_query`.
 public struct EventFields: SigmaFields {
     public let event: Event
     public let localAddresses: Set<String>?
@@ -27,6 +29,7 @@ public struct EventFields: SigmaFields {
     private static let fileDelete: [EventCategory] = [.fileDelete]
     private static let fileRename: [EventCategory] = [.fileEvent, .fileRename]
     private static let networkConnection: [EventCategory] = [.networkConnection]
+    private static let networkConnectionAndDNS: [EventCategory] = [.networkConnection, .dnsQuery]
 
     public var categories: [EventCategory] {
         switch event.payload {
@@ -39,7 +42,7 @@ public struct EventFields: SigmaFields {
             case .delete: Self.fileDelete
             case .rename: Self.fileRename
             }
-        case .flow: Self.networkConnection
+        case .flow(let f): f.dnsQuery == nil ? Self.networkConnection : Self.networkConnectionAndDNS
         case .alert, .health, .gap: []
         }
     }
@@ -99,6 +102,9 @@ public struct EventFields: SigmaFields {
         case destinationIp = "DestinationIp"
         case destinationPort = "DestinationPort"
         case initiated = "Initiated"
+        case destinationHostname = "DestinationHostname"
+        case queryName = "QueryName"
+        case queryResults = "QueryResults"
     }
 
     static func value(of field: Field, in p: ProcessEvent) -> String? {
@@ -141,6 +147,9 @@ public struct EventFields: SigmaFields {
         case .destinationIp: f.respH
         case .destinationPort: String(f.respP)
         case .initiated: localAddresses.map { $0.contains(f.origH) ? "true" : "false" }
+        case .destinationHostname: f.serverName
+        case .queryName: f.dnsQuery
+        case .queryResults: f.dnsAnswers?.joined(separator: ";")
         default: nil
         }
     }

@@ -84,14 +84,31 @@ public struct AgentIdentity: Sendable {
 
     /// Writes the identity with mode 0600, atomically; refuses to overwrite an existing file.
     public func save(to path: String) throws(WireError) {
+        try Self.writeFile(try encoded(), to: path, replacing: false)
+    }
+
+    /// Installs the identity over the file at `path` in one `rename(2)`: a crash leaves either
+    /// the old identity or the new one there, never a torn file. Used when a key rotation is
+    /// confirmed.
+    public func replace(at path: String) throws(WireError) {
+        try Self.writeFile(try encoded(), to: path, replacing: true)
+    }
+
+    private func encoded() throws(WireError) -> Data {
         let file = File(agent_id: agentId, private_key: privateKey.rawRepresentation.base64EncodedString())
-        let data: Data
         do {
-            data = try JSONEncoder().encode(file)
+            return try JSONEncoder().encode(file)
         } catch {
             throw WireError(.badKey, "cannot encode key file: \(error)")
         }
+    }
+
+    /// Writes `data` to a temporary file (mode 0600), syncs it, then installs it at `path`: with
+    /// `link(2)` (which fails if `path` exists) or, `replacing`, with `rename(2)`; then syncs the
+    /// directory so the new name survives a crash.
+    static func writeFile(_ data: Data, to path: String, replacing: Bool) throws(WireError) {
         let tmp = path + ".tmp.\(getpid())"
+        unlink(tmp)  // left by a crash of an earlier process with this pid
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             throw WireError(.badKey, "\(tmp): cannot create key file (\(String(cString: strerror(errno))))")
@@ -103,12 +120,25 @@ public struct AgentIdentity: Sendable {
             unlink(tmp)
             throw WireError(.badKey, "\(tmp): cannot write key file")
         }
-        // link(2) fails if the target exists: never replace an identity by accident.
-        guard link(tmp, path) == 0 else {
-            let err = errno
+        if replacing {
+            guard rename(tmp, path) == 0 else {
+                let err = errno
+                unlink(tmp)
+                throw WireError(.badKey, "\(path): cannot replace key file (\(String(cString: strerror(err))))")
+            }
+        } else {
+            // link(2) fails if the target exists: never replace an identity by accident.
+            guard link(tmp, path) == 0 else {
+                let err = errno
+                unlink(tmp)
+                throw WireError(.badKey, "\(path): cannot install key file (\(String(cString: strerror(err))))")
+            }
             unlink(tmp)
-            throw WireError(.badKey, "\(path): cannot install key file (\(String(cString: strerror(err))))")
         }
-        unlink(tmp)
+        let directory = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if directory >= 0 {
+            _ = fsync(directory)
+            close(directory)
+        }
     }
 }

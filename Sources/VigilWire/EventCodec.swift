@@ -137,6 +137,9 @@ public enum EventCodec {
         if !FlowCommunityID.matches(f) { pb.communityID = f.communityID }
         pb.image = f.image ?? ""
         pb.processID = f.processId ?? 0
+        pb.dnsQuery = f.dnsQuery ?? ""
+        pb.dnsAnswers = f.dnsAnswers ?? []
+        pb.serverName = f.serverName ?? ""
         return pb
     }
 
@@ -284,7 +287,10 @@ public enum EventCodec {
             respTCPFlags: UInt8(pb.respTcpFlags),
             state: pb.state,
             image: pb.image.nilIfEmpty,
-            processId: pb.processID == 0 ? nil : pb.processID
+            processId: pb.processID == 0 ? nil : pb.processID,
+            dnsQuery: pb.dnsQuery.nilIfEmpty,
+            dnsAnswers: pb.dnsAnswers.isEmpty ? nil : pb.dnsAnswers,
+            serverName: pb.serverName.nilIfEmpty
         )
     }
 }

@@ -163,6 +163,13 @@ struct EventWriter {
         }
         stringField(20, f.image, to: &out)
         varintField(21, UInt64(f.processId ?? 0), to: &out)
+        stringField(22, f.dnsQuery, to: &out)
+        // Repeated: every element is written, even an empty one, as SwiftProtobuf does.
+        for answer in f.dnsAnswers ?? [] {
+            tag(23, wireType: 2, to: &out)
+            appendString(answer, to: &out)
+        }
+        stringField(24, f.serverName, to: &out)
     }
 
     // MARK: fields

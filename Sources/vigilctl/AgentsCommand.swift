@@ -46,7 +46,7 @@ struct AgentsListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract:
-            "List the agents a collector knows: version, policy hash, last seen, batches, spool backlog, selftest, chain state."
+            "List the agents a collector knows: version, policy hash, signing key (and when it was rotated), last seen, batches, spool backlog, selftest, chain state."
     )
 
     @Option(help: ArgumentHelp("The collector's base URL.", valueName: "url"))
@@ -71,7 +71,7 @@ struct AgentsListCommand: AsyncParsableCommand {
             return
         }
         print(
-            "AGENT                                 HOST                 VERSION    POLICY       LAST SEEN                    BATCHES  EVENTS    BACKLOG   SELFTEST                 CHAIN"
+            "AGENT                                 HOST                 VERSION    POLICY       KEY               LAST SEEN                    BATCHES  EVENTS    BACKLOG   SELFTEST                 CHAIN"
         )
         for a in list.agents {
             let seen = a.lastSeen?.iso8601 ?? "never"
@@ -85,7 +85,7 @@ struct AgentsListCommand: AsyncParsableCommand {
                 ? ""
                 : " (gap: \(a.droppedEvents) event(s) dropped by the agent, declared in \(a.declaredGaps) signed record(s))"
             print(
-                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(version.padded(10)) \(policy.padded(12)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(backlog.padded(9)) \(a.selftestStatus.padded(24)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
+                "\(a.agentId.padded(37)) \(a.hostname.padded(20)) \(version.padded(10)) \(policy.padded(12)) \(a.keyId.padded(17)) \(seen.padded(28)) \(String(a.lastBatchSeq).padded(8)) \(String(a.events).padded(9)) \(backlog.padded(9)) \(a.selftestStatus.padded(24)) \(a.revoked ? "REVOKED " : "")\(a.chainStatus)\(declared)"
             )
             if let status = a.lastStatus,
                 status.eventsShed + status.queueDrops + status.kernelDrops + status.spoolDropped > 0
@@ -93,6 +93,9 @@ struct AgentsListCommand: AsyncParsableCommand {
                 print(
                     "    \(status.time.iso8601) status: \(status.spoolEvents) event(s) spooled (\(status.spoolBytes) bytes); since start \(status.eventsShed) shed, \(status.queueDrops) queue drop(s), \(status.kernelDrops) kernel drop(s), \(status.spoolDropped) dropped from the full spool"
                 )
+            }
+            if let rotated = a.keyRotatedAt {
+                print("    \(rotated.iso8601) key rotated: batches since are signed with key \(a.keyId)")
             }
             if let last = a.lastSelftest, !last.passed {
                 let passed = a.selftestPassedAt.map { "last passed \($0.iso8601)" } ?? "never passed"

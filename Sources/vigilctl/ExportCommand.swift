@@ -14,7 +14,13 @@ struct ExportCommand: AsyncParsableCommand {
             alerts, and Base Event (0) for agent health and gap records. --format syslog writes \
             alerts only, as RFC 5424 lines (facility 13, log audit; severity from the rule level).
 
-            With --output FILE the lines are appended to FILE (created 0640); with --follow the \
+            With --output FILE the lines are appended to FILE (created 0640). With --output URL \
+            (http:// or https://) each page of lines is POSTed as one newline-delimited body \
+            (Content-Type application/x-ndjson, or text/plain for syslog); a page the endpoint \
+            does not accept (connection failure, timeout, 408, 429 or 5xx) is sent again with \
+            backoff, so nothing is skipped — forever with --follow, else up to 5 times; any other \
+            answer stops the export with the endpoint's reason. --header adds a request header \
+            (e.g. an API key), --output-ca-file trusts a private CA for https. With --follow the \
             export keeps polling every second for new events until interrupted, retrying through \
             collector restarts once it has been answered.
 
@@ -36,6 +42,15 @@ struct ExportCommand: AsyncParsableCommand {
                   inputs: [vigil]
                   source: '. = parse_json!(.message)'
 
+            Vector, receiving over HTTP (vigilctl export ... --follow \\
+                  --output http://vector.example:8080/ --header 'Authorization: Bearer TOKEN'):
+              sources:
+                vigil:
+                  type: http_server
+                  address: 0.0.0.0:8080
+                  decoding: {codec: json}
+                  framing: {method: newline_delimited}
+
             Fluent Bit (fluent-bit.yaml; the json parser ships in its parsers.conf):
               service:
                 parsers_file: parsers.conf
@@ -56,8 +71,24 @@ struct ExportCommand: AsyncParsableCommand {
     @Option(help: "ocsf: every event as an OCSF JSON line; syslog: alerts only, as RFC 5424 lines.")
     var format: Format = .ocsf
 
-    @Option(help: ArgumentHelp("Append the lines to this file; - writes to standard output.", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Append the lines to this file, or POST them to this http:// or https:// URL; - writes to standard output.",
+            valueName: "file|url"
+        )
+    )
     var output: String = "-"
+
+    @Option(
+        name: .customLong("header"),
+        help: ArgumentHelp("A header for every POST to an --output URL; repeatable.", valueName: "name: value")
+    )
+    var headers: [String] = []
+
+    @Option(
+        help: ArgumentHelp("Trust this CA (PEM) for an https:// --output instead of the system's.", valueName: "file")
+    )
+    var outputCaFile: String?
 
     @Flag(help: "Keep polling the collector every second for new events until interrupted.")
     var follow = false
@@ -76,7 +107,23 @@ struct ExportCommand: AsyncParsableCommand {
         var filters = filters
         if format == .syslog { filters.type = EventType.alert.rawValue }
         var pager = try filters.pager()
-        let sink = try openOutput()
+        let sink = try ExportSink.open(
+            output,
+            headers: headers,
+            caFile: outputCaFile,
+            contentType: format == .ocsf ? "application/x-ndjson" : "text/plain; charset=utf-8",
+            retryForever: follow
+        )
+        do {
+            try await export(pages: &pager, to: sink)
+        } catch {
+            try? await sink.close()
+            throw error
+        }
+        try await sink.close()
+    }
+
+    func export(pages pager: inout EventPager, to sink: ExportSink) async throws {
         var hosts = HostNames(base: pager.base)
         var answered = false
         while true {
@@ -109,22 +156,12 @@ struct ExportCommand: AsyncParsableCommand {
                         }
                     if let line { text += line + "\n" }
                 }
-                try sink.write(contentsOf: Data(text.utf8))
+                if !text.isEmpty { try await sink.write(text) }
             }
             if page.more { continue }
             guard follow else { break }
             try await Task.sleep(for: .seconds(1))
         }
-        if output != "-" { try sink.close() }
-    }
-
-    func openOutput() throws -> FileHandle {
-        guard output != "-" else { return FileHandle.standardOutput }
-        let fd = open(output, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
-        guard fd >= 0 else {
-            throw CommandFailure("cannot open \(output): \(String(cString: strerror(errno)))")
-        }
-        return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
     }
 }
 

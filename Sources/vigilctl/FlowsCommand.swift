@@ -9,10 +9,17 @@ struct FlowsCommand: ParsableCommand {
         abstract: "Summarize the flows in a capture file with the live sensor's decoder and flow table.",
         discussion: """
             Reads classic pcap or pcapng. Fields follow Zeek's conn.log vocabulary (DESIGN.md); decoder
-            and table counters go to standard error.
+            and table counters go to standard error. No Image or ProcessId: process attribution needs
+            the live sockets, so only vigild's flow sensor does it.
+            Payload metadata (on unless --no-metadata), in JSON only when a flow has it: dns_query (the
+            first DNS query name over UDP port 53), dns_answers (its distinct A/AAAA answer addresses,
+            at most 8) and server_name (the TLS SNI of the originator's ClientHello, read from the
+            first segments that start a TLS record; a hello cut short by the capture's snap length
+            gives no name). The table shows the server name or the query after the Community ID.
             Examples:
               vigilctl flows --pcap trace.pcap
               vigilctl flows --pcap trace.pcapng --json | jq 'select(.proto == "tcp")'
+              vigilctl flows --pcap trace.pcap --json | jq -r 'select(.server_name) | .server_name'
             """
     )
 
@@ -21,6 +28,12 @@ struct FlowsCommand: ParsableCommand {
 
     @Flag(help: "Print one JSON object per line instead of a table.")
     var json = false
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: "Read DNS query names and answers and TLS server names from payloads into the flows."
+    )
+    var metadata = true
 
     @Option(help: ArgumentHelp("Most flows tracked at once (older ones are reported early).", valueName: "n"))
     var maxFlows: Int = 262_144
@@ -51,7 +64,8 @@ struct FlowsCommand: ParsableCommand {
             maxFlows: maxFlows,
             tcpIdleTimeout: .seconds(tcpIdleTimeout),
             idleTimeout: .seconds(idleTimeout),
-            activeTimeout: activeTimeout == 0 ? nil : .seconds(activeTimeout)
+            activeTimeout: activeTimeout == 0 ? nil : .seconds(activeTimeout),
+            metadata: metadata
         )
         let output = BufferedOutput()
         if !json {
@@ -87,6 +101,7 @@ struct FlowsCommand: ParsableCommand {
     private static func row(_ f: FlowEvent) -> String {
         "\(FlowEvent.fixed6(f.ts)) \(FlowEvent.fixed6(f.duration)) \(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP)"
             + " \(f.origPkts)/\(f.respPkts) \(f.origIPBytes)/\(f.respIPBytes) \(f.state) \(f.communityID)"
+            + ((f.serverName ?? f.dnsQuery).map { " \($0)" } ?? "")
     }
 }
 

@@ -11,7 +11,7 @@ struct VerifyCommand: AsyncParsableCommand {
         discussion: """
             Fetches every batch the collector stored for the agent, exactly as received, and checks here,
             independently of the collector's own bookkeeping: each Ed25519 signature against the agent's
-            enrolled key, each body against the SHA-256 in its signed header, each event count and seq
+            key of the time (after key rotations, each rotation statement against the key before it), each body against the SHA-256 in its signed header, each event count and seq
             range, and that every header links to the previous one with no batch missing. Batches
             whose events retention deleted keep their signed headers: those and the links are checked.
             Exits 1 when anything is broken, listing each break.
@@ -38,7 +38,16 @@ struct VerifyCommand: AsyncParsableCommand {
             let data = try await getJSON(base + "/v1/agents/\(percentEncode(agent))/batches?after=\(after)&limit=500")
             let page = try JSONDecoder().decode(CollectorHTTP.BatchPage.self, from: data)
             if verifier == nil {
-                verifier = ChainVerifier(agentId: agent, publicKey: try AgentIdentity.publicKey(base64: page.publicKey))
+                // An agent that rotated its key: each batch against the key that signed it, each
+                // rotation statement against the key before.
+                if let keys = page.keys, !keys.isEmpty {
+                    verifier = ChainVerifier(agentId: agent, keys: keys)
+                } else {
+                    verifier = ChainVerifier(
+                        agentId: agent,
+                        publicKey: try AgentIdentity.publicKey(base64: page.publicKey)
+                    )
+                }
             }
             if page.batches.isEmpty { break }
             for item in page.batches {

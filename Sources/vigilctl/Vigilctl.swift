@@ -10,7 +10,7 @@ struct Vigilctl: AsyncParsableCommand {
         subcommands: [
             EventsCommand.self, TailCommand.self, AlertsCommand.self, ExportCommand.self, AgentsCommand.self,
             TokensCommand.self,
-            KeygenCommand.self, VerifyCommand.self,
+            KeygenCommand.self, TLSPinCommand.self, VerifyCommand.self,
             FlowsCommand.self,
             PolicyCommand.self, SelftestCommand.self,
         ]

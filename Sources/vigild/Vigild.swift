@@ -135,7 +135,7 @@ struct Vigild: AsyncParsableCommand {
         var prepared = try Agent.prepare(configuration: configuration, logger: logger)
         prepared.sandboxHealth = AgentSandbox.apply(
             configuration: configuration,
-            processSensor: prepared.processSensor != nil,
+            processSensor: prepared.readsOtherProcesses,
             listeningSockets: prepared.listeningSockets,
             logger: logger
         )

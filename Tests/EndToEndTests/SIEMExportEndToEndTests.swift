@@ -143,6 +143,104 @@ struct SIEMExportEndToEndTests {
         #expect(await collector.stop() == 0)
     }
 
+    /// A small HTTP receiver standing in for Vector's `http_server` source: it appends each
+    /// POST body to `bodies`, records the headers, refuses the first POST to /ingest with 503
+    /// (the export must send that page again) and every POST to /denied with 401.
+    static let receiver = #"""
+        import http.server, sys
+        port, bodies, headers = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        seen = {"ingest": 0}
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.path == "/denied":
+                    self.send_response(401); self.end_headers(); self.wfile.write(b"bad API key"); return
+                seen["ingest"] += 1
+                if seen["ingest"] == 1:
+                    self.send_response(503); self.send_header("Retry-After", "1"); self.end_headers(); return
+                with open(headers, "a") as f:
+                    f.write("%s|%s\n" % (self.headers.get("Authorization"), self.headers.get("Content-Type")))
+                with open(bodies, "ab") as f:
+                    f.write(body)
+                self.send_response(204); self.end_headers()
+            def log_message(self, *args): pass
+        http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+        """#
+
+    @Test("export POSTs pages to an HTTP endpoint, sends a refused page again, stops on a 4xx")
+    func exportToHTTPEndpoint() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
+        let port = freeLoopbackPort()
+        let base = "http://127.0.0.1:\(port)"
+        try AgentFixture.write(
+            in: dir,
+            collection: "files:\n  watch: [\(dir)/watched]\n",
+            collectorURL: base,
+            enrollToken: "t"
+        )
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
+        )
+        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
+        // The watches are in place once the policy is loaded.
+        let loaded = try await eventually {
+            try await export(base, ["--type", "health"]).lines.contains {
+                (object(json($0), "unmapped")?["kind"] as? String) == "policy_loaded"
+            }
+        }
+        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        for name in ["a", "b", "c"] {
+            try Data(name.utf8).write(to: URL(fileURLWithPath: dir + "/watched/" + name))
+        }
+        let stored = try await eventually {
+            try await export(base, ["--type", "file"]).lines.count >= 3
+        }
+        #expect(stored, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        #expect(await agent.stop() == 0, "\(agent.stderr)")
+        let expected = try await export(base, ["--type", "file,health"]).lines
+
+        let receiverPort = freeLoopbackPort()
+        let bodies = dir + "/bodies.ndjson"
+        let headers = dir + "/headers.txt"
+        let receiver = try ChildProcess(
+            "/usr/bin/python3",
+            ["-c", Self.receiver, String(receiverPort), bodies, headers]
+        )
+        let listening = await eventually {
+            (try? await runCommand("/usr/bin/curl", ["-s", "-o", "/dev/null", "http://127.0.0.1:\(receiverPort)/"]))?
+                .status == 0
+        }
+        #expect(listening, "receiver log:\n\(receiver.stderr)")
+
+        let endpoint = "http://127.0.0.1:\(receiverPort)"
+        let sent = try await export(
+            base,
+            ["--type", "file,health", "--output", endpoint + "/ingest", "--header", "Authorization: Bearer s3cret"]
+        )
+        #expect(sent.status == 0, "\(sent.stderr)")
+        #expect(sent.stderr.contains("answered 503"), "the refused first POST is reported: \(sent.stderr)")
+        #expect(sent.stderr.contains("sending again"), "\(sent.stderr)")
+        let received = ((try? String(contentsOfFile: bodies, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(received.map(String.init) == expected, "every line exactly once, in order")
+        let seenHeaders = ((try? String(contentsOfFile: headers, encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(!seenHeaders.isEmpty && seenHeaders.allSatisfy { $0 == "Bearer s3cret|application/x-ndjson" })
+
+        let denied = try await export(base, ["--type", "file,health", "--output", endpoint + "/denied"])
+        #expect(denied.status != 0)
+        #expect(denied.stderr.contains("export stopped: \(endpoint)/denied answered 401"), "\(denied.stderr)")
+        #expect(denied.stderr.contains("bad API key"), "the endpoint's reason: \(denied.stderr)")
+
+        let badHeader = try await export(base, ["--output", endpoint + "/ingest", "--header", "no colon"])
+        #expect(badHeader.status != 0 && badHeader.stderr.contains("is not 'Name: value'"), "\(badHeader.stderr)")
+        let headerToFile = try await export(base, ["--output", dir + "/x.ndjson", "--header", "A: b"])
+        #expect(headerToFile.status != 0 && headerToFile.stderr.contains("http:// or https://"))
+
+        await receiver.stop()
+        #expect(await collector.stop() == 0)
+    }
+
     func evidencePath(_ record: [String: Any]) -> String? {
         object((record["evidences"] as? [[String: Any]])?.first, "file")?["path"] as? String
     }

@@ -41,7 +41,11 @@ struct SandboxTests {
         // The capture on lo is opened before the sandbox (CAP_NET_RAW) and must keep working after.
         let deployment = try LocalDeployment(
             in: dir,
-            collection: "files:\n  watch: [\(dir)/watched]\nnetwork:\n  interface: lo\n  idle_timeout_s: 1\n",
+            // Flow attribution (on by default as root) reads other processes' /proc/PID/fd, which
+            // a Landlock domain forbids: off here, so that Landlock is checked.
+            collection:
+                "files:\n  watch: [\(dir)/watched]\nnetwork:\n  interface: lo\n  idle_timeout_s: 1\n"
+                + "  attribute_processes: false\n",
             agentEnvironment: [
                 "VIGIL_TEST_SANDBOX_PROBE": dir + "/outside",
                 "VIGIL_TEST_PTRACE_TARGET": "\(target.process.processIdentifier)",

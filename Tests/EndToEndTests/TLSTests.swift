@@ -216,6 +216,80 @@ struct TLSTests {
         }
     }
 
+    @Test(
+        "a pinned collector key: the right pin ships without a CA; a wrong pin, or the pin with a wrong CA, is refused naming both pins and nothing is sent"
+    )
+    func pinnedKey() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let pki = try await TestPKI(in: dir + "/pki")
+        let token = UUID().uuidString
+        let trusting = ["VIGIL_CA_FILE": pki.caCert]
+        let (collector, port) = try await startCollector(
+            ["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey],
+            token: token
+        )
+        defer { collector.send(SIGTERM) }
+        let url = "https://127.0.0.1:\(port)"
+
+        // vigilctl tls-pin prints what the openssl pipeline of the docs prints.
+        let printed = try await vigilctl(["tls-pin", pki.serverCert], [:])
+        #expect(printed.status == 0, "\(printed.stderr)")
+        let pin = printed.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let openssl = try await runCommand(
+            "/bin/sh",
+            [
+                "-c",
+                "openssl x509 -in '\(pki.serverCert)' -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64",
+            ]
+        )
+        #expect(pin == "sha256//" + openssl.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "\(openssl)")
+        // Another key's pin: the client certificate's.
+        let otherPin = try await vigilctl(["tls-pin", pki.clientCert], [:]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(otherPin.hasPrefix("sha256//") && otherPin != pin)
+        // The hex form of the right pin, as the configuration also takes it.
+        let hexPin = Data(base64Encoded: String(pin.dropFirst(8)))!.map { String(format: "%02x", $0) }.joined()
+
+        // The right pin and no CA file: the chain is not CA-checked, the pin is the trust.
+        let pinned = try startAgent("pinned", url: url, token: token, tls: "    pin_sha256:\n      - \"\(pin)\"\n")
+        defer { pinned.send(SIGTERM) }
+        let target = dir + "/watched/pinned.txt"
+        let delivered = try await eventually(timeout: .seconds(60)) {
+            try? Data("sent to a pinned key\n".utf8).write(to: URL(fileURLWithPath: target))
+            let result = try await vigilctl(["events", "--collector", url, "--type", "file", "--json"], trusting)
+            return result.status == 0 && result.stdout.contains("pinned.txt")
+        }
+        #expect(delivered, "agent log:\n\(pinned.stderr)\ncollector log:\n\(collector.stderr)")
+        _ = await pinned.stop()
+        #expect(try await enrolledAgents(url, trusting) == 1)
+
+        // A wrong pin (with or without the right CA) and the right pin with a CA that did not sign
+        // the certificate: each refused, saying why, and nothing reaches the collector.
+        let cases: [(name: String, tls: String, says: [String])] = [
+            ("wrong-pin", "    pin_sha256: \"\(otherPin)\"\n", ["not a pinned key", otherPin, pin]),
+            (
+                "wrong-pin-right-ca", "    ca_file: \(pki.caCert)\n    pin_sha256: [\"\(otherPin)\"]\n",
+                ["not a pinned key", otherPin, pin]
+            ),
+            (
+                "pin-wrong-ca", "    ca_file: \(pki.otherCACert)\n    pin_sha256: [\"\(hexPin)\"]\n",
+                ["TLS handshake with the collector failed"]
+            ),
+        ]
+        for (name, tls, says) in cases {
+            let agent = try startAgent(name, url: url, token: token, tls: tls)
+            let refused = await eventually(timeout: .seconds(60)) {
+                says.allSatisfy { agent.stderr.contains($0) }
+            }
+            #expect(refused, "\(name): the agent did not refuse saying \(says): \(agent.stderr)")
+            #expect(agent.stderr.contains("error"), "\(name): not logged as an error: \(agent.stderr)")
+            _ = await agent.stop()
+            #expect(try await enrolledAgents(url, trusting) == 1, "\(name): an agent that refused the key enrolled")
+        }
+        let rows = try await sqliteRows("\(dir)/collector-\(port).sqlite", "SELECT count(*) FROM agents")
+        #expect(rows == [["1"]], "only the agent with the right pin may have reached the collector")
+    }
+
     @Test("with --tls-client-ca only clients with a certificate from that CA are served")
     func mutualTLS() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -142,8 +142,9 @@ final class NamespacePair: Sendable {
     let interfaceA: String
     let interfaceB: String
 
-    init() throws {
-        let tag = String(getpid() % 100_000)
+    /// `suffix` (a letter or two) keeps the names of pairs made by suites running at once apart.
+    init(suffix: String = "") throws {
+        let tag = String(getpid() % 100_000) + suffix
         nameA = "vigil-flow-a-\(tag)"
         nameB = "vigil-flow-b-\(tag)"
         interfaceA = "vgfa\(tag)"

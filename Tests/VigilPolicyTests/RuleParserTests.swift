@@ -113,7 +113,7 @@ struct RuleParserTests {
             yaml: rule("    s:\n        Image|wide|base64offset|contains: x\n    condition: s") + "\n---\n"
                 + rule(id: "r2", "    s:\n        Image: x\n    condition: s | count() > 5") + "\n---\n"
                 + rule(id: "r3", "    s:\n        ParentUser: root\n    condition: s") + "\n---\n"
-                + rule(id: "r4", category: "dns_query", "    s:\n        QueryName: x\n    condition: s"),
+                + rule(id: "r4", category: "image_load", "    s:\n        ImageLoaded: x\n    condition: s"),
             file: "t.yml"
         ).report
         #expect(report.errors.isEmpty)
@@ -122,7 +122,7 @@ struct RuleParserTests {
         #expect(reasons[0].contains("modifier 'wide'"))
         #expect(reasons[1].contains("aggregation"))
         #expect(reasons[2] == "field 'ParentUser' is not provided for process_creation events")
-        #expect(reasons[3].contains("category 'dns_query' is not produced"))
+        #expect(reasons[3].contains("category 'image_load' is not produced"))
     }
 
     @Test func collectionSettingsFileIsSkipped() throws {

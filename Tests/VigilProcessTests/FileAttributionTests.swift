@@ -132,6 +132,43 @@ struct FileAttributionTests {
     }
 
     @Test(
+        "a writer that execs another program right after its change is named for the change, not by the later program",
+        .enabled(if: TestEnvironment.isRoot, "needs root (fanotify)"),
+        .timeLimit(.minutes(2))
+    )
+    func writerThatExecsAfterwards() async throws {
+        let directory = try TemporaryDirectory()
+        let (sensor, recorder) = try Self.startedSensor(watching: directory.path)
+        defer { sensor.stop() }
+        let shell = Self.realPath("/bin/sh")
+        let sleep = Self.realPath("/bin/sleep")
+        // The shell writes, then becomes `sleep` at once (same pid), usually before the agent
+        // reads /proc; sleep keeps the pid alive, so /proc names sleep when it is read.
+        var children: [(path: String, child: ChildProcess)] = []
+        for index in 0..<5 {
+            let path = directory.path + "/written-then-exec-\(index)"
+            let child = try ChildProcess("/bin/sh", ["-c", "echo vigil > \"$1\"; exec /bin/sleep 1", "sh", path])
+            children.append((path, child))
+        }
+        for (path, child) in children {
+            let created = try #require(try await recorder.first(.create, path), "\(recorder.files)")
+            #expect(created.processId == UInt32(child.process.processIdentifier), "\(created)")
+            #expect(created.image == shell, "the shell wrote \(path), \(sleep) did not: \(created)")
+            #expect(await child.wait(timeout: .seconds(30)) == 0, "\(child.stderr)")
+        }
+        // Afterwards the pid is named by what it runs now.
+        let later = directory.path + "/written-by-exec-target"
+        let python = try ChildProcess(
+            "/bin/sh",
+            ["-c", "exec /usr/bin/python3 -c \"open('$1', 'w').write('x')\"", "sh", later]
+        )
+        #expect(await python.wait(timeout: .seconds(30)) == 0, "\(python.stderr)")
+        let written = try #require(try await recorder.first(.create, later), "\(recorder.files)")
+        #expect(written.processId == UInt32(python.process.processIdentifier), "\(written)")
+        #expect(written.image == Self.realPath("/usr/bin/python3"), "\(written)")
+    }
+
+    @Test(
         "changes outside the watched trees are not attributed to files inside them",
         .enabled(if: TestEnvironment.isRoot, "needs root (fanotify)"),
         .timeLimit(.minutes(2))

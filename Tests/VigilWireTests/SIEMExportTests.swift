@@ -200,6 +200,17 @@ struct OCSFExportTests {
         #expect(r["end_time"] as? Int == 1_795_872_352_750)
         #expect(r["duration"] as? Int == 2250)
         #expect(object(r, "unmapped")?["ProcessId"] as? Int == 77)
+        #expect(r["tls"] == nil && object(r, "unmapped")?["dns_query"] == nil)
+
+        // Payload metadata: the SNI in tls.sni, DNS (no Network Activity attribute) unmapped.
+        var named = flow
+        named.serverName = "example.com"
+        named.dnsQuery = "example.com"
+        named.dnsAnswers = ["93.184.216.34"]
+        let withMetadata = try record(.flow(named))
+        #expect(object(withMetadata, "tls")?["sni"] as? String == "example.com")
+        #expect(object(withMetadata, "unmapped")?["dns_query"] as? String == "example.com")
+        #expect(object(withMetadata, "unmapped")?["dns_answers"] as? [String] == ["93.184.216.34"])
 
         var rejected = flow
         rejected.state = "REJ"

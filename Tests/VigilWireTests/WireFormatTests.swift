@@ -106,7 +106,13 @@ private struct Variety {
                 respTCPFlags: UInt8(truncatingIfNeeded: number()),
                 state: pick(["", "SF", "S0"]),
                 image: some(),
-                processId: pid()
+                processId: pid(),
+                dnsQuery: some(),
+                // Repeated: an empty element is written and read back; an empty list is absent.
+                dnsAnswers: exact
+                    ? pick([nil, ["192.0.2.1"], ["2001:db8::1", "", "ünïcødé ✓"]])
+                    : pick([nil, [], [""], ["10.0.0.1", "::1"]]),
+                serverName: some()
             )
             flow.communityID = pick(["", "1:abc=", sensorCommunityID(flow) ?? "", sensorCommunityID(flow) ?? "x"])
             payload = .flow(flow)

@@ -60,11 +60,16 @@ enum PacketsTarget: FuzzTarget {
             offset += 3 + length
             frames += 1
             packet = DecodedPacket()
-            let ok = frame.withUnsafeBytes { decoder.decode($0, linkType: linkType, into: &packet) }
-            if ok {
-                accepted += 1
-                table.add(packet, at: time)
+            // The frame also goes to the flow table (DNS and TLS metadata read its payload) and,
+            // whole, to the payload parsers.
+            let ok = frame.withUnsafeBytes { raw in
+                _ = DNSMessage.parse(raw)
+                _ = TLSClientHello.serverName(in: raw)
+                guard decoder.decode(raw, linkType: linkType, into: &packet) else { return false }
+                table.add(packet, at: time, frame: raw)
+                return true
             }
+            if ok { accepted += 1 }
             FuzzCheck.require(
                 table.statistics.liveFlows <= maxFlows,
                 "\(table.statistics.liveFlows) live flows, bound \(maxFlows)"

@@ -16,6 +16,26 @@ public struct PcapCaptureOptions: Hashable, Sendable {
     public var promiscuous: Bool
     /// A BPF filter expression (tcpdump syntax), compiled and run in the kernel. Nil: everything.
     public var filter: String?
+    /// A per-packet snap length: packets that pass `filter` and match `largeSnapshot.filter`
+    /// are kept up to `largeSnapshot.length` bytes, the others up to `snapshotLength`. Nil:
+    /// every packet is cut at `snapshotLength`.
+    public var largeSnapshot: LargeSnapshot?
+
+    /// Packets kept longer than the snap length: the kernel filter's return value is how many
+    /// bytes of a packet it keeps, so the filter is spliced from two compiled programs (see
+    /// `PcapCapture.splice`). The capture's own snap length (`pcap_set_snaplen`, which sizes
+    /// the ring's frames) is then the larger one.
+    public struct LargeSnapshot: Hashable, Sendable {
+        /// Which packets are kept longer (tcpdump syntax). Its loads must stay inside the
+        /// packets it sees: a load past the end makes the kernel drop the packet.
+        public var filter: String
+        public var length: Int
+
+        public init(filter: String, length: Int) {
+            self.filter = filter
+            self.length = length
+        }
+    }
 
     public init(
         interface: String = "any",
@@ -23,7 +43,8 @@ public struct PcapCaptureOptions: Hashable, Sendable {
         bufferSize: Int = 4 << 20,
         timeoutMilliseconds: Int = 250,
         promiscuous: Bool = false,
-        filter: String? = nil
+        filter: String? = nil,
+        largeSnapshot: LargeSnapshot? = nil
     ) {
         self.interface = interface
         self.snapshotLength = snapshotLength
@@ -31,7 +52,29 @@ public struct PcapCaptureOptions: Hashable, Sendable {
         self.timeoutMilliseconds = timeoutMilliseconds
         self.promiscuous = promiscuous
         self.filter = filter
+        self.largeSnapshot = largeSnapshot
     }
+
+    /// The snap length the capture is opened with: the largest a packet may be kept.
+    var captureSnapshotLength: Int { max(snapshotLength, largeSnapshot?.length ?? 0) }
+}
+
+/// One classic BPF instruction (`struct bpf_insn`).
+public struct BPFInstruction: Hashable, Sendable {
+    public var code: UInt16
+    public var jt: UInt8
+    public var jf: UInt8
+    public var k: UInt32
+
+    public init(code: UInt16, jt: UInt8, jf: UInt8, k: UInt32) {
+        self.code = code
+        self.jt = jt
+        self.jf = jf
+        self.k = k
+    }
+
+    /// `ret #k` (accept `k` bytes; 0 rejects).
+    public var isReturnConstant: Bool { code & 0x07 == 0x06 && code & 0x18 == 0x00 }
 }
 
 /// Counters of a live capture since it was opened (`pcap_stats`).
@@ -84,13 +127,16 @@ public final class PcapCapture: @unchecked Sendable {
         guard options.snapshotLength > 0, options.snapshotLength <= 262_144 else {
             throw fail(.optionRejected, "snapshot length \(options.snapshotLength) is not in 1...262144")
         }
+        if let large = options.largeSnapshot, large.length <= 0 || large.length > 262_144 {
+            throw fail(.optionRejected, "large snapshot length \(large.length) is not in 1...262144")
+        }
         guard options.bufferSize > 0, options.bufferSize <= Int(Int32.max) else {
             throw fail(.optionRejected, "buffer size \(options.bufferSize) is not positive")
         }
         guard options.timeoutMilliseconds > 0, options.timeoutMilliseconds <= 60_000 else {
             throw fail(.optionRejected, "timeout \(options.timeoutMilliseconds) ms is not in 1...60000")
         }
-        try check(pcap_set_snaplen(created, Int32(options.snapshotLength)), "snapshot length")
+        try check(pcap_set_snaplen(created, Int32(options.captureSnapshotLength)), "snapshot length")
         try check(pcap_set_buffer_size(created, Int32(options.bufferSize)), "buffer size")
         try check(pcap_set_timeout(created, Int32(options.timeoutMilliseconds)), "timeout")
         try check(pcap_set_immediate_mode(created, 0), "non-immediate mode")
@@ -103,7 +149,21 @@ public final class PcapCapture: @unchecked Sendable {
             let code: PcapError.Code = activated == PCAP_ERROR_NO_SUCH_DEVICE ? .openFailed : .activateFailed
             throw fail(code, message)
         }
-        if let filter = options.filter {
+        if let large = options.largeSnapshot {
+            do {
+                try Self.installSpliced(
+                    on: created,
+                    compilingWith: created,
+                    filter: options.filter,
+                    snapshotLength: options.snapshotLength,
+                    large: large,
+                    source: source
+                )
+            } catch {
+                pcap_close(created)
+                throw error
+            }
+        } else if let filter = options.filter {
             var program = bpf_program()
             guard pcap_compile(created, &program, filter, 1, PCAP_NETMASK_UNKNOWN) == 0 else {
                 throw fail(.invalidFilter, "invalid BPF filter '\(filter)': \(String(cString: pcap_geterr(created)))")
@@ -204,8 +264,15 @@ public final class PcapCapture: @unchecked Sendable {
     /// The corresponding C functions are `pcap_compile` (on a `pcap_open_dead` handle of the
     /// capture's link type and the given snap length) and `pcap_setfilter`.
     /// - Throws: `PcapError` `.invalidFilter`, quoting the expression.
-    public func setFilter(_ expression: String?, snapshotLength: Int? = nil) throws(PcapError) {
-        let snap = Int32(clamping: min(snapshotLength ?? options.snapshotLength, options.snapshotLength))
+    ///
+    /// With `largeSnapshot`, packets that also match its filter are kept up to its length (at
+    /// most the capture's snap length): the two programs are spliced (`splice`).
+    public func setFilter(
+        _ expression: String?,
+        snapshotLength: Int? = nil,
+        largeSnapshot: PcapCaptureOptions.LargeSnapshot? = nil
+    ) throws(PcapError) {
+        let snap = Int32(clamping: min(snapshotLength ?? options.snapshotLength, options.captureSnapshotLength))
         guard let dead = pcap_open_dead(linkType, max(1, snap)) else {
             throw PcapError(
                 code: .invalidFilter,
@@ -214,6 +281,18 @@ public final class PcapCapture: @unchecked Sendable {
             )
         }
         defer { pcap_close(dead) }
+        if var large = largeSnapshot {
+            large.length = min(large.length, options.captureSnapshotLength)
+            try Self.installSpliced(
+                on: handle,
+                compilingWith: dead,
+                filter: expression,
+                snapshotLength: Int(snap),
+                large: large,
+                source: options.interface
+            )
+            return
+        }
         var program = bpf_program()
         guard pcap_compile(dead, &program, expression ?? "", 1, PCAP_NETMASK_UNKNOWN) == 0 else {
             throw PcapError(
@@ -228,6 +307,122 @@ public final class PcapCapture: @unchecked Sendable {
                 code: .invalidFilter,
                 message: "cannot install BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(handle)))",
                 source: options.interface
+            )
+        }
+    }
+
+    // MARK: - Per-packet snap length
+
+    /// Compiles `expression` (nil or empty: every packet) for `linkType` into classic BPF, the
+    /// accepting returns keeping `snapshotLength` bytes.
+    ///
+    /// The corresponding C functions are `pcap_open_dead` and `pcap_compile`.
+    /// - Throws: `PcapError` `.invalidFilter`, quoting the expression.
+    public static func compile(
+        _ expression: String?,
+        linkType: Int32,
+        snapshotLength: Int
+    ) throws(PcapError) -> [BPFInstruction] {
+        guard let dead = pcap_open_dead(linkType, Int32(clamping: max(1, snapshotLength))) else {
+            throw PcapError(
+                code: .invalidFilter,
+                message: "cannot compile a filter for link type \(linkType)",
+                source: "link type \(linkType)"
+            )
+        }
+        defer { pcap_close(dead) }
+        return try compile(expression, with: dead, source: "link type \(linkType)")
+    }
+
+    private static func compile(
+        _ expression: String?,
+        with handle: OpaquePointer,
+        source: String
+    ) throws(PcapError) -> [BPFInstruction] {
+        var program = bpf_program()
+        guard pcap_compile(handle, &program, expression ?? "", 1, PCAP_NETMASK_UNKNOWN) == 0 else {
+            throw PcapError(
+                code: .invalidFilter,
+                message: "invalid BPF filter '\(expression ?? "")': \(String(cString: pcap_geterr(handle)))",
+                source: source
+            )
+        }
+        defer { pcap_freecode(&program) }
+        return (0..<Int(program.bf_len)).map { i in
+            let insn = program.bf_insns[i]
+            return BPFInstruction(code: insn.code, jt: insn.jt, jf: insn.jf, k: insn.k)
+        }
+    }
+
+    /// One program from two, for a snap length per packet: every accepting `ret #k` (k > 0) of
+    /// `base` becomes a jump to the start of `large`, whose rejecting `ret #0` becomes
+    /// `ret #baseSnapshot` and whose accepting returns become `ret #largeSnapshot`. So a packet
+    /// `base` rejects is dropped, one both accept is kept up to `largeSnapshot` bytes, and the
+    /// others up to `baseSnapshot`. Jumps inside each program are relative and stay as they are.
+    /// Nil when the result is longer than the kernel takes (4096 instructions).
+    public static func splice(
+        _ base: [BPFInstruction],
+        baseSnapshot: Int,
+        large: [BPFInstruction],
+        largeSnapshot: Int
+    ) -> [BPFInstruction]? {
+        guard !base.isEmpty, !large.isEmpty, base.count + large.count <= 4096 else { return nil }
+        var out = base
+        for i in out.indices where out[i].isReturnConstant && out[i].k != 0 {
+            // BPF_JMP | BPF_JA: to instruction i + 1 + k, the first one of `large`.
+            out[i] = BPFInstruction(code: 0x05, jt: 0, jf: 0, k: UInt32(base.count - i - 1))
+        }
+        for var insn in large {
+            if insn.isReturnConstant {
+                insn.k = UInt32(clamping: insn.k == 0 ? baseSnapshot : largeSnapshot)
+            }
+            out.append(insn)
+        }
+        return out
+    }
+
+    /// What `program` returns for `packet` (bytes kept; 0: dropped), run in user space as the
+    /// kernel would run it.
+    ///
+    /// The corresponding C function is `bpf_filter`.
+    public static func run(_ program: [BPFInstruction], on packet: UnsafeRawBufferPointer, wireLength: Int) -> UInt32 {
+        let insns = program.map { bpf_insn(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
+        guard let base = packet.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+        return bpf_filter(insns, base, UInt32(clamping: wireLength), UInt32(clamping: packet.count))
+    }
+
+    /// Compiles `filter` and `large.filter` with `compiler` (the live handle, or a dead one of
+    /// its link type), splices them and installs the result on `handle`.
+    private static func installSpliced(
+        on handle: OpaquePointer,
+        compilingWith compiler: OpaquePointer,
+        filter: String?,
+        snapshotLength: Int,
+        large: PcapCaptureOptions.LargeSnapshot,
+        source: String
+    ) throws(PcapError) {
+        let base = try compile(filter, with: compiler, source: source)
+        let extra = try compile(large.filter, with: compiler, source: source)
+        guard
+            var spliced = splice(base, baseSnapshot: snapshotLength, large: extra, largeSnapshot: large.length)
+        else {
+            throw PcapError(
+                code: .invalidFilter,
+                message: "BPF filter '\(filter ?? "")' is too long to splice with the large-snapshot filter",
+                source: source
+            )
+        }
+        var insns = spliced.map { bpf_insn(code: $0.code, jt: $0.jt, jf: $0.jf, k: $0.k) }
+        spliced.removeAll()
+        let installed = insns.withUnsafeMutableBufferPointer { buffer in
+            var program = bpf_program(bf_len: UInt32(buffer.count), bf_insns: buffer.baseAddress)
+            return pcap_setfilter(handle, &program)
+        }
+        guard installed == 0 else {
+            throw PcapError(
+                code: .invalidFilter,
+                message: "cannot install BPF filter '\(filter ?? "")': \(String(cString: pcap_geterr(handle)))",
+                source: source
             )
         }
     }

@@ -173,38 +173,118 @@ final class FileAttribution: Sendable {
     }
 
     /// Reads every record queued now.
+    ///
+    /// Records come in the kernel's order, the exec opens (`FAN_OPEN_EXEC`) among the changes,
+    /// so a change is named by the program its process ran at that point of the queue, not by
+    /// whatever `/proc` shows when the record is read: a shell that writes a file and then
+    /// execs another program (`sh -c 'echo > f; exec rm f'`) is named for the write, the program
+    /// for what it does after. `/proc/PID/exe` is read only for processes with no later exec
+    /// in the queue, and records queued meanwhile are read right after it: an exec among them
+    /// (its open is queued before `/proc` can show the new program) means `/proc` may already
+    /// show the later program, and the one exec'd before is used instead (none, when the
+    /// process has not exec'd since the group started: then only its pid is known).
     func synchronize() {
         state.withLock { state in
             let now = ContinuousClock.now
-            for _ in 0..<64 {
-                let result: Fanotify.ReadResult
-                let group = state.group
-                do {
-                    result = try group.readEvents { event in
-                        state.records += 1
-                        if event.mask.contains(.queueOverflow) {
-                            state.overflows += 1
-                            return
-                        }
-                        guard event.pid > 0, let path = event.path else { return }
-                        if event.mask.contains(.openExec) {
-                            state.resolver.opened(forExec: path, pid: UInt32(event.pid))
-                            guard event.mask.subtracting(.openExec) != [] else { return }
-                        }
-                        guard Self.isWatched(path, state: state) else { return }
-                        let actor = state.resolver.actor(pid: UInt32(event.pid), now: now)
-                        if state.recent.count >= Self.capacity {
-                            state.recent = state.recent.filter { now - $0.value.time < Self.lifetime }
-                            if state.recent.count >= Self.capacity { state.recent.removeAll(keepingCapacity: true) }
-                        }
-                        state.recent[path] = (actor, now)
-                    }
-                } catch {
-                    return
+            var batch = Self.drain(&state)
+            var rounds = 0
+            while !batch.isEmpty {
+                rounds += 1
+                let pending = Self.attribute(batch, state: &state, now: now)
+                // Bounded under endless churn: the last batch goes without the check below.
+                batch = rounds < 16 ? Self.drain(&state) : []
+                var execdSince: Set<UInt32> = []
+                for record in batch where record.mask.contains(.openExec) { execdSince.insert(record.pid) }
+                for change in pending {
+                    var actor = change.actor
+                    if execdSince.contains(actor.pid) { actor.image = change.imageBefore }
+                    Self.remember(change.path, actor, state: &state, now: now)
                 }
-                guard case .read(let events, _) = result, events > 0 else { return }
             }
         }
+    }
+
+    /// One fanotify record, as read.
+    private struct Record {
+        var mask: FanotifyMask
+        var pid: UInt32
+        var path: String
+    }
+
+    /// A change named from `/proc`, with the program its process exec'd last before it (from
+    /// the queue), should `/proc` turn out to be newer than the change.
+    private struct PendingChange {
+        var path: String
+        var actor: Actor
+        var imageBefore: String?
+    }
+
+    /// The records queued now (at most 64 reads).
+    private static func drain(_ state: inout State) -> [Record] {
+        var records: [Record] = []
+        for _ in 0..<64 {
+            let result: Fanotify.ReadResult
+            let group = state.group
+            var read: UInt64 = 0
+            var overflows: UInt64 = 0
+            do {
+                result = try group.readEvents { event in
+                    read += 1
+                    if event.mask.contains(.queueOverflow) {
+                        overflows += 1
+                        return
+                    }
+                    guard event.pid > 0, let path = event.path else { return }
+                    records.append(Record(mask: event.mask, pid: UInt32(event.pid), path: path))
+                }
+            } catch {
+                break
+            }
+            state.records += read
+            state.overflows += overflows
+            guard case .read(let events, _) = result, events > 0 else { break }
+        }
+        return records
+    }
+
+    /// Handles `batch` in order: exec opens update what each pid runs; a change whose process
+    /// execs later in the batch is named at once by the program before; the others are named
+    /// from `/proc` and returned, to be checked against the records queued meanwhile.
+    private static func attribute(
+        _ batch: [Record],
+        state: inout State,
+        now: ContinuousClock.Instant
+    ) -> [PendingChange] {
+        var lastExec: [UInt32: Int] = [:]
+        for (index, record) in batch.enumerated() where record.mask.contains(.openExec) {
+            lastExec[record.pid] = index
+        }
+        var pending: [PendingChange] = []
+        for (index, record) in batch.enumerated() {
+            if record.mask.contains(.openExec) {
+                state.resolver.opened(forExec: record.path, pid: record.pid)
+                guard record.mask.subtracting(.openExec) != [] else { continue }
+            }
+            guard isWatched(record.path, state: state) else { continue }
+            let before = state.resolver.executed(by: record.pid)
+            if let exec = lastExec[record.pid], exec > index {
+                var actor = state.resolver.actor(pid: record.pid, now: now, readExecutable: false)
+                actor.image = before
+                remember(record.path, actor, state: &state, now: now)
+            } else {
+                let actor = state.resolver.actor(pid: record.pid, now: now)
+                pending.append(PendingChange(path: record.path, actor: actor, imageBefore: before))
+            }
+        }
+        return pending
+    }
+
+    private static func remember(_ path: String, _ actor: Actor, state: inout State, now: ContinuousClock.Instant) {
+        if state.recent.count >= capacity {
+            state.recent = state.recent.filter { now - $0.value.time < lifetime }
+            if state.recent.count >= capacity { state.recent.removeAll(keepingCapacity: true) }
+        }
+        state.recent[path] = (actor, now)
     }
 
     /// The process that last changed `path` (as the file sensor names it), if known.
@@ -258,13 +338,20 @@ struct ActorResolver {
         cache[pid] = nil
     }
 
-    mutating func actor(pid: UInt32, now: ContinuousClock.Instant) -> FileAttribution.Actor {
-        if let cached = cache[pid], cached.expires > now { return cached.actor }
+    /// The program `pid` was last seen to exec (fanotify), if any since the group started.
+    func executed(by pid: UInt32) -> String? { executed[pid] }
+
+    /// `pid`'s executable and user from `/proc` (remembered for `imageLifetime`); with
+    /// `readExecutable` false, its user only (the caller knows the executable better).
+    mutating func actor(pid: UInt32, now: ContinuousClock.Instant, readExecutable: Bool = true) -> FileAttribution.Actor
+    {
+        if readExecutable, let cached = cache[pid], cached.expires > now { return cached.actor }
         var actor = FileAttribution.Actor(pid: pid)
         if let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
-            actor.image = directory.readLink("exe")
+            if readExecutable { actor.image = directory.readLink("exe") }
             if let owner = directory.ownerUid { actor.user = users.name(of: owner) }
         }
+        guard readExecutable else { return actor }
         // Gone (or a zombie) already: what it exec'd. /proc, when readable, is authoritative.
         if actor.image == nil { actor.image = executed[pid] }
         if cache.count >= 1024 { cache.removeAll(keepingCapacity: true) }

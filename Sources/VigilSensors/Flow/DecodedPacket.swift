@@ -42,6 +42,10 @@ public struct DecodedPacket: Sendable {
     public var tcpFlags: UInt8 = 0
     /// The packet was an IP fragment (attributed to its datagram's flow).
     public var isFragment = false
+    /// Where the TCP or UDP payload starts in the captured frame; 0 when the packet has none
+    /// the decoder located (other protocols, later fragments). What was captured of it is
+    /// `min(frame.count - payloadOffset, payloadBytes)` (flow metadata reads it).
+    public var payloadOffset: Int32 = 0
 
     public init() {}
 }

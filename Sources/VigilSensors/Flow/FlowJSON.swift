@@ -3,7 +3,8 @@ import VigilCore
 extension FlowEvent {
     /// One JSON object on one line with DESIGN.md's field names (the same keys `Codable` uses,
     /// in Zeek's column order), written without `JSONEncoder` because offline runs print
-    /// millions of these. `Image`/`ProcessId` appear when known.
+    /// millions of these. `dns_query`, `dns_answers`, `server_name` (payload metadata) and
+    /// `Image`/`ProcessId` appear when known.
     public var jsonLine: String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(400)
@@ -14,9 +15,13 @@ extension FlowEvent {
     /// Appends `jsonLine` (UTF-8, no newline) to `out`, with no temporary strings.
     public func appendJSONLine(to out: inout [UInt8]) {
         let image = self.image.map(Self.quoted)
-        // Literals and numbers need under 600 bytes; the strings are copied as they are.
-        var capacity = 600 + proto.utf8.count + origH.utf8.count + respH.utf8.count + state.utf8.count
+        let dnsQuery = self.dnsQuery.map(Self.quoted)
+        let dnsAnswers = self.dnsAnswers.map { $0.map(Self.quoted).joined(separator: ",") }
+        let serverName = self.serverName.map(Self.quoted)
+        // Literals and numbers need under 700 bytes; the strings are copied as they are.
+        var capacity = 700 + proto.utf8.count + origH.utf8.count + respH.utf8.count + state.utf8.count
         capacity += communityID.utf8.count + (image?.utf8.count ?? 0)
+        capacity += (dnsQuery?.utf8.count ?? 0) + (dnsAnswers?.utf8.count ?? 0) + (serverName?.utf8.count ?? 0)
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer in
             var w = ByteWriter(buffer)
             w.ascii("{\"ts\":")
@@ -54,6 +59,19 @@ extension FlowEvent {
             w.ascii("\",\"community_id\":\"")
             w.string(communityID)
             w.ascii("\"")
+            if let dnsQuery {
+                w.ascii(",\"dns_query\":")
+                w.string(dnsQuery)
+            }
+            if let dnsAnswers {
+                w.ascii(",\"dns_answers\":[")
+                w.string(dnsAnswers)
+                w.ascii("]")
+            }
+            if let serverName {
+                w.ascii(",\"server_name\":")
+                w.string(serverName)
+            }
             if let image {
                 w.ascii(",\"Image\":")
                 w.string(image)

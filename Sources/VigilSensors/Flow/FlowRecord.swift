@@ -20,6 +20,10 @@ struct FlowRecord: Sendable {
     var sawSYNFromOriginator = false
     var sawSYNAckFromResponder = false
     var tcp = TCPConnectionState()
+    /// Where this flow's metadata is in `FlowTable`'s side table (-1: none), and how many of
+    /// the originator's TCP payload packets were offered to the TLS parser.
+    var metadataSlot: Int32 = -1
+    var payloadsInspected: UInt8 = 0
     /// Expiry list (see `FlowTable`) and links in it.
     var list: UInt8 = 0
     var previous: Int32 = -1

@@ -14,17 +14,21 @@ public struct FlowSensorConfiguration: Hashable, Sendable {
     public var queueCapacity: Int
     /// How often capture statistics (kernel drops) are reported as a health event.
     public var statisticsInterval: Duration
+    /// Process attribution of flows with an end on this host (`Image`, `ProcessId`); nil: off.
+    public var attribution: FlowAttributionConfiguration?
 
     public init(
         capture: PcapCaptureOptions = PcapCaptureOptions(),
         table: FlowTableConfiguration = FlowTableConfiguration(),
         queueCapacity: Int = 10_000,
-        statisticsInterval: Duration = .seconds(60)
+        statisticsInterval: Duration = .seconds(60),
+        attribution: FlowAttributionConfiguration? = nil
     ) {
         self.capture = capture
         self.table = table
         self.queueCapacity = queueCapacity
         self.statisticsInterval = statisticsInterval
+        self.attribution = attribution
     }
 }
 
@@ -36,6 +40,10 @@ public struct FlowSensorConfiguration: Hashable, Sendable {
 /// flows into `events`. Every `statisticsInterval` (and at stop) a `pcap_stats` health event
 /// reports kernel drops, decoder drop reasons and flow evictions. Nothing blocks on a slow
 /// consumer: events beyond `queueCapacity` are dropped and counted (`queue_dropped`).
+///
+/// With `configuration.attribution`, a second thread (`vigil-flow-a`, see `FlowAttributor`)
+/// finds the process owning the local socket of each new TCP/UDP flow with an end on this host,
+/// and the flow's event carries its `image` and `processId`.
 public final class FlowSensor: Sendable {
     public let configuration: FlowSensorConfiguration
     private let capture: PcapCapture
@@ -44,6 +52,7 @@ public final class FlowSensor: Sendable {
     private let continuation: AsyncStream<Event>.Continuation
     private let stopRequested = StopSignal()
     private let lifecycle = Mutex(Lifecycle.idle)
+    private let attributor: FlowAttributor?
 
     private enum Lifecycle {
         case idle
@@ -85,6 +94,9 @@ public final class FlowSensor: Sendable {
         var logger = logger
         logger[metadataKey: "sensor"] = "flow"
         self.logger = logger
+        attributor = try configuration.attribution.map { (settings) throws(FlowSensorError) in
+            try FlowAttributor(configuration: settings, logger: logger)
+        }
         (stream, continuation) = AsyncStream.makeStream(
             of: Event.self,
             bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
@@ -120,8 +132,10 @@ public final class FlowSensor: Sendable {
                 configuration: configuration,
                 continuation: continuation,
                 stopRequested: stopRequested,
-                logger: logger
+                logger: logger,
+                attributor: attributor
             )
+            try attributor?.start()
             do {
                 state = .running(try PosixThread.spawn(name: "vigil-flow-r") { reader.run() })
             } catch {
@@ -171,6 +185,22 @@ public final class FlowSensor: Sendable {
         }
     }
 
+    /// Packets kept longer than the snap length when flow metadata is on, so DNS answers and
+    /// TLS server names are in the captured bytes: UDP port 53, and TCP segments whose payload
+    /// starts with a TLS handshake record holding a ClientHello (IPv4; IPv6 when TCP follows
+    /// the fixed header), up to 2048 bytes (a full-size Ethernet frame: a ClientHello with a
+    /// post-quantum key share fills one). Everything else stays at the snap length. The TCP
+    /// test first checks the IP length leaves at least 6 payload bytes, so its loads stay in
+    /// the packet.
+    public static let metadataSnapshot = PcapCaptureOptions.LargeSnapshot(
+        filter: "udp port 53"
+            + " or (ip and tcp and ip[2:2] > ((ip[0] & 0xf) << 2) + ((tcp[12] & 0xf0) >> 2) + 5"
+            + " and tcp[(tcp[12] & 0xf0) >> 2] = 22 and tcp[((tcp[12] & 0xf0) >> 2) + 5] = 1)"
+            + " or (ip6 and ip6[6] = 6 and ip6[4:2] > ((ip6[52] & 0xf0) >> 2) + 5"
+            + " and ip6[40 + ((ip6[52] & 0xf0) >> 2)] = 22 and ip6[45 + ((ip6[52] & 0xf0) >> 2)] = 1)",
+        length: 2048
+    )
+
     /// Stops capturing, reports the flows still tracked and finishes `events`. Idempotent;
     /// blocks until the capture thread has ended.
     public func stop() {
@@ -186,6 +216,12 @@ public final class FlowSensor: Sendable {
         } else {
             continuation.finish()
         }
+        attributor?.stop()
+    }
+
+    /// Process attribution counters so far; nil when attribution is off.
+    public var attributionStatistics: FlowAttributionStatistics? {
+        attributor?.statistics
     }
 }
 
@@ -197,14 +233,17 @@ private final class FlowCaptureLoop: Sendable {
     let stopRequested: StopSignal
     let logger: Logger
     private let queueDropped = Atomic<UInt64>(0)
+    let attributor: FlowAttributor?
 
     init(
         capture: PcapCapture,
         configuration: FlowSensorConfiguration,
         continuation: AsyncStream<Event>.Continuation,
         stopRequested: StopSignal,
-        logger: Logger
+        logger: Logger,
+        attributor: FlowAttributor? = nil
     ) {
+        self.attributor = attributor
         self.capture = capture
         self.configuration = configuration
         self.continuation = continuation
@@ -232,6 +271,7 @@ private final class FlowCaptureLoop: Sendable {
         var lastExpiry = Self.wallClock()
         var lastStatistics = lastExpiry
         var appliedMode = FlowSensor.CaptureMode.full
+        var attributions = FlowAttributions(capacity: configuration.table.maxFlows)
         while !stopRequested.isRequested {
             let wanted = FlowSensor.CaptureMode(rawValue: stopRequested.captureMode.load(ordering: .relaxed)) ?? .full
             if wanted != appliedMode {
@@ -242,7 +282,10 @@ private final class FlowCaptureLoop: Sendable {
             do {
                 result = try capture.dispatch { captured in
                     if decoder.decode(captured.bytes, linkType: captured.linkType, into: &packet) {
-                        table.add(packet, at: captured.timestampNanoseconds)
+                        let created = table.statistics.flowsCreated
+                        table.add(packet, at: captured.timestampNanoseconds, frame: captured.bytes)
+                        // Attribution hook: the first packet of a new flow.
+                        if let attributor, table.statistics.flowsCreated != created { attributor.flowStarted(packet) }
                     }
                 }
             } catch {
@@ -255,15 +298,20 @@ private final class FlowCaptureLoop: Sendable {
                 table.expire(now: now)
                 lastExpiry = now
             }
-            for (flow, _) in table.takeCompleted() { yield(.flow(flow)) }
+            if let attributor { attributions.absorb(attributor, now: now) }
+            for (flow, reason) in table.takeCompleted() { yield(.flow(attributions.annotated(flow, reason: reason))) }
             if now &- lastStatistics >= statisticsEvery {
                 reportStatistics(decoder: decoder, table: table)
                 lastStatistics = now
             }
             if case .interrupted = result { break }
         }
+        if let attributor {
+            attributor.waitIdle(timeout: .seconds(2))
+            attributions.absorb(attributor, now: Self.wallClock())
+        }
         table.flush()
-        for (flow, _) in table.takeCompleted() { yield(.flow(flow)) }
+        for (flow, reason) in table.takeCompleted() { yield(.flow(attributions.annotated(flow, reason: reason))) }
         reportStatistics(decoder: decoder, table: table)
         continuation.finish()
     }
@@ -271,7 +319,12 @@ private final class FlowCaptureLoop: Sendable {
     private func apply(_ mode: FlowSensor.CaptureMode) {
         let (expression, snap) = FlowSensor.kernelFilter(for: mode, configured: configuration.capture.filter)
         do {
-            try capture.setFilter(expression, snapshotLength: snap)
+            // Reduced and paused captures keep no payload: the large snap is for full only.
+            try capture.setFilter(
+                expression,
+                snapshotLength: snap,
+                largeSnapshot: mode == .full ? capture.options.largeSnapshot : nil
+            )
             logger.info("capture mode changed", metadata: ["mode": "\(mode)", "filter": "\(expression ?? "")"])
             yield(
                 .health(
@@ -296,6 +349,7 @@ private final class FlowCaptureLoop: Sendable {
         counters["flow_evictions"] = table.statistics.evictions
         counters["live_flows"] = UInt64(table.statistics.liveFlows)
         counters["queue_dropped"] = queueDropped.load(ordering: .relaxed)
+        if let attribution = attributor?.statistics { counters.merge(attribution.counters) { $1 } }
         var message = "capture statistics"
         if let stats = try? capture.statistics() {
             counters["pcap_received"] = stats.received

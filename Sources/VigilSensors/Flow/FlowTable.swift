@@ -33,9 +33,14 @@ public struct FlowTable: Sendable {
     private var tails: [Int32] = [-1, -1, -1]
     private var timeouts: [Int64]
     private let activeTimeout: Int64
-    private var completed: [(FlowRecord, FlowEndReason)] = []
+    /// Reported records, with their metadata (if any) as it was when reported.
+    private var completed: [(FlowRecord, FlowEndReason, FlowMetadata?)] = []
     /// No list head is due before this time, so `expire` has nothing to do until then.
     private var nextDeadline: Int64 = .max
+    /// DNS and TLS metadata of the flows that have some (`FlowRecord.metadataSlot`; freed slots
+    /// in `freeMetadata`): see the Metadata extension.
+    private var metadata: [FlowMetadata] = []
+    private var freeMetadata: [Int32] = []
 
     private static let tcpList: UInt8 = 0
     private static let closedList: UInt8 = 1
@@ -59,8 +64,10 @@ public struct FlowTable: Sendable {
         if !isKnownUniquelyReferenced(&records) { records = records.copy() }
     }
 
-    /// Counts `packet`, seen at `time`, towards its flow.
-    public mutating func add(_ packet: DecodedPacket, at time: Int64) {
+    /// Counts `packet`, seen at `time`, towards its flow. With `frame` (the captured bytes
+    /// `packet` was decoded from) and `configuration.metadata`, DNS and TLS ClientHello
+    /// payloads add their metadata to the flow.
+    public mutating func add(_ packet: DecodedPacket, at time: Int64, frame: UnsafeRawBufferPointer? = nil) {
         makeUnique()
         expire(now: time)
         let (key, sourceIsLow) = FlowKey.of(packet)
@@ -123,6 +130,9 @@ public struct FlowTable: Sendable {
             )
             list = records[i].isTCPClosed ? Self.closedList : Self.tcpList
         }
+        if configuration.metadata, let frame, packet.payloadOffset > 0 {
+            inspectPayload(frame, of: packet, slot: i, fromOriginator: fromOriginator)
+        }
         touch(slot, list: list)
     }
 
@@ -177,7 +187,15 @@ public struct FlowTable: Sendable {
     /// without building an array of events.
     public mutating func takeCompleted(_ body: (FlowEvent, FlowEndReason) -> Void) {
         defer { completed.removeAll(keepingCapacity: true) }
-        for (record, reason) in completed { body(record.event, reason) }
+        for (record, reason, metadata) in completed {
+            guard let metadata else {
+                body(record.event, reason)
+                continue
+            }
+            var event = record.event
+            metadata.apply(to: &event)
+            body(event, reason)
+        }
     }
 
     /// Whether records are waiting in `takeCompleted()`.
@@ -205,6 +223,8 @@ public struct FlowTable: Sendable {
         records.removeAll()
         free.removeAll(keepingCapacity: true)
         index.removeAll()
+        metadata.removeAll()
+        freeMetadata.removeAll()
         heads = [-1, -1, -1]
         tails = [-1, -1, -1]
         nextDeadline = .max
@@ -286,7 +306,7 @@ public struct FlowTable: Sendable {
 
     private mutating func report(_ record: FlowRecord, reason: FlowEndReason) {
         statistics.flowsReported &+= 1
-        completed.append((record, reason))
+        completed.append((record, reason, record.metadataSlot >= 0 ? metadata[Int(record.metadataSlot)] : nil))
     }
 
     private mutating func remove(_ slot: Int32, reason: FlowEndReason) {
@@ -296,6 +316,10 @@ public struct FlowTable: Sendable {
         free.append(slot)
         statistics.liveFlows = index.count
         report(record, reason: reason)
+        if record.metadataSlot >= 0 {
+            metadata[Int(record.metadataSlot)] = FlowMetadata()
+            freeMetadata.append(record.metadataSlot)
+        }
     }
 
     /// Keeps `nextDeadline` at or before the expiry of `slot`, a new list head.
@@ -343,6 +367,71 @@ public struct FlowTable: Sendable {
         if next >= 0 { records[Int(next)].previous = previous } else { tails[l] = previous }
         records[Int(slot)].previous = -1
         records[Int(slot)].next = -1
+    }
+}
+
+// MARK: - Metadata (DNS, TLS SNI)
+
+extension FlowTable {
+    /// The first TCP payload packets of the originator offered to the TLS parser, at most.
+    static let inspectedPayloads: UInt8 = 3
+
+    /// Hands a UDP port-53 payload to the DNS parser, and one of the originator's first TCP
+    /// payloads to the TLS ClientHello parser; any other packet costs a branch or two.
+    @inline(__always)
+    fileprivate mutating func inspectPayload(
+        _ frame: UnsafeRawBufferPointer,
+        of packet: DecodedPacket,
+        slot i: Int,
+        fromOriginator: Bool
+    ) {
+        let offset = Int(packet.payloadOffset)
+        guard offset < frame.count, packet.payloadBytes > 0 else { return }
+        let payload = UnsafeRawBufferPointer(
+            rebasing: frame[offset..<(offset + min(frame.count - offset, Int(packet.payloadBytes)))]
+        )
+        if packet.proto == IPProtocol.udp {
+            guard packet.sourcePort == 53 || packet.destinationPort == 53 else { return }
+            inspectDNS(payload, slot: i)
+        } else if packet.proto == IPProtocol.tcp {
+            guard fromOriginator, records[i].payloadsInspected < Self.inspectedPayloads else { return }
+            records[i].payloadsInspected += 1
+            if let name = TLSClientHello.serverName(in: payload) {
+                records[i].payloadsInspected = Self.inspectedPayloads
+                metadata[metadataSlot(of: i)].serverName = name
+            }
+        }
+    }
+
+    private mutating func inspectDNS(_ payload: UnsafeRawBufferPointer, slot i: Int) {
+        let existing = Int(records[i].metadataSlot)
+        var wantName = true
+        if existing >= 0 {
+            wantName = metadata[existing].dnsQuery == nil
+            if !wantName && metadata[existing].dnsAnswers.count >= FlowMetadata.maxAnswers { return }
+        }
+        guard let message = DNSMessage.parse(payload, decodeName: wantName, maxAnswers: FlowMetadata.maxAnswers),
+            message.queryName != nil || !message.answers.isEmpty
+        else { return }
+        let m = metadataSlot(of: i)
+        if metadata[m].dnsQuery == nil { metadata[m].dnsQuery = message.queryName }
+        for address in message.answers where metadata[m].dnsAnswers.count < FlowMetadata.maxAnswers {
+            if !metadata[m].dnsAnswers.contains(address) { metadata[m].dnsAnswers.append(address) }
+        }
+    }
+
+    /// The side-table slot of record `i`'s metadata, taken now if it has none.
+    private mutating func metadataSlot(of i: Int) -> Int {
+        if records[i].metadataSlot >= 0 { return Int(records[i].metadataSlot) }
+        let slot: Int32
+        if let reused = freeMetadata.popLast() {
+            slot = reused
+        } else {
+            slot = Int32(metadata.count)
+            metadata.append(FlowMetadata())
+        }
+        records[i].metadataSlot = slot
+        return Int(slot)
     }
 }
 

@@ -12,19 +12,26 @@ public struct FlowTableConfiguration: Hashable, Sendable {
     /// A flow still active after this long is reported and its counters start over, so long
     /// flows show up periodically, not only at their end. Nil: never.
     public var activeTimeout: Duration?
+    /// Whether DNS queries and answers (UDP port 53) and the TLS server name (from the
+    /// originator's ClientHello) are read from payloads into the flow records; they are read
+    /// only from what the capture kept (see `PcapCaptureOptions.largeSnapshot`). A flow that has
+    /// some keeps it beside its record until reported (at most a few hundred bytes).
+    public var metadata: Bool
 
     public init(
         maxFlows: Int = 262_144,
         tcpIdleTimeout: Duration = .seconds(300),
         idleTimeout: Duration = .seconds(60),
         closedTimeout: Duration = .seconds(5),
-        activeTimeout: Duration? = .seconds(1800)
+        activeTimeout: Duration? = .seconds(1800),
+        metadata: Bool = true
     ) {
         self.maxFlows = maxFlows
         self.tcpIdleTimeout = tcpIdleTimeout
         self.idleTimeout = idleTimeout
         self.closedTimeout = closedTimeout
         self.activeTimeout = activeTimeout
+        self.metadata = metadata
     }
 }
 

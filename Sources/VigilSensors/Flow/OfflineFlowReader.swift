@@ -45,7 +45,7 @@ public struct OfflineFlowReader: Sendable {
         do {
             packets = try file.forEachPacket { captured in
                 if decoder.decode(captured.bytes, linkType: captured.linkType, into: &packet) {
-                    table.add(packet, at: captured.timestampNanoseconds)
+                    table.add(packet, at: captured.timestampNanoseconds, frame: captured.bytes)
                     if table.hasCompleted { table.takeCompleted(onFlow) }
                 }
             }

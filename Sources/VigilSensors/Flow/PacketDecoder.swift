@@ -334,6 +334,7 @@ public struct PacketDecoder: Sendable {
         p.icmpIdentifier = ports.2
         p.payloadBytes = UInt32(length)
         p.tcpFlags = 0
+        p.payloadOffset = 0
         return nil
     }
 
@@ -350,6 +351,7 @@ public struct PacketDecoder: Sendable {
         p.icmpIdentifier = 0
         p.icmpOneWay = false
         p.icmpIsReply = false
+        p.payloadOffset = 0
         switch p.proto {
         case IPProtocol.tcp:
             guard length >= 14, b.count >= start + 14 else { return .truncatedTransportHeader }
@@ -359,11 +361,13 @@ public struct PacketDecoder: Sendable {
             p.destinationPort = b.be16(start + 2)
             p.tcpFlags = b[start + 13]
             p.payloadBytes = UInt32(length - dataOffset)
+            p.payloadOffset = Int32(truncatingIfNeeded: start + dataOffset)
         case IPProtocol.udp:
             guard length >= 8, b.count >= start + 4 else { return .truncatedTransportHeader }
             p.sourcePort = b.be16(start)
             p.destinationPort = b.be16(start + 2)
             p.payloadBytes = UInt32(length - 8)
+            p.payloadOffset = Int32(truncatingIfNeeded: start + 8)
         case IPProtocol.sctp:
             guard length >= 12, b.count >= start + 4 else { return .truncatedTransportHeader }
             p.sourcePort = b.be16(start)

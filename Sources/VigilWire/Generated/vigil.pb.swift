@@ -647,6 +647,24 @@ public nonisolated struct Vigil_V1_FlowEvent: @unchecked Sendable {
     set {_uniqueStorage()._processID = newValue}
   }
 
+  /// Payload metadata (Zeek dns.log `query`/`answers`, ssl.log `server_name`), when the flow
+  /// carried it: the first DNS query name, the distinct A/AAAA answer addresses (text form, at
+  /// most 8) and the SNI of the originator's TLS ClientHello.
+  public var dnsQuery: String {
+    get {_storage._dnsQuery}
+    set {_uniqueStorage()._dnsQuery = newValue}
+  }
+
+  public var dnsAnswers: [String] {
+    get {_storage._dnsAnswers}
+    set {_uniqueStorage()._dnsAnswers = newValue}
+  }
+
+  public var serverName: String {
+    get {_storage._serverName}
+    set {_uniqueStorage()._serverName = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1392,7 +1410,7 @@ nonisolated extension Vigil_V1_ProcessEvent.Action: SwiftProtobuf._ProtoNameProv
 
 nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FlowEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ts\0\u{1}duration\0\u{1}proto\0\u{1}orig_h\0\u{1}orig_p\0\u{1}resp_h\0\u{1}resp_p\0\u{1}orig_pkts\0\u{1}resp_pkts\0\u{1}orig_ip_bytes\0\u{1}resp_ip_bytes\0\u{1}orig_bytes\0\u{1}resp_bytes\0\u{1}orig_tcp_flags\0\u{1}resp_tcp_flags\0\u{1}state\0\u{1}community_id\0\u{6}\u{3}image\0Image\0\u{5}process_id\0ProcessId\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ts\0\u{1}duration\0\u{1}proto\0\u{1}orig_h\0\u{1}orig_p\0\u{1}resp_h\0\u{1}resp_p\0\u{1}orig_pkts\0\u{1}resp_pkts\0\u{1}orig_ip_bytes\0\u{1}resp_ip_bytes\0\u{1}orig_bytes\0\u{1}resp_bytes\0\u{1}orig_tcp_flags\0\u{1}resp_tcp_flags\0\u{1}state\0\u{1}community_id\0\u{6}\u{3}image\0Image\0\u{5}process_id\0ProcessId\0\u{1}dns_query\0\u{1}dns_answers\0\u{1}server_name\0")
 
   fileprivate class _StorageClass {
     var _ts: Double = 0
@@ -1414,6 +1432,9 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
     var _communityID: String? = nil
     var _image: String = String()
     var _processID: UInt32 = 0
+    var _dnsQuery: String = String()
+    var _dnsAnswers: [String] = []
+    var _serverName: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1443,6 +1464,9 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
       _communityID = source._communityID
       _image = source._image
       _processID = source._processID
+      _dnsQuery = source._dnsQuery
+      _dnsAnswers = source._dnsAnswers
+      _serverName = source._serverName
     }
   }
 
@@ -1480,6 +1504,9 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._communityID) }()
         case 20: try { try decoder.decodeSingularStringField(value: &_storage._image) }()
         case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._processID) }()
+        case 22: try { try decoder.decodeSingularStringField(value: &_storage._dnsQuery) }()
+        case 23: try { try decoder.decodeRepeatedStringField(value: &_storage._dnsAnswers) }()
+        case 24: try { try decoder.decodeSingularStringField(value: &_storage._serverName) }()
         default: break
         }
       }
@@ -1549,6 +1576,15 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
       if _storage._processID != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._processID, fieldNumber: 21)
       }
+      if !_storage._dnsQuery.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._dnsQuery, fieldNumber: 22)
+      }
+      if !_storage._dnsAnswers.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._dnsAnswers, fieldNumber: 23)
+      }
+      if !_storage._serverName.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._serverName, fieldNumber: 24)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1577,6 +1613,9 @@ nonisolated extension Vigil_V1_FlowEvent: SwiftProtobuf.Message, SwiftProtobuf._
         if _storage._communityID != rhs_storage._communityID {return false}
         if _storage._image != rhs_storage._image {return false}
         if _storage._processID != rhs_storage._processID {return false}
+        if _storage._dnsQuery != rhs_storage._dnsQuery {return false}
+        if _storage._dnsAnswers != rhs_storage._dnsAnswers {return false}
+        if _storage._serverName != rhs_storage._serverName {return false}
         return true
       }
       if !storagesAreEqual {return false}

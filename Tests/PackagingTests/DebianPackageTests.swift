@@ -30,7 +30,7 @@ struct DebianPackageTests {
     @Test(
         "install, check, upgrade, remove and purge in a fresh Debian 12 root",
         .enabled(if: Packaging.missingPrerequisite == nil || TestEnvironment.isCI, "\(Packaging.skipReason)"),
-        .timeLimit(.minutes(10))
+        .timeLimit(.minutes(20))
     )
     func lifecycle() async throws {
         let debs = try await Packaging.shared.packages()
@@ -257,32 +257,21 @@ actor Packaging {
 }
 
 /// A fresh Debian 12 root: minbase plus the packages' dependencies and systemd (for
-/// `systemd-analyze verify`), made once by mmdebstrap and cached as a tarball.
+/// `systemd-analyze verify`), unpacked from the tarball `packaging/tests/debian-root` caches.
 struct DebianRoot {
     let path: String
 
-    static let include = "libpcap0.8,libseccomp2,libzstd1,libsqlite3-0,adduser,procps,systemd"
-    static let cacheDirectory = "/var/cache/vigil-packaging-test"
-    static var cachedTarball: String { cacheDirectory + "/debian12-minbase-v2.tar" }
-
     static func make() async throws -> DebianRoot {
-        if !FileManager.default.fileExists(atPath: cachedTarball) {
-            try FileManager.default.createDirectory(atPath: cacheDirectory, withIntermediateDirectories: true)
-            // The host's apt sources when the host is Debian 12 too (mmdebstrap's default otherwise).
-            let sources = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"].filter {
-                ((try? String(contentsOfFile: $0, encoding: .utf8)) ?? "").contains("bookworm")
-            }
-            let partial = cachedTarball + ".partial"
-            let made = try await Packaging.shell(
-                "mmdebstrap --quiet --format=tar --variant=minbase --include=\(include) bookworm \(partial) "
-                    + sources.prefix(1).joined(),
-                timeout: .seconds(900)
-            )
-            guard made.status == 0 else {
-                throw PackagingError("mmdebstrap failed (network or mirror?):\n\(made.stdout)\(made.stderr)")
-            }
-            try FileManager.default.moveItem(atPath: partial, toPath: cachedTarball)
+        // packaging/tests/debian-root makes the cached tarball once per machine (CI starts it in
+        // the background from .ci/deps while it builds; this waits for that run).
+        let made = try await Packaging.shell(
+            "\(Packaging.repoRoot)/packaging/tests/debian-root",
+            timeout: .seconds(900)
+        )
+        guard made.status == 0 else {
+            throw PackagingError("packaging/tests/debian-root failed:\n\(made.stdout)\(made.stderr)")
         }
+        let cachedTarball = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let path = NSTemporaryDirectory() + "vigil-debian12-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         let unpack = try await Packaging.shell("tar -C \(path) -xf \(cachedTarball)")
