@@ -49,6 +49,7 @@ struct Demo {
         }
         let httpClient = CollectorClient.makeHTTPClient()
         let agent = DemoAgent(
+            collector: collector,
             ports: ports,
             base: base,
             policies: policies,
@@ -111,6 +112,7 @@ struct DemoError: Error, CustomStringConvertible {
 /// Waits for the collector's port, then runs a real `Agent` against it and makes a little
 /// file activity in the demo's watched directory so there is something to see at once.
 struct DemoAgent: Service {
+    let collector: Collector
     let ports: AsyncStream<Int>
     let base: String
     let policies: String
@@ -150,8 +152,12 @@ struct DemoAgent: Service {
         let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { try await agent.run() }
+            // Once the collector has stored the agent's `started` record, its sensors watch.
+            let started = collector.subscribe()
             group.addTask {
-                try await Task.sleep(for: .seconds(1))
+                for await stored in started {
+                    if case .health(let health) = stored.event.payload, health.kind == "started" { break }
+                }
                 try await Self.makeActivity(in: watched)
             }
         }

@@ -44,7 +44,7 @@ struct LiveTailTests {
 
     /// Waits until the stream has sent its opening comment.
     static func waitOpen(_ stream: ChildProcess) async -> Bool {
-        await eventually(timeout: .seconds(20), every: .milliseconds(50)) {
+        await eventually(timeout: .seconds(90), every: .milliseconds(50)) {
             stream.stdout.contains(": vigil live tail after")
         }
     }

@@ -215,7 +215,7 @@ struct SelftestInventoryTests {
             }
             #expect(
                 try await database.run("SELECT version FROM schema_migrations ORDER BY version")
-                    .split(separator: "\n") == ["1", "2", "3", "4", "5", "6", "7"]
+                    .split(separator: "\n") == ["1", "2", "3", "4", "5", "6", "7", "8"]
             )
         }
     }
