@@ -61,6 +61,7 @@ final class FileAttribution: Sendable {
         var roots: [(configured: String, real: String)]
         var rules: PathRules
         var records: UInt64 = 0
+        var execRecords: UInt64 = 0
         var overflows: UInt64 = 0
     }
 
@@ -126,9 +127,9 @@ final class FileAttribution: Sendable {
         )
     }
 
-    /// Records read from the kernel, and queue overflows it reported.
-    var counters: (records: UInt64, overflows: UInt64) {
-        state.withLock { ($0.records, $0.overflows) }
+    /// Records read from the kernel (and of them, exec opens), and queue overflows it reported.
+    var counters: (records: UInt64, execRecords: UInt64, overflows: UInt64) {
+        state.withLock { ($0.records, $0.execRecords, $0.overflows) }
     }
 
     /// Marks a directory the file sensor now watches (called by its reader as it adds each
@@ -226,6 +227,7 @@ final class FileAttribution: Sendable {
             let result: Fanotify.ReadResult
             let group = state.group
             var read: UInt64 = 0
+            var execs: UInt64 = 0
             var overflows: UInt64 = 0
             do {
                 result = try group.readEvents { event in
@@ -234,6 +236,7 @@ final class FileAttribution: Sendable {
                         overflows += 1
                         return
                     }
+                    if event.mask.contains(.openExec) { execs += 1 }
                     guard event.pid > 0, let path = event.path else { return }
                     records.append(Record(mask: event.mask, pid: UInt32(event.pid), path: path))
                 }
@@ -241,6 +244,7 @@ final class FileAttribution: Sendable {
                 break
             }
             state.records += read
+            state.execRecords += execs
             state.overflows += overflows
             guard case .read(let events, _) = result, events > 0 else { break }
         }

@@ -100,7 +100,10 @@ public final class FileSensor: Sendable {
     public var statistics: FileSensorStatistics {
         var statistics = shared.counters.snapshot
         if let attribution {
-            (statistics.attributionRecords, statistics.attributionOverflows) = attribution.counters
+            let counters = attribution.counters
+            statistics.attributionRecords = counters.records
+            statistics.attributionExecRecords = counters.execRecords
+            statistics.attributionOverflows = counters.overflows
             statistics.attributionMarkLimitHits = attribution.markLimitHitCount
         }
         return statistics

@@ -16,6 +16,9 @@ public struct FileSensorStatistics: Hashable, Sendable {
     public var hashesShed: UInt64 = 0
     /// fanotify records read for attribution (the watched directories, and execs).
     public var attributionRecords: UInt64 = 0
+    /// Of `attributionRecords`, the execs (`FAN_OPEN_EXEC`, marked on whole filesystems: every
+    /// exec on them, wherever it writes).
+    public var attributionExecRecords: UInt64 = 0
     /// fanotify queue overflows: some changes lost their attribution.
     public var attributionOverflows: UInt64 = 0
     /// Directories not marked for attribution because `fs.fanotify.max_user_marks` was reached.
