@@ -101,7 +101,10 @@ public final class Spool: Sendable {
             (opened, _) = try Self.openChecked(path)
         }
         queue = opened
-        let (current, gap) = try opened.write { db in try Self.reconcile(db, with: saved, notes: &notes) }
+        let (current, gap) = try opened.write { db in
+            try Self.dropDamagedOutbox(db, notes: &notes)
+            return try Self.reconcile(db, with: saved, notes: &notes)
+        }
         anchor = Mutex(current)
         try current.save(anchorPath)
         recovery =
@@ -141,11 +144,51 @@ public final class Spool: Sendable {
             }
         }
         try queue.read { db in
+            // A schema altered on disk (a damaged sqlite_master) passes the integrity check but
+            // fails the first seal or append: refuse it here, so it is moved aside.
+            for (table, columns) in Self.expectedColumns {
+                let found = Set(
+                    try Row.fetchAll(db, sql: "PRAGMA table_info(\(table))").compactMap { row -> String? in
+                        let name: DatabaseValue = row["name"]
+                        return String.fromDatabaseValue(name)
+                    }
+                )
+                let missing = columns.subtracting(found)
+                guard missing.isEmpty else {
+                    throw SpoolError("table \(table) lacks column(s) \(missing.sorted().joined(separator: ", "))")
+                }
+            }
             for key in ["next_seq", "next_batch_seq", "prev_header_hash", "bytes", "shed_floor", "dropped_total"] {
                 _ = try Self.integerOrBlob(db, key)
             }
         }
         return (queue, repaired)
+    }
+
+    /// Deletes sealed batches in the outbox whose bytes no longer parse (damaged on disk while
+    /// the database itself checks out): sending one would be refused forever and the agent
+    /// could never ship again (found by Fuzz/Sources/FuzzSpool). Their events stay in the
+    /// spool until a batch that carries them is acknowledged, so the next seal carries them
+    /// again under the next batch number; the collector sees the dropped number as a chain gap.
+    private static func dropDamagedOutbox(_ db: Database, notes: inout [String]) throws {
+        // batch_seq is the table's INTEGER PRIMARY KEY (its rowid): always an integer.
+        let rows = try Row.fetchAll(db, sql: "SELECT batch_seq, batch FROM outbox ORDER BY batch_seq")
+        for row in rows {
+            // Read as stored values: a damaged row may hold any type where a blob belongs.
+            let batch: DatabaseValue = row["batch"]
+            let number: DatabaseValue = row["batch_seq"]
+            if case .blob(let data) = batch.storage, case .int64 = number.storage,
+                (try? BatchOpener.parse(Array(data), limits: BatchLimits(maxBatchBytes: Int.max))) != nil
+            {
+                continue
+            }
+            let batchSeq: String
+            if case .int64(let n) = number.storage { batchSeq = String(n) } else { batchSeq = "\(number)" }
+            try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [number])
+            notes.append(
+                "sealed batch \(batchSeq) was damaged on disk and dropped; its events are sealed again in the next batch"
+            )
+        }
     }
 
     /// Whether an integrity_check message is about an index only (its table rows are intact).
@@ -225,6 +268,13 @@ public final class Spool: Sendable {
         )
         return (anchor, gap)
     }
+
+    /// The columns each table must have (what the migrations make).
+    static let expectedColumns: [(table: String, columns: Set<String>)] = [
+        ("events", ["seq", "type", "priority", "data"]),
+        ("outbox", ["batch_seq", "last_seq", "header_hash", "batch"]),
+        ("state", ["key", "value"]),
+    ]
 
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()

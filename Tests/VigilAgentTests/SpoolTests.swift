@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VigilCore
 import VigilSpool
+import VigilTestSupport
 import VigilWire
 
 @Suite("Spool")
@@ -303,6 +304,33 @@ struct SpoolTests {
                 4, 5, 6,
             ]
         )
+    }
+
+    @Test("a sealed batch damaged on disk is dropped at reopen; its events are sealed again under the next number")
+    func damagedOutboxBatch() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool: Spool? = try Spool(path: path)
+        try spool!.append(events(5))
+        let first = try #require(try next(spool!, max: 3))
+        #expect(first.batchSeq == 1)
+        spool = nil
+        // The row stays, the database checks out, but the batch no longer parses.
+        let damage = try await runCommand(
+            "/usr/bin/sqlite3",
+            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = 1"]
+        )
+        #expect(damage.status == 0, "\(damage.stderr)")
+
+        let reopened = try Spool(path: path)
+        #expect(reopened.recovery?.message.contains("sealed batch 1 was damaged on disk and dropped") == true)
+        let again = try #require(try next(reopened, max: 3))
+        #expect(again.batchSeq == 2)
+        let parsed = try BatchOpener.parse(again.bytes)
+        #expect(parsed.header.prevHeaderHash == (try BatchOpener.parse(first.bytes)).headerHash)
+        #expect(try BatchOpener.verify(parsed, publicKey: identity.publicKey).map(\.seq) == [1, 2, 3])
+        try reopened.acknowledge(again)
+        let rest = try #require(try next(reopened, max: 3))
+        #expect(rest.batchSeq == 3 && rest.eventCount == 2)
     }
 }
 
