@@ -92,7 +92,7 @@ public enum OCSF {
 
         func write(to out: inout String) {
             switch self {
-            case .string(let s): Value.writeString(s, to: &out)
+            case .string(let s): JSONString.append(s, to: &out, escapingDelete: true)
             case .int(let i): out += String(i)
             case .bool(let b): out += b ? "true" : "false"
             case .array(let items):
@@ -106,30 +106,12 @@ public enum OCSF {
                 out += "{"
                 for (i, key) in members.keys.sorted().enumerated() {
                     if i > 0 { out += "," }
-                    Value.writeString(key, to: &out)
+                    JSONString.append(key, to: &out, escapingDelete: true)
                     out += ":"
                     members[key]!.write(to: &out)
                 }
                 out += "}"
             }
-        }
-
-        static func writeString(_ s: String, to out: inout String) {
-            out += "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                case _ where scalar.value < 0x20 || scalar.value == 0x7f:
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                default: out.unicodeScalars.append(scalar)
-                }
-            }
-            out += "\""
         }
 
         /// The member `key` of an object.

@@ -8,6 +8,8 @@ public enum AgentFixture {
     ///     sheds is added (the self-watchdog has its own tests).
     ///   - collectorURL: where batches go.
     ///   - enrollToken: nil writes no token (the key is taken as enrolled out of band).
+    ///   - collectorTLS: the body of `collector.tls`, lines indented by four spaces
+    ///     (`"    ca_file: /ca.crt\n"`, say); nil writes no `tls`.
     ///   - batchMaxAgeMilliseconds: how soon a partial batch is sent; nil keeps the default.
     ///   - extraConfiguration: top-level YAML appended to vigild.yaml.
     /// - Returns: the path of vigild.yaml.
@@ -17,6 +19,7 @@ public enum AgentFixture {
         collection: String,
         collectorURL: String,
         enrollToken: String? = nil,
+        collectorTLS: String? = nil,
         batchMaxAgeMilliseconds: Int? = 100,
         extraConfiguration: String = ""
     ) throws -> String {
@@ -32,6 +35,7 @@ public enum AgentFixture {
         try collection.write(toFile: dir + "/policies/collection.yaml", atomically: true, encoding: .utf8)
         var config = "collector:\n  url: \(collectorURL)\n"
         if let enrollToken { config += "  enroll_token: \(enrollToken)\n" }
+        if let collectorTLS { config += "  tls:\n" + collectorTLS }
         config += "state_dir: state\npolicies_dir: policies\n"
         if let batchMaxAgeMilliseconds { config += "shipping:\n  batch_max_age_ms: \(batchMaxAgeMilliseconds)\n" }
         config += extraConfiguration

@@ -5,7 +5,7 @@ import Foundation
 ///
 /// ```swift
 /// let deployment = try LocalDeployment(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n")
-/// #expect(try await deployment.waitForStart(), "agent log:\n\(deployment.agent.stderr)")
+/// #expect(try await deployment.waitForHealth(kind: "policy_loaded"), "\(deployment.logs)")
 /// let files = try await deployment.payloads(of: "file")
 /// let (agentStatus, collectorStatus) = await deployment.stop()
 /// ```
@@ -47,13 +47,28 @@ public final class LocalDeployment: Sendable {
             enrollToken: enrollToken,
             extraConfiguration: agentConfiguration
         )
-        collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", enrollToken]
-                + collectorArguments
+        collector = try Self.startCollector(
+            port: port,
+            store: dir + "/c.sqlite",
+            enrollToken: enrollToken,
+            arguments: collectorArguments
         )
         let command = agentLauncher + [BuiltProducts.path("vigild"), "--config", config] + agentArguments
         agent = try ChildProcess(command[0], Array(command.dropFirst()), environment: agentEnvironment)
+    }
+
+    /// Starts `vigil-collector --listen 127.0.0.1:PORT --store sqlite:STORE --enroll-token TOKEN
+    /// ARGUMENTS`, the collector of every deployment; waits for nothing.
+    public static func startCollector(
+        port: Int,
+        store: String,
+        enrollToken: String,
+        arguments: [String] = []
+    ) throws -> ChildProcess {
+        try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:" + store, "--enroll-token", enrollToken] + arguments
+        )
     }
 
     /// The stored events `vigilctl events --collector BASE --json --limit 100000 ARGS` prints,
@@ -89,6 +104,30 @@ public final class LocalDeployment: Sendable {
             }
         }
     }
+
+    /// Waits until a health event of `kind` reaches the collector (`policy_loaded`: the policy's
+    /// watches and rules are in place). Returns whether it did within `timeout`.
+    public func waitForHealth(kind: String, timeout: Duration = .seconds(30)) async throws -> Bool {
+        try await eventually(timeout: timeout) { try await !health(kind: kind).isEmpty }
+    }
+
+    /// The first stored payload of `type` that `matches`, polled for up to `timeout`; nil when
+    /// none arrived by then.
+    public func firstPayload(
+        of type: String,
+        timeout: Duration = .seconds(30),
+        where matches: ([String: Any]) -> Bool
+    ) async throws -> [String: Any]? {
+        var found: [String: Any]? = nil
+        _ = try await eventually(timeout: timeout) {
+            found = try await payloads(of: type).first(where: matches)
+            return found != nil
+        }
+        return found
+    }
+
+    /// Both processes' logs, for the message of a failed expectation.
+    public var logs: String { "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)" }
 
     /// SIGTERM to the agent, then to the collector; their exit statuses.
     public func stop() async -> (agent: Int32, collector: Int32) {

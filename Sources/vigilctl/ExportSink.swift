@@ -121,39 +121,57 @@ final class HTTPExportEndpoint: Sendable {
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
+    /// What one POST of a page came to.
+    enum Outcome {
+        /// A 2xx: the page is delivered.
+        case accepted
+        /// No connection, a timeout, 408, 429 or 5xx: worth sending again, after the wait the
+        /// endpoint asked for (Retry-After, seconds) if it did.
+        case retry(reason: String, after: Double?)
+        /// Any other answer: sending again would not help.
+        case stop(reason: String)
+    }
+
+    /// Sends a page once and classifies the answer; a transport failure is a `.retry`.
+    func send(_ text: String) async -> Outcome {
+        do {
+            var request = HTTPClientRequest(url: url)
+            request.method = .POST
+            request.headers = headers
+            request.body = .bytes(ByteBuffer(string: text))
+            let response = try await client.execute(request, timeout: .seconds(60))
+            let body = try await response.body.collect(upTo: 64 << 10)
+            let code = response.status.code
+            if (200..<300).contains(code) { return .accepted }
+            let reason = String(buffer: body).prefix(300).trimmingCharacters(in: .whitespacesAndNewlines)
+            let failure =
+                "\(url) answered \(code) \(response.status.reasonPhrase)" + (reason.isEmpty ? "" : ": \(reason)")
+            guard code == 408 || code == 429 || code >= 500 else { return .stop(reason: failure) }
+            let retryAfter = response.headers.first(name: "Retry-After").flatMap(Double.init)
+            return .retry(reason: failure, after: retryAfter.flatMap { $0 >= 0 ? $0 : nil })
+        } catch {
+            return .retry(reason: "cannot reach \(url): \(error)", after: nil)
+        }
+    }
+
+    /// Sends a page until the endpoint accepts it, or it refuses it for good, or the attempts
+    /// run out (never with `retryForever`); says on standard error why it sends again.
     func post(_ text: String) async throws {
         var attempt = 0
         var backoff = 1.0
         while true {
             attempt += 1
-            var failure: String
-            var wait = backoff
-            do {
-                var request = HTTPClientRequest(url: url)
-                request.method = .POST
-                request.headers = headers
-                request.body = .bytes(ByteBuffer(string: text))
-                let response = try await client.execute(request, timeout: .seconds(60))
-                let body = try await response.body.collect(upTo: 64 << 10)
-                let code = response.status.code
-                if (200..<300).contains(code) { return }
-                let reason = String(buffer: body).prefix(300).trimmingCharacters(in: .whitespacesAndNewlines)
-                failure =
-                    "\(url) answered \(code) \(response.status.reasonPhrase)" + (reason.isEmpty ? "" : ": \(reason)")
-                guard code == 408 || code == 429 || code >= 500 else {
-                    throw CommandFailure("export stopped: \(failure)")
-                }
-                if let seconds = response.headers.first(name: "Retry-After").flatMap(Double.init), seconds >= 0 {
-                    wait = min(seconds, Self.maxBackoff)
-                }
-            } catch let error as CommandFailure {
-                throw error
-            } catch {
-                failure = "cannot reach \(url): \(error)"
+            let failure: String
+            let retryAfter: Double?
+            switch await send(text) {
+            case .accepted: return
+            case .stop(let reason): throw CommandFailure("export stopped: \(reason)")
+            case .retry(let reason, let after): (failure, retryAfter) = (reason, after)
             }
             guard retryForever || attempt < Self.attempts else {
                 throw CommandFailure("export stopped after \(attempt) attempts: \(failure)")
             }
+            let wait = retryAfter.map { min($0, Self.maxBackoff) } ?? backoff
             FileHandle.standardError.write(
                 Data("vigilctl export: \(failure); sending again in \(Int(wait.rounded(.up))) s\n".utf8)
             )

@@ -14,6 +14,14 @@ struct SIEMExportEndToEndTests {
         return (r.status, r.stdout.split(separator: "\n").map(String.init), r.stderr)
     }
 
+    /// A collector and an agent watching DIR/watched (`LocalDeployment`), once the policy is
+    /// loaded: its watches and rules are in place.
+    func startWatching() async throws -> (base: String, agent: ChildProcess, collector: ChildProcess) {
+        let deployment = try LocalDeployment(in: dir, collection: "files:\n  watch: [\(dir)/watched]\n")
+        #expect(try await deployment.waitForHealth(kind: "policy_loaded"), "\(deployment.logs)")
+        return (deployment.base, deployment.agent, deployment.collector)
+    }
+
     func json(_ line: String) -> [String: Any]? {
         try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
@@ -42,26 +50,7 @@ struct SIEMExportEndToEndTests {
                 TargetFilename|endswith: '/evil.sh'
             condition: selection
         """.write(toFile: dir + "/policies/rules/evil.yml", atomically: true, encoding: .utf8)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
-            in: dir,
-            collection: "files:\n  watch: [\(dir)/watched]\n",
-            collectorURL: base,
-            enrollToken: "t"
-        )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
-        // Health records export as OCSF Base Events: wait for the policy to be loaded.
-        let loaded = try await eventually {
-            try await export(base, ["--type", "health"]).lines.contains {
-                (object(json($0), "unmapped")?["kind"] as? String) == "policy_loaded"
-            }
-        }
-        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let (base, agent, collector) = try await startWatching()
 
         let evil = dir + "/watched/evil.sh"
         try Data("#!/bin/sh\n".utf8).write(to: URL(fileURLWithPath: evil))
@@ -171,26 +160,7 @@ struct SIEMExportEndToEndTests {
     func exportToHTTPEndpoint() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/watched", withIntermediateDirectories: true)
-        let port = freeLoopbackPort()
-        let base = "http://127.0.0.1:\(port)"
-        try AgentFixture.write(
-            in: dir,
-            collection: "files:\n  watch: [\(dir)/watched]\n",
-            collectorURL: base,
-            enrollToken: "t"
-        )
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            ["--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/c.sqlite", "--enroll-token", "t"]
-        )
-        let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", dir + "/vigild.yaml"])
-        // The watches are in place once the policy is loaded.
-        let loaded = try await eventually {
-            try await export(base, ["--type", "health"]).lines.contains {
-                (object(json($0), "unmapped")?["kind"] as? String) == "policy_loaded"
-            }
-        }
-        #expect(loaded, "agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        let (base, agent, collector) = try await startWatching()
         for name in ["a", "b", "c"] {
             try Data(name.utf8).write(to: URL(fileURLWithPath: dir + "/watched/" + name))
         }

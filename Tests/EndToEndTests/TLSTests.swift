@@ -97,31 +97,69 @@ struct TLSTests {
     /// A collector on a free port with the given TLS options; returns it once it listens.
     func startCollector(_ tls: [String], token: String) async throws -> (ChildProcess, Int) {
         let port = freeLoopbackPort()
-        let collector = try ChildProcess(
-            BuiltProducts.path("vigil-collector"),
-            [
-                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(dir)/collector-\(port).sqlite", "--enroll-token",
-                token,
-            ]
-                + tls
+        let collector = try LocalDeployment.startCollector(
+            port: port,
+            store: "\(dir)/collector-\(port).sqlite",
+            enrollToken: token,
+            arguments: tls
         )
         let up = await eventually { collector.stderr.contains("collector listening") || !collector.isRunning }
         try #require(up && collector.isRunning, "collector did not start: \(collector.stderr)")
         return (collector, port)
     }
 
-    /// An agent in its own directory shipping to `url` with a `collector.tls` body (indented lines).
+    /// The test's PKI, enrollment token and a collector serving the PKI's certificate for
+    /// 127.0.0.1, once it listens; with `clientCA`, it takes only clients with a certificate
+    /// from the test CA.
+    fileprivate func startHTTPSCollector(
+        clientCA: Bool = false
+    ) async throws -> (pki: TestPKI, token: String, collector: ChildProcess, port: Int, url: String) {
+        let pki = try await TestPKI(in: dir + "/pki")
+        let token = UUID().uuidString
+        let (collector, port) = try await startCollector(
+            ["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey]
+                + (clientCA ? ["--tls-client-ca", pki.caCert] : []),
+            token: token
+        )
+        return (pki, token, collector, port, "https://127.0.0.1:\(port)")
+    }
+
+    /// An agent in its own directory (`AgentFixture`, sandbox off) watching DIR/watched and
+    /// shipping to `url` with a `collector.tls` body (indented lines).
     func startAgent(_ name: String, url: String, token: String, tls: String?) throws -> ChildProcess {
-        let home = dir + "/" + name
-        try FileManager.default.createDirectory(atPath: home + "/policies", withIntermediateDirectories: true)
-        try "files:\n  watch: [\(dir)/watched]\nbudget:\n  cpu_percent: 400\n  memory_mb: 65536\n"
-            .write(toFile: home + "/policies/collection.yaml", atomically: true, encoding: .utf8)
-        var config = "collector:\n  url: \(url)\n  enroll_token: \(token)\n"
-        if let tls { config += "  tls:\n" + tls }
-        config +=
-            "state_dir: state\npolicies_dir: policies\nshipping:\n  batch_max_age_ms: 100\nsandbox:\n  enabled: false\n"
-        try config.write(toFile: home + "/vigild.yaml", atomically: true, encoding: .utf8)
-        return try ChildProcess(BuiltProducts.path("vigild"), ["--config", home + "/vigild.yaml"])
+        let config = try AgentFixture.write(
+            in: dir + "/" + name,
+            collection: "files:\n  watch: [\(dir)/watched]\n",
+            collectorURL: url,
+            enrollToken: token,
+            collectorTLS: tls,
+            extraConfiguration: "sandbox:\n  enabled: false\n"
+        )
+        return try ChildProcess(BuiltProducts.path("vigild"), ["--config", config])
+    }
+
+    /// Starts agent `name` with `tls`, writes DIR/watched/FILE until vigilctl (trusting the test
+    /// CA through `trusting`) lists its file event, stops the agent, and expects the collector
+    /// at `url` to count it as its one enrolled agent.
+    func expectDelivery(
+        _ name: String,
+        tls: String,
+        file: String,
+        to url: String,
+        token: String,
+        trusting: [String: String],
+        collector: ChildProcess
+    ) async throws {
+        let agent = try startAgent(name, url: url, token: token, tls: tls)
+        defer { agent.send(SIGTERM) }
+        let delivered = try await eventually(timeout: .seconds(60)) {
+            try? Data("sent over TLS\n".utf8).write(to: URL(fileURLWithPath: dir + "/watched/" + file))
+            let result = try await vigilctl(["events", "--collector", url, "--type", "file", "--json"], trusting)
+            return result.status == 0 && result.stdout.contains(file)
+        }
+        #expect(delivered, "no file event over HTTPS; agent log:\n\(agent.stderr)\ncollector log:\n\(collector.stderr)")
+        _ = await agent.stop()
+        #expect(try await enrolledAgents(url, trusting) == 1)
     }
 
     /// `vigilctl ARGS` with the given environment (VIGIL_CA_FILE, ...).
@@ -150,33 +188,24 @@ struct TLSTests {
     )
     func serverCertificates() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let pki = try await TestPKI(in: dir + "/pki")
-        let token = UUID().uuidString
-        let trusting = ["VIGIL_CA_FILE": pki.caCert]
-
-        let (collector, port) = try await startCollector(
-            ["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey],
-            token: token
-        )
+        let (pki, token, collector, _, url) = try await startHTTPSCollector()
         defer { collector.send(SIGTERM) }
-        let url = "https://127.0.0.1:\(port)"
+        let trusting = ["VIGIL_CA_FILE": pki.caCert]
         #expect(collector.stderr.contains("tls=on") || collector.stderr.contains("tls: on"), "\(collector.stderr)")
 
         // Plain HTTP to an HTTPS collector, and vigilctl without the CA: refused.
         let noCA = try await vigilctl(["agents", "--collector", url], [:])
         #expect(noCA.status != 0, "vigilctl trusted a certificate from an unknown CA: \(noCA.stdout)")
 
-        let good = try startAgent("good", url: url, token: token, tls: "    ca_file: \(pki.caCert)\n")
-        defer { good.send(SIGTERM) }
-        let target = dir + "/watched/over-tls.txt"
-        let delivered = try await eventually(timeout: .seconds(60)) {
-            try? Data("sent over TLS\n".utf8).write(to: URL(fileURLWithPath: target))
-            let result = try await vigilctl(["events", "--collector", url, "--type", "file", "--json"], trusting)
-            return result.status == 0 && result.stdout.contains("over-tls.txt")
-        }
-        #expect(delivered, "no file event over HTTPS; agent log:\n\(good.stderr)\ncollector log:\n\(collector.stderr)")
-        _ = await good.stop()
-        #expect(try await enrolledAgents(url, trusting) == 1)
+        try await expectDelivery(
+            "good",
+            tls: "    ca_file: \(pki.caCert)\n",
+            file: "over-tls.txt",
+            to: url,
+            token: token,
+            trusting: trusting,
+            collector: collector
+        )
 
         // The same collector, agents that must not trust it. Each says why and sends nothing.
         let wrongCA = try startAgent("wrong-ca", url: url, token: token, tls: "    ca_file: \(pki.otherCACert)\n")
@@ -221,15 +250,9 @@ struct TLSTests {
     )
     func pinnedKey() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let pki = try await TestPKI(in: dir + "/pki")
-        let token = UUID().uuidString
-        let trusting = ["VIGIL_CA_FILE": pki.caCert]
-        let (collector, port) = try await startCollector(
-            ["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey],
-            token: token
-        )
+        let (pki, token, collector, port, url) = try await startHTTPSCollector()
         defer { collector.send(SIGTERM) }
-        let url = "https://127.0.0.1:\(port)"
+        let trusting = ["VIGIL_CA_FILE": pki.caCert]
 
         // vigilctl tls-pin prints what the openssl pipeline of the docs prints.
         let printed = try await vigilctl(["tls-pin", pki.serverCert], [:])
@@ -251,17 +274,15 @@ struct TLSTests {
         let hexPin = Data(base64Encoded: String(pin.dropFirst(8)))!.map { String(format: "%02x", $0) }.joined()
 
         // The right pin and no CA file: the chain is not CA-checked, the pin is the trust.
-        let pinned = try startAgent("pinned", url: url, token: token, tls: "    pin_sha256:\n      - \"\(pin)\"\n")
-        defer { pinned.send(SIGTERM) }
-        let target = dir + "/watched/pinned.txt"
-        let delivered = try await eventually(timeout: .seconds(60)) {
-            try? Data("sent to a pinned key\n".utf8).write(to: URL(fileURLWithPath: target))
-            let result = try await vigilctl(["events", "--collector", url, "--type", "file", "--json"], trusting)
-            return result.status == 0 && result.stdout.contains("pinned.txt")
-        }
-        #expect(delivered, "agent log:\n\(pinned.stderr)\ncollector log:\n\(collector.stderr)")
-        _ = await pinned.stop()
-        #expect(try await enrolledAgents(url, trusting) == 1)
+        try await expectDelivery(
+            "pinned",
+            tls: "    pin_sha256:\n      - \"\(pin)\"\n",
+            file: "pinned.txt",
+            to: url,
+            token: token,
+            trusting: trusting,
+            collector: collector
+        )
 
         // A wrong pin (with or without the right CA) and the right pin with a CA that did not sign
         // the certificate: each refused, saying why, and nothing reaches the collector.
@@ -293,14 +314,8 @@ struct TLSTests {
     @Test("with --tls-client-ca only clients with a certificate from that CA are served")
     func mutualTLS() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let pki = try await TestPKI(in: dir + "/pki")
-        let token = UUID().uuidString
-        let (collector, port) = try await startCollector(
-            ["--tls-cert", pki.serverCert, "--tls-key", pki.serverKey, "--tls-client-ca", pki.caCert],
-            token: token
-        )
+        let (pki, token, collector, _, url) = try await startHTTPSCollector(clientCA: true)
         defer { collector.send(SIGTERM) }
-        let url = "https://127.0.0.1:\(port)"
         let withCertificate = [
             "VIGIL_CA_FILE": pki.caCert, "VIGIL_CLIENT_CERT": pki.clientCert, "VIGIL_CLIENT_KEY": pki.clientKey,
         ]

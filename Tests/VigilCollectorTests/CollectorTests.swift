@@ -109,7 +109,22 @@ struct AgentStream {
     }
 }
 
+/// The code of a collector refusal, or nil for any other error.
 func refusal(_ error: any Error) -> String? { (error as? CollectorError)?.code.rawValue }
+
+/// The code of the collector refusal `body` throws, or nil when it throws nothing; any other
+/// error is recorded as an issue.
+func refusal(_ body: () async throws -> Void) async -> CollectorError.Code? {
+    do {
+        try await body()
+        return nil
+    } catch let error as CollectorError {
+        return error.code
+    } catch {
+        Issue.record("not a collector refusal: \(error)")
+        return nil
+    }
+}
 
 @Suite("Collector")
 struct CollectorTests {

@@ -12,19 +12,6 @@ import VigilWire
 /// the race for a one-time token, and that no secret is ever kept or listed.
 @Suite("Enrollment tokens")
 struct EnrollmentTokenTests {
-    /// The refusal `body` throws, or nil.
-    func refusal(_ body: () async throws -> Void) async -> CollectorError.Code? {
-        do {
-            try await body()
-            return nil
-        } catch let error as CollectorError {
-            return error.code
-        } catch {
-            Issue.record("not a collector refusal: \(error)")
-            return nil
-        }
-    }
-
     func enroll(_ f: CollectorFixture, _ identity: AgentIdentity, token: String) async throws -> String {
         try await f.collector.enroll(
             .init(

@@ -53,18 +53,6 @@ private struct RotatingStream {
 /// `POST /v1/agents/ID/keys` as the collector carries it out, on both stores.
 @Suite("Key rotation")
 struct KeyRotationTests {
-    func refusal(_ body: () async throws -> Void) async -> CollectorError.Code? {
-        do {
-            try await body()
-            return nil
-        } catch let error as CollectorError {
-            return error.code
-        } catch {
-            Issue.record("not a collector refusal: \(error)")
-            return nil
-        }
-    }
-
     /// Re-checks the stored stream the way `vigilctl verify` does.
     func verify(_ f: CollectorFixture, _ agentId: String) async throws -> ChainVerifier {
         var verifier = ChainVerifier(agentId: agentId, keys: try await f.store.keys(agentId: agentId))

@@ -10,19 +10,6 @@ import VigilWire
 /// batches and its re-enrollment are refused from then on, what it sent before stays.
 @Suite("Revocation")
 struct RevocationTests {
-    /// The refusal `body` throws, or nil.
-    func refusal(_ body: () async throws -> Void) async -> CollectorError.Code? {
-        do {
-            try await body()
-            return nil
-        } catch let error as CollectorError {
-            return error.code
-        } catch {
-            Issue.record("not a collector refusal: \(error)")
-            return nil
-        }
-    }
-
     @Test("a revoked agent's batches and re-enrollment are refused; its events stay", arguments: Backend.allCases)
     func revoke(backend: Backend) async throws {
         try await withCollector(backend) { f in

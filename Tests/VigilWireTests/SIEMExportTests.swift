@@ -295,6 +295,13 @@ struct OCSFExportTests {
         #expect(OCSF.line(event, agentId: agent, hostname: nil) == OCSF.line(event, agentId: agent, hostname: nil))
     }
 
+    @Test("string escaping, to the byte: quote, backslash, short escapes, \\u00XX for controls and DEL")
+    func stringBytes() {
+        let text = "a\"b\\c\n\r\t\u{1}\u{1f}\u{7f}é/"
+        #expect(OCSF.Value.string(text).json == #""a\"b\\c\n\r\t\u0001\u001f\u007fé/""#)
+        #expect(OCSF.Value.object([text: 1]).json == #"{"a\"b\\c\n\r\t\u0001\u001f\u007fé/":1}"#)
+    }
+
     @Test("technique ids come from attack.tNNNN[.NNN] tags only")
     func techniques() {
         #expect(

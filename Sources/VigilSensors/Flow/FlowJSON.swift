@@ -14,10 +14,10 @@ extension FlowEvent {
 
     /// Appends `jsonLine` (UTF-8, no newline) to `out`, with no temporary strings.
     public func appendJSONLine(to out: inout [UInt8]) {
-        let image = self.image.map(Self.quoted)
-        let dnsQuery = self.dnsQuery.map(Self.quoted)
-        let dnsAnswers = self.dnsAnswers.map { $0.map(Self.quoted).joined(separator: ",") }
-        let serverName = self.serverName.map(Self.quoted)
+        let image = self.image.map { JSONString.quoted($0) }
+        let dnsQuery = self.dnsQuery.map { JSONString.quoted($0) }
+        let dnsAnswers = self.dnsAnswers.map { $0.map { JSONString.quoted($0) }.joined(separator: ",") }
+        let serverName = self.serverName.map { JSONString.quoted($0) }
         // Literals and numbers need under 700 bytes; the strings are copied as they are.
         var capacity = 700 + proto.utf8.count + origH.utf8.count + respH.utf8.count + state.utf8.count
         capacity += communityID.utf8.count + (image?.utf8.count ?? 0)
@@ -92,24 +92,6 @@ extension FlowEvent {
             w.fixed6(value)
             return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<w.count]), as: UTF8.self)
         }
-    }
-
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
 
