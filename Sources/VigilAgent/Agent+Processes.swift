@@ -16,7 +16,8 @@ extension Agent {
         let configuration = ProcessSensorConfiguration(
             maxProcesses: settings.maxProcesses,
             reportedActions: Set(settings.report.compactMap(ProcessEvent.Action.init(rawValue:))),
-            useFanotify: settings.fanotify
+            useFanotify: settings.fanotify,
+            readerNice: settings.readerNice
         )
         do {
             return try ProcessSensor(configuration: configuration, logger: logger)

@@ -16,6 +16,18 @@ struct ProcessSettingsTests {
             ).processes
         )
         #expect(s.maxProcesses == 100 && s.report == ["exec", "exit"] && !s.fanotify)
+        #expect(defaults.readerNice == -10)
+        #expect(
+            try CollectionSettings.parse(yaml: "processes:\n  reader_nice: 5\n", file: "c.yaml").processes?.readerNice
+                == 5
+        )
+        #expect(
+            try CollectionSettings.parse(yaml: "processes:\n  reader_nice: inherit\n", file: "c.yaml").processes?
+                .readerNice == nil
+        )
+        #expect { try CollectionSettings.parse(yaml: "processes:\n  reader_nice: -30\n", file: "c.yaml") } throws: {
+            "\($0)".hasPrefix("c.yaml:2:16: processes.reader_nice must be between -20")
+        }
         #expect(try CollectionSettings.parse(yaml: "processes:\n  enabled: false\n", file: "c.yaml").processes == nil)
         #expect {
             try CollectionSettings.parse(yaml: "processes:\n  report: [exec, spawn]\n", file: "c.yaml")

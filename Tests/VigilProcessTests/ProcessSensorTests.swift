@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Synchronization
 import Testing
 import VigilCore
 import VigilLinux
@@ -112,12 +113,14 @@ struct ProcessSensorTests {
     }
 
     @Test(
-        "a chain of three resolves each parent's image and command line",
+        "a chain of three resolves each parent's image and command line (execs on their own socket, or on the one)",
         .enabled(if: TestEnvironment.isRoot, "needs root"),
-        .timeLimit(.minutes(2))
+        .timeLimit(.minutes(2)),
+        arguments: [true, false]
     )
-    func chain() async throws {
-        let sensor = try Self.startSensor()
+    func chain(separateExecSocket: Bool) async throws {
+        let sensor = try Self.startSensor(ProcessSensorConfiguration(separateExecSocket: separateExecSocket))
+        #expect(sensor.separateExecSocket == (separateExecSocket && ProcConnector.kernelFiltersEventTypes))
         let level2 = "/bin/sh -c '/bin/sleep 0.4; true' vigil-chain-2; true"
         let child = try ChildProcess("/bin/sh", ["-c", level2, "vigil-chain-1"])
         #expect(await child.wait(timeout: .seconds(30)) == 0)
@@ -140,10 +143,11 @@ struct ProcessSensorTests {
     @Test(
         "a process gone before /proc is read is still reported: Image from fanotify, never the parent's command line",
         .enabled(if: TestEnvironment.isRoot, "needs root"),
-        .timeLimit(.minutes(2))
+        .timeLimit(.minutes(2)),
+        arguments: [true, false]
     )
-    func goneBeforeRead() async throws {
-        let sensor = try Self.startSensor()
+    func goneBeforeRead(separateExecSocket: Bool) async throws {
+        let sensor = try Self.startSensor(ProcessSensorConfiguration(separateExecSocket: separateExecSocket))
         try #require(sensor.hasFanotify, "fanotify FAN_OPEN_EXEC is unavailable")
         sensor.suspendReadingForTesting()
         let child = try ChildProcess("/bin/sh", ["-c", "/bin/true vigil-gone; true", "vigil-gone-parent"])
@@ -302,5 +306,55 @@ struct ProcessSensorTests {
             else { return nil }
             return pid
         }
+    }
+
+    /// Threads of this process named `vigil-proc-r`: tid, nice value and scheduling policy.
+    static func readerThreads() -> [(tid: String, nice: Int, policy: Int)] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        return tasks.compactMap { tid in
+            let stat = String(decoding: readProc("/proc/self/task/\(tid)/stat"), as: UTF8.self)
+            guard let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")"),
+                stat[stat.index(after: open)..<close] == "vigil-proc-r"
+            else { return nil }
+            // Fields from the 3rd (state): nice is the 19th, policy the 41st.
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            guard fields.count > 38, let nice = Int(fields[16]), let policy = Int(fields[38]) else { return nil }
+            return (tid, nice, policy)
+        }
+    }
+
+    @Test(
+        "the reader runs at its configured nice under the normal policy, though started from a SCHED_BATCH thread at nice 10",
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(1))
+    )
+    func readerPriority() throws {
+        let before = Set(Self.readerThreads().map(\.tid))
+        let sensor = try ProcessSensor(
+            configuration: ProcessSensorConfiguration(statisticsInterval: .seconds(3600), readerNice: -7),
+            logger: Logger(label: "test")
+        )
+        // As under systemd's Nice=10 and CPUSchedulingPolicy=batch: the reader thread inherits
+        // the starting thread's policy and nice value.
+        let started = Mutex<Result<Void, ProcessSensorError>?>(nil)
+        let starter = try PosixThread.spawn(name: "batch-starter") {
+            var parameters = sched_param()
+            _ = sched_setscheduler(0, 3, &parameters)  // SCHED_BATCH
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            let result = Result { () throws(ProcessSensorError) in try sensor.start() }
+            started.withLock { $0 = result }
+        }
+        starter.join()
+        try started.withLock { try #require($0).get() }
+        defer { sensor.stop() }
+        var reader: (tid: String, nice: Int, policy: Int)?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            reader = Self.readerThreads().first { !before.contains($0.tid) && $0.nice == -7 }
+            if reader != nil { break }
+            usleep(10_000)
+        }
+        let found = try #require(reader, "no reader thread at nice -7: \(Self.readerThreads())")
+        #expect(found.policy == 0, "SCHED_OTHER")
     }
 }

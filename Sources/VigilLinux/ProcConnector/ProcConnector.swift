@@ -10,7 +10,48 @@ import SystemPackage
 ///
 /// The kernel drops messages when the receive buffer is full and says so once with `ENOBUFS`
 /// on the next read: `receive` reports that as `.overrun` so the caller counts it.
+///
+/// Since Linux 6.6 a subscription can name the kinds of event the socket wants
+/// (`struct proc_input`); the kernel then does not queue, nor wake the reader for, the others.
 public final class ProcConnector {
+    /// Kinds of process event, as the bits of the kernel's `enum proc_cn_event`.
+    public struct EventTypes: OptionSet, Hashable, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+        public static let fork = EventTypes(rawValue: 0x1)
+        public static let exec = EventTypes(rawValue: 0x2)
+        public static let uid = EventTypes(rawValue: 0x4)
+        public static let gid = EventTypes(rawValue: 0x40)
+        public static let sid = EventTypes(rawValue: 0x80)
+        public static let ptrace = EventTypes(rawValue: 0x100)
+        public static let comm = EventTypes(rawValue: 0x200)
+        public static let coredump = EventTypes(rawValue: 0x4000_0000)
+        public static let exit = EventTypes(rawValue: 0x8000_0000)
+        /// Every kind: what a subscription without a filter gets, on any kernel.
+        public static let all: EventTypes = [.fork, .exec, .uid, .gid, .sid, .ptrace, .comm, .coredump, .exit]
+    }
+
+    /// Whether the running kernel filters event types per socket (Linux 6.6 and later). An
+    /// older kernel ignores a subscription that names event types: that socket would stay silent.
+    public static let kernelFiltersEventTypes: Bool = {
+        var name = utsname()
+        guard uname(&name) == 0 else { return false }
+        let release = withUnsafeBytes(of: &name.release) { raw in
+            String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+        }
+        return filtersEventTypes(kernelRelease: release)
+    }()
+
+    /// Whether a kernel of this release (`uname -r`, e.g. `6.6.0-1-amd64`) filters event types.
+    public static func filtersEventTypes(kernelRelease: String) -> Bool {
+        let numbers = kernelRelease.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard numbers.count == 2, kernelRelease.first?.isNumber == true else { return false }
+        return (numbers[0], numbers[1]) >= (6, 6)
+    }
+
+    /// The event types this socket receives.
+    public let eventTypes: EventTypes
     /// Bytes read at once; a proc connector datagram is under 100 bytes.
     public static let readBufferSize = 64 * 1024
 
@@ -40,9 +81,15 @@ public final class ProcConnector {
     /// `send`. `EPERM` from `bind`/`send` means no `CAP_NET_ADMIN`; `EPROTONOSUPPORT` a kernel
     /// without `CONFIG_PROC_EVENTS`.
     ///
-    /// - Parameter receiveBufferBytes: the socket's receive buffer: room for bursts while the
-    ///   reader is busy. Memory is only used while messages wait.
-    public init(receiveBufferBytes: Int = 64 << 20) throws(Errno) {
+    /// - Parameters:
+    ///   - receiveBufferBytes: the socket's receive buffer: room for bursts while the reader is
+    ///     busy. Memory is only used while messages wait.
+    ///   - eventTypes: what the socket receives. Anything but `.all` needs
+    ///     `kernelFiltersEventTypes` (else `EOPNOTSUPP`: an older kernel would send nothing).
+    public init(receiveBufferBytes: Int = 64 << 20, eventTypes: EventTypes = .all) throws(Errno) {
+        guard !eventTypes.isEmpty, eventTypes == .all || Self.kernelFiltersEventTypes else {
+            throw Errno.notSupported
+        }
         let fd = try valueOrErrno(retryOnInterrupt: true) {
             system_socket(
                 Self.addressFamilyNetlink,
@@ -96,8 +143,9 @@ public final class ProcConnector {
                 system_bind(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
             }
         }.get()
-        try Self.sendControl(fd, Self.multicastListen)
+        try Self.sendControl(fd, Self.multicastListen, eventTypes: eventTypes == .all ? nil : eventTypes)
 
+        self.eventTypes = eventTypes
         fileDescriptor = FileDescriptor(rawValue: fd)
         self.receiveBufferBytes = Int(granted)
         buffer = .allocate(byteCount: Self.readBufferSize, alignment: MemoryLayout<UInt64>.alignment)
@@ -110,17 +158,20 @@ public final class ProcConnector {
         buffer.deallocate()
     }
 
-    /// Sends `nlmsghdr` + `cn_msg` + the 4-byte `enum proc_cn_mcast_op`.
-    private static func sendControl(_ fd: Int32, _ operation: UInt32) throws(Errno) {
-        var message = [UInt8](repeating: 0, count: 16 + 20 + 4)
+    /// Sends `nlmsghdr` + `cn_msg` + the 4-byte `enum proc_cn_mcast_op`, or with event types
+    /// the 8-byte `struct proc_input` (the operation, then the `enum proc_cn_event` bits).
+    private static func sendControl(_ fd: Int32, _ operation: UInt32, eventTypes: EventTypes? = nil) throws(Errno) {
+        let payload = eventTypes == nil ? 4 : 8
+        var message = [UInt8](repeating: 0, count: 16 + 20 + payload)
         message.withUnsafeMutableBytes { m in
             m.storeBytes(of: UInt32(m.count), toByteOffset: 0, as: UInt32.self)  // nlmsg_len
             m.storeBytes(of: UInt16(3), toByteOffset: 4, as: UInt16.self)  // NLMSG_DONE
             m.storeBytes(of: UInt32(getpid()), toByteOffset: 12, as: UInt32.self)  // nlmsg_pid
             m.storeBytes(of: ProcConnectorParser.connectorIndex, toByteOffset: 16, as: UInt32.self)
             m.storeBytes(of: ProcConnectorParser.connectorValue, toByteOffset: 20, as: UInt32.self)
-            m.storeBytes(of: UInt16(4), toByteOffset: 32, as: UInt16.self)  // cn_msg.len
+            m.storeBytes(of: UInt16(payload), toByteOffset: 32, as: UInt16.self)  // cn_msg.len
             m.storeBytes(of: operation, toByteOffset: 36, as: UInt32.self)
+            if let eventTypes { m.storeBytes(of: eventTypes.rawValue, toByteOffset: 40, as: UInt32.self) }
         }
         let sent = message.withUnsafeBytes { m in
             valueOrErrno(retryOnInterrupt: true) { system_send(fd, m.baseAddress, m.count, 0) }

@@ -27,6 +27,7 @@ public enum SyscallAllowlist {
         "futex", "futex_waitv", "set_robust_list", "get_robust_list", "rseq", "set_tid_address",
         "exit", "exit_group", "gettid", "getpid", "getppid", "sched_yield", "sched_getaffinity",
         "sched_getparam", "sched_getscheduler", "getpriority", "setpriority",  // libdispatch QoS
+        "sched_setscheduler",  // the process reader leaves SCHED_BATCH for SCHED_OTHER (ThreadPriority)
         // Signals (ServiceLifecycle's SIGTERM/SIGHUP through libdispatch's signalfd, fatal errors).
         "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "rt_sigsuspend", "rt_sigtimedwait",
         "sigaltstack", "restart_syscall", "signalfd", "signalfd4",

@@ -8,7 +8,12 @@ import VigilLinux
 /// The body of the process sensor's reader thread (see `ProcessSensor`). Everything here runs
 /// on that one thread.
 final class ProcessReader {
+    /// The exec socket when `others` is set (Linux 6.6+ filters per socket), else the only one.
     private let connector: ProcConnector
+    /// Every other kind of event (fork, exit, id changes...), read whenever the reader is awake
+    /// anyway and polled at most every `othersInterval`: a spawn wakes the reader once, not three
+    /// times.
+    private let others: ProcConnector?
     private let fanotify: Fanotify?
     private let configuration: ProcessSensorConfiguration
     private let shared: ProcessSensorShared
@@ -22,13 +27,18 @@ final class ProcessReader {
     private let ticksPerSecond = UInt64(max(1, sysconf(Int32(_SC_CLK_TCK))))
     /// Executables opened for exec (fanotify), by pid, since that pid's last exec or fork.
     private var openedForExec: [UInt32: [String]] = [:]
-    private var batch: [ProcConnectorMessage] = []
+    /// The messages in hand, with what `/proc` showed for each exec.
+    private var batch: [Pending] = []
+    /// Messages of `others` later than what the exec socket is known to hold: they wait for it,
+    /// so nothing of a process is handled before an exec that preceded it.
+    private var waiting: [ProcConnectorMessage] = []
+    private var nextOthersDrain = ContinuousClock.now
     private var overrunsUnreported: UInt64 = 0
     private var clocks = ClockOffsets()
     private var outbox: [Event] = []
+    /// When the oldest event of `outbox` was queued.
+    private var outboxSince = ContinuousClock.now
     private var nextFanotifyDrain = ContinuousClock.now
-    /// `/proc` as read for each exec of the batch (by batch index), before fanotify is read.
-    private var snapshots: [ExecSnapshot?] = []
     /// Pids whose exec came before their fork (netlink messages from different CPUs can arrive
     /// out of order): when the fork comes, it must not replace the exec'd entry.
     private var awaitingFork: Set<UInt32> = []
@@ -43,9 +53,25 @@ final class ProcessReader {
     /// Messages handled per batch: small, so `/proc` is read within microseconds of the exec,
     /// and big enough to see a second exec of the same pid in the batch.
     static let batchSize = 32
+    /// How long messages of `others` may wait when no exec wakes the reader: forks and exits
+    /// reach the process table (and exits become events) at most this late.
+    static let othersInterval = Duration.milliseconds(5)
+    /// `others` messages read per round, and the most that may wait for the exec socket.
+    static let othersBatchSize = 4096
+    /// Events wait at most this long (or until `handOverCount` are queued) before the consumer
+    /// is woken for them.
+    static let handOverInterval = Duration.milliseconds(5)
+    static let handOverCount = 512
+
+    /// A message in hand; an exec's `/proc` is read (`snapshot`) before anything else is done.
+    struct Pending {
+        var message: ProcConnectorMessage
+        var snapshot: ExecSnapshot?
+    }
 
     init(
         connector: ProcConnector,
+        others: ProcConnector?,
         fanotify: Fanotify?,
         configuration: ProcessSensorConfiguration,
         shared: ProcessSensorShared,
@@ -53,6 +79,7 @@ final class ProcessReader {
         logger: Logger
     ) {
         self.connector = connector
+        self.others = others
         self.fanotify = fanotify
         self.configuration = configuration
         self.shared = shared
@@ -65,10 +92,20 @@ final class ProcessReader {
         emit(Event(payload: .health(AgentHealth(kind: kind, message: message, counters: counters))))
     }
 
-    /// Queues an event; `flush()` hands the batch to the consumer back to back, so a batch
-    /// wakes the consumer once rather than once per event.
+    /// Queues an event; `flush()` hands what is queued to the consumer back to back, so it
+    /// wakes once rather than once per event.
     private func emit(_ event: Event) {
+        if outbox.isEmpty { outboxSince = .now }
         outbox.append(event)
+    }
+
+    /// Hands the queued events over once the oldest has waited `handOverInterval`, or many are
+    /// queued: under a burst of execs the consumer wakes every few milliseconds, not per exec.
+    private func flushIfDue() {
+        guard !outbox.isEmpty else { return }
+        if outbox.count >= Self.handOverCount || ContinuousClock.now >= outboxSince + Self.handOverInterval {
+            flush()
+        }
     }
 
     private func flush() {
@@ -83,6 +120,16 @@ final class ProcessReader {
     // MARK: Loop
 
     func run() {
+        if let nice = configuration.readerNice {
+            do {
+                try ThreadPriority.setCurrentThread(nice: Int32(nice))
+            } catch {
+                let message =
+                    "cannot run the process reader at nice \(nice) (\(error)): execs of short-lived processes may be reported without their command line; allow it with LimitNICE=\(nice) (systemd) or CAP_SYS_NICE"
+                logger.notice("\(message)")
+                emitHealth(kind: "process_reader_priority", message: message)
+            }
+        }
         defer {
             // What the kernel queued before the stop is still reported.
             drain()
@@ -92,8 +139,7 @@ final class ProcessReader {
             flush()
             continuation.finish()
         }
-        let descriptors = [connector.fileDescriptor, shared.control.fileDescriptor]
-        let withFanotify = descriptors + (fanotify.map { [$0.fileDescriptor] } ?? [])
+        var descriptors: [FileDescriptor] = []
         let statisticsEvery = configuration.statisticsInterval
         var nextStatistics = ContinuousClock.now + statisticsEvery
         var nextOverrunReport = ContinuousClock.now
@@ -106,11 +152,31 @@ final class ProcessReader {
             }
             shared.suspended.store(false, ordering: .releasing)
             // fanotify is read with each batch holding an exec, and otherwise every
-            // `fanotifyInterval` only, so its records (two per exec) do not wake this thread.
-            let fanotifyDue = fanotify != nil && ContinuousClock.now >= nextFanotifyDrain
-            let wait = ContinuousClock.now.duration(
-                to: min(nextStatistics, fanotify == nil || fanotifyDue ? nextStatistics : nextFanotifyDrain)
-            )
+            // `fanotifyInterval` only, so its records (two per exec) do not wake this thread;
+            // so are the other proc connector events with a socket of their own.
+            let now = ContinuousClock.now
+            var wakeAt = nextStatistics
+            descriptors.removeAll(keepingCapacity: true)
+            descriptors.append(connector.fileDescriptor)
+            descriptors.append(shared.control.fileDescriptor)
+            var fanotifyIndex: Int?
+            if let fanotify {
+                if now >= nextFanotifyDrain {
+                    fanotifyIndex = descriptors.count
+                    descriptors.append(fanotify.fileDescriptor)
+                } else {
+                    wakeAt = min(wakeAt, nextFanotifyDrain)
+                }
+            }
+            if let others {
+                if now >= nextOthersDrain {
+                    descriptors.append(others.fileDescriptor)
+                } else {
+                    wakeAt = min(wakeAt, nextOthersDrain)
+                }
+            }
+            if !outbox.isEmpty { wakeAt = min(wakeAt, outboxSince + Self.handOverInterval) }
+            let wait = now.duration(to: wakeAt)
             let timeout = Int32(
                 clamping: max(0, wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
                     + 1
@@ -118,7 +184,7 @@ final class ProcessReader {
             let ready: [Bool]
             do {
                 ready = try Poll.waitReadable(
-                    fanotifyDue ? withFanotify : descriptors,
+                    descriptors,
                     timeoutMilliseconds: min(timeout, heldExecs.isEmpty ? 1000 : 5)
                 )
             } catch {
@@ -127,11 +193,11 @@ final class ProcessReader {
                 continue
             }
             if ready[1] { _ = try? shared.control.drain() }
-            if fanotifyDue, ready.count > 2, ready[2] { drainFanotify() }
+            if let fanotifyIndex, ready[fanotifyIndex] { drainFanotify() }
             drain()
-            let now = ContinuousClock.now
-            releaseHeldExecs(before: now)
-            if overrunsUnreported > 0, now >= nextOverrunReport {
+            let after = ContinuousClock.now
+            releaseHeldExecs(before: after)
+            if overrunsUnreported > 0, after >= nextOverrunReport {
                 emitHealth(
                     kind: "process_events_lost",
                     message: "the kernel dropped process events: the proc connector receive buffer was full",
@@ -139,43 +205,121 @@ final class ProcessReader {
                 )
                 logger.warning("the kernel dropped process events", metadata: ["overruns": "\(overrunsUnreported)"])
                 overrunsUnreported = 0
-                nextOverrunReport = now + .seconds(1)
+                nextOverrunReport = after + .seconds(1)
             }
-            if now >= nextStatistics {
+            if after >= nextStatistics {
                 publish()
                 emitHealth(kind: "process_stats", message: "process sensor statistics", counters: stats.counters)
-                nextStatistics = now + statisticsEvery
+                nextStatistics = after + statisticsEvery
             }
-            flush()
+            flushIfDue()
         }
     }
 
     /// Reads and handles what is queued, in bounded rounds so a stop is noticed under any load.
+    ///
+    /// Each round reads up to `batchSize` messages of the exec socket (or the only socket) and
+    /// reads `/proc` for their execs at once. With a socket for the other events, that one is
+    /// read next, and its messages are handled, merged in kernel time order, only up to the
+    /// time the exec socket was last seen empty: an exec is queued before anything its process
+    /// does afterwards, so nothing of a process is handled ahead of its exec. Later ones wait
+    /// for the next round.
     private func drain() {
         for _ in 0..<256 {
             batch.removeAll(keepingCapacity: true)
-            receiving: while batch.count < Self.batchSize {
-                do {
-                    switch try connector.receive({ batch.append($0) }) {
-                    case .wouldBlock:
-                        break receiving
-                    case .overrun:
-                        stats.kernelOverruns += 1
-                        overrunsUnreported += 1
-                    case .received(let messages, let malformed):
-                        stats.messages += UInt64(messages)
-                        stats.malformed += UInt64(malformed)
+            let emptyAt = receive(from: connector, limit: Self.batchSize) { batch.append(Pending(message: $0)) }
+            readExecs()
+            if let others {
+                nextOthersDrain = ContinuousClock.now + Self.othersInterval
+                _ = receive(from: others, limit: Self.othersBatchSize) { waiting.append($0) }
+                // All execs queued before `emptyAt` are in hand; if the exec socket was not
+                // emptied, those up to the last one read.
+                let caughtUp = emptyAt ?? batch.last?.message.timestampNanoseconds ?? 0
+                let overfull = waiting.count > Self.othersBatchSize
+                var kept = 0
+                for message in waiting {
+                    if overfull || message.timestampNanoseconds <= caughtUp {
+                        batch.append(Pending(message: message))
+                    } else {
+                        waiting[kept] = message
+                        kept += 1
                     }
-                } catch {
-                    logger.info("proc connector read failed", metadata: ["errno": "\(error)"])
-                    break receiving
+                }
+                waiting.removeLast(waiting.count - kept)
+                if batch.count > 1 {
+                    // Kernel time order; equal times keep their order.
+                    batch = batch.enumerated().sorted {
+                        ($0.element.message.timestampNanoseconds, $0.offset)
+                            < ($1.element.message.timestampNanoseconds, $1.offset)
+                    }.map(\.element)
                 }
             }
             if batch.isEmpty { return }
             handleBatch()
             releaseHeldExecs(before: ContinuousClock.now)
-            flush()
+            flushIfDue()
             publish()
+        }
+    }
+
+    /// Reads up to `limit` messages of `socket`. Returns the monotonic time (as the kernel's
+    /// timestamps) taken just before the read that found the socket empty; nil when the limit
+    /// was reached first or a read failed.
+    private func receive(
+        from socket: ProcConnector,
+        limit: Int,
+        _ body: (ProcConnectorMessage) -> Void
+    ) -> UInt64? {
+        var count = 0
+        while count < limit {
+            let before = Self.monotonicNanoseconds()
+            do {
+                switch try socket.receive({
+                    count += 1
+                    body($0)
+                }) {
+                case .wouldBlock:
+                    return before
+                case .overrun:
+                    stats.kernelOverruns += 1
+                    overrunsUnreported += 1
+                case .received(let messages, let malformed):
+                    stats.messages += UInt64(messages)
+                    stats.malformed += UInt64(malformed)
+                }
+            } catch {
+                logger.info("proc connector read failed", metadata: ["errno": "\(error)"])
+                return nil
+            }
+        }
+        return nil
+    }
+
+    /// CLOCK_MONOTONIC in nanoseconds, the clock of the proc connector's timestamps.
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+
+    /// Reads `/proc` for each exec in hand, as early as possible (but for one the same pid
+    /// repeats later in the batch: its /proc would show the later program; or whose exit is
+    /// already in: a zombie shows no argv).
+    private func readExecs() {
+        guard !batch.isEmpty else { return }
+        clocks = ClockOffsets.now()
+        for index in batch.indices {
+            guard case .exec(_, let tgid) = batch[index].message.event else { continue }
+            let superseded = batch[(index + 1)...].contains {
+                switch $0.message.event {
+                case .exec(_, let t): t == tgid
+                case .exit(let pid, let t, _, _, _, _): pid == tgid && t == tgid
+                default: false
+                }
+            }
+            if !superseded {
+                batch[index].snapshot = readExec(tgid, timestamp: batch[index].message.timestampNanoseconds)
+            }
         }
     }
 
@@ -222,30 +366,13 @@ final class ProcessReader {
 
     private func handleBatch() {
         clocks = ClockOffsets.now()
-        // First /proc, as early as possible, for every exec of the batch (but one the same pid
-        // repeats later in the batch: its /proc would show the later program).
-        snapshots.removeAll(keepingCapacity: true)
-        var execs = false
-        for index in batch.indices {
-            guard case .exec(_, let tgid) = batch[index].event else {
-                snapshots.append(nil)
-                continue
-            }
-            execs = true
-            // Nothing to read for an exec the same pid repeats later in the batch (/proc would
-            // show the later program), or whose exit is already in (a zombie shows no argv).
-            let superseded = batch[(index + 1)...].contains {
-                switch $0.event {
-                case .exec(_, let t): t == tgid
-                case .exit(let pid, let t, _, _, _, _): pid == tgid && t == tgid
-                default: false
-                }
-            }
-            snapshots.append(superseded ? nil : readExec(tgid, timestamp: batch[index].timestampNanoseconds))
+        // fanotify after /proc: each exec's FAN_OPEN_EXEC is queued before its exec message, so
+        // every exec of the batch has its records in hand; and a later exec that /proc may
+        // already have shown has opened its executable before /proc was read, so its records
+        // are in too.
+        let execs = batch.contains {
+            if case .exec = $0.message.event { true } else { false }
         }
-        // Then fanotify: each exec's FAN_OPEN_EXEC is queued before its exec message, so every
-        // exec of the batch has its records in hand; and a later exec that /proc may already
-        // have shown has opened its executable before /proc was read, so its records are in too.
         if execs { drainFanotify() }
         shared.table.withLock { table in
             for index in batch.indices {
@@ -263,7 +390,7 @@ final class ProcessReader {
     }
 
     private func handle(_ index: Int, table: inout ProcessTable) {
-        let message = batch[index]
+        let message = batch[index].message
         let report = configuration.reportedActions
         switch message.event {
         case .fork(_, let parentTgid, let childPid, let childTgid):
@@ -316,7 +443,7 @@ final class ProcessReader {
             }
         case .exec(_, let tgid):
             stats.execs += 1
-            let event = inspectExec(tgid, snapshot: snapshots[index], table: &table)
+            let event = inspectExec(tgid, snapshot: batch[index].snapshot, table: &table)
             if report.contains(.exec) {
                 releaseHeldExec(pid: tgid)
                 if event.parentProcessId == nil, awaitingFork.contains(tgid) {

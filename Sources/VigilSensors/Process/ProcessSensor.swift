@@ -46,10 +46,15 @@ public final class ProcessSensor: Sendable {
     private let handles: Mutex<Handles?>
     /// Why fanotify is not used, when configured but unavailable.
     private let fanotifyProblem: String?
+    /// Whether execs come on a socket of their own (`ProcessSensorConfiguration.separateExecSocket`
+    /// on a kernel that filters event types).
+    public let separateExecSocket: Bool
 
     /// The descriptors opened at init, moved to the reader thread by `start()`.
     private struct Handles {
+        /// The exec socket when `others` is set, else the only one.
         var connector: ProcConnector
+        var others: ProcConnector?
         var fanotify: Fanotify?
     }
 
@@ -77,13 +82,34 @@ public final class ProcessSensor: Sendable {
                 message: "max processes, queue capacity and command line size must be positive"
             )
         }
+        if let nice = configuration.readerNice {
+            guard (-20...19).contains(nice) else {
+                throw ProcessSensorError(
+                    code: .invalidConfiguration,
+                    message: "the reader's nice value must be within -20...19, not \(nice)"
+                )
+            }
+            // While the process may still raise its limits (before a sandbox drops capabilities):
+            // the reader thread, started later, lowers its own nice value. If this fails (no
+            // CAP_SYS_RESOURCE), the thread says so when it tries.
+            try? ThreadPriority.allow(nice: Int32(nice))
+        }
         self.configuration = configuration
         var logger = logger
         logger[metadataKey: "sensor"] = "process"
         self.logger = logger
         let connector: ProcConnector
+        var others: ProcConnector?
         do {
-            connector = try ProcConnector(receiveBufferBytes: configuration.receiveBufferBytes)
+            if configuration.separateExecSocket, ProcConnector.kernelFiltersEventTypes {
+                connector = try ProcConnector(receiveBufferBytes: configuration.receiveBufferBytes, eventTypes: .exec)
+                others = try ProcConnector(
+                    receiveBufferBytes: configuration.receiveBufferBytes,
+                    eventTypes: ProcConnector.EventTypes.all.subtracting(.exec)
+                )
+            } else {
+                connector = try ProcConnector(receiveBufferBytes: configuration.receiveBufferBytes)
+            }
         } catch {
             throw ProcessSensorError(
                 code: .connectorUnavailable,
@@ -118,7 +144,8 @@ public final class ProcessSensor: Sendable {
         }
         self.fanotifyProblem = fanotifyProblem
         shared.hasFanotify.store(fanotify != nil, ordering: .releasing)
-        handles = Mutex(Handles(connector: connector, fanotify: fanotify))
+        separateExecSocket = others != nil
+        handles = Mutex(Handles(connector: connector, others: others, fanotify: fanotify))
         (stream, continuation) = AsyncStream.makeStream(
             of: Event.self,
             bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
@@ -165,6 +192,7 @@ public final class ProcessSensor: Sendable {
             }
             let reader = ProcessReader(
                 connector: handles.connector,
+                others: handles.others,
                 fanotify: handles.fanotify,
                 configuration: configuration,
                 shared: shared,
@@ -189,6 +217,7 @@ public final class ProcessSensor: Sendable {
             "process sensor started",
             metadata: [
                 "max_processes": "\(configuration.maxProcesses)", "fanotify": "\(hasFanotify)",
+                "exec_socket": "\(separateExecSocket ? "own" : "shared")",
             ]
         )
     }

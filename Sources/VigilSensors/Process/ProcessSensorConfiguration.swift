@@ -18,6 +18,19 @@ public struct ProcessSensorConfiguration: Hashable, Sendable {
     public var maxCommandLineBytes: Int
     /// How often counters (kernel drops, evictions, incomplete execs) are reported as health.
     public var statisticsInterval: Duration
+    /// Read execs from a proc connector socket of their own, where the kernel filters event
+    /// types per socket (Linux 6.6 and later; ignored before): a spawn then wakes the reader
+    /// once rather than for its fork, exec and exit, and its `/proc` is read sooner. Forks,
+    /// exits and id changes are read with the next exec, or within 5 ms.
+    public var separateExecSocket: Bool
+    /// The reader thread's nice value (-20...19), nil to leave it as the process's. An exec is
+    /// named right only if `/proc` is read before the process exits (under a millisecond for a
+    /// short-lived one): a reader that waits for the CPU behind the workload loses command
+    /// lines. Its work per exec is small and the agent's CPU quota still bounds it. A process
+    /// started `SCHED_BATCH`/`SCHED_IDLE` (as systemd's unit does) has the reader switched to
+    /// the normal policy. Needs `CAP_SYS_NICE` or `RLIMIT_NICE` (the sensor raises it at init
+    /// while it can; the unit sets `LimitNICE=`).
+    public var readerNice: Int?
 
     public init(
         maxProcesses: Int = 32_768,
@@ -26,7 +39,9 @@ public struct ProcessSensorConfiguration: Hashable, Sendable {
         useFanotify: Bool = true,
         queueCapacity: Int = 50_000,
         maxCommandLineBytes: Int = 32 * 1024,
-        statisticsInterval: Duration = .seconds(60)
+        statisticsInterval: Duration = .seconds(60),
+        separateExecSocket: Bool = true,
+        readerNice: Int? = -10
     ) {
         self.maxProcesses = maxProcesses
         self.reportedActions = reportedActions
@@ -35,6 +50,8 @@ public struct ProcessSensorConfiguration: Hashable, Sendable {
         self.queueCapacity = queueCapacity
         self.maxCommandLineBytes = maxCommandLineBytes
         self.statisticsInterval = statisticsInterval
+        self.separateExecSocket = separateExecSocket
+        self.readerNice = readerNice
     }
 
     /// Execs and the changes that matter to security: credentials, sessions, tracing.

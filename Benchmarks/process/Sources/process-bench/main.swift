@@ -31,6 +31,10 @@ var configuration = ProcessSensorConfiguration()
 configuration.reportedActions = [.exec]
 configuration.statisticsInterval = .seconds(3600)
 configuration.queueCapacity = 200_000
+// PROCESS_BENCH_READER_NICE: the reader thread's nice value ("none": as the process).
+if let nice = getenv("PROCESS_BENCH_READER_NICE").map({ String(cString: $0) }) {
+    configuration.readerNice = Int(nice)
+}
 let sensor = try ProcessSensor(configuration: configuration, logger: Logger(label: "process-bench"))
 try sensor.start()
 writeAll(1, "READY\n")
