@@ -8,6 +8,9 @@
 # CPU ratio ours / forkstat.
 #
 # usage: Benchmarks/process/run.sh [N]      (default 20000; run as root)
+# PROCESS_BENCH_READER_NICE=N|none sets the sensor's reader thread priority (default: the
+# sensor's, -10; "none": as the process). `chrt -b 0 nice -n 10 Benchmarks/process/run.sh` runs
+# everything as systemd's unit runs vigild (SCHED_BATCH, Nice=10).
 # needs: forkstat (Debian forkstat), cc, swift; the root package must export `VigilSensors`.
 set -euo pipefail
 
