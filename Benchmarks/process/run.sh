@@ -9,8 +9,8 @@
 #
 # usage: Benchmarks/process/run.sh [N]      (default 20000; run as root)
 # PROCESS_BENCH_READER_NICE=N|none sets the sensor's reader thread priority (default: the
-# sensor's, -10; "none": as the process). `chrt -b 0 nice -n 10 Benchmarks/process/run.sh` runs
-# everything as systemd's unit runs vigild (SCHED_BATCH, Nice=10).
+# sensor's, -10; "none": as the process). PROCESS_BENCH_AS_UNIT=1 runs the sensor as systemd's
+# unit runs vigild (SCHED_BATCH, Nice=10; its reader still takes its own priority).
 # needs: forkstat (Debian forkstat), cc, swift; the root package must export `VigilSensors`.
 set -euo pipefail
 
@@ -45,7 +45,9 @@ until grep -q "Process" "$WORK/forkstat.out" 2>/dev/null; do
     kill -0 "$FS_PID" 2>/dev/null || { cat "$WORK/forkstat.err" >&2; exit 1; }
     sleep 0.05
 done
-"$BENCH" "$WORK/spawn" "$WORK/ours.tsv" > "$WORK/ours.out" 2> "$WORK/ours.err" &
+AS_UNIT=()
+[ "${PROCESS_BENCH_AS_UNIT:-0}" = 1 ] && AS_UNIT=(chrt -b 0 nice -n 10)
+"${AS_UNIT[@]}" "$BENCH" "$WORK/spawn" "$WORK/ours.tsv" > "$WORK/ours.out" 2> "$WORK/ours.err" &
 OURS_PID=$!
 until grep -q READY "$WORK/ours.out" 2>/dev/null; do
     kill -0 "$OURS_PID" 2>/dev/null || { cat "$WORK/ours.err" >&2; exit 1; }
