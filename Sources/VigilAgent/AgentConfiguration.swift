@@ -262,6 +262,9 @@ public struct AgentConfiguration: Sendable, Hashable {
         for url in urls where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
             throw fail(collector["url"], "collector.url must start with http:// or https://")
         }
+        for url in urls where (URLComponents(string: url)?.host ?? "").isEmpty {
+            throw fail(collector["url"], "collector.url \(url) names no host, e.g. https://collector.example:8443")
+        }
         urls = urls.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 }
         let url = urls[0]
         guard let stateDir = try string(top["state_dir"], "state_dir") else {

@@ -119,6 +119,15 @@ struct ConfigurationTests {
                 "f.yaml:2:8: collector.url must start with http:// or https://"
             ),
             (
+                // Found by FuzzConfig: "http://" was accepted and shipped to as "http:/".
+                "collector:\n  url: [http://]\nstate_dir: s\npolicies_dir: p\n",
+                "f.yaml:2:8: collector.url http:// names no host"
+            ),
+            (
+                "collector:\n  url: [https://a, 'https:///x']\nstate_dir: s\npolicies_dir: p\n",
+                "f.yaml:2:8: collector.url https:///x names no host"
+            ),
+            (
                 "collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batch_max_events: -1\n",
                 "f.yaml:6:21: shipping.batch_max_events must be an integer from 1 to 100000"
             ),
