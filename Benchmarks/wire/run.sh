@@ -3,15 +3,16 @@
 # against the same events as JSON lines + gzip per batch. Prints events/s (one core) and wire
 # bytes per event for each, and the ratios.
 #
-# The events (wire-bench's makeEvents) are one host's activity, fed identically to both sides:
-# files keep their path, inode, owner and mode and get a new size and SHA-256 only when written;
-# processes are exec'd by a few dozen parents from a few images, command lines and directories;
-# flows go from a few hundred peers to a few services. What a real host makes random stays
-# random: timestamps (increasing, up to 2 ms apart), file hashes, ephemeral ports, durations and
-# byte counts. Flows are as the flow sensor reports them: `ts` is the first packet's time in
-# microseconds, before the report, and `community_id` is the sensor's own Community ID of the
-# tuple. (It used to be random bytes, which no real flow has. A real one is just as costly in
-# JSON, where it is shipped, while Vigil's readers recompute it from the tuple.)
+# The events (makeEvents in Sources/BenchEvents, shared with Benchmarks/delivery) are one host's
+# activity, fed identically to both sides: files keep their path, inode, owner and mode and get a
+# new size and SHA-256 only when written; processes are exec'd by a few dozen parents from a few
+# images, command lines and directories; flows go from a few hundred peers to a few services. What
+# a real host makes random stays random: timestamps (increasing, up to 2 ms apart), file hashes,
+# ephemeral ports, durations and byte counts. Flows are as the flow sensor reports them: `ts` is
+# the first packet's time in microseconds, before the report, and `community_id` is the sensor's
+# own Community ID of the tuple. (It used to be random bytes, which no real flow has. A real one
+# is just as costly in JSON, where it is shipped, while Vigil's readers recompute it from the
+# tuple.)
 #
 # Where the bytes go: `wire-bench --breakdown` seals the stream with one group of fields blanked
 # at a time. The generator's random draws add up to about 135 bits (17 bytes) per event, mostly
