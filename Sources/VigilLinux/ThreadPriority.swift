@@ -50,11 +50,4 @@ public enum ThreadPriority {
             setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, nice)
         }.get()
     }
-
-    /// The calling thread's nice value and whether it runs under `SCHED_OTHER`.
-    public static func currentThread() -> (nice: Int32, normalPolicy: Bool) {
-        errno = 0
-        let nice = getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0)
-        return (nice, sched_getscheduler(0) == policyOther)
-    }
 }

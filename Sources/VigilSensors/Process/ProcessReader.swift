@@ -272,7 +272,7 @@ final class ProcessReader {
     ) -> UInt64? {
         var count = 0
         while count < limit {
-            let before = Self.monotonicNanoseconds()
+            let before = UInt64(ClockOffsets.nanoseconds(CLOCK_MONOTONIC))
             do {
                 switch try socket.receive({
                     count += 1
@@ -293,13 +293,6 @@ final class ProcessReader {
             }
         }
         return nil
-    }
-
-    /// CLOCK_MONOTONIC in nanoseconds, the clock of the proc connector's timestamps.
-    static func monotonicNanoseconds() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
     /// Reads `/proc` for each exec in hand, as early as possible (but for one the same pid
@@ -723,15 +716,17 @@ struct ClockOffsets {
     var realtimeMinusMonotonic: Int64 = 0
     var boottimeMinusMonotonic: Int64 = 0
 
+    /// `clock` in nanoseconds (CLOCK_MONOTONIC is the proc connector's timestamps' clock).
+    static func nanoseconds(_ clock: clockid_t) -> Int64 {
+        var ts = timespec()
+        clock_gettime(clock, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
+    }
+
     static func now() -> ClockOffsets {
-        func read(_ clock: clockid_t) -> Int64 {
-            var ts = timespec()
-            clock_gettime(clock, &ts)
-            return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
-        }
-        let monotonic = read(CLOCK_MONOTONIC)
-        let realtime = read(CLOCK_REALTIME)
-        let boottime = read(clockid_t(7))  // CLOCK_BOOTTIME
+        let monotonic = nanoseconds(CLOCK_MONOTONIC)
+        let realtime = nanoseconds(CLOCK_REALTIME)
+        let boottime = nanoseconds(clockid_t(7))  // CLOCK_BOOTTIME
         return ClockOffsets(realtimeMinusMonotonic: realtime - monotonic, boottimeMinusMonotonic: boottime - monotonic)
     }
 
