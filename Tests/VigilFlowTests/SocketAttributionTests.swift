@@ -201,6 +201,94 @@ struct LiveAttributionTests {
         #expect(stats.counters["attribution_queue_dropped"] == 0)
     }
 
+    @Test(
+        "a flow that ends before the sweep that finds its process is held back for it and reported with it",
+        .enabled(if: TestEnvironment.isRoot, "needs root (CAP_NET_RAW)"),
+        .timeLimit(.minutes(2))
+    )
+    func flowHeldForLateSweep() async throws {
+        let loopback = try #require(InetAddress.parse("127.0.0.1")).address
+        let receiver = try TestSocket(family: 4, type: SOCK_DGRAM)
+        try receiver.bind(loopback, port: 0)
+        let own = try TestSocket(family: 4, type: SOCK_DGRAM)
+        try own.bind(loopback, port: 0)
+        // Flows end after 1 s idle; a socket not found at once waits up to 8 s for the next
+        // sweep (no new processes are looked at in between, only recent socket owners).
+        let sensor = try FlowSensor(
+            configuration: FlowSensorConfiguration(
+                capture: PcapCaptureOptions(
+                    interface: "lo",
+                    timeoutMilliseconds: 50,
+                    filter: "udp port \(receiver.port)"
+                ),
+                table: FlowTableConfiguration(idleTimeout: .seconds(1)),
+                statisticsInterval: .seconds(3600),
+                attribution: FlowAttributionConfiguration(
+                    minimumSweepInterval: .seconds(8),
+                    quickSweepProcesses: 0,
+                    maximumReportDelay: .seconds(30)
+                )
+            ),
+            logger: Logger(label: "test")
+        )
+        try sensor.start()
+        defer { sensor.stop() }
+
+        // This process's flow: a first full sweep, right away; the next one is 8 s later.
+        try own.send(Array("first".utf8), to: loopback, port: receiver.port)
+        #expect(
+            await eventually(timeout: .seconds(30)) {
+                (sensor.attributionStatistics?.attributed ?? 0) >= 1
+            },
+            "statistics: \(String(describing: sensor.attributionStatistics))"
+        )
+        // A child's flow: not a recent owner, so it waits for that sweep, and ends before it.
+        let directory = try TemporaryDirectory()
+        let go = directory.appending("go")
+        let child = try ChildProcess(
+            "/usr/bin/python3",
+            [
+                "-c",
+                """
+                import os, socket, sys, time
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                u.sendto(b"second", ("127.0.0.1", int(sys.argv[1])))
+                deadline = time.time() + 60
+                while not os.path.exists(sys.argv[2]) and time.time() < deadline: time.sleep(0.05)
+                """,
+                String(receiver.port), go,
+            ]
+        )
+        let pid = UInt32(child.process.processIdentifier)
+        #expect(
+            await eventually(timeout: .seconds(60)) {
+                (sensor.attributionStatistics?.attributed ?? 0) >= 2
+            },
+            "statistics: \(String(describing: sensor.attributionStatistics)); child: \(child.stderr)"
+        )
+        let image = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        _ = FileManager.default.createFile(atPath: go, contents: nil)
+        #expect(await child.wait(timeout: .seconds(30)) == 0, "child: \(child.stderr)")
+        sensor.stop()
+
+        var flows: [FlowEvent] = []
+        var health: [AgentHealth] = []
+        for await event in sensor.events {
+            switch event.payload {
+            case .flow(let flow): flows.append(flow)
+            case .health(let h): health.append(h)
+            default: break
+            }
+        }
+        let first = try #require(flows.first { $0.origP == own.port }, "flows: \(flows)")
+        #expect(first.processId == UInt32(getpid()))
+        let second = try #require(flows.first { $0.origP != own.port }, "flows: \(flows)")
+        #expect(second.processId == pid && second.image == image, "second: \(second)")
+        let stats = try #require(health.last { $0.kind == "pcap_stats" })
+        #expect(stats.counters["attribution_held_flows", default: 0] >= 1, "\(stats.counters)")
+        #expect(stats.counters["attribution_sweeps", default: 0] >= 2, "\(stats.counters)")
+    }
+
     /// Connects to the TCP port, sends three datagrams to the UDP port, sends one spoofed UDP
     /// datagram between two unused ports through a raw socket; then creates `ready` and waits
     /// for `go` before closing everything.
@@ -256,6 +344,12 @@ final class TestSocket {
     func bind(_ address: InetAddress, port: UInt16) throws {
         let rc = withAddress(address, port: port) { Glibc.bind(fd, $0, $1) }
         guard rc == 0 else { throw SocketTestError(message: "bind: errno \(errno)") }
+    }
+
+    /// Sends `bytes` to `address`:`port` in one datagram.
+    func send(_ bytes: [UInt8], to address: InetAddress, port: UInt16) throws {
+        let sent = withAddress(address, port: port) { Int32(sendto(fd, bytes, bytes.count, 0, $0, $1)) }
+        guard sent == bytes.count else { throw SocketTestError(message: "sendto: errno \(errno)") }
     }
 
     func connect(_ address: InetAddress, port: UInt16) throws {

@@ -15,21 +15,33 @@ public struct FlowAttributionConfiguration: Hashable, Sendable {
     /// Whatever this says, a sweep is followed by a pause of at least nine times its duration,
     /// so sweeping takes at most a tenth of a core on a host with many descriptors.
     public var minimumSweepInterval: Duration
+    /// How many of the processes started since the last sweep (newest first) a socket that
+    /// is not known yet is looked for in at once, with the recent socket owners, before it
+    /// waits for the next sweep. A short-lived client is found this way.
+    public var quickSweepProcesses: Int
     /// How often the host's own addresses are read again (interfaces come and go).
     public var localAddressRefresh: Duration
     /// Sockets remembered between sweeps.
     public var maxSockets: Int
+    /// How long a flow that ends while attribution requests are still being resolved (a busy
+    /// or slow host: its sweep is late) is held back for them before it is reported without
+    /// its process. Flows are reported in order, so a held flow holds back the later ones too.
+    public var maximumReportDelay: Duration
 
     public init(
         queueCapacity: Int = 4096,
         minimumSweepInterval: Duration = .milliseconds(100),
+        quickSweepProcesses: Int = 64,
         localAddressRefresh: Duration = .seconds(10),
-        maxSockets: Int = 262_144
+        maxSockets: Int = 262_144,
+        maximumReportDelay: Duration = .seconds(5)
     ) {
         self.queueCapacity = queueCapacity
         self.minimumSweepInterval = minimumSweepInterval
+        self.quickSweepProcesses = quickSweepProcesses
         self.localAddressRefresh = localAddressRefresh
         self.maxSockets = maxSockets
+        self.maximumReportDelay = maximumReportDelay
     }
 }
 
@@ -44,6 +56,8 @@ public struct FlowAttributionStatistics: Hashable, Sendable {
     /// Flows whose local end had no socket (spoofed, already closed, another network
     /// namespace) or whose socket no process holds any more.
     public var unattributed: UInt64 = 0
+    /// Ended flows held back for a while because attribution requests were outstanding.
+    public var heldFlows: UInt64 = 0
     /// Sweeps of `/proc/*/fd`.
     public var sweeps: UInt64 = 0
     /// Partial sweeps of the processes new since the last sweep and of recent socket owners.
@@ -59,7 +73,7 @@ public struct FlowAttributionStatistics: Hashable, Sendable {
     public var counters: [String: UInt64] {
         [
             "attribution_requests": requests, "attribution_queue_dropped": queueDropped, "attributed": attributed,
-            "unattributed": unattributed, "attribution_sweeps": sweeps,
+            "unattributed": unattributed, "attribution_held_flows": heldFlows, "attribution_sweeps": sweeps,
             "attribution_quick_sweeps": quickSweeps, "attribution_errors": errors,
             "attribution_sweep_us": lastSweepMicroseconds,
         ]
@@ -164,6 +178,12 @@ final class FlowAttributor: Sendable {
                 message: "attribution queue capacity and max sockets must be positive"
             )
         }
+        guard configuration.quickSweepProcesses >= 0, configuration.maximumReportDelay >= .zero else {
+            throw FlowSensorError(
+                code: .invalidConfiguration,
+                message: "attribution quick sweep processes and maximum report delay must not be negative"
+            )
+        }
         self.configuration = configuration
         self.logger = logger
         // Loopback only until the first refresh if the interfaces cannot be listed now.
@@ -229,6 +249,16 @@ final class FlowAttributor: Sendable {
         guard queued else { return }
         outstanding.add(1, ordering: .relaxed)
         if wasEmpty { try? wakeup.signal() }
+    }
+
+    /// Whether requests are queued or waiting for a sweep. Once false, every result so far is
+    /// in `takeResults`.
+    var isBusy: Bool { outstanding.load(ordering: .acquiring) > 0 }
+
+    /// Counts ended flows held back for outstanding requests (`heldFlows`).
+    func countHeld(_ count: Int) {
+        guard count > 0 else { return }
+        counters.withLock { $0.heldFlows &+= UInt64(count) }
     }
 
     /// Whether results wait in `takeResults`.
@@ -309,7 +339,7 @@ final class FlowAttributor: Sendable {
                 // A new socket: most often a new process's (a client that connects and exits):
                 // look at new and recent processes now, the full sweep can wait.
                 if !quickSwept {
-                    index.sweepNewAndRecent()
+                    index.sweepNewAndRecent(newProcesses: configuration.quickSweepProcesses)
                     quickSwept = true
                     counters.withLock { $0.quickSweeps &+= 1 }
                     if let owner = index.cachedOwner(inode: inode) {
@@ -420,13 +450,57 @@ final class FlowAttributor: Sendable {
     }
 }
 
-/// The capture thread's side: attributions by Community ID until their flow is reported.
+/// The capture thread's side: attributions by Community ID until their flow is reported, and
+/// the ended flows held back while requests are outstanding.
 struct FlowAttributions {
     private var byCommunityID: [String: (pid: UInt32, image: String?, added: Int64)] = [:]
+    /// Ended flows waiting for outstanding requests, oldest first, each with the time it must
+    /// go at the latest.
+    private var held: [(flow: FlowEvent, reason: FlowEndReason, until: Int64)] = []
     let capacity: Int
+    let maximumDelay: Int64
 
-    init(capacity: Int) {
+    init(capacity: Int, maximumDelay: Duration = .seconds(5)) {
         self.capacity = max(16, capacity)
+        self.maximumDelay = max(0, maximumDelay.nanoseconds)
+    }
+
+    /// Flows held back now.
+    var heldCount: Int { held.count }
+
+    /// Reports `completed` (ended or active flows, in the order they came) through `report`,
+    /// annotated with their process. While the attributor still has requests outstanding, a
+    /// flow's may be one of them: the flows wait (in order, at most `maximumDelay` and at most
+    /// `capacity` of them) for the next call that finds the attributor idle. With `final`,
+    /// everything goes now.
+    mutating func report(
+        _ completed: [(event: FlowEvent, reason: FlowEndReason)],
+        attributor: FlowAttributor,
+        now: Int64,
+        final: Bool = false,
+        _ report: (FlowEvent) -> Void
+    ) {
+        // Read before taking the results: once idle, every result is in.
+        let busy = !final && attributor.isBusy
+        absorb(attributor, now: now)
+        guard busy || !held.isEmpty else {
+            for (flow, reason) in completed { report(annotated(flow, reason: reason)) }
+            return
+        }
+        if busy, maximumDelay > 0 {
+            let until = now &+ maximumDelay
+            for (flow, reason) in completed { held.append((flow, reason, until)) }
+            attributor.countHeld(completed.count)
+        } else {
+            for (flow, reason) in completed { held.append((flow, reason, now)) }
+        }
+        var released = 0
+        for entry in held {
+            guard !busy || entry.until <= now || held.count - released > capacity else { break }
+            report(annotated(entry.flow, reason: entry.reason))
+            released += 1
+        }
+        held.removeFirst(released)
     }
 
     /// Takes the attributor's new results.

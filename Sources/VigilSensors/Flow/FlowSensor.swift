@@ -43,7 +43,9 @@ public struct FlowSensorConfiguration: Hashable, Sendable {
 ///
 /// With `configuration.attribution`, a second thread (`vigil-flow-a`, see `FlowAttributor`)
 /// finds the process owning the local socket of each new TCP/UDP flow with an end on this host,
-/// and the flow's event carries its `image` and `processId`.
+/// and the flow's event carries its `image` and `processId`. A flow that ends while requests
+/// are still being resolved (the host is busy, the next sweep is late) is held back for them,
+/// up to `FlowAttributionConfiguration.maximumReportDelay`.
 public final class FlowSensor: Sendable {
     public let configuration: FlowSensorConfiguration
     private let capture: PcapCapture
@@ -271,7 +273,10 @@ private final class FlowCaptureLoop: Sendable {
         var lastExpiry = Self.wallClock()
         var lastStatistics = lastExpiry
         var appliedMode = FlowSensor.CaptureMode.full
-        var attributions = FlowAttributions(capacity: configuration.table.maxFlows)
+        var attributions = FlowAttributions(
+            capacity: configuration.table.maxFlows,
+            maximumDelay: configuration.attribution?.maximumReportDelay ?? .zero
+        )
         while !stopRequested.isRequested {
             let wanted = FlowSensor.CaptureMode(rawValue: stopRequested.captureMode.load(ordering: .relaxed)) ?? .full
             if wanted != appliedMode {
@@ -298,20 +303,26 @@ private final class FlowCaptureLoop: Sendable {
                 table.expire(now: now)
                 lastExpiry = now
             }
-            if let attributor { attributions.absorb(attributor, now: now) }
-            for (flow, reason) in table.takeCompleted() { yield(.flow(attributions.annotated(flow, reason: reason))) }
+            if let attributor {
+                attributions.report(table.takeCompleted(), attributor: attributor, now: now) { yield(.flow($0)) }
+            } else {
+                table.takeCompleted { flow, _ in yield(.flow(flow)) }
+            }
             if now &- lastStatistics >= statisticsEvery {
                 reportStatistics(decoder: decoder, table: table)
                 lastStatistics = now
             }
             if case .interrupted = result { break }
         }
+        table.flush()
         if let attributor {
             attributor.waitIdle(timeout: .seconds(2))
-            attributions.absorb(attributor, now: Self.wallClock())
+            attributions.report(table.takeCompleted(), attributor: attributor, now: Self.wallClock(), final: true) {
+                yield(.flow($0))
+            }
+        } else {
+            table.takeCompleted { flow, _ in yield(.flow(flow)) }
         }
-        table.flush()
-        for (flow, reason) in table.takeCompleted() { yield(.flow(attributions.annotated(flow, reason: reason))) }
         reportStatistics(decoder: decoder, table: table)
         continuation.finish()
     }
