@@ -91,15 +91,13 @@ public enum ChainAlert {
         batchSeq: UInt64,
         detail: String,
         at time: Timestamp
-    ) throws -> (
+    ) -> (
         json: String, ruleId: String, level: String
     )? {
         guard let event = event(kind: kind, batchSeq: batchSeq, detail: detail, at: time),
             case .alert(let alert) = event.payload
         else { return nil }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return (String(decoding: try encoder.encode(event), as: UTF8.self), alert.ruleId, alert.level)
+        return (event.sortedKeysJSON, alert.ruleId, alert.level)
     }
 }
 

@@ -635,8 +635,6 @@ public final class PostgresEventStore: EventStore {
             throw CollectorError(.badRequest, "batch_seq and first_seq must be below 2^63")
         }
         // Column arrays for one multi-row INSERT … SELECT unnest(…): one round trip per batch.
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         var seqs: [Int64] = []
         var types: [String] = []
         var times: [Int64] = []
@@ -664,7 +662,7 @@ public final class PostgresEventStore: EventStore {
                 rules.append("")
                 levels.append("")
             }
-            jsons.append(String(decoding: try encoder.encode(event), as: UTF8.self))
+            jsons.append(event.sortedKeysJSON)
         }
         let agentId = header.agentId
         let headerHash = Data(batch.headerHash)
@@ -928,7 +926,7 @@ public final class PostgresEventStore: EventStore {
     ) async throws {
         // Its alert goes in with it, keyed by the negated anomaly id (see `ChainAlert`).
         guard
-            let alert = try ChainAlert.row(
+            let alert = ChainAlert.row(
                 kind: kind,
                 batchSeq: UInt64(max(batchSeq, 0)),
                 detail: detail,

@@ -351,10 +351,8 @@ public final class SQLiteEventStore: EventStore {
 
     public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
         // Encode outside the write transaction: the writer is the bottleneck.
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let rows: [(Event, String, String?, String?)] = try events.map { event in
-            let json = String(decoding: try encoder.encode(event), as: UTF8.self)
+        let rows: [(Event, String, String?, String?)] = events.map { event in
+            let json = event.sortedKeysJSON
             var ruleId: String? = nil
             var level: String? = nil
             if case .alert(let alert) = event.payload {
@@ -598,7 +596,7 @@ public final class SQLiteEventStore: EventStore {
             arguments: [agentId, kind, batchSeq, detail, time.nanosecondsSinceEpoch]
         )
         // Its alert, in the same transaction, keyed by the negated anomaly id (see `ChainAlert`).
-        guard let alert = try ChainAlert.row(kind: kind, batchSeq: batchSeq, detail: detail, at: time) else { return }
+        guard let alert = ChainAlert.row(kind: kind, batchSeq: batchSeq, detail: detail, at: time) else { return }
         try db.execute(
             sql: """
                 INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, alert_level, json)
