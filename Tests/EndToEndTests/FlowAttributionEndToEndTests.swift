@@ -12,7 +12,7 @@ struct FlowAttributionEndToEndTests {
         // right after the first datagram, however long shipping takes.
         try await LocalDeployment.withUDPFlow(datagrams: 2) { deployment, flow in
             let exe = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
-            #expect(flow?["ProcessId"] as? Int == Int(getpid()), "\(flow ?? [:])")
+            #expect(flow?["ProcessId"] as? Int == Int(getpid()), "\(flow ?? [:])\n\(deployment.logs)")
             #expect(flow?["Image"] as? String == exe, "\(flow ?? [:])")
             let sandbox = try await deployment.health(kind: "sandbox").first?["message"] as? String
             #expect(sandbox?.contains("flow attribution") == true, "\(sandbox ?? "no sandbox event")")
