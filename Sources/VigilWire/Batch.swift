@@ -392,7 +392,10 @@ public enum BatchOpener {
             let end = offset + Int(length)
             let message: Vigil_V1_Event
             do {
-                message = try Vigil_V1_Event(serializedBytes: Array(raw[offset..<end]))
+                // In place: no copy of each event's bytes.
+                message = try raw.withUnsafeBytes { buffer in
+                    try Vigil_V1_Event(serializedBytes: UnsafeRawBufferPointer(rebasing: buffer[offset..<end]).bytes)
+                }
             } catch {
                 throw WireError(.malformedEvent, "event \(events.count) is not valid vigil.v1.Event protobuf: \(error)")
             }
