@@ -80,4 +80,45 @@ struct SeqAccountTests {
         #expect(summary.anomalies.map(\.detail) == ["events 13-19 are missing and no gap record declares them"])
         try await store.close()
     }
+
+    @Test("a later batch reusing stored seqs: each seq stored once, the reuse flagged with its count")
+    func reusedSeqs() async throws {
+        let dir = NSTemporaryDirectory() + "vigil-seq-reuse-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try SQLiteEventStore(path: dir + "/events.sqlite")
+        let collector = Collector(
+            store: store,
+            configuration: CollectorConfiguration(store: .sqlite(path: dir + "/events.sqlite"), enrollToken: "t"),
+            logger: Logger(label: "test")
+        )
+        let identity = AgentIdentity.generate()
+        _ = try await collector.enroll(
+            .init(
+                token: "t",
+                agentId: identity.agentId,
+                publicKey: identity.publicKeyBase64,
+                hostname: "h",
+                machineId: "m"
+            )
+        )
+        let sealer = BatchSealer(identity: identity)
+        let first = try sealer.seal(events: (1...100).map(file), batchSeq: 1, prevHeaderHash: genesisHeaderHash)
+        _ = try await collector.receive(batch: first.serialized())
+        // 51-100 again, then 101-200: the rows go in 64 at a time, so reused and new seqs share
+        // a statement.
+        let second = try sealer.seal(events: (51...200).map(file), batchSeq: 2, prevHeaderHash: first.headerHash)
+        _ = try await collector.receive(batch: second.serialized())
+        let summary = try #require(try await store.agents().first)
+        #expect(summary.events == 200)
+        #expect(
+            summary.anomalies.map(\.detail).contains("50 event(s) reuse seqs already stored from another batch"),
+            "\(summary.anomalies)"
+        )
+        let stored = try await store.events(EventQuery(agentId: identity.agentId, types: [.file], limit: 1000))
+        #expect(stored.map(\.event.seq) == Array(1...200), "\(stored.count) events")
+        // The reused seqs kept their first batch's events.
+        #expect(stored.filter { $0.event.seq <= 100 }.allSatisfy { $0.batchSeq == 1 })
+        try await store.close()
+    }
 }
