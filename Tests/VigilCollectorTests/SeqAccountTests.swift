@@ -19,6 +19,28 @@ struct SeqAccountTests {
         )
     }
 
+    /// A collector on a new SQLite store in `dir` (created), with one agent enrolled.
+    func enrolledCollector(in dir: String) async throws -> (SQLiteEventStore, Collector, AgentIdentity) {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let store = try SQLiteEventStore(path: dir + "/events.sqlite")
+        let collector = Collector(
+            store: store,
+            configuration: CollectorConfiguration(store: .sqlite(path: dir + "/events.sqlite"), enrollToken: "t"),
+            logger: Logger(label: "test")
+        )
+        let identity = AgentIdentity.generate()
+        _ = try await collector.enroll(
+            .init(
+                token: "t",
+                agentId: identity.agentId,
+                publicKey: identity.publicKeyBase64,
+                hostname: "h",
+                machineId: "m"
+            )
+        )
+        return (store, collector, identity)
+    }
+
     @Test("a hole after a gap record is declared; one without is reported with its range")
     func account() {
         var a = SeqAccount()
@@ -38,24 +60,8 @@ struct SeqAccountTests {
     @Test("the SQLite store keeps the chain whole for a declared gap and flags an undeclared one")
     func store() async throws {
         let dir = NSTemporaryDirectory() + "vigil-seq-account-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = try SQLiteEventStore(path: dir + "/events.sqlite")
-        let collector = Collector(
-            store: store,
-            configuration: CollectorConfiguration(store: .sqlite(path: dir + "/events.sqlite"), enrollToken: "t"),
-            logger: Logger(label: "test")
-        )
-        let identity = AgentIdentity.generate()
-        _ = try await collector.enroll(
-            .init(
-                token: "t",
-                agentId: identity.agentId,
-                publicKey: identity.publicKeyBase64,
-                hostname: "h",
-                machineId: "m"
-            )
-        )
+        let (store, collector, identity) = try await enrolledCollector(in: dir)
         let sealer = BatchSealer(identity: identity)
         var prev = genesisHeaderHash
         var batchSeq: UInt64 = 0
@@ -84,24 +90,8 @@ struct SeqAccountTests {
     @Test("a later batch reusing stored seqs: each seq stored once, the reuse flagged with its count")
     func reusedSeqs() async throws {
         let dir = NSTemporaryDirectory() + "vigil-seq-reuse-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let store = try SQLiteEventStore(path: dir + "/events.sqlite")
-        let collector = Collector(
-            store: store,
-            configuration: CollectorConfiguration(store: .sqlite(path: dir + "/events.sqlite"), enrollToken: "t"),
-            logger: Logger(label: "test")
-        )
-        let identity = AgentIdentity.generate()
-        _ = try await collector.enroll(
-            .init(
-                token: "t",
-                agentId: identity.agentId,
-                publicKey: identity.publicKeyBase64,
-                hostname: "h",
-                machineId: "m"
-            )
-        )
+        let (store, collector, identity) = try await enrolledCollector(in: dir)
         let sealer = BatchSealer(identity: identity)
         let first = try sealer.seal(events: (1...100).map(file), batchSeq: 1, prevHeaderHash: genesisHeaderHash)
         _ = try await collector.receive(batch: first.serialized())
