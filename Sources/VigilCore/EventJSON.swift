@@ -19,257 +19,128 @@ struct SortedKeysJSONWriter {
     var bytes: [UInt8] = []
 
     mutating func event(_ event: Event) {
-        bytes.append(UInt8(ascii: "{"))
+        var o = ObjectState()
         // "alert" … "process" sort before "seq", "time", "type".
         switch event.payload {
         case .alert(let alert):
-            bytes += #""alert":"#.utf8
+            key("alert", &o)
             self.alert(alert)
         case .file(let file):
-            bytes += #""file":"#.utf8
+            key("file", &o)
             self.file(file)
         case .flow(let flow):
-            bytes += #""flow":"#.utf8
+            key("flow", &o)
             self.flow(flow)
         case .gap(let gap):
-            bytes += #""gap":"#.utf8
+            key("gap", &o)
             self.gap(gap)
         case .health(let health):
-            bytes += #""health":"#.utf8
+            key("health", &o)
             self.health(health)
         case .process(let process):
-            bytes += #""process":"#.utf8
+            key("process", &o)
             self.process(process)
         }
-        bytes += #","seq":"#.utf8
-        unsigned(event.seq)
-        bytes += #","time":"#.utf8
-        signed(event.time.nanosecondsSinceEpoch)
-        bytes += #","type":"#.utf8
-        string(event.type.rawValue)
-        bytes.append(UInt8(ascii: "}"))
+        field("seq", event.seq, &o)
+        field("time", event.time.nanosecondsSinceEpoch, &o)
+        field("type", event.type.rawValue, &o)
+        end(o)
     }
 
-    // MARK: - Payloads (keys in UTF-8 order: upper case before lower case)
+    // MARK: - Payloads (keys in UTF-8 order: upper case before lower case; nil fields left out)
 
     private mutating func file(_ f: FileEvent) {
         var o = ObjectState()
-        if let v = f.image {
-            key("Image", &o)
-            string(v)
-        }
-        if let v = f.processId {
-            key("ProcessId", &o)
-            unsigned(UInt64(v))
-        }
-        if let v = f.sourceFilename {
-            key("SourceFilename", &o)
-            string(v)
-        }
-        key("TargetFilename", &o)
-        string(f.targetFilename)
-        if let v = f.user {
-            key("User", &o)
-            string(v)
-        }
-        key("action", &o)
-        string(f.action.rawValue)
-        if let v = f.hashSkipped {
-            key("hash_skipped", &o)
-            string(v)
-        }
-        key("is_directory", &o)
-        bool(f.isDirectory)
+        field("Image", f.image, &o)
+        field("ProcessId", f.processId, &o)
+        field("SourceFilename", f.sourceFilename, &o)
+        field("TargetFilename", f.targetFilename, &o)
+        field("User", f.user, &o)
+        field("action", f.action.rawValue, &o)
+        field("hash_skipped", f.hashSkipped, &o)
+        field("is_directory", f.isDirectory, &o)
         if let m = f.metadata {
             key("metadata", &o)
-            bytes += #"{"gid":"#.utf8
-            unsigned(UInt64(m.gid))
-            bytes += #","inode":"#.utf8
-            unsigned(m.inode)
-            bytes += #","mode":"#.utf8
-            unsigned(UInt64(m.mode))
-            bytes += #","size":"#.utf8
-            unsigned(m.size)
-            bytes += #","uid":"#.utf8
-            unsigned(UInt64(m.uid))
-            bytes.append(UInt8(ascii: "}"))
+            var mo = ObjectState()
+            field("gid", m.gid, &mo)
+            field("inode", m.inode, &mo)
+            field("mode", m.mode, &mo)
+            field("size", m.size, &mo)
+            field("uid", m.uid, &mo)
+            end(mo)
         }
-        if let v = f.sha256 {
-            key("sha256", &o)
-            string(v)
-        }
-        bytes.append(UInt8(ascii: "}"))
+        field("sha256", f.sha256, &o)
+        end(o)
     }
 
     private mutating func process(_ p: ProcessEvent) {
         var o = ObjectState()
-        if let v = p.commandLine {
-            key("CommandLine", &o)
-            string(v)
-        }
-        if let v = p.currentDirectory {
-            key("CurrentDirectory", &o)
-            string(v)
-        }
-        if let v = p.image {
-            key("Image", &o)
-            string(v)
-        }
-        if let v = p.parentCommandLine {
-            key("ParentCommandLine", &o)
-            string(v)
-        }
-        if let v = p.parentImage {
-            key("ParentImage", &o)
-            string(v)
-        }
-        if let v = p.parentProcessId {
-            key("ParentProcessId", &o)
-            unsigned(UInt64(v))
-        }
-        key("ProcessId", &o)
-        unsigned(UInt64(p.processId))
-        if let v = p.user {
-            key("User", &o)
-            string(v)
-        }
-        key("action", &o)
-        string(p.action.rawValue)
-        key("argv", &o)
-        strings(p.argv)
-        if let v = p.comm {
-            key("comm", &o)
-            string(v)
-        }
-        if let v = p.containerId {
-            key("container_id", &o)
-            string(v)
-        }
-        if let v = p.euid {
-            key("euid", &o)
-            unsigned(UInt64(v))
-        }
-        if let v = p.exitCode {
-            key("exit_code", &o)
-            signed(Int64(v))
-        }
-        if let v = p.gid {
-            key("gid", &o)
-            unsigned(UInt64(v))
-        }
-        key("incomplete", &o)
-        bool(p.incomplete)
-        if let v = p.loginUid {
-            key("login_uid", &o)
-            unsigned(UInt64(v))
-        }
-        if let v = p.sessionId {
-            key("session_id", &o)
-            unsigned(UInt64(v))
-        }
-        if let v = p.startTimeTicks {
-            key("start_time_ticks", &o)
-            unsigned(v)
-        }
-        if let v = p.tty {
-            key("tty", &o)
-            string(v)
-        }
-        if let v = p.uid {
-            key("uid", &o)
-            unsigned(UInt64(v))
-        }
-        bytes.append(UInt8(ascii: "}"))
+        field("CommandLine", p.commandLine, &o)
+        field("CurrentDirectory", p.currentDirectory, &o)
+        field("Image", p.image, &o)
+        field("ParentCommandLine", p.parentCommandLine, &o)
+        field("ParentImage", p.parentImage, &o)
+        field("ParentProcessId", p.parentProcessId, &o)
+        field("ProcessId", p.processId, &o)
+        field("User", p.user, &o)
+        field("action", p.action.rawValue, &o)
+        field("argv", p.argv, &o)
+        field("comm", p.comm, &o)
+        field("container_id", p.containerId, &o)
+        field("euid", p.euid, &o)
+        field("exit_code", p.exitCode, &o)
+        field("gid", p.gid, &o)
+        field("incomplete", p.incomplete, &o)
+        field("login_uid", p.loginUid, &o)
+        field("session_id", p.sessionId, &o)
+        field("start_time_ticks", p.startTimeTicks, &o)
+        field("tty", p.tty, &o)
+        field("uid", p.uid, &o)
+        end(o)
     }
 
     private mutating func flow(_ f: FlowEvent) {
         var o = ObjectState()
-        if let v = f.image {
-            key("Image", &o)
-            string(v)
-        }
-        if let v = f.processId {
-            key("ProcessId", &o)
-            unsigned(UInt64(v))
-        }
-        key("community_id", &o)
-        string(f.communityID)
-        if let v = f.dnsAnswers {
-            key("dns_answers", &o)
-            strings(v)
-        }
-        if let v = f.dnsQuery {
-            key("dns_query", &o)
-            string(v)
-        }
-        key("duration", &o)
-        double(f.duration)
-        key("orig_bytes", &o)
-        unsigned(f.origBytes)
-        key("orig_h", &o)
-        string(f.origH)
-        key("orig_ip_bytes", &o)
-        unsigned(f.origIPBytes)
-        key("orig_p", &o)
-        unsigned(UInt64(f.origP))
-        key("orig_pkts", &o)
-        unsigned(f.origPkts)
-        key("orig_tcp_flags", &o)
-        unsigned(UInt64(f.origTCPFlags))
-        key("proto", &o)
-        string(f.proto)
-        key("resp_bytes", &o)
-        unsigned(f.respBytes)
-        key("resp_h", &o)
-        string(f.respH)
-        key("resp_ip_bytes", &o)
-        unsigned(f.respIPBytes)
-        key("resp_p", &o)
-        unsigned(UInt64(f.respP))
-        key("resp_pkts", &o)
-        unsigned(f.respPkts)
-        key("resp_tcp_flags", &o)
-        unsigned(UInt64(f.respTCPFlags))
-        if let v = f.serverName {
-            key("server_name", &o)
-            string(v)
-        }
-        key("state", &o)
-        string(f.state)
-        key("ts", &o)
-        double(f.ts)
-        bytes.append(UInt8(ascii: "}"))
+        field("Image", f.image, &o)
+        field("ProcessId", f.processId, &o)
+        field("community_id", f.communityID, &o)
+        field("dns_answers", f.dnsAnswers, &o)
+        field("dns_query", f.dnsQuery, &o)
+        field("duration", f.duration, &o)
+        field("orig_bytes", f.origBytes, &o)
+        field("orig_h", f.origH, &o)
+        field("orig_ip_bytes", f.origIPBytes, &o)
+        field("orig_p", f.origP, &o)
+        field("orig_pkts", f.origPkts, &o)
+        field("orig_tcp_flags", f.origTCPFlags, &o)
+        field("proto", f.proto, &o)
+        field("resp_bytes", f.respBytes, &o)
+        field("resp_h", f.respH, &o)
+        field("resp_ip_bytes", f.respIPBytes, &o)
+        field("resp_p", f.respP, &o)
+        field("resp_pkts", f.respPkts, &o)
+        field("resp_tcp_flags", f.respTCPFlags, &o)
+        field("server_name", f.serverName, &o)
+        field("state", f.state, &o)
+        field("ts", f.ts, &o)
+        end(o)
     }
 
     private mutating func alert(_ a: Alert) {
         var o = ObjectState()
-        if let v = a.author {
-            key("author", &o)
-            string(v)
-        }
-        if let v = a.detail {
-            key("detail", &o)
-            string(v)
-        }
+        field("author", a.author, &o)
+        field("detail", a.detail, &o)
         if let v = a.event {
             key("event", &o)
             event(v)
         }
-        key("level", &o)
-        string(a.level)
-        if let v = a.origin {
-            key("origin", &o)
-            string(v)
-        }
-        key("rule_id", &o)
-        string(a.ruleId)
-        key("suppressed_count", &o)
-        unsigned(a.suppressedCount)
-        key("tags", &o)
-        strings(a.tags)
-        key("title", &o)
-        string(a.title)
-        bytes.append(UInt8(ascii: "}"))
+        field("level", a.level, &o)
+        field("origin", a.origin, &o)
+        field("rule_id", a.ruleId, &o)
+        field("suppressed_count", a.suppressedCount, &o)
+        field("tags", a.tags, &o)
+        field("title", a.title, &o)
+        end(o)
     }
 
     private mutating func health(_ h: AgentHealth) {
@@ -280,26 +151,22 @@ struct SortedKeysJSONWriter {
         }
         key("counters", &o)
         dictionary(h.counters) { $0.unsigned($1) }
-        key("kind", &o)
-        string(h.kind)
-        key("message", &o)
-        string(h.message)
-        bytes.append(UInt8(ascii: "}"))
+        field("kind", h.kind, &o)
+        field("message", h.message, &o)
+        end(o)
     }
 
     private mutating func gap(_ g: GapRecord) {
-        bytes += #"{"dropped_by_type":"#.utf8
+        var o = ObjectState()
+        key("dropped_by_type", &o)
         dictionary(g.droppedByType) { $0.unsigned($1) }
-        bytes += #","first_seq":"#.utf8
-        unsigned(g.firstSeq)
-        bytes += #","last_seq":"#.utf8
-        unsigned(g.lastSeq)
-        bytes += #","reason":"#.utf8
-        string(g.reason)
-        bytes.append(UInt8(ascii: "}"))
+        field("first_seq", g.firstSeq, &o)
+        field("last_seq", g.lastSeq, &o)
+        field("reason", g.reason, &o)
+        end(o)
     }
 
-    // MARK: - Values
+    // MARK: - Members
 
     /// Whether an object has a member yet: its opening brace comes with the first key.
     private struct ObjectState {
@@ -314,6 +181,50 @@ struct SortedKeysJSONWriter {
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
     }
+
+    /// Closes an object (`{}` when it got no member).
+    private mutating func end(_ state: ObjectState) {
+        if state.empty { bytes.append(UInt8(ascii: "{")) }
+        bytes.append(UInt8(ascii: "}"))
+    }
+
+    private mutating func field(_ name: StaticString, _ value: String?, _ state: inout ObjectState) {
+        guard let value else { return }
+        key(name, &state)
+        string(value)
+    }
+
+    private mutating func field(_ name: StaticString, _ values: [String]?, _ state: inout ObjectState) {
+        guard let values else { return }
+        key(name, &state)
+        strings(values)
+    }
+
+    private mutating func field<Integer: BinaryInteger>(
+        _ name: StaticString,
+        _ value: Integer?,
+        _ state: inout ObjectState
+    ) {
+        guard let value else { return }
+        key(name, &state)
+        if Integer.isSigned {
+            signed(Int64(value))
+        } else {
+            unsigned(UInt64(value))
+        }
+    }
+
+    private mutating func field(_ name: StaticString, _ value: Bool, _ state: inout ObjectState) {
+        key(name, &state)
+        bytes += value ? "true".utf8 : "false".utf8
+    }
+
+    private mutating func field(_ name: StaticString, _ value: Double, _ state: inout ObjectState) {
+        key(name, &state)
+        double(value)
+    }
+
+    // MARK: - Values
 
     private mutating func dictionary<Value>(
         _ values: [String: Value],
@@ -337,10 +248,6 @@ struct SortedKeysJSONWriter {
             string(value)
         }
         bytes.append(UInt8(ascii: "]"))
-    }
-
-    private mutating func bool(_ value: Bool) {
-        bytes += value ? "true".utf8 : "false".utf8
     }
 
     /// A finite double as `JSONEncoder` writes it: Swift's shortest round-trip form, without a
