@@ -220,7 +220,7 @@ let package = Package(
         .testTarget(
             name: "VigilWireTests",
             dependencies: [
-                "VigilWire", "VigilCore", "VigilSensors",
+                "VigilWire", "VigilCore", "VigilSensors", "VigilTestSupport",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             swiftSettings: swiftSettings

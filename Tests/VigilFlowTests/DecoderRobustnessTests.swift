@@ -1,6 +1,7 @@
 import Testing
 import VigilLinux
 import VigilSensors
+import VigilTestSupport
 
 /// The decoder on hostile input: every truncation of every corpus packet, and random bytes
 /// under every link type, decode or count a drop reason, and never trap.
@@ -67,18 +68,5 @@ struct DecoderRobustnessTests {
         let stats = decoder.statistics
         #expect(stats.decoded + stats.dropped.reduce(0, +) == offered)
         #expect(stats[.unsupportedLinkType] == 20_000)
-    }
-}
-
-/// A small deterministic generator (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -1,6 +1,7 @@
 import Testing
 import VigilCore
 import VigilSensors
+import VigilTestSupport
 
 /// Flow table behaviour on synthetic packets: direction, timeouts, the flow bound.
 @Suite("Flow table")

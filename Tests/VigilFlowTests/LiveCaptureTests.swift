@@ -50,17 +50,7 @@ struct LiveCaptureTests {
         let client = try await runCommand("/usr/sbin/ip", ["netns", "exec", pair.nameA, "python3", "-c", Self.client])
         #expect(client.status == 0, "client: \(client.stderr)")
         #expect(await server.wait(timeout: .seconds(20)) == 0, "server: \(server.stderr)")
-        sensor.stop()
-
-        var flows: [FlowEvent] = []
-        var health: [AgentHealth] = []
-        for await event in sensor.events {
-            switch event.payload {
-            case .flow(let flow): flows.append(flow)
-            case .health(let h): health.append(h)
-            default: break
-            }
-        }
+        let (flows, health) = await sensor.stopAndCollect()
         let tcp = try #require(flows.first { $0.proto == "tcp" && $0.origP == 40001 }, "flows: \(flows)")
         #expect(tcp.origH == "10.231.0.1" && tcp.respH == "10.231.0.2" && tcp.respP == 8080)
         #expect(tcp.origBytes == 5 && tcp.respBytes == 5)

@@ -70,11 +70,7 @@ struct LiveMetadataTests {
                 )
             }
         }
-        sensor.stop()
-        var flows: [FlowEvent] = []
-        for await event in sensor.events {
-            if case .flow(let flow) = event.payload { flows.append(flow) }
-        }
+        let flows = await sensor.stopAndCollect().flows
 
         let dns = try #require(flows.first { $0.proto == "udp" && $0.respP == 53 }, "flows: \(flows)")
         #expect(dns.origP == 40053 && dns.dnsQuery == String(repeating: "x", count: 60) + ".vigil.test")

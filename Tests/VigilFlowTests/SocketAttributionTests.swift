@@ -176,17 +176,7 @@ struct LiveAttributionTests {
         )
         _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(await child.wait(timeout: .seconds(30)) == 0, "child: \(child.stderr)")
-        sensor.stop()
-
-        var flows: [FlowEvent] = []
-        var health: [AgentHealth] = []
-        for await event in sensor.events {
-            switch event.payload {
-            case .flow(let flow): flows.append(flow)
-            case .health(let h): health.append(h)
-            default: break
-            }
-        }
+        let (flows, health) = await sensor.stopAndCollect()
         let tcp = try #require(flows.first { $0.proto == "tcp" && $0.respP == listener.port }, "flows: \(flows)")
         #expect(tcp.processId == pid && tcp.image == image, "tcp: \(tcp)")
         let udp = try #require(flows.first { $0.proto == "udp" && $0.respP == receiver.port }, "flows: \(flows)")
@@ -269,17 +259,7 @@ struct LiveAttributionTests {
         let image = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
         _ = FileManager.default.createFile(atPath: go, contents: nil)
         #expect(await child.wait(timeout: .seconds(30)) == 0, "child: \(child.stderr)")
-        sensor.stop()
-
-        var flows: [FlowEvent] = []
-        var health: [AgentHealth] = []
-        for await event in sensor.events {
-            switch event.payload {
-            case .flow(let flow): flows.append(flow)
-            case .health(let h): health.append(h)
-            default: break
-            }
-        }
+        let (flows, health) = await sensor.stopAndCollect()
         let first = try #require(flows.first { $0.origP == own.port }, "flows: \(flows)")
         #expect(first.processId == UInt32(getpid()))
         let second = try #require(flows.first { $0.origP != own.port }, "flows: \(flows)")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VigilCore
+import VigilTestSupport
 
 /// `Event.sortedKeysJSON` is what the collector stores; it must be what `JSONEncoder` with
 /// `.sortedKeys` wrote before it, byte for byte, for every kind of event, every combination of
@@ -46,7 +47,7 @@ struct EventJSONTests {
 
     @Test("10,000 random events of every kind: the same bytes as JSONEncoder")
     func randomEvents() throws {
-        var random = SplitMix(seed: 0x5eed)
+        var random = RandomEvents(seed: 0x5eed)
         let encoder = Self.encoder()
         var mismatches: [String] = []
         for _ in 0..<10_000 {
@@ -60,20 +61,13 @@ struct EventJSONTests {
     }
 }
 
-/// A small deterministic generator (SplitMix64) of events with random fields.
-private struct SplitMix {
-    var state: UInt64
+/// Events with random fields, drawn from a fixed seed.
+private struct RandomEvents {
+    var generator: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+    mutating func next() -> UInt64 { generator.next() }
     mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
     mutating func chance() -> Bool { next() & 1 == 0 }
 
@@ -84,7 +78,7 @@ private struct SplitMix {
         return out
     }
 
-    mutating func maybe<T>(_ make: (inout SplitMix) -> T) -> T? { chance() ? make(&self) : nil }
+    mutating func maybe<T>(_ make: (inout RandomEvents) -> T) -> T? { chance() ? make(&self) : nil }
 
     mutating func double() -> Double {
         switch below(6) {
