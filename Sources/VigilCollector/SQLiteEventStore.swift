@@ -479,6 +479,8 @@ public final class SQLiteEventStore: EventStore {
             // instead of 2,000.
             var inserted: Int64 = 0
             var fullChunk: Statement? = nil
+            let agentValue = agentId.databaseValue
+            let batchSeq = header.batchSeq.databaseValue
             var start = 0
             while start < rows.count {
                 let count = min(Self.insertChunk, rows.count - start)
@@ -491,9 +493,8 @@ public final class SQLiteEventStore: EventStore {
                 }
                 var values: [DatabaseValue] = []
                 values.reserveCapacity(count * 8)
-                let batchSeq = header.batchSeq.databaseValue
                 for (event, json, ruleId, level) in rows[start..<start + count] {
-                    values.append(agentId.databaseValue)
+                    values.append(agentValue)
                     values.append(event.seq.databaseValue)
                     values.append(batchSeq)
                     values.append(event.type.rawValue.databaseValue)

@@ -465,21 +465,22 @@ struct FlowAttributions {
         self.maximumDelay = max(0, maximumDelay.nanoseconds)
     }
 
-    /// Flows held back now.
-    var heldCount: Int { held.count }
-
     /// Reports `completed` (ended or active flows, in the order they came) through `report`,
-    /// annotated with their process. While the attributor still has requests outstanding, a
-    /// flow's may be one of them: the flows wait (in order, at most `maximumDelay` and at most
-    /// `capacity` of them) for the next call that finds the attributor idle. With `final`,
-    /// everything goes now.
+    /// annotated with their process (as they are when there is no `attributor`). While the
+    /// attributor still has requests outstanding, a flow's may be one of them: the flows wait
+    /// (in order, at most `maximumDelay` and at most `capacity` of them) for the next call that
+    /// finds the attributor idle. With `final`, everything goes now.
     mutating func report(
         _ completed: [(event: FlowEvent, reason: FlowEndReason)],
-        attributor: FlowAttributor,
+        attributor: FlowAttributor?,
         now: Int64,
         final: Bool = false,
         _ report: (FlowEvent) -> Void
     ) {
+        guard let attributor else {
+            for (flow, _) in completed { report(flow) }
+            return
+        }
         // Read before taking the results: once idle, every result is in.
         let busy = !final && attributor.isBusy
         absorb(attributor, now: now)
@@ -504,7 +505,7 @@ struct FlowAttributions {
     }
 
     /// Takes the attributor's new results.
-    mutating func absorb(_ attributor: FlowAttributor, now: Int64) {
+    private mutating func absorb(_ attributor: FlowAttributor, now: Int64) {
         guard attributor.hasResults else { return }
         attributor.takeResults { result in
             if byCommunityID.count >= capacity {
@@ -519,7 +520,7 @@ struct FlowAttributions {
 
     /// The reported flow with its `Image` and `ProcessId`; they are forgotten unless the flow
     /// goes on (`active` reports).
-    mutating func annotated(_ flow: FlowEvent, reason: FlowEndReason) -> FlowEvent {
+    private mutating func annotated(_ flow: FlowEvent, reason: FlowEndReason) -> FlowEvent {
         guard !byCommunityID.isEmpty else { return flow }
         let found =
             reason == .active ? byCommunityID[flow.communityID] : byCommunityID.removeValue(forKey: flow.communityID)

@@ -303,11 +303,7 @@ private final class FlowCaptureLoop: Sendable {
                 table.expire(now: now)
                 lastExpiry = now
             }
-            if let attributor {
-                attributions.report(table.takeCompleted(), attributor: attributor, now: now) { yield(.flow($0)) }
-            } else {
-                table.takeCompleted { flow, _ in yield(.flow(flow)) }
-            }
+            attributions.report(table.takeCompleted(), attributor: attributor, now: now) { yield(.flow($0)) }
             if now &- lastStatistics >= statisticsEvery {
                 reportStatistics(decoder: decoder, table: table)
                 lastStatistics = now
@@ -315,13 +311,9 @@ private final class FlowCaptureLoop: Sendable {
             if case .interrupted = result { break }
         }
         table.flush()
-        if let attributor {
-            attributor.waitIdle(timeout: .seconds(2))
-            attributions.report(table.takeCompleted(), attributor: attributor, now: Self.wallClock(), final: true) {
-                yield(.flow($0))
-            }
-        } else {
-            table.takeCompleted { flow, _ in yield(.flow(flow)) }
+        attributor?.waitIdle(timeout: .seconds(2))
+        attributions.report(table.takeCompleted(), attributor: attributor, now: Self.wallClock(), final: true) {
+            yield(.flow($0))
         }
         reportStatistics(decoder: decoder, table: table)
         continuation.finish()
