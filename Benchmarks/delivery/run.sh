@@ -3,7 +3,8 @@
 #
 # - Vigil: delivery-bench appends the events to the agent's own spool (VigilSpool) while a
 #   shipping loop like vigild's seals them (protobuf, zstd, Ed25519, hash chain: BatchSealer)
-#   and posts them with the agent's CollectorClient, one batch in flight, to a real release
+#   and posts them with the agent's CollectorClient and DeliveryWindow, IN_FLIGHT batches in
+#   flight at most (2, vigild's default shipping.batches_in_flight; 1 = one round trip per batch), to a real release
 #   vigil-collector storing into SQLite, acknowledging each stored batch in the spool. Timed
 #   from the first event spooled to the last batch stored; then the stored count is checked in
 #   the collector's database. (See delivery-bench's header for how its loop differs from
@@ -29,10 +30,11 @@
 # explains why <= 25% of the bytes is out of reach for a realistic mix. Everything shares the
 # machine: the generator, spool, sender, collector and database.
 #
-# usage: Benchmarks/delivery/run.sh [EVENTS] [BATCH]      (defaults: 200000 2000, the agent's batch_max_events)
+# usage: Benchmarks/delivery/run.sh [EVENTS] [BATCH] [IN_FLIGHT]   (defaults: 200000 2000 2, as vigild)
 set -euo pipefail
 EVENTS=${1:-200000}
 BATCH=${2:-2000}
+IN_FLIGHT=${3:-2}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/vigil-delivery-bench.XXXXXX)
 pids=()
@@ -68,7 +70,7 @@ port=$(free_port)
 pids+=($!)
 wait_http "http://127.0.0.1:$port/healthz"
 ours=$("$BIN/delivery-bench" --collector "http://127.0.0.1:$port" --enroll-token bench-token --spool "$WORK/spool.sqlite" \
-    --events "$EVENTS" --batch "$BATCH" --json-out "$WORK/events.jsonl" --batch-sizes-out "$WORK/batch-sizes" --dictionary)
+    --events "$EVENTS" --batch "$BATCH" --in-flight "$IN_FLIGHT" --json-out "$WORK/events.jsonl" --batch-sizes-out "$WORK/batch-sizes" --dictionary)
 stop_all
 agent=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["agent_id"])' "$ours")
 stored=$(sqlite3 "$WORK/events.sqlite" "SELECT count(*) FROM events WHERE agent_id = '$agent'")
@@ -97,7 +99,7 @@ python3 - "$ours" "$ref" "$stored" <<'PY'
 import json, sys
 o, r, stored = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 print(f"events: {o['events']:,} delivered in {o['batches']} batches ({o['events_per_batch']:.0f} events each on average);"
-      f" the collector stored {stored:,}")
+      f" the collector stored {stored:,}; vigil sent up to {o['in_flight']} batches ahead of an answer")
 print(f"{'':34}{'events/s':>10}{'wall s':>8}{'bytes/event':>13}{'head/batch':>12}{'p50 ms':>8}{'p99 ms':>8}")
 print(f"{'vigil (spool, pb+zstd+ed25519)':34}{o['events_per_s']:>10,.0f}{o['wall_s']:>8.2f}{o['bytes_per_event']:>13.1f}"
       f"{'':>12}{o['round_trip_p50_ms']:>8.1f}{o['round_trip_p99_ms']:>8.1f}")

@@ -26,7 +26,22 @@ struct KeyRotator {
     /// is settled.
     private(set) var inDoubt = false
 
+    private var nextLook = ContinuousClock.now
+    private var pendingOnDisk = false
+
     init(keyPath: String) { self.keyPath = keyPath }
+
+    /// Whether a rotation waits to be presented or is in doubt (the file is looked for at most
+    /// once a second). The ship loop then sends no batch ahead of an answer, so that the batches
+    /// in flight drain and `step` can present the statement.
+    mutating func waiting() -> Bool {
+        let now = ContinuousClock.now
+        if now >= nextLook {
+            nextLook = now + .seconds(1)
+            pendingOnDisk = access(pendingPath, F_OK) == 0
+        }
+        return pendingOnDisk || inDoubt
+    }
 
     enum Outcome {
         /// Nothing to do now (no rotation waiting, or not yet its time).

@@ -548,6 +548,8 @@ public final class Agent: Service {
         let hostname = HostFacts.hostname
         let machineId = HostFacts.machineId
         var drainDeadline: ContinuousClock.Instant? = nil
+        var window = DeliveryWindow(capacity: shipping.batchesInFlight)
+        defer { window.cancelAll() }
 
         while true {
             if shutdownRequested.load(ordering: .sequentiallyConsistent) {
@@ -566,7 +568,7 @@ public final class Agent: Service {
                 logger.notice("stopping while a key rotation is in doubt; it is presented again on the next start")
                 return
             }
-            if drainDeadline == nil {
+            if drainDeadline == nil, window.isEmpty {
                 switch await rotator.step(signing: identity, spool: spool, client: client, logger: logger) {
                 case .none: break
                 case .hold:
@@ -591,7 +593,7 @@ public final class Agent: Service {
                     }
                 }
             }
-            if !enrolled {
+            if !enrolled, window.isEmpty {
                 if drainDeadline != nil {
                     logger.notice("stopping before enrollment succeeded; spooled events are sent on the next start")
                     return
@@ -620,18 +622,6 @@ public final class Agent: Service {
                     continue
                 }
             }
-            let batch = try spool.nextBatch(maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes) {
-                encoded,
-                firstSeq,
-                batchSeq,
-                prev in
-                try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
-            }
-            guard let batch else {
-                if finalFlushDone.load(ordering: .sequentiallyConsistent) { return }  // everything delivered
-                try await pause(.milliseconds(Int64(shipping.batchMaxAgeMilliseconds)))
-                continue
-            }
             // While draining, no request may outlive the drain deadline.
             var timeout: TimeAmount? = nil
             if let drainDeadline {
@@ -640,9 +630,33 @@ public final class Agent: Service {
                     max(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
                 )
             }
-            let sent = ContinuousClock.now
-            let outcome = await client.send(batch: batch.bytes, timeout: timeout)
-            metrics.batchSent(outcome, events: batch.eventCount, roundTrip: ContinuousClock.now - sent)
+            // Batches go ahead of an answer only under a backlog, and not while draining or
+            // while a key rotation waits (it needs nothing in flight).
+            let sending = try window.fill(ahead: drainDeadline == nil && !rotator.waiting(), timeout: timeout) {
+                after in
+                try spool.nextBatch(after: after, maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes)
+                {
+                    encoded,
+                    firstSeq,
+                    batchSeq,
+                    prev in
+                    try sealer.seal(
+                        encodedEvents: encoded,
+                        firstSeq: firstSeq,
+                        batchSeq: batchSeq,
+                        prevHeaderHash: prev
+                    )
+                }
+            } send: { bytes, previous, timeout in
+                await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
+            }
+            guard sending else {
+                if finalFlushDone.load(ordering: .sequentiallyConsistent) { return }  // everything delivered
+                try await pause(.milliseconds(Int64(shipping.batchMaxAgeMilliseconds)))
+                continue
+            }
+            let (batch, outcome, roundTrip) = await window.answer()
+            metrics.batchSent(outcome, events: batch.eventCount, roundTrip: roundTrip)
             switch outcome {
             case .stored(let duplicate, let chain):
                 try spool.acknowledge(batch)

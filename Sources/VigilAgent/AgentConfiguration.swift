@@ -21,6 +21,7 @@ import Yams
 ///   batch_max_bytes: 1048576
 ///   batch_max_age_ms: 1000
 ///   revoked_retry_s: 600                   # how often a revoked agent asks again
+///   batches_in_flight: 2                   # sent before the first is answered, under a backlog
 /// spool:                                   # optional
 ///   max_bytes: 256MiB                      # bound on spooled event bytes; bytes or KiB/MiB/GiB.
 ///                                          # When hit, the oldest raw events are dropped (alerts
@@ -157,6 +158,11 @@ public struct AgentConfiguration: Sendable, Hashable {
         /// How often a revoked agent asks the collector again (`refused_retry_s`): rarely, it
         /// only learns whether the revocation was lifted.
         public var revokedRetrySeconds: Int = 600
+        /// Batches sent and not yet answered at most (`batches_in_flight`). With a backlog the
+        /// next batch is sealed and sent while the collector stores the one before (it stores
+        /// them in order: `BatchTransport.previousBatchHeader`), so one agent is not bound by
+        /// one round trip per batch. 1 sends one batch at a time.
+        public var batchesInFlight: Int = 2
 
         public init(batchMaxEvents: Int = 2000, batchMaxBytes: Int = 1 << 20, batchMaxAgeMilliseconds: Int = 1000) {
             self.batchMaxEvents = batchMaxEvents
@@ -352,7 +358,9 @@ public struct AgentConfiguration: Sendable, Hashable {
             guard case .mapping(let shipping) = shippingNode else {
                 throw fail(shippingNode, "shipping must be a mapping")
             }
-            let keys = ["batch_max_events", "batch_max_bytes", "batch_max_age_ms", "revoked_retry_s"]
+            let keys = [
+                "batch_max_events", "batch_max_bytes", "batch_max_age_ms", "revoked_retry_s", "batches_in_flight",
+            ]
             for (key, _) in shipping where !keys.contains(key.string ?? "") {
                 throw fail(
                     key,
@@ -367,6 +375,9 @@ public struct AgentConfiguration: Sendable, Hashable {
             }
             if let v = try int(shipping["batch_max_age_ms"], "shipping.batch_max_age_ms", 10...600_000) {
                 config.shipping.batchMaxAgeMilliseconds = v
+            }
+            if let v = try int(shipping["batches_in_flight"], "shipping.batches_in_flight", 1...8) {
+                config.shipping.batchesInFlight = v
             }
             if let v = try int(shipping["revoked_retry_s"], "shipping.revoked_retry_s", 1...86_400) {
                 config.shipping.revokedRetrySeconds = v

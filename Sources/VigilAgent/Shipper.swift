@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOFoundationCompat
 import Synchronization
+import VigilSpool
 import VigilWire
 
 /// Talks to the collector: enrollment and batch delivery over HTTP(S).
@@ -83,9 +84,21 @@ public struct CollectorClient: Sendable {
     }
 
     /// Sends one serialized batch. `timeout` bounds the whole exchange (default: the client's).
-    public func send(batch bytes: [UInt8], timeout: TimeAmount? = nil) async -> Delivery {
-        await failingOver(
-            { url in await send(batch: bytes, to: url, timeout: timeout) },
+    ///
+    /// - Parameter previousInFlight: the batch before this one when it was sent just before and
+    ///   is unanswered (`BatchTransport.previousBatchHeader`): the collector stores this one
+    ///   only after it. Such a send is not failed over: a second collector would wait in vain
+    ///   for a predecessor sent to the first.
+    public func send(
+        batch bytes: [UInt8],
+        previousInFlight: UInt64? = nil,
+        timeout: TimeAmount? = nil
+    ) async -> Delivery {
+        if let previousInFlight {
+            return await send(batch: bytes, to: baseURL, previousInFlight: previousInFlight, timeout: timeout)
+        }
+        return await failingOver(
+            { url in await send(batch: bytes, to: url, previousInFlight: nil, timeout: timeout) },
             isFinal: { delivery in
                 if case .retry = delivery { return false }
                 return true
@@ -93,10 +106,18 @@ public struct CollectorClient: Sendable {
         )
     }
 
-    private func send(batch bytes: [UInt8], to baseURL: String, timeout: TimeAmount?) async -> Delivery {
+    private func send(
+        batch bytes: [UInt8],
+        to baseURL: String,
+        previousInFlight: UInt64?,
+        timeout: TimeAmount?
+    ) async -> Delivery {
         var request = HTTPClientRequest(url: baseURL + "/v1/batches")
         request.method = .POST
-        request.headers.add(name: "Content-Type", value: "application/x-vigil-batch")
+        request.headers.add(name: "Content-Type", value: BatchTransport.contentType)
+        if let previousInFlight {
+            request.headers.add(name: BatchTransport.previousBatchHeader, value: String(previousInFlight))
+        }
         request.body = .bytes(ByteBuffer(bytes: bytes))
         do {
             let response = try await client.execute(request, timeout: timeout ?? self.timeout)
@@ -252,6 +273,89 @@ public struct CollectorClient: Sendable {
                 permanent: false
             )
         }
+    }
+}
+
+/// Batches sent to the collector and not yet answered, oldest first: one at a time, or under a
+/// backlog up to `capacity`, each next one sealed and sent while the collector stores the one
+/// before (which it stores first: `BatchTransport.previousBatchHeader`). Answers are taken in
+/// sending order; anything but "stored" for the oldest cancels the others, and they are sent
+/// again, in order, from the spool's outbox. So one agent is not bound by a round trip per batch.
+public struct DeliveryWindow {
+    public typealias Send =
+        @Sendable ([UInt8], _ previousInFlight: UInt64?, TimeAmount?) async -> CollectorClient.Delivery
+
+    public let capacity: Int
+    private var sent: [(batch: Spool.PendingBatch, answer: Task<(CollectorClient.Delivery, Duration), Never>)] = []
+
+    /// - Parameter capacity: most batches in flight (at least 1).
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+    }
+
+    public var isEmpty: Bool { sent.isEmpty }
+    public var count: Int { sent.count }
+
+    /// Sends the oldest batch when none is in flight; then, with `ahead`, further batches while
+    /// fewer than `capacity` are in flight and the newest one left events waiting behind it.
+    /// Returns whether a batch is in flight.
+    ///
+    /// - Parameters:
+    ///   - timeout: for the batches sent now (nil: the client's).
+    ///   - next: the batch after the given one in flight, or the oldest for nil (`Spool.nextBatch`).
+    ///   - send: posts a batch (`CollectorClient.send`).
+    public mutating func fill(
+        ahead: Bool,
+        timeout: TimeAmount?,
+        next: (UInt64?) throws -> Spool.PendingBatch?,
+        send: @escaping Send
+    ) rethrows -> Bool {
+        if sent.isEmpty {
+            guard let batch = try next(nil) else { return false }
+            start(batch, previous: nil, timeout: timeout, send: send)
+        }
+        while ahead, sent.count < capacity, let newest = sent.last?.batch, newest.backlog,
+            let batch = try next(newest.batchSeq)
+        {
+            start(batch, previous: newest.batchSeq, timeout: timeout, send: send)
+        }
+        return true
+    }
+
+    private mutating func start(
+        _ batch: Spool.PendingBatch,
+        previous: UInt64?,
+        timeout: TimeAmount?,
+        send: @escaping Send
+    ) {
+        let bytes = batch.bytes
+        let answer = Task {
+            let started = ContinuousClock.now
+            let outcome = await send(bytes, previous, timeout)
+            return (outcome, ContinuousClock.now - started)
+        }
+        sent.append((batch, answer))
+    }
+
+    /// Waits for the oldest batch's answer and takes it out of the window, with the time from
+    /// sending to answer. When that answer is not "stored", the batches sent after it are
+    /// cancelled and forgotten. Call only when not empty.
+    public mutating func answer() async -> (
+        batch: Spool.PendingBatch, outcome: CollectorClient.Delivery, roundTrip: Duration
+    ) {
+        let (batch, answer) = sent.removeFirst()
+        let (outcome, roundTrip) = await answer.value
+        if case .stored = outcome {
+        } else {
+            cancelAll()
+        }
+        return (batch, outcome, roundTrip)
+    }
+
+    /// Cancels and forgets every batch in flight (their answers no longer matter).
+    public mutating func cancelAll() {
+        for (_, answer) in sent { answer.cancel() }
+        sent.removeAll()
     }
 }
 

@@ -18,6 +18,9 @@ public final class Collector: Sendable {
     /// `--max-batch-rate`: a token bucket per (verified) agent.
     public let batchRateLimiter: BatchRateLimiter
     private let keyCache = Mutex<[String: Curve25519.Signing.PublicKey]>([:])
+    /// Batches this collector stored (or found stored) per agent: a change wakes a batch waiting
+    /// for its predecessor (`storeInOrder`).
+    private let storedBatches = Mutex<[String: UInt64]>([:])
     private let subscribers = Mutex<[UInt64: AsyncStream<StoredEvent>.Continuation]>([:])
     private let nextSubscriber = Atomic<UInt64>(0)
 
@@ -253,10 +256,17 @@ public final class Collector: Sendable {
 
     /// Verifies and stores one serialized batch. Throws `CollectorError` for every refusal;
     /// nothing is stored unless the whole batch verifies. Counted in `metrics`.
-    public func receive(batch bytes: [UInt8]) async throws -> BatchResponse {
+    ///
+    /// - Parameter previousInFlight: the agent sent the batch before this one (this batch's
+    ///   `batch_seq - 1`, HTTP header `Vigil-Previous-Batch`) just before it, unanswered yet, so
+    ///   this one may overtake it. Such a batch is verified at once but stored only after its
+    ///   predecessor: it waits up to `configuration.predecessorWait` for it, then is refused
+    ///   with 503 `predecessor_pending` (nothing stored, nothing recorded) rather than judged a
+    ///   chain gap. Without it, a batch that does not follow the newest stored one is a gap.
+    public func receive(batch bytes: [UInt8], previousInFlight: UInt64? = nil) async throws -> BatchResponse {
         metrics.batchReceived()
         do {
-            return try await verifyAndStore(batch: bytes)
+            return try await verifyAndStore(batch: bytes, previousInFlight: previousInFlight)
         } catch let error as CollectorError {
             metrics.batchRefused(error.code)
             throw error
@@ -266,7 +276,7 @@ public final class Collector: Sendable {
         }
     }
 
-    private func verifyAndStore(batch bytes: [UInt8]) async throws -> BatchResponse {
+    private func verifyAndStore(batch bytes: [UInt8], previousInFlight: UInt64?) async throws -> BatchResponse {
         let limits = configuration.batchLimits
         let batch: SealedBatch
         do {
@@ -302,11 +312,15 @@ public final class Collector: Sendable {
         else {
             throw CollectorError(.badRequest, "batch_seq and event seqs must be below 2^63")
         }
+        if let previousInFlight, previousInFlight != batch.header.batchSeq &- 1 || batch.header.batchSeq < 2 {
+            throw CollectorError(
+                .badRequest,
+                "Vigil-Previous-Batch must name the batch before this one (\(batch.header.batchSeq &- 1)), not \(previousInFlight)"
+            )
+        }
         let outcome: IngestOutcome
         do {
-            outcome = try await metrics.timeStoreIngest {
-                try await store.ingest(batch: batch, events: events, receivedAt: .now())
-            }
+            outcome = try await storeInOrder(batch: batch, events: events, afterInFlight: previousInFlight != nil)
         } catch let error as CollectorError {
             // Revoked since its key was cached (here or through another collector): forget the
             // key, so its next batches are refused before any verification, and say since when.
@@ -327,6 +341,12 @@ public final class Collector: Sendable {
             throw CollectorError(.storeFailure, "the store could not save the batch; retry later")
         }
         switch outcome {
+        case .predecessorPending:
+            throw CollectorError(
+                .predecessorPending,
+                "batch \(batch.header.batchSeq &- 1) of agent \(agentId), sent before this one, was not stored within \(configuration.predecessorWait); send it first",
+                retryAfterSeconds: 1
+            )
         case .duplicate:
             metrics.batchDuplicate()
             return BatchResponse(status: "duplicate", batchSeq: batch.header.batchSeq, events: events.count)
@@ -354,6 +374,43 @@ public final class Collector: Sendable {
                 chain: verdict.rawValue,
                 detail: detail
             )
+        }
+    }
+
+    /// Stores the batch; with `afterInFlight`, only once its predecessor is stored: the store
+    /// answers `predecessorPending` while it is not, and the attempt is repeated whenever this
+    /// collector stores another batch of the agent (or every 50 ms, for a predecessor stored by
+    /// another collector on the same database) until `configuration.predecessorWait` is over.
+    private func storeInOrder(batch: SealedBatch, events: [Event], afterInFlight: Bool) async throws -> IngestOutcome {
+        let agentId = batch.header.agentId
+        let deadline = ContinuousClock.now + configuration.predecessorWait
+        if afterInFlight { metrics.batchBehindInFlight() }
+        var waited = false
+        while true {
+            let seen = storedBatches.withLock { $0[agentId] ?? 0 }
+            let outcome = try await metrics.timeStoreIngest {
+                try await store.ingest(
+                    batch: batch,
+                    events: events,
+                    receivedAt: .now(),
+                    predecessorInFlight: afterInFlight
+                )
+            }
+            switch outcome {
+            case .accepted, .duplicate:
+                storedBatches.withLock { $0[agentId, default: 0] &+= 1 }
+                return outcome
+            case .fork:
+                return outcome
+            case .predecessorPending:
+                if !waited { metrics.predecessorWaited() }
+                waited = true
+                let retry = min(deadline, ContinuousClock.now + .milliseconds(50))
+                while ContinuousClock.now < retry, storedBatches.withLock({ $0[agentId] ?? 0 }) == seen {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+                if ContinuousClock.now >= deadline { return outcome }
+            }
         }
     }
 

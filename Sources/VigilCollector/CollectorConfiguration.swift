@@ -30,6 +30,10 @@ public struct CollectorConfiguration: Sendable {
     /// Batches per agent (`--max-batch-rate`, `--max-batch-burst`); over it, `POST /v1/batches`
     /// answers 429 `rate_limited` with `Retry-After` (see `BatchRateLimiter`).
     public var batchRate = BatchRateLimit()
+    /// How long a batch sent with `Vigil-Previous-Batch` (its predecessor is still on its way)
+    /// waits for that predecessor to be stored before it is answered 503
+    /// `predecessor_pending` (the agent then resends both, in order).
+    public var predecessorWait: Duration = .seconds(5)
 
     public init(
         host: String = "127.0.0.1",

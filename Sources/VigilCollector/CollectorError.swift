@@ -34,6 +34,9 @@ public struct CollectorError: Error, HTTPResponseError, CustomStringConvertible,
         public static let storeFailure = Code("store_failure", .internalServerError)
         /// Over `--max-batch-rate` for this agent: resend after `Retry-After`.
         public static let rateLimited = Code("rate_limited", .tooManyRequests)
+        /// A batch sent while its predecessor was in flight (`Vigil-Previous-Batch`) whose
+        /// predecessor did not arrive in time: nothing stored; resend the predecessor first.
+        public static let predecessorPending = Code("predecessor_pending", .serviceUnavailable)
 
         /// A wire-format refusal keeps the wire code so clients can tell the reasons apart.
         static func wire(_ error: WireError) -> Code {

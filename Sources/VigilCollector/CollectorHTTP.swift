@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
@@ -22,12 +23,15 @@ import VigilWire
 /// | `GET /dashboard` | the web dashboard (`Dashboard`): HTML, with a token login form |
 /// | `GET /metrics` | Prometheus text format (`CollectorMetrics`); read authorization like `GET /v1/…` |
 ///
-/// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status.
+/// Every refusal is `{"error": CODE, "message": MESSAGE}` with a 4xx status, or a 5xx one when
+/// resending later can succeed (`store_failure`, `predecessor_pending`).
 ///
 /// Agents authenticate by enrollment token and then by signature; the read routes (`GET /v1/…`)
 /// and revocation need `Authorization: Bearer TOKEN` when the collector has an API token, and
 /// otherwise answer loopback clients only. The whole API is described in `openapi.yaml` at the repository root.
 public enum CollectorHTTP {
+    static let previousBatchHeader = HTTPField.Name(BatchTransport.previousBatchHeader)!
+
     public static func router(collector: Collector) -> Router<CollectorRequestContext> {
         let router = Router(context: CollectorRequestContext.self)
         let reader = ReadAuthorization(token: collector.configuration.apiToken)
@@ -73,7 +77,19 @@ public enum CollectorHTTP {
                 collector.metrics.batchRefused(error.code)
                 throw error
             }
-            let response = try await collector.receive(batch: Array(buffer: body))
+            var previousInFlight: UInt64? = nil
+            if let value = request.headers[previousBatchHeader] {
+                guard let number = UInt64(value) else {
+                    collector.metrics.batchReceived()
+                    collector.metrics.batchRefused(.badRequest)
+                    throw CollectorError(
+                        .badRequest,
+                        "\(previousBatchHeader) must be a batch number (decimal), not '\(value.prefix(40))'"
+                    )
+                }
+                previousInFlight = number
+            }
+            let response = try await collector.receive(batch: Array(buffer: body), previousInFlight: previousInFlight)
             return try json(response)
         }
 

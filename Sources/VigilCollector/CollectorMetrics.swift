@@ -15,6 +15,8 @@ import VigilCore
 /// | `vigil_collector_batches_received_total` | counter | |
 /// | `vigil_collector_batches_accepted_total` | counter | `chain`: `ok`, `gap`, `broken`, `reordered` |
 /// | `vigil_collector_batches_duplicate_total` | counter | |
+/// | `vigil_collector_batches_behind_in_flight_total` | counter | sent while their predecessor was in flight (`Vigil-Previous-Batch`) |
+/// | `vigil_collector_predecessor_waits_total` | counter | of those, how many arrived first and waited for their predecessor |
 /// | `vigil_collector_batches_refused_total` | counter | `reason`: the refusal's error code (`bad_signature`, `chain_fork`, …) |
 /// | `vigil_collector_events_stored_total` | counter | `type`: `file`, `process`, `flow`, `alert`, `health`, `gap` |
 /// | `vigil_collector_store_ingest_duration_seconds` | histogram | |
@@ -26,6 +28,8 @@ public final class CollectorMetrics: Sendable {
     private let factory: PrometheusMetricsFactory
     private let received: CoreMetrics.Counter
     private let duplicates: CoreMetrics.Counter
+    private let behindInFlight: CoreMetrics.Counter
+    private let predecessorWaits: CoreMetrics.Counter
     private let storeLatency: CoreMetrics.Timer
     private let accepted: [ChainVerdict: CoreMetrics.Counter]
     private let stored: [EventType: CoreMetrics.Counter]
@@ -53,6 +57,8 @@ public final class CollectorMetrics: Sendable {
         self.factory = factory
         received = CoreMetrics.Counter(label: "vigil_collector_batches_received_total", factory: factory)
         duplicates = CoreMetrics.Counter(label: "vigil_collector_batches_duplicate_total", factory: factory)
+        behindInFlight = CoreMetrics.Counter(label: "vigil_collector_batches_behind_in_flight_total", factory: factory)
+        predecessorWaits = CoreMetrics.Counter(label: "vigil_collector_predecessor_waits_total", factory: factory)
         storeLatency = CoreMetrics.Timer(label: Self.storeLatencyName, preferredDisplayUnit: .seconds, factory: factory)
         var accepted: [ChainVerdict: CoreMetrics.Counter] = [:]
         for verdict in [ChainVerdict.ok, .gap, .broken, .reordered] {
@@ -92,6 +98,10 @@ public final class CollectorMetrics: Sendable {
     }
 
     func batchDuplicate() { duplicates.increment() }
+
+    func batchBehindInFlight() { behindInFlight.increment() }
+
+    func predecessorWaited() { predecessorWaits.increment() }
 
     func batchRefused(_ code: CollectorError.Code) {
         let counter = refused.withLock { counters in

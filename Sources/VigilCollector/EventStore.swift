@@ -128,6 +128,9 @@ public enum IngestOutcome: Sendable, Hashable {
     case duplicate
     /// A different batch with the same sequence number was stored before: refused, recorded as a fork.
     case fork(detail: String)
+    /// Only when the agent said the batch before this one is still on its way
+    /// (`predecessorInFlight`) and it is not stored yet: nothing was stored or recorded.
+    case predecessorPending
 }
 
 /// A chain anomaly recorded by the collector: possible tampering, loss or replay.
@@ -439,7 +442,15 @@ public protocol EventStore: EnrollmentTokenStore, Sendable {
     func rotateKey(_ statement: KeyRotation, at time: Timestamp) async throws -> RotationOutcome
     /// Stores a verified batch and its events, judging its place in the chain. Refuses
     /// (`key_retired`) a batch whose header names a key other than the agent's current one.
-    func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome
+    /// With `predecessorInFlight` (the agent sent the batch before this one just before it, see
+    /// `Collector.receive`), a batch that does not follow the newest one stored is answered
+    /// `predecessorPending` and nothing is stored or recorded, instead of being judged a gap.
+    func ingest(
+        batch: SealedBatch,
+        events: [Event],
+        receivedAt: Timestamp,
+        predecessorInFlight: Bool
+    ) async throws -> IngestOutcome
     func events(_ query: EventQuery) async throws -> [StoredEvent]
     func agents() async throws -> [AgentSummary]
     /// Stored batches of one agent in batch-seq order, after `afterBatchSeq`, at most `limit`.

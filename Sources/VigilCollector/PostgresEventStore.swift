@@ -629,7 +629,12 @@ public final class PostgresEventStore: EventStore {
         }
     }
 
-    public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
+    public func ingest(
+        batch: SealedBatch,
+        events: [Event],
+        receivedAt: Timestamp,
+        predecessorInFlight: Bool
+    ) async throws -> IngestOutcome {
         let header = batch.header
         guard let batchSeq = Int64(exactly: header.batchSeq), let firstSeq = Int64(exactly: header.firstSeq) else {
             throw CollectorError(.badRequest, "batch_seq and first_seq must be below 2^63")
@@ -725,6 +730,7 @@ public final class PostgresEventStore: EventStore {
                     return .fork(detail: detail)
                 }
                 let lastSeq = UInt64(max(lastSeqSigned, 0))
+                if predecessorInFlight, header.batchSeq > lastSeq + 1 { return .predecessorPending }
                 let (verdict, detail) = ChainVerdict.judge(header, lastSeq: lastSeq, lastHash: lastHash)
                 let advances = header.batchSeq > lastSeq
                 if verdict != .ok, let detail {

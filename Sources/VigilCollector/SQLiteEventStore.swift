@@ -359,7 +359,12 @@ public final class SQLiteEventStore: EventStore {
             + repeatElement("(?, ?, ?, ?, ?, ?, ?, ?)", count: rows).joined(separator: ", ")
     }
 
-    public func ingest(batch: SealedBatch, events: [Event], receivedAt: Timestamp) async throws -> IngestOutcome {
+    public func ingest(
+        batch: SealedBatch,
+        events: [Event],
+        receivedAt: Timestamp,
+        predecessorInFlight: Bool
+    ) async throws -> IngestOutcome {
         // Encode outside the write transaction: the writer is the bottleneck.
         let rows: [(Event, String, String?, String?)] = events.map { event in
             let json = event.sortedKeysJSON
@@ -421,6 +426,7 @@ public final class SQLiteEventStore: EventStore {
             }
             let lastSeq = UInt64(agentRow["last_batch_seq"] as Int64)
             let lastHash: Data? = agentRow["last_header_hash"]
+            if predecessorInFlight, header.batchSeq > lastSeq + 1 { return .predecessorPending }
 
             let (verdict, detail) = ChainVerdict.judge(header, lastSeq: lastSeq, lastHash: lastHash)
             let advances = header.batchSeq > lastSeq

@@ -14,8 +14,8 @@ import VigilWire
 /// The life of an event: `append` gives it the next `seq` and stores it (from then on it is
 /// *accepted*); `nextBatch` seals the oldest unsent events into a signed batch and records that
 /// batch in the outbox before it is sent; `acknowledge` deletes the batch's events once the
-/// collector confirmed them. After a restart the outbox batch is sent again unchanged, so the
-/// collector deduplicates it.
+/// collector confirmed them. After a restart the outbox batches are sent again unchanged, in
+/// order, so the collector deduplicates them.
 public final class Spool: Sendable {
     private let queue: DatabaseQueue
     public let path: String
@@ -170,25 +170,38 @@ public final class Spool: Sendable {
     /// could never ship again (found by Fuzz/Sources/FuzzSpool). Their events stay in the
     /// spool until a batch that carries them is acknowledged, so the next seal carries them
     /// again under the next batch number; the collector sees the dropped number as a chain gap.
+    /// Sealed batches after a damaged one go too (sealing continues behind the newest sealed
+    /// batch, so the damaged one's events would otherwise never be sealed again).
     private static func dropDamagedOutbox(_ db: Database, notes: inout [String]) throws {
         // batch_seq is the table's INTEGER PRIMARY KEY (its rowid): always an integer.
         let rows = try Row.fetchAll(db, sql: "SELECT batch_seq, batch FROM outbox ORDER BY batch_seq")
+        var dropping = false
         for row in rows {
             // Read as stored values: a damaged row may hold any type where a blob belongs.
             let batch: DatabaseValue = row["batch"]
             let number: DatabaseValue = row["batch_seq"]
-            if case .blob(let data) = batch.storage, case .int64 = number.storage,
-                (try? BatchOpener.parse(Array(data), limits: BatchLimits(maxBatchBytes: Int.max))) != nil
-            {
-                continue
-            }
             let batchSeq: String
-            if case .int64(let n) = number.storage { batchSeq = String(n) } else { batchSeq = "\(number)" }
+            var damaged = !Self.isParsable(batch)
+            if case .int64(let n) = number.storage {
+                batchSeq = String(n)
+            } else {
+                batchSeq = "\(number)"
+                damaged = true
+            }
+            guard damaged || dropping else { continue }
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [number])
             notes.append(
-                "sealed batch \(batchSeq) was damaged on disk and dropped; its events are sealed again in the next batch"
+                damaged
+                    ? "sealed batch \(batchSeq) was damaged on disk and dropped; its events are sealed again in the next batch"
+                    : "sealed batch \(batchSeq) follows a damaged one and was dropped; its events are sealed again"
             )
+            dropping = true
         }
+    }
+
+    private static func isParsable(_ batch: DatabaseValue) -> Bool {
+        guard case .blob(let data) = batch.storage else { return false }
+        return (try? BatchOpener.parse(Array(data), limits: BatchLimits(maxBatchBytes: Int.max))) != nil
     }
 
     /// Whether an integrity_check message is about an index only (its table rows are intact).
@@ -480,14 +493,24 @@ public final class Spool: Sendable {
         public var eventCount: Int
         /// The serialized `vigil.v1.Batch`.
         public var bytes: [UInt8]
+        /// Whether unsealed events were waiting behind this batch when it was handed out: a
+        /// backlog, so sealing the next batch before this one is answered is worth it.
+        public var backlog: Bool = false
     }
 
-    /// The batch to send next: the one in flight if there is one (resent unchanged), else a new
-    /// one sealed from the oldest unsent events. Nil when there is nothing to send.
+    /// The batch to send next: the oldest sealed batch not yet acknowledged (resent unchanged),
+    /// else a new one sealed from the oldest unsent events. Nil when there is nothing to send.
     ///
-    /// - Parameter seal: builds the signed batch from serialized events, their first seq, the
-    ///   batch seq and the previous header hash (a `BatchSealer`).
+    /// Several batches can be in flight at once: `after` names the newest batch already handed
+    /// out and not yet acknowledged, and the answer is the sealed batch after it, else a new
+    /// one sealed from the events behind every sealed batch. Batches are acknowledged in order.
+    ///
+    /// - Parameters:
+    ///   - after: the batch seq of the newest batch in flight; nil for the oldest in the outbox.
+    ///   - seal: builds the signed batch from serialized events, their first seq, the batch seq
+    ///     and the previous header hash (a `BatchSealer`).
     public func nextBatch(
+        after: UInt64? = nil,
         maxEvents: Int,
         maxBytes: Int,
         seal: ([[UInt8]], UInt64, UInt64, [UInt8]) throws -> SealedBatch
@@ -495,21 +518,26 @@ public final class Spool: Sendable {
         try queue.write { db in
             if let row = try Row.fetchOne(
                 db,
-                sql: "SELECT batch_seq, last_seq, batch FROM outbox ORDER BY batch_seq LIMIT 1"
+                sql: "SELECT batch_seq, last_seq, batch FROM outbox WHERE batch_seq > ? ORDER BY batch_seq LIMIT 1",
+                arguments: [Int64(clamping: after ?? 0)]
             ) {
                 let bytes = Array(row["batch"] as Data)
                 let batch = try BatchOpener.parse(bytes, limits: BatchLimits(maxBatchBytes: Int.max))
+                let lastSeq: Int64 = row["last_seq"]
                 return PendingBatch(
                     batchSeq: UInt64(row["batch_seq"] as Int64),
-                    lastSeq: UInt64(row["last_seq"] as Int64),
+                    lastSeq: UInt64(lastSeq),
                     eventCount: Int(batch.header.eventCount),
-                    bytes: bytes
+                    bytes: bytes,
+                    backlog: try Self.hasEvents(db, after: lastSeq)
                 )
             }
+            // Every sealed batch left is at or before `after` (in flight): seal what follows them.
+            let sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
             let rows = try Row.fetchCursor(
                 db,
-                sql: "SELECT seq, data FROM events ORDER BY seq LIMIT ?",
-                arguments: [maxEvents]
+                sql: "SELECT seq, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                arguments: [sealedThrough, maxEvents]
             )
             var encoded: [[UInt8]] = []
             var firstSeq: Int64 = 0
@@ -567,9 +595,14 @@ public final class Spool: Sendable {
                 batchSeq: UInt64(batchSeq),
                 lastSeq: UInt64(lastSeq),
                 eventCount: encoded.count,
-                bytes: serialized
+                bytes: serialized,
+                backlog: try Self.hasEvents(db, after: lastSeq)
             )
         }
+    }
+
+    private static func hasEvents(_ db: Database, after seq: Int64) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?)", arguments: [seq]) ?? false
     }
 
     /// The collector stored `batch`: forget it and its events.

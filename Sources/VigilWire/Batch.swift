@@ -241,6 +241,17 @@ public struct BatchSealer {
 @available(*, unavailable)
 extension BatchSealer: Sendable {}
 
+/// How batches travel over HTTP (`POST /v1/batches`).
+public enum BatchTransport {
+    public static let contentType = "application/x-vigil-batch"
+    /// Request header an agent adds when it sends a batch while the batch before it (this
+    /// header's value: `batch_seq - 1`) is still unanswered: the collector stores the two in
+    /// order, holding this one back until its predecessor is stored (503 `predecessor_pending`
+    /// when that does not happen in time). Not signed: it changes when a batch is stored, never
+    /// whether or what.
+    public static let previousBatchHeader = "Vigil-Previous-Batch"
+}
+
 /// Limits applied when opening a batch from the network.
 public struct BatchLimits: Sendable {
     /// Largest accepted serialized batch.

@@ -129,8 +129,24 @@ struct CollectorHTTPTests {
             batchSeq: 2,
             prevHeaderHash: sealed.headerHash
         )
+        // Sent behind batch 1 "in flight": the header must be a batch number.
+        let behind = try await VigilTestSupport.curl(
+            base + "/v1/batches",
+            post: batch2.serialized(),
+            extra: ["-H", "Vigil-Previous-Batch: one"]
+        )
+        #expect(
+            behind.status == 400 && behind.body.contains("Vigil-Previous-Batch") && behind.body.contains("'one'"),
+            "\(behind)"
+        )
+        let inOrder = try await VigilTestSupport.curl(
+            base + "/v1/batches",
+            post: batch2.serialized(),
+            extra: ["-H", "Vigil-Previous-Batch: 1"]
+        )
+        #expect(inOrder.status == 200 && inOrder.body.contains("\"accepted\""), "\(inOrder)")
         (status, body) = try await curl(base + "/v1/batches", post: batch2.serialized())
-        #expect(status == 200 && body.contains("\"accepted\""), "\(status) \(body)")
+        #expect(status == 200 && body.contains("\"duplicate\""), "\(status) \(body)")
         let vigilctl = BuiltProducts.path("vigilctl")
         var result = try await runCommand(vigilctl, ["events", "--collector", base, "--type", "file", "--latest", "3"])
         #expect(result.status == 0, "\(result.stderr)")

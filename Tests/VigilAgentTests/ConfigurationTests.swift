@@ -18,10 +18,12 @@ struct ConfigurationTests {
                 policies_dir: /etc/vigil/policies
                 shipping:
                   batch_max_events: 10
+                  batches_in_flight: 3
                 log_level: debug
                 """,
             file: "/etc/vigil/vigild.yaml"
         )
+        #expect(c.shipping.batchesInFlight == 3)
         #expect(c.collectorURL == "https://collector.example:8443")
         #expect(c.enrollToken == "abc")
         #expect(c.stateDirectory == "/etc/vigil/state")
@@ -130,6 +132,10 @@ struct ConfigurationTests {
             (
                 "collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batch_max_events: -1\n",
                 "f.yaml:6:21: shipping.batch_max_events must be an integer from 1 to 100000"
+            ),
+            (
+                "collector:\n  url: http://x\nstate_dir: s\npolicies_dir: p\nshipping:\n  batches_in_flight: 0\n",
+                "f.yaml:6:22: shipping.batches_in_flight must be an integer from 1 to 8"
             ),
             ("collector:\n  url: http://x\npolicies_dir: p\n", "f.yaml:1:1: state_dir is required"),
             (

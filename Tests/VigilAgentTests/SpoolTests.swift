@@ -19,9 +19,9 @@ struct SpoolTests {
         (0..<n).map { Event(payload: .file(FileEvent(action: .create, targetFilename: "/f\($0)"))) }
     }
 
-    func next(_ spool: Spool, max: Int = 100) throws -> Spool.PendingBatch? {
+    func next(_ spool: Spool, after: UInt64? = nil, max: Int = 100) throws -> Spool.PendingBatch? {
         let sealer = BatchSealer(identity: identity)
-        return try spool.nextBatch(maxEvents: max, maxBytes: 1 << 20) { encoded, first, batchSeq, prev in
+        return try spool.nextBatch(after: after, maxEvents: max, maxBytes: 1 << 20) { encoded, first, batchSeq, prev in
             try sealer.seal(encodedEvents: encoded, firstSeq: first, batchSeq: batchSeq, prevHeaderHash: prev)
         }
     }
@@ -331,6 +331,84 @@ struct SpoolTests {
         try reopened.acknowledge(again)
         let rest = try #require(try next(reopened, max: 3))
         #expect(rest.batchSeq == 3 && rest.eventCount == 2)
+    }
+}
+
+extension SpoolTests {
+    @Test(
+        "several batches in flight: each seals what follows the one before, says whether a backlog is left, and all are resent in order after a restart"
+    )
+    func batchesAhead() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool = try Spool(path: path)
+        try spool.append(events(7))
+        let first = try #require(try next(spool, max: 3))
+        let second = try #require(try next(spool, after: first.batchSeq, max: 3))
+        let third = try #require(try next(spool, after: second.batchSeq, max: 3))
+        #expect(try next(spool, after: third.batchSeq, max: 3) == nil)
+        #expect([first.batchSeq, second.batchSeq, third.batchSeq] == [1, 2, 3])
+        #expect([first.backlog, second.backlog, third.backlog] == [true, true, false])
+        var previous = genesisHeaderHash
+        var seqs: [UInt64] = []
+        for batch in [first, second, third] {
+            let parsed = try BatchOpener.parse(batch.bytes)
+            #expect(parsed.header.prevHeaderHash == previous)
+            previous = parsed.headerHash
+            seqs += try BatchOpener.verify(parsed, publicKey: identity.publicKey).map(\.seq)
+        }
+        #expect(seqs == Array(1...7))
+        #expect(try spool.statistics().batchesInFlight == 3)
+
+        // The first is acknowledged, then a "crash": the other two come back unchanged, in order.
+        try spool.acknowledge(first)
+        spool = try Spool(path: path)
+        let resent = try #require(try next(spool, max: 3))
+        #expect(resent.bytes == second.bytes)
+        #expect(resent.backlog, "the third batch's events wait behind it")
+        let resentNext = try #require(try next(spool, after: resent.batchSeq, max: 3))
+        #expect(resentNext.bytes == third.bytes)
+        try spool.append(events(1))
+        let fresh = try #require(try next(spool, after: resentNext.batchSeq, max: 3))
+        #expect(fresh.batchSeq == 4)
+        #expect(
+            try BatchOpener.verify(try BatchOpener.parse(fresh.bytes), publicKey: identity.publicKey).map(\.seq) == [8]
+        )
+        for batch in [resent, resentNext, fresh] { try spool.acknowledge(batch) }
+        let stats = try spool.statistics()
+        #expect(stats.pendingEvents == 0 && stats.batchesInFlight == 0)
+    }
+
+    @Test(
+        "a damaged sealed batch takes the ones sealed after it along at reopen: their events are sealed again, none lost"
+    )
+    func damagedOutboxBatchAhead() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool: Spool? = try Spool(path: path)
+        try spool!.append(events(5))
+        let first = try #require(try next(spool!, max: 3))
+        let second = try #require(try next(spool!, after: first.batchSeq, max: 3))
+        #expect(second.batchSeq == 2)
+        spool = nil
+        let damage = try await runCommand(
+            "/usr/bin/sqlite3",
+            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = 1"]
+        )
+        #expect(damage.status == 0, "\(damage.stderr)")
+
+        let reopened = try Spool(path: path)
+        let message = reopened.recovery?.message ?? ""
+        #expect(message.contains("sealed batch 1 was damaged on disk and dropped"), "\(message)")
+        #expect(message.contains("sealed batch 2 follows a damaged one and was dropped"), "\(message)")
+        let again = try #require(try next(reopened, max: 10))
+        #expect(again.batchSeq == 3)
+        #expect(
+            try BatchOpener.parse(again.bytes).header.prevHeaderHash == (try BatchOpener.parse(second.bytes)).headerHash
+        )
+        #expect(
+            try BatchOpener.verify(try BatchOpener.parse(again.bytes), publicKey: identity.publicKey).map(\.seq) == [
+                1, 2, 3, 4, 5,
+            ]
+        )
     }
 }
 

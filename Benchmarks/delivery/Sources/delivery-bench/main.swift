@@ -2,9 +2,10 @@
 // delivery path to a running collector and measures it end to end: the events are appended to a
 // real `Spool` (VigilSpool, SQLite) in chunks, as the agent's flush loop appends its sensors'
 // output, while a shipping loop like the agent's (`Agent.shipLoop`: `Spool.nextBatch` sealing
-// with `BatchSealer` — protobuf, zstd, Ed25519, hash chain — then `CollectorClient.send`, then
-// `Spool.acknowledge`; one batch in flight) posts them to the collector, which answers once it
-// has stored the batch. The clock runs from the first append to the last acknowledgement; the
+// with `BatchSealer` — protobuf, zstd, Ed25519, hash chain — sent with `CollectorClient.send`
+// through the agent's `DeliveryWindow`, then `Spool.acknowledge`; up to --in-flight batches in
+// flight, 2 by default like vigild's `shipping.batches_in_flight`) posts them to the collector,
+// which answers once it has stored the batch. The clock runs from the first append to the last acknowledgement; the
 // events are generated before it starts (sensors' reading is not delivery).
 //
 // What differs from vigild: no sensors, policy or alerts; no key rotation step or metrics; when
@@ -18,7 +19,7 @@
 // events would save on the later batch bodies (not part of the protocol; measured only).
 //
 // usage: delivery-bench --collector URL --enroll-token TOKEN --spool PATH [--events N]
-//                       [--batch MAX_EVENTS] [--append-chunk N] [--json-out FILE]
+//                       [--batch MAX_EVENTS] [--append-chunk N] [--in-flight N] [--json-out FILE]
 //                       [--batch-sizes-out FILE] [--dictionary]
 // Prints one JSON object.
 import AsyncHTTPClient
@@ -41,9 +42,10 @@ struct Options {
     var jsonOut: String? = nil
     var batchSizesOut: String? = nil
     var dictionary = false
+    var inFlight = 2
 
     static let usage =
-        "usage: delivery-bench --collector URL --enroll-token TOKEN --spool PATH [--events N] [--batch MAX_EVENTS] [--append-chunk N] [--json-out FILE] [--batch-sizes-out FILE] [--dictionary]\n"
+        "usage: delivery-bench --collector URL --enroll-token TOKEN --spool PATH [--events N] [--batch MAX_EVENTS] [--append-chunk N] [--in-flight N] [--json-out FILE] [--batch-sizes-out FILE] [--dictionary]\n"
 
     static func parse() -> Options {
         var o = Options()
@@ -60,6 +62,7 @@ struct Options {
             case "--events": o.events = int(a)
             case "--batch": o.batch = int(a)
             case "--append-chunk": o.appendChunk = int(a)
+            case "--in-flight": o.inFlight = int(a)
             case "--json-out": o.jsonOut = args.popFirst()
             case "--batch-sizes-out": o.batchSizesOut = args.popFirst()
             case "--dictionary": o.dictionary = true
@@ -131,19 +134,28 @@ let producer = Producer()
 let start = ContinuousClock.now
 producer.start(spool, events, chunk: options.appendChunk, from: start)
 var delivered = 0
+var window = DeliveryWindow(capacity: options.inFlight)
 while delivered < events.count {
-    let batch = try spool.nextBatch(maxEvents: options.batch, maxBytes: 1 << 20) { encoded, firstSeq, batchSeq, prev in
-        try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+    let sending = try window.fill(ahead: true, timeout: nil) { after in
+        try spool.nextBatch(after: after, maxEvents: options.batch, maxBytes: 1 << 20) {
+            encoded,
+            firstSeq,
+            batchSeq,
+            prev in
+            try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+        }
+    } send: { bytes, previous, timeout in
+        await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
     }
-    guard let batch else {
+    guard sending else {
         idleWaits += 1
         try await Task.sleep(for: .milliseconds(1))
         continue
     }
-    let before = ContinuousClock.now
-    switch await client.send(batch: batch.bytes) {
+    let (batch, outcome, roundTrip) = await window.answer()
+    switch outcome {
     case .stored:
-        roundTrips.append(seconds(ContinuousClock.now - before))
+        roundTrips.append(seconds(roundTrip))
         try spool.acknowledge(batch)
         delivered += batch.eventCount
         bodyBytes += batch.bytes.count
@@ -190,6 +202,7 @@ var result: [String: Any] = [
     "round_trip_p50_ms": percentile(0.5) * 1000,
     "round_trip_p99_ms": percentile(0.99) * 1000,
     "agent_id": identity.agentId,
+    "in_flight": options.inFlight,
 ]
 if options.dictionary {
     result["dictionary"] = try dictionaryGain(sent: sent, events: events)
