@@ -97,10 +97,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "VigilSQLite",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "VigilSpool",
             dependencies: [
                 "VigilCore",
                 "VigilWire",
+                "VigilSQLite",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: swiftSettings
@@ -110,6 +119,7 @@ let package = Package(
             dependencies: [
                 "VigilCore",
                 "VigilWire",
+                "VigilSQLite",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -236,7 +246,10 @@ let package = Package(
         ),
         .testTarget(
             name: "VigilCollectorTests",
-            dependencies: ["VigilCollector", "VigilWire", "VigilCore", "VigilTestSupport"],
+            dependencies: [
+                "VigilCollector", "VigilWire", "VigilCore", "VigilSQLite", "VigilTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

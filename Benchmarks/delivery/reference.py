@@ -30,6 +30,7 @@ import gzip
 import http.client
 import http.server
 import json
+import resource
 import sqlite3
 import sys
 import time
@@ -96,6 +97,7 @@ def send(args):
     body_bytes = head_bytes = 0
     round_trips = []
     start = time.perf_counter()
+    cpu_start = resource.getrusage(resource.RUSAGE_SELF)
     i = 0
     for n in sizes:
         body = gzip.compress(b"".join(lines[i : i + n]), compresslevel=6)
@@ -120,6 +122,7 @@ def send(args):
         body_bytes += len(body)
         head_bytes += len("POST /v1/ndjson HTTP/1.1\r\n") + sum(len(f"{k}: {v}\r\n") for k, v in head) + 2
     wall = time.perf_counter() - start
+    cpu_end = resource.getrusage(resource.RUSAGE_SELF)
     round_trips.sort()
     print(
         json.dumps(
@@ -131,6 +134,7 @@ def send(args):
                 "body_bytes": body_bytes,
                 "bytes_per_event": body_bytes / len(lines),
                 "head_bytes_per_request": head_bytes / len(sizes),
+                "cpu_s": (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime),
                 "round_trip_p50_ms": 1000 * round_trips[len(round_trips) // 2],
                 "round_trip_p99_ms": 1000 * round_trips[min(len(round_trips) - 1, int(len(round_trips) * 0.99))],
             }

@@ -67,10 +67,14 @@ stop_all() {
 port=$(free_port)
 "$BIN/vigil-collector" --listen "127.0.0.1:$port" --store "sqlite:$WORK/events.sqlite" --enroll-token bench-token \
     --max-batch-rate 0 --log-level warning >/dev/null 2>>"$WORK/collector.log" &
-pids+=($!)
+collector=$!
+pids+=($collector)
 wait_http "http://127.0.0.1:$port/healthz"
 ours=$("$BIN/delivery-bench" --collector "http://127.0.0.1:$port" --enroll-token bench-token --spool "$WORK/spool.sqlite" \
     --events "$EVENTS" --batch "$BATCH" --in-flight "$IN_FLIGHT" --json-out "$WORK/events.jsonl" --batch-sizes-out "$WORK/batch-sizes" --dictionary)
+# CPU seconds (user + system) of a process so far, from /proc/PID/stat.
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+collector_cpu=$(cpu_of "$collector")
 stop_all
 agent=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["agent_id"])' "$ours")
 stored=$(sqlite3 "$WORK/events.sqlite" "SELECT count(*) FROM events WHERE agent_id = '$agent'")
@@ -84,10 +88,12 @@ fi
 # Reference.
 python3 "$HERE/reference.py" receive --db "$WORK/reference.sqlite" --schema-from "$WORK/events.sqlite" \
     --port-file "$WORK/reference.port" &
-pids+=($!)
+receiver=$!
+pids+=($receiver)
 for _ in $(seq 1 600); do [ -s "$WORK/reference.port" ] && break; sleep 0.05; done
 ref=$(python3 "$HERE/reference.py" send --url "http://127.0.0.1:$(cat "$WORK/reference.port")" \
     --events "$WORK/events.jsonl" --batch-sizes "$WORK/batch-sizes")
+receiver_cpu=$(cpu_of "$receiver")
 stop_all
 ref_stored=$(sqlite3 "$WORK/reference.sqlite" "SELECT count(*) FROM events")
 if [ "$ref_stored" != "$EVENTS" ]; then
@@ -95,9 +101,10 @@ if [ "$ref_stored" != "$EVENTS" ]; then
     exit 1
 fi
 
-python3 - "$ours" "$ref" "$stored" <<'PY'
+python3 - "$ours" "$ref" "$stored" "$collector_cpu" "$receiver_cpu" <<'PY'
 import json, sys
 o, r, stored = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
+collector_cpu, receiver_cpu = float(sys.argv[4]), float(sys.argv[5])
 print(f"events: {o['events']:,} delivered in {o['batches']} batches ({o['events_per_batch']:.0f} events each on average);"
       f" the collector stored {stored:,}; vigil sent up to {o['in_flight']} batches ahead of an answer")
 print(f"{'':34}{'events/s':>10}{'wall s':>8}{'bytes/event':>13}{'head/batch':>12}{'p50 ms':>8}{'p99 ms':>8}")
@@ -107,6 +114,11 @@ print(f"{'ndjson + gzip -6 (reference.py)':34}{r['events_per_s']:>10,.0f}{r['wal
       f"{r['head_bytes_per_request']:>12.0f}{r['round_trip_p50_ms']:>8.1f}{r['round_trip_p99_ms']:>8.1f}")
 print(f"vigil: spooling all events took {o['append_s']:.2f} s; shipper found the spool empty {o['idle_waits']} times; "
       f"{o['retries']} retries")
+per = 1e6 / o['events']
+print(f"CPU µs per event: vigil agent side {o['cpu_s'] * per:.1f} (spooling, sealing, sending) + collector "
+      f"{collector_cpu * per:.1f} (whole process) = {(o['cpu_s'] + collector_cpu) * per:.1f}; reference sender "
+      f"{r['cpu_s'] * per:.1f} + receiver {receiver_cpu * per:.1f} (whole process, parsing included) = "
+      f"{(r['cpu_s'] + receiver_cpu) * per:.1f}")
 print(f"ratio vigil/reference: speed x{o['events_per_s'] / r['events_per_s']:.2f}, "
       f"bytes {100 * o['body_bytes'] / r['body_bytes']:.1f}%")
 print(f"goals: >= 100k events/s delivered: {'met' if o['events_per_s'] >= 100_000 else 'NOT met'} "

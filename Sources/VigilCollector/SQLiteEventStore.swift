@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GRDB
 import VigilCore
+import VigilSQLite
 import VigilWire
 
 /// The embedded store: one SQLite file in WAL mode, through GRDB.
@@ -509,7 +510,7 @@ public final class SQLiteEventStore: EventStore {
                     values.append(level.databaseValue)
                     values.append(json.databaseValue)
                 }
-                try insert.execute(arguments: StatementArguments(values))
+                try insert.executeBinding(values)
                 inserted += Int64(db.changesCount)
                 start += count
             }

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import Synchronization
 import VigilCore
+import VigilSQLite
 import VigilWire
 
 /// The agent's durable queue between the sensors and the shipper, in one SQLite file (WAL).
@@ -339,6 +340,15 @@ public final class Spool: Sendable {
         }
     }
 
+    /// Rows per INSERT statement in `append`.
+    static let appendChunk = 64
+    static let appendChunkSQL = appendSQL(rows: appendChunk)
+
+    static func appendSQL(rows: Int) -> String {
+        "INSERT INTO events (seq, type, priority, data) VALUES "
+            + repeatElement("(?, ?, ?, ?)", count: rows).joined(separator: ", ")
+    }
+
     /// Numbers and stores events. Returns them with their seqs. Seqs are strictly increasing
     /// across calls and restarts.
     ///
@@ -355,15 +365,30 @@ public final class Spool: Sendable {
         return try queue.write { db in
             var next = try Self.integer(db, "next_seq")
             let committed = next
-            let insert = try db.makeStatement(sql: "INSERT INTO events (seq, type, priority, data) VALUES (?, ?, ?, ?)")
             var numbered: [Event] = []
             numbered.reserveCapacity(events.count)
             var added: Int64 = 0
+            // Rows go in `appendChunk` to a statement: per-statement overhead, not per row.
+            var values: [DatabaseValue] = []
+            values.reserveCapacity(4 * min(events.count, Self.appendChunk))
+            func flush() throws {
+                let rows = values.count / 4
+                guard rows > 0 else { return }
+                let insert = try db.cachedStatement(
+                    sql: rows == Self.appendChunk ? Self.appendChunkSQL : Self.appendSQL(rows: rows)
+                )
+                try insert.executeBinding(values)
+                values.removeAll(keepingCapacity: true)
+            }
             func store(_ event: Event) throws -> Event {
                 var event = event
                 event.seq = UInt64(next)
                 let data = try EventCodec.encode(event)
-                try insert.execute(arguments: [next, event.type.rawValue, Self.priority(of: event), Data(data)])
+                values.append(next.databaseValue)
+                values.append(event.type.rawValue.databaseValue)
+                values.append(Self.priority(of: event).databaseValue)
+                values.append(Data(data).databaseValue)
+                if values.count == 4 * Self.appendChunk { try flush() }
                 added += Int64(data.count)
                 numbered.append(event)
                 next += 1
@@ -375,6 +400,7 @@ public final class Spool: Sendable {
                     _ = try store(derived)
                 }
             }
+            try flush()
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_seq'", arguments: [next])
             // Seqs up to `next - 1` are handed out: the anchor must say so before they commit.
             try anchor.withLock { anchor in

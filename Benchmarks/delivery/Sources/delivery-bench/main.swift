@@ -130,51 +130,64 @@ var bodyBytes = 0
 var idleWaits = 0
 var retries = 0
 var roundTrips: [Double] = []
+/// CPU seconds this process has used (user + system), every thread.
+func processCPUSeconds() -> Double {
+    var usage = rusage()
+    getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+    return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+        + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+}
+
 let producer = Producer()
+let cpuStart = processCPUSeconds()
 let start = ContinuousClock.now
 producer.start(spool, events, chunk: options.appendChunk, from: start)
 var delivered = 0
-var window = DeliveryWindow(capacity: options.inFlight)
-while delivered < events.count {
-    let sending = try window.fill(ahead: true, timeout: nil) { after in
-        try spool.nextBatch(after: after, maxEvents: options.batch, maxBytes: 1 << 20) {
-            encoded,
-            firstSeq,
-            batchSeq,
-            prev in
-            try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+// A local, not a global of this file: its async mutating calls stay off the main actor.
+do {
+    var window = DeliveryWindow(capacity: options.inFlight)
+    while delivered < events.count {
+        let sending = try window.fill(ahead: true, timeout: nil) { after in
+            try spool.nextBatch(after: after, maxEvents: options.batch, maxBytes: 1 << 20) {
+                encoded,
+                firstSeq,
+                batchSeq,
+                prev in
+                try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+            }
+        } send: { bytes, previous, timeout in
+            await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
         }
-    } send: { bytes, previous, timeout in
-        await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
-    }
-    guard sending else {
-        idleWaits += 1
-        try await Task.sleep(for: .milliseconds(1))
-        continue
-    }
-    let (batch, outcome, roundTrip) = await window.answer()
-    switch outcome {
-    case .stored:
-        roundTrips.append(seconds(roundTrip))
-        try spool.acknowledge(batch)
-        delivered += batch.eventCount
-        bodyBytes += batch.bytes.count
-        batchSizes.append(batch.eventCount)
-        if options.dictionary { sent.append(batch.bytes) }
-    case .rateLimited(let after):
-        retries += 1
-        try await Task.sleep(for: after)
-    case .retry(let reason):
-        retries += 1
-        FileHandle.standardError.write(Data("delivery-bench: retrying batch \(batch.batchSeq): \(reason)\n".utf8))
-        try await Task.sleep(for: .milliseconds(100))
-    case .unknownAgent:
-        fail("the collector does not know the agent")
-    case .refused(let status, let error, let message):
-        fail("batch \(batch.batchSeq) refused: \(status) \(error) \(message)")
+        guard sending else {
+            idleWaits += 1
+            try await Task.sleep(for: .milliseconds(1))
+            continue
+        }
+        let (batch, outcome, roundTrip) = await window.answer()
+        switch outcome {
+        case .stored:
+            roundTrips.append(seconds(roundTrip))
+            try spool.acknowledge(batch)
+            delivered += batch.eventCount
+            bodyBytes += batch.bytes.count
+            batchSizes.append(batch.eventCount)
+            if options.dictionary { sent.append(batch.bytes) }
+        case .rateLimited(let after):
+            retries += 1
+            try await Task.sleep(for: after)
+        case .retry(let reason):
+            retries += 1
+            FileHandle.standardError.write(Data("delivery-bench: retrying batch \(batch.batchSeq): \(reason)\n".utf8))
+            try await Task.sleep(for: .milliseconds(100))
+        case .unknownAgent:
+            fail("the collector does not know the agent")
+        case .refused(let status, let error, let message):
+            fail("batch \(batch.batchSeq) refused: \(status) \(error) \(message)")
+        }
     }
 }
 let wall = seconds(ContinuousClock.now - start)
+let cpu = processCPUSeconds() - cpuStart
 let appendSeconds = producer.done.withLock { $0 } ?? wall
 try await http.shutdown().get()
 
@@ -203,6 +216,7 @@ var result: [String: Any] = [
     "round_trip_p99_ms": percentile(0.99) * 1000,
     "agent_id": identity.agentId,
     "in_flight": options.inFlight,
+    "cpu_s": cpu,
 ]
 if options.dictionary {
     result["dictionary"] = try dictionaryGain(sent: sent, events: events)
