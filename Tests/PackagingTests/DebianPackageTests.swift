@@ -225,8 +225,26 @@ actor Packaging {
     /// `packaging/build-deb --configuration debug --no-build --revision 1 --revision 2`: relinks the
     /// suite's debug build with the static Swift runtime and packages it as revision 1 and as
     /// revision 2 (the upgrade).
+    ///
+    /// With `VIGIL_TEST_PACKAGES=DIR`, the packages in DIR are tested instead, as they are: what
+    /// `packaging/build-deb --revision 1 --revision 2 --out DIR` made from a release build.
     func packages() async throws -> Debs {
         if let built { return built }
+        let upstream = try String(contentsOfFile: Packaging.repoRoot + "/VERSION", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        if let given = ProcessInfo.processInfo.environment["VIGIL_TEST_PACKAGES"], !given.isEmpty {
+            let debs = Debs(directory: given, upstreamVersion: upstream, upgradeVersion: upstream + "-2")
+            let revisions = ["-1_amd64.deb", "-2_amd64.deb"].flatMap { suffix in
+                ["vigil_", "vigil-collector_"].map { "\(given)/\($0)\(upstream)\(suffix)" }
+            }
+            for path in revisions where !FileManager.default.fileExists(atPath: path) {
+                throw PackagingError(
+                    "VIGIL_TEST_PACKAGES=\(given): \(path) is missing (build-deb --revision 1 --revision 2)"
+                )
+            }
+            built = debs
+            return debs
+        }
         // One fixed place, emptied first, so that runs do not pile up hundreds of MB in /tmp.
         let directory = NSTemporaryDirectory() + "vigil-packaging-debs"
         TemporaryDirectory.removeTree(directory)
@@ -241,8 +259,6 @@ actor Packaging {
         guard result.status == 0 else {
             throw PackagingError("build-deb failed:\n\(result.stdout)\(result.stderr)")
         }
-        let upstream = try String(contentsOfFile: Packaging.repoRoot + "/VERSION", encoding: .utf8)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
         let debs = Debs(directory: directory, upstreamVersion: upstream, upgradeVersion: upstream + "-2")
         built = debs
         return debs
