@@ -634,19 +634,12 @@ public final class Agent: Service {
             // while a key rotation waits (it needs nothing in flight).
             let sending = try window.fill(ahead: drainDeadline == nil && !rotator.waiting(), timeout: timeout) {
                 after in
-                try spool.nextBatch(after: after, maxEvents: shipping.batchMaxEvents, maxBytes: shipping.batchMaxBytes)
-                {
-                    encoded,
-                    firstSeq,
-                    batchSeq,
-                    prev in
-                    try sealer.seal(
-                        encodedEvents: encoded,
-                        firstSeq: firstSeq,
-                        batchSeq: batchSeq,
-                        prevHeaderHash: prev
-                    )
-                }
+                try spool.nextBatch(
+                    after: after,
+                    maxEvents: shipping.batchMaxEvents,
+                    maxBytes: shipping.batchMaxBytes,
+                    sealer: sealer
+                )
             } send: { bytes, previous, timeout in
                 await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
             }

@@ -294,7 +294,6 @@ public struct DeliveryWindow {
     }
 
     public var isEmpty: Bool { sent.isEmpty }
-    public var count: Int { sent.count }
 
     /// Sends the oldest batch when none is in flight; then, with `ahead`, further batches while
     /// fewer than `capacity` are in flight and the newest one left events waiting behind it.

@@ -70,24 +70,22 @@ public enum CollectorHTTP {
 
         router.post("/v1/batches") { request, context -> Response in
             let body: ByteBuffer
+            var previousInFlight: UInt64? = nil
             do {
                 body = try await collectBody(request, limit: maxBatch)
+                if let value = request.headers[previousBatchHeader] {
+                    guard let number = UInt64(value) else {
+                        throw CollectorError(
+                            .badRequest,
+                            "\(previousBatchHeader) must be a batch number (decimal), not '\(value.prefix(40))'"
+                        )
+                    }
+                    previousInFlight = number
+                }
             } catch let error as CollectorError {
                 collector.metrics.batchReceived()
                 collector.metrics.batchRefused(error.code)
                 throw error
-            }
-            var previousInFlight: UInt64? = nil
-            if let value = request.headers[previousBatchHeader] {
-                guard let number = UInt64(value) else {
-                    collector.metrics.batchReceived()
-                    collector.metrics.batchRefused(.badRequest)
-                    throw CollectorError(
-                        .badRequest,
-                        "\(previousBatchHeader) must be a batch number (decimal), not '\(value.prefix(40))'"
-                    )
-                }
-                previousInFlight = number
             }
             let response = try await collector.receive(batch: Array(buffer: body), previousInFlight: previousInFlight)
             return try json(response)

@@ -220,7 +220,7 @@ public final class Spool: Sendable {
         var next = try integer(db, "next_seq")
         var nextBatch = try integer(db, "next_batch_seq")
         var prev = try blob(db, "prev_header_hash")
-        var sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+        var sealedThrough = try Self.sealedThrough(db)
         var gap: GapRecord? = nil
         if let saved {
             let lostSeqs = next < saved.nextSeq
@@ -436,7 +436,7 @@ public final class Spool: Sendable {
     /// sealed batch is touched, so ranges never overlap and the sum holds for every record.
     private func shed(_ db: Database, bytes: Int64) throws {
         var need = bytes - Int64(limits.shedTarget)
-        let sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+        let sealedThrough = try Self.sealedThrough(db)
         let floor = max(sealedThrough, try Self.integer(db, "shed_floor"))
         var dropped: [Int64] = []
         var counts: [String: UInt64] = [:]
@@ -559,7 +559,7 @@ public final class Spool: Sendable {
                 )
             }
             // Every sealed batch left is at or before `after` (in flight): seal what follows them.
-            let sealedThrough = try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+            let sealedThrough = try Self.sealedThrough(db)
             let rows = try Row.fetchCursor(
                 db,
                 sql: "SELECT seq, data FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -627,8 +627,26 @@ public final class Spool: Sendable {
         }
     }
 
+    /// The last seq in a sealed batch still in the outbox; 0 when it is empty.
+    private static func sealedThrough(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT coalesce(max(last_seq), 0) FROM outbox") ?? 0
+    }
+
     private static func hasEvents(_ db: Database, after seq: Int64) throws -> Bool {
         try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM events WHERE seq > ?)", arguments: [seq]) ?? false
+    }
+
+    /// `nextBatch(after:maxEvents:maxBytes:seal:)`, sealed by `sealer` (protobuf, zstd, Ed25519,
+    /// hash chain): what the agent's shipper does.
+    public func nextBatch(
+        after: UInt64? = nil,
+        maxEvents: Int,
+        maxBytes: Int,
+        sealer: BatchSealer
+    ) throws -> PendingBatch? {
+        try nextBatch(after: after, maxEvents: maxEvents, maxBytes: maxBytes) { encoded, firstSeq, batchSeq, prev in
+            try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
+        }
     }
 
     /// The collector stored `batch`: forget it and its events.

@@ -20,10 +20,17 @@ struct SpoolTests {
     }
 
     func next(_ spool: Spool, after: UInt64? = nil, max: Int = 100) throws -> Spool.PendingBatch? {
-        let sealer = BatchSealer(identity: identity)
-        return try spool.nextBatch(after: after, maxEvents: max, maxBytes: 1 << 20) { encoded, first, batchSeq, prev in
-            try sealer.seal(encodedEvents: encoded, firstSeq: first, batchSeq: batchSeq, prevHeaderHash: prev)
-        }
+        try spool.nextBatch(after: after, maxEvents: max, maxBytes: 1 << 20, sealer: BatchSealer(identity: identity))
+    }
+
+    /// Overwrites a sealed batch in the outbox (with the sqlite3 CLI, behind the spool's back):
+    /// the row stays and the database checks out, but the batch no longer parses.
+    func damageOutboxBatch(_ batchSeq: Int) async throws {
+        let damage = try await runCommand(
+            "/usr/bin/sqlite3",
+            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = \(batchSeq)"]
+        )
+        #expect(damage.status == 0, "\(damage.stderr)")
     }
 
     @Test("seqs increase strictly across reopen")
@@ -314,12 +321,7 @@ struct SpoolTests {
         let first = try #require(try next(spool!, max: 3))
         #expect(first.batchSeq == 1)
         spool = nil
-        // The row stays, the database checks out, but the batch no longer parses.
-        let damage = try await runCommand(
-            "/usr/bin/sqlite3",
-            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = 1"]
-        )
-        #expect(damage.status == 0, "\(damage.stderr)")
+        try await damageOutboxBatch(1)
 
         let reopened = try Spool(path: path)
         #expect(reopened.recovery?.message.contains("sealed batch 1 was damaged on disk and dropped") == true)
@@ -389,11 +391,7 @@ extension SpoolTests {
         let second = try #require(try next(spool!, after: first.batchSeq, max: 3))
         #expect(second.batchSeq == 2)
         spool = nil
-        let damage = try await runCommand(
-            "/usr/bin/sqlite3",
-            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = 1"]
-        )
-        #expect(damage.status == 0, "\(damage.stderr)")
+        try await damageOutboxBatch(1)
 
         let reopened = try Spool(path: path)
         let message = reopened.recovery?.message ?? ""

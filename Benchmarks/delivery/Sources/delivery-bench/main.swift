@@ -148,13 +148,7 @@ do {
     var window = DeliveryWindow(capacity: options.inFlight)
     while delivered < events.count {
         let sending = try window.fill(ahead: true, timeout: nil) { after in
-            try spool.nextBatch(after: after, maxEvents: options.batch, maxBytes: 1 << 20) {
-                encoded,
-                firstSeq,
-                batchSeq,
-                prev in
-                try sealer.seal(encodedEvents: encoded, firstSeq: firstSeq, batchSeq: batchSeq, prevHeaderHash: prev)
-            }
+            try spool.nextBatch(after: after, maxEvents: options.batch, maxBytes: 1 << 20, sealer: sealer)
         } send: { bytes, previous, timeout in
             await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
         }
