@@ -401,25 +401,25 @@ public enum BatchOpener {
                 throw WireError(.malformedEvent, "event at body offset \(offset) runs past the end of the body")
             }
             let end = offset + Int(length)
-            let message: Vigil_V1_Event
-            do {
-                // In place: no copy of each event's bytes.
-                message = try raw.withUnsafeBytes { buffer in
-                    try Vigil_V1_Event(serializedBytes: UnsafeRawBufferPointer(rebasing: buffer[offset..<end]).bytes)
+            // In place: no copy of each event's bytes. The direct reader takes what writers of
+            // the schema write; anything else goes through SwiftProtobuf, which reads it or says
+            // what is wrong with it.
+            let index = events.count
+            let read = try raw.withUnsafeBytes { buffer in
+                Result { () throws(WireError) in
+                    try EventCodec.read(UnsafeRawBufferPointer(rebasing: buffer[offset..<end]), index: index)
                 }
-            } catch {
-                throw WireError(.malformedEvent, "event \(events.count) is not valid vigil.v1.Event protobuf: \(error)")
-            }
+            }.get()
             let expectedSeq = batch.header.firstSeq &+ UInt64(events.count)
-            var event = try EventCodec.event(from: message)
+            var event = read.event
             if implied {
-                guard message.timeUnixNano == 0 else {
+                guard read.timeUnixNano == 0 else {
                     throw WireError(.malformedEvent, "event \(events.count) carries time_unix_nano in a format 2 body")
                 }
-                if message.seq == 0 { event.seq = expectedSeq }
-                previousTime &+= message.timeDeltaNano
+                if event.seq == 0 { event.seq = expectedSeq }
+                previousTime &+= read.timeDeltaNano
                 event.time = Timestamp(nanosecondsSinceEpoch: previousTime)
-            } else if message.timeDeltaNano != 0 {
+            } else if read.timeDeltaNano != 0 {
                 throw WireError(.malformedEvent, "event \(events.count) carries time_delta_nano in a format 1 body")
             }
             guard event.seq == expectedSeq else {

@@ -12,6 +12,31 @@ public enum EventCodec {
 
     /// Parses one event from protobuf bytes.
     public static func decode<Bytes: SwiftProtobufContiguousBytes>(_ bytes: Bytes) throws(WireError) -> Event {
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(WireError) in try Self.read(buffer, index: nil).event }
+        }.get()
+    }
+
+    /// Parses one event: directly into the model when `EventReader` can, else through the
+    /// generated message (the same result, or the error that says what is wrong).
+    static func read(_ bytes: UnsafeRawBufferPointer, index: Int?) throws(WireError) -> EventReader.Read {
+        if let read = EventReader.read(bytes) { return read }
+        let message: Vigil_V1_Event
+        do {
+            message = try Vigil_V1_Event(serializedBytes: bytes.bytes)
+        } catch {
+            let which = index.map { "event \($0)" } ?? "event"
+            throw WireError(.malformedEvent, "\(which) is not valid vigil.v1.Event protobuf: \(error)")
+        }
+        return EventReader.Read(
+            event: try event(from: message),
+            timeUnixNano: message.timeUnixNano,
+            timeDeltaNano: message.timeDeltaNano
+        )
+    }
+
+    /// Parses one event through the generated message only (what `decode` must agree with).
+    public static func decodeWithSwiftProtobuf(_ bytes: [UInt8]) throws(WireError) -> Event {
         let message: Vigil_V1_Event
         do {
             message = try Vigil_V1_Event(serializedBytes: bytes)

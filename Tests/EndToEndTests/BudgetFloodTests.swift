@@ -186,7 +186,28 @@ struct BudgetFloodTests {
             }
             return Set(droppers).isSubset(of: Set(alerts))
         }
-        #expect(alerted, "alerts were shed; agent log:\n\(agent.stderr.suffix(3000))")
+        if !alerted {
+            // Which droppers, and what the agent said it lost on the way (a full queue in the
+            // file sensor, the kernel's inotify queue): the difference between a shed alert and
+            // an event lost before the policy saw it.
+            let alerts = try await vigilctl(base, ["--type", "alert", "--rule", ruleId]).count
+            let seen = try await vigilctl(base, ["--type", "file"]).compactMap {
+                ($0["file"] as? [String: Any])?["TargetFilename"] as? String
+            }
+            let missing = droppers.filter { !seen.contains($0) }
+            var losses: [String] = []
+            for kind in ["queue_drop", "inotify_overflow", "shed"] {
+                losses.append("\(kind): \(try await health(base, kind: kind).last.map { counters($0) } ?? [:])")
+            }
+            Issue.record(
+                """
+                alerts were shed: \(alerts) of \(droppers.count) arrived; droppers without any file event: \(missing)
+                agent losses: \(losses.joined(separator: "; "))
+                agent log:
+                \(agent.stderr.suffix(3000))
+                """
+            )
+        }
 
         // After the flood the ladder comes all the way down, and collection is full again:
         // a new file is shipped with its hash.

@@ -4,7 +4,8 @@ import SwiftProtobuf
 import Testing
 import VigilCore
 import VigilSensors
-import VigilWire
+
+@testable import VigilWire
 
 /// A deterministic source of varied events: every optional field present or not, empty and
 /// non-ASCII strings, negative and extreme numbers. With `exact`, only events the model and the
@@ -166,6 +167,77 @@ struct WireFormatTests {
                 #expect(ours == reference, "event \(event)")
                 if exact { #expect(try EventCodec.decode(ours) == event) }
             }
+        }
+    }
+
+    /// Both readings of `bytes`: the event, or nil where the reading refused them.
+    private func bothReadings(_ bytes: [UInt8]) -> (direct: Event?, reference: Event?) {
+        (try? EventCodec.decode(bytes), try? EventCodec.decodeWithSwiftProtobuf(bytes))
+    }
+
+    @Test("the direct event reader reads every file, process and flow event the writer writes, as SwiftProtobuf does")
+    func readerMatchesSwiftProtobuf() throws {
+        for exact in [true, false] {
+            var variety = Variety(state: 11, exact: exact)
+            let events = Fixtures.events() + (1...3000).map { _ in variety.event(seq: variety.number()) }
+            for event in events {
+                let bytes = try EventCodec.encode(event)
+                let reference = try EventCodec.decodeWithSwiftProtobuf(bytes)
+                switch event.payload {
+                case .file, .process, .flow:
+                    // Taken by the direct reader, not handed on to SwiftProtobuf.
+                    let direct = bytes.withUnsafeBytes { EventReader.read($0) }
+                    #expect(direct?.event == reference, "event \(event)")
+                    #expect(direct?.timeUnixNano == event.time.nanosecondsSinceEpoch)
+                case .alert, .health, .gap:
+                    #expect(bytes.withUnsafeBytes { EventReader.read($0) } == nil)
+                }
+                #expect(try EventCodec.decode(bytes) == reference)
+                if exact { #expect(reference == event) }
+            }
+        }
+    }
+
+    @Test("on bytes other writers may send the direct reader gives way, and the result is SwiftProtobuf's")
+    func readerGivesWay() throws {
+        let events = Fixtures.events()
+        let file = try #require(events.first { if case .file = $0.payload { true } else { false } })
+        let process = try #require(events.first { if case .process = $0.payload { true } else { false } })
+        let fileBytes = try EventCodec.encode(file)
+        let processPayload: [UInt8] = try EventCodec.message(from: process).process.serializedBytes()
+        let secondPayload = [0x5a] + Varint.bytes(UInt64(processPayload.count)) + processPayload
+        let cases: [(String, [UInt8])] = [
+            ("seq written twice (the last wins)", fileBytes + [0x08, 0x05]),
+            ("an unknown field", fileBytes + [0xf8, 0x06, 0x01]),
+            ("two payloads (the oneof's last wins)", fileBytes + secondPayload),
+            ("a payload message merged from two parts", fileBytes + [0x52, 0x02, 0x30, 0x07]),
+            ("a uint32 past its range", [0x52, 0x07, 0x08, 0x01, 0x30, 0x80, 0x80, 0x80, 0x80, 0x10]),
+            ("a bool written as 2", [0x52, 0x04, 0x08, 0x01, 0x20, 0x02]),
+            ("an exit code not sign-extended", [0x5a, 0x09, 0x08, 0x03, 0x98, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f]),
+            ("invalid UTF-8 in a path", [0x52, 0x05, 0x08, 0x01, 0x12, 0x01, 0xff]),
+            ("an unspecified action", [0x52, 0x02, 0x12, 0x00]),
+            ("a truncated payload", Array(fileBytes.dropLast())),
+            ("a group wire type", fileBytes + [0x0b]),
+            ("no payload", [0x08, 0x01]),
+        ]
+        for (what, bytes) in cases {
+            #expect(bytes.withUnsafeBytes { EventReader.read($0) } == nil, "\(what): read directly")
+            let (direct, reference) = bothReadings(bytes)
+            #expect(direct == reference, "\(what): \(String(describing: direct)) vs \(String(describing: reference))")
+        }
+        // And every damage of a real event reads the same both ways.
+        var variety = Variety(state: 23, exact: false)
+        for _ in 1...4000 {
+            var bytes = try EventCodec.encode(variety.event(seq: variety.number()))
+            switch variety.next() % 3 {
+            case 0:
+                bytes[Int(variety.next() % UInt64(bytes.count))] ^= UInt8(truncatingIfNeeded: 1 + variety.next() % 255)
+            case 1: bytes.removeLast(Int(variety.next() % UInt64(bytes.count)))
+            default:
+                bytes.insert(UInt8(truncatingIfNeeded: variety.next()), at: Int(variety.next() % UInt64(bytes.count)))
+            }
+            let (direct, reference) = bothReadings(bytes)
+            #expect(direct == reference, "\(bytes): \(String(describing: direct)) vs \(String(describing: reference))")
         }
     }
 
@@ -338,5 +410,14 @@ struct WireFormatTests {
         #expect { try BatchOpener.parse(batch.serialized()) } throws: {
             ($0 as? WireError)?.code == .unsupportedVersion
         }
+    }
+}
+
+extension Varint {
+    /// `value` as a varint on its own.
+    static func bytes(_ value: UInt64) -> [UInt8] {
+        var out: [UInt8] = []
+        append(value, to: &out)
+        return out
     }
 }

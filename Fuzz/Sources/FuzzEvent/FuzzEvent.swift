@@ -4,7 +4,8 @@ import VigilWire
 
 /// One serialized `vigil.v1.Event`, as found inside a batch body and in the agent's spool.
 ///
-/// Invariant: an event that decodes encodes again, and that encoding decodes to the same event
+/// Invariants: the direct reader and SwiftProtobuf agree on every input (the same event, or both
+/// refuse it); an event that decodes encodes again, and that encoding decodes to the same event
 /// (what the collector stores is what the agent meant).
 enum EventTarget: FuzzTarget {
     static func seeds() throws -> [[UInt8]] {
@@ -12,7 +13,13 @@ enum EventTarget: FuzzTarget {
     }
 
     static func test(_ input: [UInt8]) {
-        guard let event = try? EventCodec.decode(input) else { return }
+        let direct = try? EventCodec.decode(input)
+        let reference = try? EventCodec.decodeWithSwiftProtobuf(input)
+        FuzzCheck.require(
+            direct == reference,
+            "the direct reader and SwiftProtobuf disagree: \(String(describing: direct)) vs \(String(describing: reference))"
+        )
+        guard let event = direct else { return }
         guard let bytes = try? EventCodec.encode(event) else {
             FuzzCheck.require(false, "a decoded event does not encode: \(event)")
             return
