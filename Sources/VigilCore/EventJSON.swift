@@ -1,9 +1,10 @@
 extension Event {
-    /// The event as `JSONEncoder` with `.sortedKeys` writes it, byte for byte (keys in UTF-8
-    /// order, absent optionals left out, `/` escaped as `\/`, doubles as Swift prints them
-    /// without a trailing `.0`), written directly instead of through `Codable`: the collector
-    /// stores every event it receives in this form, and `JSONEncoder` was half of its CPU.
-    /// `JSONDecoder` reads it back into an equal event.
+    /// The event as `JSONEncoder` with `.sortedKeys` and `.withoutEscapingSlashes` writes it,
+    /// byte for byte (keys in UTF-8 order, absent optionals left out, `/` as it is, doubles as
+    /// Swift prints them without a trailing `.0`), written directly instead of through
+    /// `Codable`: the collector stores every event it receives in this form, and `JSONEncoder`
+    /// was half of its CPU. `JSONDecoder` reads it back into an equal event (and reads rows
+    /// stored before slashes were left unescaped alike).
     public var sortedKeysJSON: String {
         var writer = SortedKeysJSONWriter()
         writer.bytes.reserveCapacity(512)
@@ -13,7 +14,8 @@ extension Event {
 }
 
 /// Writes `Event` JSON with the keys of the `Codable` conformances (Event.swift), each
-/// object's keys in the order `JSONEncoder`'s `.sortedKeys` puts them (by their UTF-8 bytes).
+/// object's keys in the order `JSONEncoder`'s `.sortedKeys` puts them (by their UTF-8 bytes),
+/// strings as `.withoutEscapingSlashes` writes them.
 /// The tests compare it with `JSONEncoder` on every kind of event and on hostile strings.
 struct SortedKeysJSONWriter {
     var bytes: [UInt8] = []
@@ -294,9 +296,10 @@ struct SortedKeysJSONWriter {
         nibble < 10 ? UInt8(ascii: "0") &+ nibble : UInt8(ascii: "a") &+ nibble &- 10
     }
 
-    /// A JSON string as `JSONEncoder` writes it: `"`, `\` and `/` escaped with a backslash,
-    /// backspace, form feed, line feed, carriage return and tab as `\b` `\f` `\n` `\r` `\t`,
-    /// other control characters as `\u00xx` (lower-case hex), everything else as it is.
+    /// A JSON string as `JSONEncoder` with `.withoutEscapingSlashes` writes it: `"` and `\`
+    /// escaped with a backslash, backspace, form feed, line feed, carriage return and tab as
+    /// `\b` `\f` `\n` `\r` `\t`, other control characters as `\u00xx` (lower-case hex),
+    /// everything else as it is. Most strings need no escape and are copied in one piece.
     private mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
         var value = value
@@ -304,14 +307,12 @@ struct SortedKeysJSONWriter {
             var start = 0
             for index in 0..<utf8.count {
                 let byte = utf8[index]
-                guard
-                    byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/")
-                else { continue }
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
                 if start < index { bytes += UnsafeBufferPointer(rebasing: utf8[start..<index]) }
                 start = index + 1
                 bytes.append(UInt8(ascii: "\\"))
                 switch byte {
-                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): bytes.append(byte)
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"): bytes.append(byte)
                 case 0x08: bytes.append(UInt8(ascii: "b"))
                 case 0x0C: bytes.append(UInt8(ascii: "f"))
                 case 0x0A: bytes.append(UInt8(ascii: "n"))

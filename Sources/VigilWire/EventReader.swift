@@ -412,10 +412,21 @@ enum EventReader {
             return UnsafeRawBufferPointer(rebasing: base[start..<offset])
         }
 
+        /// A string field: ASCII (paths, addresses, names: nearly all of them) is checked eight
+        /// bytes at a time; anything else is validated as UTF-8.
         @inline(__always)
         mutating func string() -> String? {
             guard let bytes = lengthDelimited() else { return nil }
-            return String(validating: bytes.assumingMemoryBound(to: UInt8.self), as: UTF8.self)
+            let utf8 = bytes.assumingMemoryBound(to: UInt8.self)
+            var i = 0
+            while i + 8 <= bytes.count,
+                bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+            {
+                i += 8
+            }
+            while i < bytes.count, utf8[i] < 0x80 { i += 1 }
+            if i == bytes.count { return String(decoding: utf8, as: UTF8.self) }
+            return String(validating: utf8, as: UTF8.self)
         }
     }
 }
