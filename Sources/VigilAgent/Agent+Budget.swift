@@ -33,17 +33,29 @@ extension Agent {
         public let logger: Logger
     }
 
+    /// How long after start-up, and after the ladder is back at full, the agent hands back the
+    /// pages it no longer uses (`ResidentMemory.release`).
+    static let memoryReleaseDelay = Duration.seconds(10)
+
     /// The self-watchdog: samples `/proc/self` every `sample_interval_ms`, moves the shed ladder,
     /// applies its level to the sensors, and reports every level change and what was shed.
+    /// Once start-up is over, and again once a flood is (back at full collection), the pages
+    /// that only they needed go back to the kernel.
     func budgetLoop(governor: BudgetGovernor, fileSensor: FileSensor, flowSensor: FlowSensor?, logger: Logger) async {
         let interval = Duration.milliseconds(governor.budget.sampleIntervalMilliseconds)
         var lastShedReport = ContinuousClock.now
+        var releaseAt: ContinuousClock.Instant? = clockOrigin + Self.memoryReleaseDelay
         while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
             try? await Task.sleep(for: interval)
             let now = ContinuousClock.now
             var report: [Event] = []
+            if let due = releaseAt, now >= due {
+                releaseAt = nil
+                releaseMemory(logger: logger)
+            }
             if let usage = ProcessUsage.current(), let transition = governor.observe(usage, at: now - clockOrigin) {
                 let level = transition.to
+                if level == .full { releaseAt = now + Self.memoryReleaseDelay }
                 fileSensor.setHashingPaused(level.pausesHashing)
                 flowSensor?.setCaptureMode(
                     level.pausesLowPrioritySensor ? .paused : level.reducesCapture ? .reduced : .full
@@ -72,5 +84,18 @@ extension Agent {
         if let shed = governor.shedReport(hashesShedTotal: fileSensor.statistics.hashesShed) {
             pending.withLock { $0.events.append(shed) }
         }
+    }
+
+    /// `ResidentMemory.release()`, logged with the resident size before and after.
+    func releaseMemory(logger: Logger) {
+        let before = ProcessUsage.current()?.residentBytes ?? 0
+        let release = ResidentMemory.release()
+        let after = ProcessUsage.current()?.residentBytes ?? 0
+        var metadata: Logger.Metadata = [
+            "rss_before_kib": "\(before / 1024)", "rss_after_kib": "\(after / 1024)",
+            "mappings": "\(release.mappings)",
+        ]
+        if release.refusedErrno != 0 { metadata["madvise_errno"] = "\(release.refusedErrno)" }
+        logger.info("released pages no longer in use", metadata: metadata)
     }
 }

@@ -22,6 +22,11 @@ enum GNULibC {
     /// `int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)`.
     static let fanotifyMark: FanotifyMarkFunction? = resolve("fanotify_mark")
 
+    typealias MallocTrimFunction = @convention(c) (Int) -> Int32
+
+    /// `int malloc_trim(size_t pad)` (`<malloc.h>`, outside Glibc's module map), glibc since 2.0.
+    static let mallocTrim: MallocTrimFunction? = resolve("malloc_trim")
+
     typealias OpenByHandleFunction = @convention(c) (Int32, UnsafeMutableRawPointer, Int32) -> Int32
 
     /// `int open_by_handle_at(int mount_fd, struct file_handle *handle, int flags)` (`_GNU_SOURCE`).
