@@ -192,6 +192,12 @@ public final class Agent: Service {
         governorBox.withLock { $0 = governor }
         pending.withLock { $0.events.append(contentsOf: prepared.startupHealth) }
         let sensor = prepared.fileSensor
+        // Alerts are shed last: a full file-sensor queue drops events no alerting rule matches
+        // first (asked only of events about to be dropped; rate limits are not consulted).
+        sensor.keepWhenFull { event in
+            self.policy.withLock { $0 }?.matchingRules(EventFields(event)).contains { $0.vigil.action == .alert }
+                ?? false
+        }
         try sensor.start()
         let flowSensor = prepared.flowSensor
         if let flowSensor {

@@ -21,12 +21,14 @@ final class EventEmitter {
     /// Names the process of each change, when fanotify is available.
     private let attribution: FileAttribution?
 
-    /// Health events the stream refused (full); retried before anything else.
+    /// Health events the stream refused (full), and file events a rule would alert on
+    /// (`keepWhenFull`); retried before anything else.
     private var pendingHealth: [Event] = []
     private var reportedDrops: UInt64 = 0
     private var nextDropReport = ContinuousClock.now
     private static let dropReportInterval = Duration.seconds(1)
-    private static let maxPendingHealth = 32
+    /// Held-back events (health, and file events a rule would alert on) at most.
+    private static let maxPendingKept = 1024
     /// Events prepared before being yielded together.
     private static let chunk = 1024
     private static let chunkTime = Duration.milliseconds(10)
@@ -134,7 +136,12 @@ final class EventEmitter {
         case .enqueued:
             counters.events.add(1, ordering: .relaxed)
         case .dropped:
-            counters.streamDrops.add(1, ordering: .relaxed)
+            // A rule would alert on it: held back with the health events and retried first.
+            if pendingHealth.count < Self.maxPendingKept, let keep = shared.keepWhenFull.withLock({ $0 }), keep(event) {
+                pendingHealth.append(event)
+            } else {
+                counters.streamDrops.add(1, ordering: .relaxed)
+            }
         case .terminated:
             break
         @unknown default:
@@ -145,7 +152,7 @@ final class EventEmitter {
     private func yieldHealth(_ event: Event) {
         if pendingHealth.isEmpty, case .enqueued = continuation.yield(event) { return }
         pendingHealth.append(event)
-        if pendingHealth.count > Self.maxPendingHealth { pendingHealth.removeFirst() }
+        if pendingHealth.count > Self.maxPendingKept { pendingHealth.removeFirst() }
         flushHealthAndDrops()
     }
 
@@ -154,6 +161,7 @@ final class EventEmitter {
         while let first = pendingHealth.first {
             guard case .enqueued = continuation.yield(first) else { return }
             pendingHealth.removeFirst()
+            if case .file = first.payload { counters.events.add(1, ordering: .relaxed) }
         }
         let total = counters.queueDrops
         guard total > reportedDrops else { return }

@@ -259,6 +259,14 @@ public final class FileSensor: Sendable {
         }
     }
 
+    /// Tells the sensor which file events to keep when a queue is full: `predicate` (a rule
+    /// would alert on the event, say) is asked only for events that would otherwise be dropped,
+    /// and those it keeps get in past the bound (an eighth more at the stage queue; up to 1,024
+    /// held back and retried at the `events` stream). Nil: drop by arrival only.
+    public func keepWhenFull(_ predicate: (@Sendable (Event) -> Bool)?) {
+        shared.keepWhenFull.withLock { $0 = predicate }
+    }
+
     /// Pauses or resumes content hashing (the agent's self-watchdog sheds it under load):
     /// while paused, events that would be hashed carry `hashSkipped = "shed"`.
     public func setHashingPaused(_ paused: Bool) {
@@ -305,6 +313,8 @@ final class SensorShared: Sendable {
     let suspendRequested = Atomic<Bool>(false)
     let suspended = Atomic<Bool>(false)
     let hashingPaused = Atomic<Bool>(false)
+    /// Says which file events must not be dropped at a full queue (`FileSensor.keepWhenFull`).
+    let keepWhenFull = Mutex<(@Sendable (Event) -> Bool)?>(nil)
     #if DEBUG
     let newDirectoryHook = Mutex<(@Sendable (String) -> Void)?>(nil)
     #endif

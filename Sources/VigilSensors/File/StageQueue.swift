@@ -19,8 +19,8 @@ struct HashRequest: Sendable {
 /// The bounded queue between the reader thread and the hashing thread.
 ///
 /// The reader never blocks on it: file items past `capacity` (counting those taken but not
-/// yet processed) are dropped and the count returned; health items always get in, as they are
-/// few and are what reports the loss.
+/// yet processed) are dropped and the count returned, except those a rule would alert on
+/// (see `push`); health items always get in, as they are few and are what reports the loss.
 final class StageQueue: Sendable {
     private struct State {
         var items: [StageItem] = []
@@ -39,20 +39,33 @@ final class StageQueue: Sendable {
     }
 
     /// Moves `batch` into the queue (leaving it empty); returns how many file items were dropped.
-    func push(_ batch: inout [StageItem]) -> Int {
+    ///
+    /// Past `capacity`, a file item for which `keep` says yes (one a rule would alert on) still
+    /// gets in, up to an eighth more: a full queue sheds what no rule wants first. `keep` runs
+    /// outside the lock, only for items that would otherwise be dropped. One producer only
+    /// (the reader): the consumer can only shrink `pending` meanwhile.
+    func push(_ batch: inout [StageItem], keep: ((StageItem) -> Bool)? = nil) -> Int {
         guard !batch.isEmpty else { return 0 }
-        let (dropped, wasEmpty) = state.withLock { state -> (Int, Bool) in
-            let wasEmpty = state.items.isEmpty
-            var dropped = 0
-            for item in batch {
-                if case .file = item, state.pending >= capacity {
-                    dropped += 1
-                    continue
-                }
-                state.items.append(item)
-                state.pending += 1
+        var count = state.withLock { $0.pending }
+        let reserve = capacity + capacity / 8
+        var dropped = 0
+        batch.removeAll { item in
+            guard case .file = item else {
+                count += 1
+                return false
             }
-            return (dropped, wasEmpty)
+            if count < capacity || (count < reserve && keep?(item) == true) {
+                count += 1
+                return false
+            }
+            dropped += 1
+            return true
+        }
+        let wasEmpty = state.withLock { state -> Bool in
+            let wasEmpty = state.items.isEmpty
+            state.items += batch
+            state.pending += batch.count
+            return wasEmpty
         }
         batch.removeAll(keepingCapacity: true)
         if wasEmpty { try? wakeup.signal() }

@@ -464,12 +464,21 @@ final class WatchReader {
         outbox.append(.file(event, time, request))
     }
 
+    /// `keep` over stage items (before hashing and attribution: the event's own fields).
+    private static func stageKeep(_ keep: @escaping @Sendable (Event) -> Bool) -> (StageItem) -> Bool {
+        { item in
+            guard case .file(let event, let time, _) = item else { return true }
+            return keep(Event(time: time, payload: .file(event)))
+        }
+    }
+
     private func health(_ kind: String, _ message: String, _ counters: [String: UInt64], at time: Timestamp) {
         outbox.append(.health(AgentHealth(kind: kind, message: message, counters: counters), time))
     }
 
     private func flush() {
-        let dropped = shared.queue.push(&outbox)
+        let keep = shared.keepWhenFull.withLock { $0 }
+        let dropped = shared.queue.push(&outbox, keep: keep.map { keep in Self.stageKeep(keep) })
         if dropped > 0 { shared.counters.stageDrops.add(UInt64(dropped), ordering: .relaxed) }
     }
 
