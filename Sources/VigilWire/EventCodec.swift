@@ -21,6 +21,14 @@ public enum EventCodec {
     /// generated message (the same result, or the error that says what is wrong).
     static func read(_ bytes: UnsafeRawBufferPointer, index: Int?) throws(WireError) -> EventReader.Read {
         if let read = EventReader.read(bytes) { return read }
+        return try readWithSwiftProtobuf(bytes, index: index)
+    }
+
+    /// Parses one event through the generated message (`index` names it in the error).
+    private static func readWithSwiftProtobuf(
+        _ bytes: UnsafeRawBufferPointer,
+        index: Int?
+    ) throws(WireError) -> EventReader.Read {
         let message: Vigil_V1_Event
         do {
             message = try Vigil_V1_Event(serializedBytes: bytes.bytes)
@@ -37,13 +45,9 @@ public enum EventCodec {
 
     /// Parses one event through the generated message only (what `decode` must agree with).
     public static func decodeWithSwiftProtobuf(_ bytes: [UInt8]) throws(WireError) -> Event {
-        let message: Vigil_V1_Event
-        do {
-            message = try Vigil_V1_Event(serializedBytes: bytes)
-        } catch {
-            throw WireError(.malformedEvent, "event is not valid vigil.v1.Event protobuf: \(error)")
-        }
-        return try event(from: message)
+        try bytes.withUnsafeBytes { buffer in
+            Result { () throws(WireError) in try readWithSwiftProtobuf(buffer, index: nil).event }
+        }.get()
     }
 
     // MARK: model -> protobuf
