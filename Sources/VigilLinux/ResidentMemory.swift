@@ -48,8 +48,8 @@ public enum ResidentMemory {
 
     /// The address ranges of `/proc/self/maps` lines that map a file and are not writable.
     static func readOnlyFileMappings() -> [(start: UInt, end: UInt)] {
-        guard let text = readProcFile("/proc/self/maps") else { return [] }
-        return parseReadOnlyFileMappings(text)
+        guard let text = try? ProcFile.read("/proc/self/maps", limit: 4 << 20) else { return [] }
+        return parseReadOnlyFileMappings(Array(text.utf8))
     }
 
     /// Parses `/proc/PID/maps` text: `start-end perms offset dev inode [path]`; keeps the lines
@@ -64,39 +64,10 @@ public enum ResidentMemory {
                 fields[5].first(where: { $0 != UInt8(ascii: " ") }) == UInt8(ascii: "/")
             else { continue }
             let range = fields[0].split(separator: UInt8(ascii: "-"))
-            guard range.count == 2, let start = hex(range[0]), let end = hex(range[1]), end > start else { continue }
+            guard range.count == 2, let start = UInt(String(decoding: range[0], as: UTF8.self), radix: 16),
+                let end = UInt(String(decoding: range[1], as: UTF8.self), radix: 16), end > start
+            else { continue }
             out.append((start, end))
-        }
-        return out
-    }
-
-    private static func hex(_ digits: ArraySlice<UInt8>) -> UInt? {
-        guard !digits.isEmpty, digits.count <= 16 else { return nil }
-        var value: UInt = 0
-        for c in digits {
-            let nibble: UInt
-            switch c {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): nibble = UInt(c - UInt8(ascii: "0"))
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): nibble = UInt(c - UInt8(ascii: "a") + 10)
-            default: return nil
-            }
-            value = value << 4 | nibble
-        }
-        return value
-    }
-
-    /// A /proc file read whole (their size is not known up front: `st_size` is 0).
-    private static func readProcFile(_ path: String) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16_384)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            guard n > 0 else { break }
-            out += chunk[..<n]
         }
         return out
     }
