@@ -30,6 +30,22 @@ public final class ProcConnector {
         public static let exit = EventTypes(rawValue: 0x8000_0000)
         /// Every kind: what a subscription without a filter gets, on any kernel.
         public static let all: EventTypes = [.fork, .exec, .uid, .gid, .sid, .ptrace, .comm, .coredump, .exit]
+
+        /// The kind of `event`; nil for an acknowledgement or a kind this parser does not know.
+        init?(_ event: ProcConnectorEvent) {
+            switch event {
+            case .fork: self = .fork
+            case .exec: self = .exec
+            case .uidChange: self = .uid
+            case .gidChange: self = .gid
+            case .sidChange: self = .sid
+            case .ptrace: self = .ptrace
+            case .commChange: self = .comm
+            case .coredump: self = .coredump
+            case .exit: self = .exit
+            case .acknowledgement, .unknown: return nil
+            }
+        }
     }
 
     /// Whether the running kernel filters event types per socket (Linux 6.6 and later). An
@@ -228,8 +244,17 @@ public final class ProcConnector {
             throw err
         case .success(let count):
             let valid = max(0, min(count, buffer.count))
-            let summary = ProcConnectorParser.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<valid]), body)
-            return .received(messages: summary.messages, malformed: summary.malformed)
+            // The socket joins the multicast group at bind, before `PROC_CN_MCAST_LISTEN` sets
+            // its filter: events of other kinds queued in between are left out here.
+            var skipped = 0
+            let summary = ProcConnectorParser.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<valid])) { message in
+                if eventTypes != .all, let kind = EventTypes(message.event), !eventTypes.contains(kind) {
+                    skipped += 1
+                    return
+                }
+                body(message)
+            }
+            return .received(messages: summary.messages - skipped, malformed: summary.malformed)
         }
     }
 }
