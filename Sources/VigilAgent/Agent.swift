@@ -446,7 +446,7 @@ public final class Agent: Service {
     /// Buffers a sensor's events for the spool. Each raw event is evaluated against the policy
     /// here, as it is read, so that a full buffer (or the self-watchdog) sheds only raw events
     /// that raised no alert: alerts, the events they quote and health records get in.
-    private func readSensor(_ events: AsyncStream<Event>) async {
+    private func readSensor(_ events: some AsyncSequence<Event, Never>) async {
         for await event in events {
             metrics.eventRead(event)
             if case .health(let health) = event.payload { noteSensorStatistics(health) }

@@ -22,7 +22,7 @@ struct FileAttributionTests {
         private let events = Mutex<[FileEvent]>([])
         private let health = Mutex<[AgentHealth]>([])
 
-        init(_ stream: AsyncStream<Event>) {
+        init(_ stream: some AsyncSequence<Event, Never> & Sendable) {
             Task { [self] in
                 for await event in stream {
                     switch event.payload {

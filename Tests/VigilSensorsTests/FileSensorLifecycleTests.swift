@@ -164,6 +164,52 @@ extension RealKernelTests {
             #expect((health.counters["dropped"] ?? 0) > 0)
             #expect(sensor.statistics.events < 600)
         }
+
+        @Test("no consumer: the stream holds at most queueCapacity events; wanted ones wait, in order")
+        func streamBound() async throws {
+            let dir = try TemporaryDirectory()
+            let capacity = 64
+            let sensor = try FileSensor(
+                configuration: .init(paths: [dir.path], hashMaxBytes: 0, queueCapacity: capacity),
+                logger: quietLogger
+            )
+            sensor.keepWhenFull { event in
+                if case .file(let file) = event.payload { file.targetFilename.contains("/keep") } else { false }
+            }
+            try sensor.start()
+            defer { sensor.stop() }
+            for i in 0..<400 { try FS.touch(dir.appending("f\(i)")) }
+            // Three wanted files, six events: within what the stage queue lets past its bound (an
+            // eighth, 8), so they reach the stream, full by then.
+            for i in 0..<3 { try FS.touch(dir.appending("keep\(i)")) }
+            try FS.touch(dir.appending("last"))
+            // Nobody reads: wait until the sensor has dealt with every change (the drops stop growing).
+            var drops: UInt64 = 0
+            let deadline = ContinuousClock.now + eventDeadline
+            repeat {
+                drops = sensor.statistics.queueDrops
+                try await Task.sleep(for: .milliseconds(300))
+            } while (drops == 0 || drops != sensor.statistics.queueDrops) && ContinuousClock.now < deadline
+            #expect(drops > 0)
+            // Handed over to the stream (file events only) while nobody took any: within the bound.
+            #expect(sensor.statistics.events <= UInt64(capacity))
+
+            let recorder = EventRecorder(sensor.events)
+            defer { recorder.cancel() }
+            for i in 0..<3 { try await recorder.file(.create, dir.appending("keep\(i)")) }
+            let names = recorder.fileEvents.filter { $0.action == .create }.map {
+                String($0.targetFilename.dropFirst(dir.path.count + 1))
+            }
+            // In the order they happened: the f's kept, then the wanted ones.
+            let numbers = names.compactMap { $0.hasPrefix("f") ? Int($0.dropFirst()) : nil }
+            #expect(numbers == numbers.sorted())
+            let keeps = names.filter { $0.hasPrefix("keep") }
+            #expect(keeps == (0..<3).map { "keep\($0)" })
+            if let lastF = names.lastIndex(where: { $0.hasPrefix("f") }), let firstKeep = names.firstIndex(of: "keep0")
+            {
+                #expect(lastF < firstKeep)
+            }
+        }
     }
 }
 

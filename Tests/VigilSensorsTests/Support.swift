@@ -36,7 +36,7 @@ final class EventRecorder: Sendable {
     private let storage: Storage
     private let task: Task<Void, Never>
 
-    init(_ stream: AsyncStream<Event>) {
+    init(_ stream: some AsyncSequence<Event, Never> & Sendable) {
         let storage = Storage()
         self.storage = storage
         task = Task {

@@ -1,8 +1,8 @@
 import Logging
 import VigilCore
 
-/// The second stage, on its own thread: hashes what the reader asked for, then yields the
-/// events, in reader order, into the bounded `events` stream.
+/// The second stage, on its own thread: hashes what the reader asked for, then hands the
+/// events over, in reader order and in chunks, to the bounded `events` stream.
 ///
 /// Hashing lives here so that reading the inotify queue never waits on file content: under
 /// churn the reader keeps draining the kernel queue while this stage catches up. When its
@@ -11,7 +11,7 @@ import VigilCore
 /// `queue_drop` health event at the next opportunity (at most once a second).
 final class EventEmitter {
     private let queue: StageQueue
-    private let continuation: AsyncStream<Event>.Continuation
+    private let continuation: AsyncStream<[Event]>.Continuation
     private let counters: SensorCounters
     private let hashMaxBytes: Int64
     private let logger: Logger
@@ -24,18 +24,21 @@ final class EventEmitter {
     /// Health events the stream refused (full), and file events a rule would alert on
     /// (`keepWhenFull`); retried before anything else.
     private var pendingHealth: [Event] = []
+    /// Events handed over and not yet taken that the stream holds at most (`queueCapacity`).
+    private let capacity: Int
+    private let backlog: StreamBacklog
     private var reportedDrops: UInt64 = 0
     private var nextDropReport = ContinuousClock.now
     private static let dropReportInterval = Duration.seconds(1)
     /// Held-back events (health, and file events a rule would alert on) at most.
     private static let maxPendingKept = 1024
-    /// Events prepared before being yielded together.
+    /// Events prepared before being handed over together.
     private static let chunk = 1024
     private static let chunkTime = Duration.milliseconds(10)
 
     init(
         queue: StageQueue,
-        continuation: AsyncStream<Event>.Continuation,
+        continuation: AsyncStream<[Event]>.Continuation,
         counters: SensorCounters,
         hashMaxBytes: Int64,
         shared: SensorShared,
@@ -43,6 +46,8 @@ final class EventEmitter {
         logger: Logger
     ) {
         self.shared = shared
+        self.capacity = queue.capacity
+        self.backlog = shared.backlog
         self.attribution = attribution
         self.queue = queue
         self.continuation = continuation
@@ -54,40 +59,38 @@ final class EventEmitter {
     /// Runs until the queue is finished and drained, then finishes the stream.
     func run() {
         var batch: [StageItem] = []
-        var ready: [Event] = []
         while true {
             let finished = queue.take(into: &batch)
             if batch.isEmpty {
                 if finished { break }
-                flushHealthAndDrops()
+                deliver([], fileEvents: 0)
                 _ = try? queue.wakeup.wait(timeoutMilliseconds: 1000)
                 _ = try? queue.wakeup.drain()
                 continue
             }
             // Every change of the batch has its fanotify record queued by now.
             attribution?.synchronize()
-            // Prepare (hash) a chunk, then yield it in a tight loop: a consumer that drains faster
-            // than events are prepared would otherwise suspend and be woken once per event.
-            // Hashing is what takes time, so a chunk also ends after `chunkTime` of it.
-            var start = 0
-            while start < batch.count {
-                let limit = min(batch.count, start + Self.chunk)
+            // Prepare (hash) a chunk, then hand it over at once: the consumer is woken once per
+            // chunk, not once per event. Hashing is what takes time, so a chunk also ends after
+            // `chunkTime` of it. Items are moved out from the end (hence the reversal), not copied.
+            batch.reverse()
+            while !batch.isEmpty {
+                var ready: [Event] = []
+                ready.reserveCapacity(min(batch.count, Self.chunk))
+                var fileEvents = 0
                 let began = ContinuousClock.now
-                var end = start
-                while end < limit {
-                    let (event, hashed) = prepare(batch[end])
+                while ready.count < Self.chunk, let item = batch.popLast() {
+                    let (event, hashed) = prepare(item)
+                    if case .file = event.payload { fileEvents += 1 }
                     ready.append(event)
-                    end += 1
                     if hashed, ContinuousClock.now - began > Self.chunkTime { break }
                 }
-                for event in ready { deliver(event) }
-                ready.removeAll(keepingCapacity: true)
-                queue.markDone(end - start)
-                start = end
+                let taken = ready.count
+                deliver(ready, fileEvents: fileEvents)
+                queue.markDone(taken)
             }
-            batch.removeAll(keepingCapacity: true)
         }
-        flushHealthAndDrops(force: true)
+        deliver([], fileEvents: 0, forceDropReport: true)
         if !pendingHealth.isEmpty {
             logger.info(
                 "file sensor finished with health events undelivered",
@@ -98,8 +101,8 @@ final class EventEmitter {
     }
 
     /// Turns a stage item into its event, hashing the file if asked (then `hashed` is true).
-    private func prepare(_ item: StageItem) -> (event: Event, hashed: Bool) {
-        switch item {
+    private func prepare(_ item: consuming StageItem) -> (event: Event, hashed: Bool) {
+        switch consume item {
         case .health(let health, let time):
             return (Event(time: time, payload: .health(health)), false)
         case .file(var event, let time, let request):
@@ -126,47 +129,71 @@ final class EventEmitter {
         }
     }
 
-    private func deliver(_ event: Event) {
-        guard case .file = event.payload else {
-            yieldHealth(event)
+    /// Hands over, as one chunk: the events held back earlier, then `events` (`fileEvents` of
+    /// them file events), then a `queue_drop` report if drops are unreported (at most once a
+    /// second unless forced), as far as the stream's bound allows. What does not fit: health
+    /// events and file events a rule would alert on are held back (up to `maxPendingKept`),
+    /// other file events dropped and counted.
+    private func deliver(_ events: consuming [Event], fileEvents: Int, forceDropReport: Bool = false) {
+        var room = capacity - backlog.value
+        if pendingHealth.isEmpty, events.count <= room {
+            // Everything fits: the array itself is handed over.
+            var chunk = events
+            if chunk.count < room, let report = dropReport(force: forceDropReport) { chunk.append(report) }
+            handOver(chunk, fileEvents: fileEvents)
             return
         }
-        if !pendingHealth.isEmpty || counters.queueDrops > reportedDrops { flushHealthAndDrops() }
-        switch continuation.yield(event) {
-        case .enqueued:
-            counters.events.add(1, ordering: .relaxed)
-        case .dropped:
-            // A rule would alert on it: held back with the health events and retried first.
-            if pendingHealth.count < Self.maxPendingKept, let keep = shared.keepWhenFull.withLock({ $0 }), keep(event) {
-                pendingHealth.append(event)
-            } else {
-                counters.streamDrops.add(1, ordering: .relaxed)
+        var chunk: [Event] = []
+        chunk.reserveCapacity(min(max(room, 0), pendingHealth.count + events.count + 1))
+        var delivered = 0
+        if !pendingHealth.isEmpty {
+            let fitting = min(max(room, 0), pendingHealth.count)
+            for event in pendingHealth.prefix(fitting) {
+                if case .file = event.payload { delivered += 1 }
+                chunk.append(event)
             }
-        case .terminated:
-            break
-        @unknown default:
-            break
+            pendingHealth.removeFirst(fitting)
+            room -= fitting
         }
+        for event in events {
+            // Held-back events go first: nothing overtakes them.
+            if room > 0, pendingHealth.isEmpty {
+                if case .file = event.payload { delivered += 1 }
+                chunk.append(event)
+                room -= 1
+            } else if case .file = event.payload {
+                if pendingHealth.count < Self.maxPendingKept, let keep = shared.keepWhenFull.withLock({ $0 }),
+                    keep(event)
+                {
+                    pendingHealth.append(event)
+                } else {
+                    counters.streamDrops.add(1, ordering: .relaxed)
+                }
+            } else {
+                pendingHealth.append(event)
+                if pendingHealth.count > Self.maxPendingKept { pendingHealth.removeFirst() }
+            }
+        }
+        if room > 0, pendingHealth.isEmpty, let report = dropReport(force: forceDropReport) {
+            chunk.append(report)
+        }
+        handOver(chunk, fileEvents: delivered)
     }
 
-    private func yieldHealth(_ event: Event) {
-        if pendingHealth.isEmpty, case .enqueued = continuation.yield(event) { return }
-        pendingHealth.append(event)
-        if pendingHealth.count > Self.maxPendingKept { pendingHealth.removeFirst() }
-        flushHealthAndDrops()
+    private func handOver(_ chunk: consuming [Event], fileEvents: Int) {
+        guard !chunk.isEmpty else { return }
+        backlog.handedOver(chunk.count)
+        counters.events.add(UInt64(fileEvents), ordering: .relaxed)
+        _ = continuation.yield(chunk)
     }
 
-    /// Delivers refused health events, then a `queue_drop` report if drops are unreported.
-    private func flushHealthAndDrops(force: Bool = false) {
-        while let first = pendingHealth.first {
-            guard case .enqueued = continuation.yield(first) else { return }
-            pendingHealth.removeFirst()
-            if case .file = first.payload { counters.events.add(1, ordering: .relaxed) }
-        }
+    /// A `queue_drop` health event if drops are unreported and the last report is a second old
+    /// (or `force`); counts them as reported.
+    private func dropReport(force: Bool) -> Event? {
         let total = counters.queueDrops
-        guard total > reportedDrops else { return }
+        guard total > reportedDrops else { return nil }
         let now = ContinuousClock.now
-        guard force || now >= nextDropReport else { return }
+        guard force || now >= nextDropReport else { return nil }
         let stage = counters.stageDrops.load(ordering: .relaxed)
         let stream = counters.streamDrops.load(ordering: .relaxed)
         let health = AgentHealth(
@@ -179,13 +206,13 @@ final class EventEmitter {
                 "stream_dropped_total": stream,
             ]
         )
-        guard case .enqueued = continuation.yield(Event(payload: .health(health))) else { return }
         logger.info(
             "file sensor dropped events",
             metadata: ["dropped": "\(total - reportedDrops)", "dropped_total": "\(total)"]
         )
         reportedDrops = total
         nextDropReport = now + Self.dropReportInterval
+        return Event(payload: .health(health))
     }
 }
 

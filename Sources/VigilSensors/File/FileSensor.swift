@@ -10,12 +10,13 @@ import VigilLinux
 /// Two dedicated threads, outside Swift's cooperative pool, do the work:
 /// - the **reader** (`vigil-fsensor-r`) blocks in `poll` on the inotify descriptor and an
 ///   `eventfd` that wakes it for shutdown, reads records in 64 KiB batches (after a busy read
-///   it waits 1 ms so records accumulate: one wake-up per millisecond under churn, not one per
-///   event, at the cost of at most 1 ms of latency), keeps the watch tree
+///   it waits 10 ms so records accumulate: one wake-up per 10 ms under churn, not one per
+///   event, at the cost of at most 10 ms of latency), keeps the watch tree
 ///   (new directories are watched and scanned as they appear, renamed ones re-pathed), pairs
 ///   renames, and takes `lstat` metadata at event time;
-/// - the **hashing stage** (`vigil-fsensor-h`) hashes regular files (SHA-256) and yields into
-///   `events`, so content hashing never delays draining the kernel queue.
+/// - the **hashing stage** (`vigil-fsensor-h`) hashes regular files (SHA-256) and hands the
+///   events over to `events` in chunks, so content hashing never delays draining the kernel
+///   queue and the consumer is woken once per chunk, not once per event.
 ///
 /// Both queues between kernel and consumer are bounded by `queueCapacity`; nothing blocks on
 /// a slow consumer. Loss is reported, never silent: kernel overflow (`inotify_overflow`),
@@ -36,8 +37,8 @@ public final class FileSensor: Sendable {
     private let rules: PathRules
     private let logger: Logger
     private let shared: SensorShared
-    private let stream: AsyncStream<Event>
-    private let continuation: AsyncStream<Event>.Continuation
+    private let stream: AsyncStream<[Event]>
+    private let continuation: AsyncStream<[Event]>.Continuation
     private let lifecycle = Mutex(Lifecycle.idle)
     private let attribution: FileAttribution?
     /// Why attribution was asked for and is unavailable.
@@ -76,10 +77,8 @@ public final class FileSensor: Sendable {
         }
         self.attribution = attribution
         self.attributionProblem = attributionProblem
-        (stream, continuation) = AsyncStream.makeStream(
-            of: Event.self,
-            bufferingPolicy: .bufferingOldest(configuration.queueCapacity)
-        )
+        // Unbounded as a stream of chunks: the hashing stage bounds it in events (`StreamBacklog`).
+        (stream, continuation) = AsyncStream.makeStream(of: [Event].self)
         continuation.onTermination = { [shared] _ in
             // The consumer is gone: let the threads end. `stop()` (or deinit) joins them.
             shared.requestStop()
@@ -92,8 +91,8 @@ public final class FileSensor: Sendable {
 
     /// Events (payload `.file` or `.health`) with `time` set when observed; `seq` is left 0
     /// (the agent numbers them). One consumer only. Finishes after `stop()`.
-    public var events: AsyncStream<Event> {
-        stream
+    public var events: FileSensorEvents {
+        FileSensorEvents(stream: stream, backlog: shared.backlog)
     }
 
     /// Counters since creation.
@@ -309,6 +308,8 @@ final class SensorShared: Sendable {
     /// Wakes the reader from `poll`: stop or suspension requested.
     let control: EventFD
     let queue: StageQueue
+    /// Events in the `events` stream, not yet taken by the consumer.
+    let backlog = StreamBacklog()
     let stopRequested = Atomic<Bool>(false)
     let suspendRequested = Atomic<Bool>(false)
     let suspended = Atomic<Bool>(false)

@@ -63,8 +63,9 @@ final class StageQueue: Sendable {
         }
         let wasEmpty = state.withLock { state -> Bool in
             let wasEmpty = state.items.isEmpty
-            state.items += batch
             state.pending += batch.count
+            // Moved, not copied, when the consumer took everything before.
+            if wasEmpty { swap(&state.items, &batch) } else { state.items += batch }
             return wasEmpty
         }
         batch.removeAll(keepingCapacity: true)
