@@ -195,8 +195,8 @@ public final class Agent: Service {
         // Alerts are shed last: a full file-sensor queue drops events no alerting rule matches
         // first (asked only of events about to be dropped; rate limits are not consulted).
         sensor.keepWhenFull { event in
-            self.policy.withLock { $0 }?.matchingRules(EventFields(event)).contains { $0.vigil.action == .alert }
-                ?? false
+            guard let policy = self.policy.withLock({ $0 }) else { return false }
+            return policy.hasAlertingMatch(EventFields(event))
         }
         try sensor.start()
         let flowSensor = prepared.flowSensor

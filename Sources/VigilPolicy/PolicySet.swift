@@ -97,6 +97,15 @@ public final class PolicySet: Sendable {
     public func matchingRules(_ fields: some SigmaFields) -> [SigmaRule] {
         state.withLock { state in compiled.matches(fields, scratch: &state.scratch).map { compiled.rules[$0] } }
     }
+
+    /// Whether a rule with action `alert` matches `fields`, as `matchingRules` would say (rate
+    /// limits and suppression are not consulted, so no state changes): what a full sensor
+    /// queue keeps.
+    public func hasAlertingMatch(_ fields: some SigmaFields) -> Bool {
+        state.withLock { state in
+            compiled.matches(fields, scratch: &state.scratch).contains { compiled.rules[$0].vigil.action == .alert }
+        }
+    }
 }
 
 /// A rule hit after Vigil's settings were applied.

@@ -31,6 +31,9 @@ struct VigilSettingsTests {
         let event = exec("/bin/nc", at: 1)
         #expect(p.hits(event).map(\.action) == [.log])
         #expect(p.evaluate(exec("/bin/nc", at: 2)).isEmpty)
+        #expect(!p.hasAlertingMatch(process(["Image": "/bin/nc"])))
+        #expect(policy(rule(Self.detection)).hasAlertingMatch(process(["Image": "/bin/nc"])))
+        #expect(!policy(rule(Self.detection)).hasAlertingMatch(process(["Image": "/bin/cat"])))
     }
 
     @Test func suppressionCountsSuppressedHits() {
