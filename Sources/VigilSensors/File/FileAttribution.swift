@@ -21,7 +21,11 @@ import VigilLinux
 /// until it is deleted) are dropped at once, before anything is read about their process. For the others the process's executable
 /// (`/proc/PID/exe`) and user (the owner of `/proc/PID`) are read right away, while the
 /// process most likely still runs, by a thread of its own (`vigil-fsensor-a`) that wakes when
-/// records arrive (at most every `readInterval`).
+/// records arrive: at most every `readInterval` while they come from processes it had not
+/// named yet, every `knownWritersInterval` while every record is from a process named within
+/// `imageLifetime` (a busy writer: nothing new to read from `/proc`, and each wake-up costs).
+/// A process that execs, writes and exits within such a wait keeps its program (from its exec
+/// record) but not its user.
 ///
 /// The file sensor's hashing stage calls `synchronize()` before it handles a batch of inotify
 /// events (fsnotify queues a change's fanotify record together with its inotify record, so
@@ -38,6 +42,8 @@ final class FileAttribution: Sendable {
     static let capacity = 16_384
     static let lifetime = Duration.seconds(10)
     static let readInterval = Duration.milliseconds(2)
+    /// The wait between reads while every record names a process already known.
+    static let knownWritersInterval = Duration.milliseconds(10)
     /// What a process executable is remembered for, by pid (a writer usually writes many files).
     static let imageLifetime = Duration.milliseconds(500)
 
@@ -160,9 +166,11 @@ final class FileAttribution: Sendable {
             if ready?.second == true { _ = try? control.drain() }
             if stopRequested.load(ordering: .acquiring) { break }
             if ready?.first == true {
+                let lookups = state.withLock { $0.resolver.procLookups }
                 synchronize()
+                let sawNewProcess = state.withLock { $0.resolver.procLookups } != lookups
                 // Let records gather: one wake-up per interval under churn, not one per write.
-                let pause = Self.readInterval.components
+                let pause = (sawNewProcess ? Self.readInterval : Self.knownWritersInterval).components
                 usleep(UInt32(pause.seconds * 1_000_000 + pause.attoseconds / 1_000_000_000_000))
             }
         }
@@ -332,6 +340,8 @@ struct ActorResolver {
     private var executed: [UInt32: String] = [:]
     private let users = UserNames()
     static let executedCapacity = 65_536
+    /// Times `/proc` was read for a process not (or no longer) remembered.
+    private(set) var procLookups: UInt64 = 0
 
     /// A `FAN_OPEN_EXEC` record: the program, or for a dynamic one its ELF interpreter next
     /// (which `/proc/PID/exe` does not name), or for a `#!` script its interpreter next.
@@ -350,6 +360,7 @@ struct ActorResolver {
     mutating func actor(pid: UInt32, now: ContinuousClock.Instant, readExecutable: Bool = true) -> FileAttribution.Actor
     {
         if readExecutable, let cached = cache[pid], cached.expires > now { return cached.actor }
+        procLookups &+= 1
         var actor = FileAttribution.Actor(pid: pid)
         if let directory = try? ProcessDirectory(pid: pid, scratch: scratch) {
             if readExecutable { actor.image = directory.readLink("exe") }
