@@ -9,6 +9,7 @@ import VigilCore
 /// of its type's range, an unknown action, invalid UTF-8, a truncated message. The caller then
 /// decodes the same bytes with SwiftProtobuf, which either reads them or says what is wrong, so
 /// the result is always SwiftProtobuf's (the wire tests and a fuzz target compare the two).
+/// Inside, giving up is a thrown `GiveUp`: every read either yields its value or ends the reading.
 enum EventReader {
     /// An event as read, with the time fields as they were on the wire.
     struct Read {
@@ -18,6 +19,17 @@ enum EventReader {
     }
 
     static func read(_ bytes: UnsafeRawBufferPointer) -> Read? {
+        do {
+            return try event(bytes)
+        } catch {
+            return nil
+        }
+    }
+
+    /// Why the direct reader gave way. Nothing to say: SwiftProtobuf's reading says it.
+    private struct GiveUp: Error {}
+
+    private static func event(_ bytes: UnsafeRawBufferPointer) throws(GiveUp) -> Read {
         var input = Input(bytes)
         var seq: UInt64 = 0
         var timeUnixNano: Int64 = 0
@@ -25,33 +37,29 @@ enum EventReader {
         var payload: Event.Payload?
         var seen: UInt64 = 0
         while !input.atEnd {
-            guard let (field, wireType) = input.tag(), field < 64, seen & (1 << field) == 0 else { return nil }
-            seen |= 1 << field
+            let (field, wireType) = try input.field(&seen)
             switch (field, wireType) {
             case (1, 0):
-                guard let v = input.varint() else { return nil }
-                seq = v
+                seq = try input.varint()
             case (2, 0):
-                guard let v = input.varint() else { return nil }
-                timeUnixNano = Int64(bitPattern: v)
+                timeUnixNano = Int64(bitPattern: try input.varint())
             case (3, 0):
-                guard let v = input.varint() else { return nil }
+                let v = try input.varint()
                 timeDeltaNano = Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1)
             case (10, 2), (11, 2), (12, 2):
                 // One payload: a second one (the oneof's last would win) is left to SwiftProtobuf.
-                guard payload == nil, let body = input.lengthDelimited() else { return nil }
-                var message = Input(body)
+                try require(payload == nil)
+                var message = Input(try input.lengthDelimited())
                 switch field {
-                case 10: payload = file(&message).map { .file($0) }
-                case 11: payload = process(&message).map { .process($0) }
-                default: payload = flow(&message).map { .flow($0) }
+                case 10: payload = .file(try file(&message))
+                case 11: payload = .process(try process(&message))
+                default: payload = .flow(try flow(&message))
                 }
-                guard payload != nil else { return nil }
             default:
-                return nil
+                throw GiveUp()
             }
         }
-        guard let payload else { return nil }
+        guard let payload else { throw GiveUp() }
         return Read(
             event: Event(seq: seq, time: Timestamp(nanosecondsSinceEpoch: timeUnixNano), payload: payload),
             timeUnixNano: timeUnixNano,
@@ -61,7 +69,7 @@ enum EventReader {
 
     // MARK: messages (field numbers as in vigil.proto, values as EventCodec maps them)
 
-    private static func file(_ input: inout Input) -> FileEvent? {
+    private static func file(_ input: inout Input) throws(GiveUp) -> FileEvent {
         var action: FileEvent.Action?
         var target = ""
         var source: String?
@@ -75,65 +83,49 @@ enum EventReader {
         var user: String?
         var seen: UInt64 = 0
         while !input.atEnd {
-            guard let (field, wireType) = input.tag(), field < 64, seen & (1 << field) == 0 else { return nil }
-            seen |= 1 << field
-            switch (field, wireType) {
+            switch try input.field(&seen) {
             case (1, 0):
-                guard let v = input.varint() else { return nil }
-                switch v {
+                switch try input.varint() {
                 case 1: action = .create
                 case 2: action = .modify
                 case 3: action = .attrib
                 case 4: action = .delete
                 case 5: action = .rename
-                default: return nil
+                default: throw GiveUp()
                 }
             case (2, 2):
-                guard let s = input.string() else { return nil }
-                target = s
+                target = try input.string()
             case (3, 2):
-                guard let s = input.string() else { return nil }
-                source = s.nilIfEmpty
+                source = try input.string().nilIfEmpty
             case (4, 0):
-                guard let b = input.bool() else { return nil }
-                isDirectory = b
+                isDirectory = try input.bool()
             case (5, 0):
-                guard let b = input.bool() else { return nil }
-                hasMetadata = b
+                hasMetadata = try input.bool()
             case (6, 0):
-                guard let v = input.uint32() else { return nil }
-                metadata.mode = v
+                metadata.mode = try input.uint32()
             case (7, 0):
-                guard let v = input.uint32() else { return nil }
-                metadata.uid = v
+                metadata.uid = try input.uint32()
             case (8, 0):
-                guard let v = input.uint32() else { return nil }
-                metadata.gid = v
+                metadata.gid = try input.uint32()
             case (9, 0):
-                guard let v = input.varint() else { return nil }
-                metadata.size = v
+                metadata.size = try input.varint()
             case (10, 0):
-                guard let v = input.varint() else { return nil }
-                metadata.inode = v
+                metadata.inode = try input.varint()
             case (11, 2):
-                guard let bytes = input.lengthDelimited() else { return nil }
+                let bytes = try input.lengthDelimited()
                 sha256 = bytes.isEmpty ? nil : Hex.encode(bytes)
             case (12, 2):
-                guard let s = input.string() else { return nil }
-                hashSkipped = s.nilIfEmpty
+                hashSkipped = try input.string().nilIfEmpty
             case (20, 2):
-                guard let s = input.string() else { return nil }
-                image = s.nilIfEmpty
+                image = try input.string().nilIfEmpty
             case (21, 0):
-                guard let v = input.uint32() else { return nil }
-                processId = v == 0 ? nil : v
+                processId = try input.uint32().nilIfZero
             case (22, 2):
-                guard let s = input.string() else { return nil }
-                user = s.nilIfEmpty
-            default: return nil
+                user = try input.string().nilIfEmpty
+            default: throw GiveUp()
             }
         }
-        guard let action else { return nil }  // unspecified: SwiftProtobuf's reading says why
+        guard let action else { throw GiveUp() }  // unspecified: SwiftProtobuf's reading says why
         return FileEvent(
             action: action,
             targetFilename: target,
@@ -148,20 +140,14 @@ enum EventReader {
         )
     }
 
-    private static func process(_ input: inout Input) -> ProcessEvent? {
+    private static func process(_ input: inout Input) throws(GiveUp) -> ProcessEvent {
         var action: ProcessEvent.Action?
         var p = ProcessEvent(action: .exec, processId: 0)
         var seen: UInt64 = 0
         while !input.atEnd {
-            guard let (field, wireType) = input.tag(), field < 64 else { return nil }
-            if field != 6 {
-                guard seen & (1 << field) == 0 else { return nil }
-                seen |= 1 << field
-            }
-            switch (field, wireType) {
+            switch try input.field(&seen, repeated: 6) {
             case (1, 0):
-                guard let v = input.varint() else { return nil }
-                switch v {
+                switch try input.varint() {
                 case 1: action = .exec
                 case 2: action = .fork
                 case 3: action = .exit
@@ -170,79 +156,59 @@ enum EventReader {
                 case 6: action = .sidChange
                 case 7: action = .ptrace
                 case 8: action = .commChange
-                default: return nil
+                default: throw GiveUp()
                 }
             case (2, 0):
-                guard let v = input.uint32() else { return nil }
-                p.processId = v
+                p.processId = try input.uint32()
             case (3, 0):
-                guard let v = input.uint32() else { return nil }
-                p.parentProcessId = v == 0 ? nil : v
+                p.parentProcessId = try input.uint32().nilIfZero
             case (4, 2):
-                guard let s = input.string() else { return nil }
-                p.image = s.nilIfEmpty
+                p.image = try input.string().nilIfEmpty
             case (5, 2):
-                guard let s = input.string() else { return nil }
-                p.commandLine = s.nilIfEmpty
+                p.commandLine = try input.string().nilIfEmpty
             case (6, 2):
-                guard let s = input.string() else { return nil }
-                p.argv.append(s)
+                p.argv.append(try input.string())
             case (7, 2):
-                guard let s = input.string() else { return nil }
-                p.currentDirectory = s.nilIfEmpty
+                p.currentDirectory = try input.string().nilIfEmpty
             case (8, 2):
-                guard let s = input.string() else { return nil }
-                p.user = s.nilIfEmpty
+                p.user = try input.string().nilIfEmpty
             case (9, 0):
-                guard let v = input.uint32() else { return nil }
-                p.uid = v
+                p.uid = try input.uint32()
             case (10, 0):
-                guard let v = input.uint32() else { return nil }
-                p.euid = v
+                p.euid = try input.uint32()
             case (11, 0):
-                guard let v = input.uint32() else { return nil }
-                p.gid = v
+                p.gid = try input.uint32()
             case (12, 2):
-                guard let s = input.string() else { return nil }
-                p.parentImage = s.nilIfEmpty
+                p.parentImage = try input.string().nilIfEmpty
             case (13, 2):
-                guard let s = input.string() else { return nil }
-                p.parentCommandLine = s.nilIfEmpty
+                p.parentCommandLine = try input.string().nilIfEmpty
             case (14, 0):
-                guard let v = input.varint() else { return nil }
-                p.startTimeTicks = v
+                p.startTimeTicks = try input.varint()
             case (15, 2):
-                guard let s = input.string() else { return nil }
-                p.tty = s.nilIfEmpty
+                p.tty = try input.string().nilIfEmpty
             case (16, 0):
-                guard let v = input.uint32() else { return nil }
-                p.loginUid = v
+                p.loginUid = try input.uint32()
             case (17, 0):
-                guard let v = input.uint32() else { return nil }
-                p.sessionId = v
+                p.sessionId = try input.uint32()
             case (18, 2):
-                guard let s = input.string() else { return nil }
-                p.containerId = s.nilIfEmpty
+                p.containerId = try input.string().nilIfEmpty
             case (19, 0):
                 // int32: a negative value comes sign-extended to ten bytes; anything else that
                 // does not fit is left to SwiftProtobuf.
-                guard let v = input.varint(), let code = Int32(exactly: Int64(bitPattern: v)) else { return nil }
-                p.exitCode = code
+                p.exitCode = try exactly(Int32.self, Int64(bitPattern: try input.varint()))
             case (20, 0):
-                guard let b = input.bool() else { return nil }
-                p.incomplete = b
+                p.incomplete = try input.bool()
             case (21, 2):
-                guard let s = input.string() else { return nil }
-                p.comm = s.nilIfEmpty
-            default: return nil
+                p.comm = try input.string().nilIfEmpty
+            default: throw GiveUp()
             }
         }
-        guard let action else { return nil }
+        guard let action else { throw GiveUp() }
         p.action = action
         return p
     }
 
-    private static func flow(_ input: inout Input) -> FlowEvent? {
+    private static func flow(_ input: inout Input) throws(GiveUp) -> FlowEvent {
         var f = FlowEvent(
             ts: 0,
             duration: 0,
@@ -265,83 +231,57 @@ enum EventReader {
         var answers: [String] = []
         var seen: UInt64 = 0
         while !input.atEnd {
-            guard let (field, wireType) = input.tag(), field < 64 else { return nil }
-            if field != 23 {
-                guard seen & (1 << field) == 0 else { return nil }
-                seen |= 1 << field
-            }
-            switch (field, wireType) {
+            switch try input.field(&seen, repeated: 23) {
             case (1, 1):
-                guard let d = input.double() else { return nil }
-                f.ts = d
+                f.ts = try input.double()
             case (2, 1):
-                guard let d = input.double(), d >= 0 else { return nil }
-                f.duration = d
+                f.duration = try input.double()
+                try require(f.duration >= 0)
             case (3, 2):
-                guard let s = input.string() else { return nil }
-                f.proto = s
+                f.proto = try input.string()
             case (4, 2):
-                guard let s = input.string() else { return nil }
-                f.origH = s
+                f.origH = try input.string()
             case (5, 0):
-                guard let v = input.varint(), let p = UInt16(exactly: v) else { return nil }
-                f.origP = p
+                f.origP = try exactly(UInt16.self, try input.varint())
             case (6, 2):
-                guard let s = input.string() else { return nil }
-                f.respH = s
+                f.respH = try input.string()
             case (7, 0):
-                guard let v = input.varint(), let p = UInt16(exactly: v) else { return nil }
-                f.respP = p
+                f.respP = try exactly(UInt16.self, try input.varint())
             case (8, 0):
-                guard let v = input.varint() else { return nil }
-                f.origPkts = v
+                f.origPkts = try input.varint()
             case (9, 0):
-                guard let v = input.varint() else { return nil }
-                f.respPkts = v
+                f.respPkts = try input.varint()
             case (10, 0):
-                guard let v = input.varint() else { return nil }
-                f.origIPBytes = v
+                f.origIPBytes = try input.varint()
             case (11, 0):
-                guard let v = input.varint() else { return nil }
-                f.respIPBytes = v
+                f.respIPBytes = try input.varint()
             case (12, 0):
-                guard let v = input.varint() else { return nil }
-                f.origBytes = v
+                f.origBytes = try input.varint()
             case (13, 0):
-                guard let v = input.varint() else { return nil }
-                f.respBytes = v
+                f.respBytes = try input.varint()
             case (14, 0):
-                guard let v = input.varint(), let flags = UInt8(exactly: v) else { return nil }
-                f.origTCPFlags = flags
+                f.origTCPFlags = try exactly(UInt8.self, try input.varint())
             case (15, 0):
-                guard let v = input.varint(), let flags = UInt8(exactly: v) else { return nil }
-                f.respTCPFlags = flags
+                f.respTCPFlags = try exactly(UInt8.self, try input.varint())
             case (16, 2):
-                guard let s = input.string() else { return nil }
-                f.state = s
+                f.state = try input.string()
             case (17, 2):
-                guard let s = input.string() else { return nil }
-                communityID = s
+                communityID = try input.string()
             case (20, 2):
-                guard let s = input.string() else { return nil }
-                f.image = s.nilIfEmpty
+                f.image = try input.string().nilIfEmpty
             case (21, 0):
-                guard let v = input.uint32() else { return nil }
-                f.processId = v == 0 ? nil : v
+                f.processId = try input.uint32().nilIfZero
             case (22, 2):
-                guard let s = input.string() else { return nil }
-                f.dnsQuery = s.nilIfEmpty
+                f.dnsQuery = try input.string().nilIfEmpty
             case (23, 2):
-                guard let s = input.string() else { return nil }
-                answers.append(s)
+                answers.append(try input.string())
             case (24, 2):
-                guard let s = input.string() else { return nil }
-                f.serverName = s.nilIfEmpty
-            default: return nil
+                f.serverName = try input.string().nilIfEmpty
+            default: throw GiveUp()
             }
         }
         // NaN, infinities and a negative duration are refused by SwiftProtobuf's path, with the reason.
-        guard f.ts.isFinite, f.duration.isFinite else { return nil }
+        try require(f.ts.isFinite && f.duration.isFinite)
         f.dnsAnswers = answers.isEmpty ? nil : answers
         f.communityID = communityID ?? FlowCommunityID.derive(f)
         return f
@@ -349,7 +289,19 @@ enum EventReader {
 
     // MARK: wire
 
-    /// A cursor over protobuf bytes; every read returns nil rather than run past the end.
+    @inline(__always)
+    private static func require(_ condition: Bool) throws(GiveUp) {
+        guard condition else { throw GiveUp() }
+    }
+
+    /// `value` as `T`, or give up if it does not fit.
+    @inline(__always)
+    private static func exactly<T: FixedWidthInteger>(_: T.Type, _ value: some FixedWidthInteger) throws(GiveUp) -> T {
+        guard let v = T(exactly: value) else { throw GiveUp() }
+        return v
+    }
+
+    /// A cursor over protobuf bytes; every read gives up rather than run past the end.
     private struct Input {
         let base: UnsafeRawBufferPointer
         var offset = 0
@@ -359,7 +311,7 @@ enum EventReader {
         var atEnd: Bool { offset >= base.count }
 
         @inline(__always)
-        mutating func varint() -> UInt64? {
+        mutating func varint() throws(GiveUp) -> UInt64 {
             var result: UInt64 = 0
             var shift: UInt64 = 0
             while offset < base.count, shift < 70 {
@@ -368,45 +320,54 @@ enum EventReader {
                 result |= UInt64(b & 0x7f) << shift
                 if b & 0x80 == 0 {
                     // The tenth byte holds one bit: more would overflow 64 bits.
-                    return shift == 63 && b > 1 ? nil : result
+                    try require(shift != 63 || b <= 1)
+                    return result
                 }
                 shift += 7
             }
-            return nil
+            throw GiveUp()
+        }
+
+        /// The next field's number and wire type. Each field may come once (`seen` has a bit
+        /// per field number below 64), except the one numbered `repeated`.
+        @inline(__always)
+        mutating func field(_ seen: inout UInt64, repeated: UInt64 = 0) throws(GiveUp) -> (UInt64, UInt64) {
+            let v = try varint()
+            let field = v >> 3
+            try require(field != 0 && field < 64)
+            if field != repeated {
+                try require(seen & (1 << field) == 0)
+                seen |= 1 << field
+            }
+            return (field, v & 7)
         }
 
         @inline(__always)
-        mutating func tag() -> (field: UInt64, wireType: UInt64)? {
-            guard let v = varint(), v >> 3 != 0 else { return nil }
-            return (v >> 3, v & 7)
+        mutating func uint32() throws(GiveUp) -> UInt32 {
+            try exactly(UInt32.self, try varint())
         }
 
         @inline(__always)
-        mutating func uint32() -> UInt32? {
-            guard let v = varint() else { return nil }
-            return UInt32(exactly: v)
-        }
-
-        @inline(__always)
-        mutating func bool() -> Bool? {
-            switch varint() {
-            case 0: false
-            case 1: true
-            default: nil
+        mutating func bool() throws(GiveUp) -> Bool {
+            switch try varint() {
+            case 0: return false
+            case 1: return true
+            default: throw GiveUp()
             }
         }
 
         @inline(__always)
-        mutating func double() -> Double? {
-            guard base.count - offset >= 8 else { return nil }
+        mutating func double() throws(GiveUp) -> Double {
+            try require(base.count - offset >= 8)
             let bits = base.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
             offset += 8
             return Double(bitPattern: UInt64(littleEndian: bits))
         }
 
         @inline(__always)
-        mutating func lengthDelimited() -> UnsafeRawBufferPointer? {
-            guard let length = varint(), length <= UInt64(base.count - offset) else { return nil }
+        mutating func lengthDelimited() throws(GiveUp) -> UnsafeRawBufferPointer {
+            let length = try varint()
+            try require(length <= UInt64(base.count - offset))
             let start = offset
             offset += Int(length)
             return UnsafeRawBufferPointer(rebasing: base[start..<offset])
@@ -415,8 +376,8 @@ enum EventReader {
         /// A string field: ASCII (paths, addresses, names: nearly all of them) is checked eight
         /// bytes at a time; anything else is validated as UTF-8.
         @inline(__always)
-        mutating func string() -> String? {
-            guard let bytes = lengthDelimited() else { return nil }
+        mutating func string() throws(GiveUp) -> String {
+            let bytes = try lengthDelimited()
             let utf8 = bytes.assumingMemoryBound(to: UInt8.self)
             var i = 0
             while i + 8 <= bytes.count,
@@ -426,7 +387,13 @@ enum EventReader {
             }
             while i < bytes.count, utf8[i] < 0x80 { i += 1 }
             if i == bytes.count { return String(decoding: utf8, as: UTF8.self) }
-            return String(validating: utf8, as: UTF8.self)
+            guard let s = String(validating: utf8, as: UTF8.self) else { throw GiveUp() }
+            return s
         }
     }
+}
+
+extension UInt32 {
+    /// Nil for 0 (proto3's default: not set).
+    fileprivate var nilIfZero: UInt32? { self == 0 ? nil : self }
 }
