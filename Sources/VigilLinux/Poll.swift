@@ -39,6 +39,27 @@ public enum Poll {
         return Readiness(first: fds.0.revents & ready != 0, second: count == 2 && fds.1.revents & ready != 0)
     }
 
+    /// The outcome of `wait(for:wakeup:timeoutMilliseconds:)`.
+    public enum WaitResult: Hashable, Sendable {
+        /// Records are ready to read.
+        case readable
+        /// The wake-up descriptor was signalled (checked first).
+        case woken
+        case timedOut
+    }
+
+    /// Blocks until `descriptor` has records to read, `wakeup` is signalled, or the timeout
+    /// (-1: none) passes: the wait of a reader thread that another thread can wake for shutdown.
+    public static func wait(
+        for descriptor: FileDescriptor,
+        wakeup: EventFD?,
+        timeoutMilliseconds: Int32
+    ) throws(Errno) -> WaitResult {
+        let ready = try waitReadable(descriptor, wakeup?.fileDescriptor, timeoutMilliseconds: timeoutMilliseconds)
+        if ready.second { return .woken }
+        return ready.first ? .readable : .timedOut
+    }
+
     /// Waits until any of `descriptors` is readable (or hung up / errored), or
     /// `timeoutMilliseconds` pass (-1: forever); returns, per descriptor, whether it is ready.
     ///

@@ -52,24 +52,11 @@ public final class Inotify {
         }.get()
     }
 
-    /// The outcome of `wait`.
-    public enum WaitResult: Hashable, Sendable {
-        /// Events are ready to read.
-        case readable
-        /// The wake-up descriptor was signalled (checked first).
-        case woken
-        case timedOut
-    }
+    public typealias WaitResult = Poll.WaitResult
 
     /// Blocks until events are ready, `wakeup` is signalled, or the timeout (-1: none) passes.
     public func wait(wakeup: EventFD?, timeoutMilliseconds: Int32) throws(Errno) -> WaitResult {
-        let ready = try Poll.waitReadable(
-            fileDescriptor,
-            wakeup?.fileDescriptor,
-            timeoutMilliseconds: timeoutMilliseconds
-        )
-        if ready.second { return .woken }
-        return ready.first ? .readable : .timedOut
+        try Poll.wait(for: fileDescriptor, wakeup: wakeup, timeoutMilliseconds: timeoutMilliseconds)
     }
 
     /// The outcome of one `read`.
