@@ -1,5 +1,7 @@
 // Encodes, compresses and signs N synthetic events (a deterministic mix of file, process and
-// flow events) in batches, on one thread, and prints what it cost and how many bytes it made.
+// flow events) in batches, on one thread, and prints what it cost and how many bytes it made;
+// then reads the batches back as the collector does (parse, verify, decompress, decode) and
+// prints what that cost.
 // With --json-out it also writes the same events as JSON lines for the reference side.
 //
 // usage: wire-bench [--events N] [--batch N] [--level ZSTD_LEVEL] [--json-out FILE]
@@ -136,8 +138,10 @@ if breakdown {
     exit(0)
 }
 
-let sealer = BatchSealer(identity: AgentIdentity.generate(), compressionLevel: level)
+let identity = AgentIdentity.generate()
+let sealer = BatchSealer(identity: identity, compressionLevel: level)
 var prev = genesisHeaderHash
+var serialized: [[UInt8]] = []
 var wireBytes = 0
 var rawBytes: UInt64 = 0
 var batches = 0
@@ -147,7 +151,9 @@ var i = 0
 while i < events.count {
     let slice = Array(events[i..<min(i + batchSize, events.count)])
     let batch = try sealer.seal(events: slice, batchSeq: UInt64(batches + 1), prevHeaderHash: prev)
-    wireBytes += batch.serialized().count
+    let bytes = batch.serialized()
+    wireBytes += bytes.count
+    serialized.append(bytes)
     rawBytes += batch.header.uncompressedSize
     prev = batch.headerHash
     batches += 1
@@ -155,7 +161,23 @@ while i < events.count {
 }
 let cpu = threadCPU() - cpuStart
 let wall = Date().timeIntervalSince(wallStart)
+
+// The collector's side of the same batches: parse, check the signature and body hash,
+// decompress and decode every event.
+let readStart = threadCPU()
+var read = 0
+for bytes in serialized {
+    let batch = try BatchOpener.parse(bytes)
+    read += try BatchOpener.verify(batch, publicKey: identity.publicKey).count
+}
+let readCPU = threadCPU() - readStart
+guard read == events.count else {
+    FileHandle.standardError.write(Data("read \(read) events back, sealed \(events.count)\n".utf8))
+    exit(1)
+}
+
 print(
     "{\"events\":\(events.count),\"batches\":\(batches),\"batch_size\":\(batchSize),\"cpu_s\":\(cpu),\"wall_s\":\(wall),"
+        + "\"read_cpu_s\":\(readCPU),\"read_events_per_cpu_s\":\(Double(events.count) / readCPU),"
         + "\"events_per_cpu_s\":\(Double(events.count) / cpu),\"wire_bytes\":\(wireBytes),\"bytes_per_event\":\(Double(wireBytes) / Double(events.count)),\"raw_bytes_per_event\":\(Double(rawBytes) / Double(events.count)),\"zstd_level\":\(level)}"
 )
