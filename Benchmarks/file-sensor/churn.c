@@ -3,8 +3,10 @@
  *   churn setup ROOT DIRS         create ROOT/d0000 .. ROOT/d(DIRS-1)
  *   churn run ROOT FILES DIRS     FILES times: create ROOT/dNNNN/fI, write 64 bytes, close,
  *                                 unlink (spread round-robin over the DIRS directories)
+ *   churn keep ROOT FILES DIRS    the same without the unlink: the files stay, to be hashed
  *
- * Each file yields IN_CREATE, IN_CLOSE_WRITE and IN_DELETE: 3 events per file.
+ * With run each file yields IN_CREATE, IN_CLOSE_WRITE and IN_DELETE: 3 events per file; with
+ * keep IN_CREATE and IN_CLOSE_WRITE: 2.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +26,8 @@ int main(int argc, char **argv) {
         }
         return 0;
     }
-    if (argc == 5 && strcmp(argv[1], "run") == 0) {
+    int keep = argc == 5 && strcmp(argv[1], "keep") == 0;
+    if (argc == 5 && (keep || strcmp(argv[1], "run") == 0)) {
         long files = atol(argv[3]), dirs = atol(argv[4]);
         if (dirs <= 0) return 2;
         char path[4096], data[64];
@@ -35,10 +38,10 @@ int main(int argc, char **argv) {
             if (fd < 0) { perror(path); return 1; }
             if (write(fd, data, sizeof data) != (ssize_t)sizeof data) { perror("write"); return 1; }
             close(fd);
-            if (unlink(path) != 0) { perror("unlink"); return 1; }
+            if (!keep && unlink(path) != 0) { perror("unlink"); return 1; }
         }
         return 0;
     }
-    fprintf(stderr, "usage: churn setup ROOT DIRS | churn run ROOT FILES DIRS\n");
+    fprintf(stderr, "usage: churn setup ROOT DIRS | churn run|keep ROOT FILES DIRS\n");
     return 2;
 }

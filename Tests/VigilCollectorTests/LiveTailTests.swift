@@ -199,6 +199,10 @@ struct LiveTailTests {
                 let stream = try Self.openStream(base + "/v1/events/stream")
                 #expect(await Self.waitOpen(stream))
                 // Like ingest: the transaction has its xid (row lock) before it takes an event id.
+                // It commits when the test says so (a row in late_commit_release, polled: in READ
+                // COMMITTED each statement of the loop sees the latest commits), not after a fixed
+                // sleep that a loaded machine can outlast before the checks below.
+                _ = try await TestPostgres.run("CREATE TABLE late_commit_release (go int)", on: url)
                 let slow = try ChildProcess(
                     "/usr/bin/psql",
                     [
@@ -209,7 +213,13 @@ struct LiveTailTests {
                         INSERT INTO events (agent_id, seq, batch_seq, type, time_ns, rule_id, json)
                             SELECT agent_id, 1000, batch_seq, type, time_ns, rule_id, replace(json, '"seq":1', '"seq":1000')
                             FROM events ORDER BY id LIMIT 1;
-                        SELECT pg_sleep(4);
+                        DO $$
+                        BEGIN
+                            FOR i IN 1..1200 LOOP
+                                EXIT WHEN EXISTS (SELECT 1 FROM late_commit_release);
+                                PERFORM pg_sleep(0.05);
+                            END LOOP;
+                        END $$;
                         COMMIT;
                         """,
                     ]
@@ -224,6 +234,7 @@ struct LiveTailTests {
                 _ = try await collector.receive(batch: try b.next(events: 2))
                 try await Task.sleep(for: .seconds(1))
                 #expect(Self.events(stream.stdout).isEmpty, "delivered past an open transaction: \(stream.stdout)")
+                _ = try await TestPostgres.run("INSERT INTO late_commit_release VALUES (1)", on: url)
                 #expect(await slow.wait(timeout: .seconds(20)) == 0, "\(slow.stderr)")
                 #expect(await eventually { Self.events(stream.stdout).count >= 3 }, "\(stream.stdout)")
                 let events = Self.events(stream.stdout)
