@@ -239,7 +239,7 @@ public enum EventCodec {
             sha256: pb.sha256.isEmpty ? nil : Hex.encode(pb.sha256),
             hashSkipped: pb.hashSkipped.nilIfEmpty,
             image: pb.image.nilIfEmpty,
-            processId: pb.processID == 0 ? nil : pb.processID,
+            processId: pb.processID.nilIfZero,
             user: pb.user.nilIfEmpty
         )
     }
@@ -261,7 +261,7 @@ public enum EventCodec {
         return ProcessEvent(
             action: action,
             processId: pb.processID,
-            parentProcessId: pb.parentProcessID == 0 ? nil : pb.parentProcessID,
+            parentProcessId: pb.parentProcessID.nilIfZero,
             image: pb.image.nilIfEmpty,
             commandLine: pb.commandLine.nilIfEmpty,
             argv: pb.argv,
@@ -316,7 +316,7 @@ public enum EventCodec {
             respTCPFlags: UInt8(pb.respTcpFlags),
             state: pb.state,
             image: pb.image.nilIfEmpty,
-            processId: pb.processID == 0 ? nil : pb.processID,
+            processId: pb.processID.nilIfZero,
             dnsQuery: pb.dnsQuery.nilIfEmpty,
             dnsAnswers: pb.dnsAnswers.isEmpty ? nil : pb.dnsAnswers,
             serverName: pb.serverName.nilIfEmpty
@@ -326,4 +326,9 @@ public enum EventCodec {
 
 extension String {
     var nilIfEmpty: String? { isEmpty ? nil : self }
+}
+
+extension UInt32 {
+    /// Nil for 0 (proto3's default: not set).
+    var nilIfZero: UInt32? { self == 0 ? nil : self }
 }

@@ -392,8 +392,3 @@ enum EventReader {
         }
     }
 }
-
-extension UInt32 {
-    /// Nil for 0 (proto3's default: not set).
-    fileprivate var nilIfZero: UInt32? { self == 0 ? nil : self }
-}
