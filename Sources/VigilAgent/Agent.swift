@@ -533,10 +533,12 @@ public final class Agent: Service {
         }
         for gap in spool.takeShedReports() {
             logger.warning(
-                "spool full: dropped the oldest events and wrote a gap record",
+                gap.reason.hasPrefix("spool_full")
+                    ? "spool full: dropped the oldest events and wrote a gap record"
+                    : "spool: dropped events damaged on disk and wrote a gap record",
                 metadata: [
                     "first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)",
-                    "max_bytes": "\(spool.limits.maxBytes)",
+                    "reason": "\(gap.reason)", "max_bytes": "\(spool.limits.maxBytes)",
                 ]
             )
         }

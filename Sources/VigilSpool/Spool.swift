@@ -456,6 +456,7 @@ public final class Spool: Sendable {
             }
         }
         guard var first = dropped.min(), var last = dropped.max() else { return }  // only gap records left
+        var damagedRecords = 0
         let droppedNow = UInt64(dropped.count)
         let delete = try db.makeStatement(sql: "DELETE FROM events WHERE seq = ?")
         for seq in dropped { try delete.execute(arguments: [seq]) }
@@ -468,12 +469,35 @@ public final class Spool: Sendable {
             arguments: [floor]
         ) {
             let data: Data = row["data"]
-            guard case .gap(let gap) = try EventCodec.decode(Array(data)).payload else { continue }
-            first = min(first, Int64(gap.firstSeq))
-            last = max(last, Int64(gap.lastSeq))
-            counts.merge(gap.droppedByType, uniquingKeysWith: +)
+            let seq: Int64 = row["seq"]
+            switch (try? EventCodec.decode(Array(data)))?.payload {
+            case .gap(let gap):
+                first = min(first, Int64(gap.firstSeq))
+                last = max(last, Int64(gap.lastSeq))
+                counts.merge(gap.droppedByType, uniquingKeysWith: +)
+            case nil:
+                // Damaged on disk: its range and counts are lost; counted below.
+                first = min(first, seq)
+                last = max(last, seq)
+                damagedRecords += 1
+            case .some:
+                continue
+            }
             freed += Int64(data.count)
-            try delete.execute(arguments: [row["seq"] as Int64])
+            try delete.execute(arguments: [seq])
+        }
+        if damagedRecords > 0 {
+            // What a damaged record counted is no longer known by type: every seq of the new
+            // range that holds nothing and is not counted otherwise is declared "damaged", so
+            // the counts still add up to the seqs of the range that hold nothing.
+            let stored = try Int64.fetchOne(
+                db,
+                sql: "SELECT count(*) FROM events WHERE seq BETWEEN ? AND ?",
+                arguments: [first, last]
+            )
+            let known = counts.values.reduce(0, +)
+            let empty = UInt64(last - first + 1) - UInt64(stored ?? 0)
+            counts["damaged", default: 0] += empty > known ? empty - known : UInt64(damagedRecords)
         }
         let record = Event(
             seq: UInt64(first),
@@ -582,7 +606,18 @@ public final class Spool: Sendable {
             guard !encoded.isEmpty else { return nil }
             let batchSeq = try Self.integer(db, "next_batch_seq")
             let prev = try Self.blob(db, "prev_header_hash")
-            let sealed = try seal(encoded, UInt64(firstSeq), UInt64(batchSeq), prev)
+            let sealed: SealedBatch
+            do {
+                sealed = try seal(encoded, UInt64(firstSeq), UInt64(batchSeq), prev)
+            } catch let error as WireError where error.code == .malformedEvent {
+                // An event damaged on disk while the database checks out: sealing it would fail
+                // the same way forever and the agent could never ship again (found by
+                // Fuzz/Sources/FuzzSpool). It goes; a gap record of its seq says so in the stream.
+                let records = try Self.replaceDamaged(db, encoded: &encoded, firstSeq: UInt64(firstSeq))
+                guard !records.isEmpty else { throw error }
+                shedReports.withLock { $0.append(contentsOf: records) }
+                sealed = try seal(encoded, UInt64(firstSeq), UInt64(batchSeq), prev)
+            }
             let serialized = sealed.serialized()
             try db.execute(
                 sql: "INSERT INTO outbox (batch_seq, last_seq, header_hash, batch) VALUES (?, ?, ?, ?)",
@@ -610,7 +645,7 @@ public final class Spool: Sendable {
                 sql: "SELECT data FROM events WHERE priority = 2 AND seq BETWEEN ? AND ?",
                 arguments: [firstSeq, lastSeq]
             ) {
-                if case .gap(let gap) = try EventCodec.decode(Array(data)).payload {
+                if case .gap(let gap) = (try? EventCodec.decode(Array(data)))?.payload {
                     try db.execute(
                         sql: "UPDATE state SET value = max(value, ?) WHERE key = 'shed_floor'",
                         arguments: [Int64(gap.lastSeq)]
@@ -625,6 +660,39 @@ public final class Spool: Sendable {
                 backlog: try Self.hasEvents(db, after: lastSeq)
             )
         }
+    }
+
+    /// Replaces each event of `encoded` (seqs from `firstSeq`) that is not intact
+    /// (`EventCodec.isIntact`) with a gap record of its one seq, in the database and in
+    /// `encoded`; returns the records written.
+    private static func replaceDamaged(
+        _ db: Database,
+        encoded: inout [[UInt8]],
+        firstSeq: UInt64
+    ) throws -> [GapRecord] {
+        var records: [GapRecord] = []
+        for index in encoded.indices {
+            let seq = firstSeq + UInt64(index)
+            guard !EventCodec.isIntact(encoded[index], seq: seq) else { continue }
+            let record = GapRecord(
+                firstSeq: seq,
+                lastSeq: seq,
+                droppedByType: ["damaged": 1],
+                reason: "spool_damaged: the event stored with seq \(seq) was damaged on disk and cannot be sent"
+            )
+            let data = try EventCodec.encode(Event(seq: seq, payload: .gap(record)))
+            try db.execute(
+                sql: "UPDATE events SET type = 'gap', priority = 2, data = ? WHERE seq = ?",
+                arguments: [Data(data), Int64(seq)]
+            )
+            try db.execute(
+                sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
+                arguments: [data.count - encoded[index].count]
+            )
+            encoded[index] = data
+            records.append(record)
+        }
+        return records
     }
 
     /// The last seq in a sealed batch still in the outbox; 0 when it is empty.

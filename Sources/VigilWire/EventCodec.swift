@@ -17,6 +17,16 @@ public enum EventCodec {
         }.get()
     }
 
+    /// Whether `bytes` is a serialized event as the spool keeps it and a batch can carry: it
+    /// decodes, carries `seq` itself, and is in full (its own `time_unix_nano`, no body-form
+    /// delta). The spool checks its stored events against this when sealing them fails.
+    public static func isIntact(_ bytes: [UInt8], seq: UInt64) -> Bool {
+        guard seq != 0, let event = try? decode(bytes), event.seq == seq else { return false }
+        var previousTime: Int64? = nil
+        var body: [UInt8] = []
+        return (try? BodyForm.append(bytes, expectedSeq: seq, index: 0, previousTime: &previousTime, to: &body)) != nil
+    }
+
     /// Parses one event: directly into the model when `EventReader` can, else through the
     /// generated message (the same result, or the error that says what is wrong).
     static func read(_ bytes: UnsafeRawBufferPointer, index: Int?) throws(WireError) -> EventReader.Read {

@@ -408,6 +408,84 @@ extension SpoolTests {
             ]
         )
     }
+
+    @Test(
+        "stored events damaged on disk are replaced by gap records of their seqs when sealed: the agent keeps shipping, the loss is declared"
+    )
+    func damagedStoredEvents() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool: Spool? = try Spool(path: path)
+        try spool!.append(events(5))
+        let before = try spool!.statistics()
+        spool = nil
+        // Behind the spool's back: seq 2 no longer parses, seq 4 parses but names another seq.
+        let other = try EventCodec.encode(
+            Event(seq: 9, payload: .file(FileEvent(action: .create, targetFilename: "/x")))
+        )
+        let hex = other.map { String(format: "%02x", $0) }.joined()
+        let damage = try await runCommand(
+            "/usr/bin/sqlite3",
+            [
+                path,
+                "UPDATE events SET data = x'0a02ffff' WHERE seq = 2; UPDATE events SET data = x'\(hex)' WHERE seq = 4",
+            ]
+        )
+        #expect(damage.status == 0, "\(damage.stderr)")
+
+        let reopened = try Spool(path: path)
+        let batch = try #require(try next(reopened, max: 10))
+        let sent = try BatchOpener.verify(try BatchOpener.parse(batch.bytes), publicKey: identity.publicKey)
+        #expect(sent.map(\.seq) == [1, 2, 3, 4, 5])
+        for event in sent {
+            if event.seq == 2 || event.seq == 4 {
+                guard case .gap(let gap) = event.payload else {
+                    Issue.record("seq \(event.seq) is not a gap record: \(event.payload)")
+                    continue
+                }
+                #expect(gap.firstSeq == event.seq && gap.lastSeq == event.seq)
+                #expect(gap.droppedByType == ["damaged": 1])
+                #expect(gap.reason.hasPrefix("spool_damaged:"))
+            } else {
+                guard case .file = event.payload else {
+                    Issue.record("seq \(event.seq) lost its file event: \(event.payload)")
+                    continue
+                }
+            }
+        }
+        #expect(reopened.takeShedReports().map(\.firstSeq) == [2, 4])
+        try reopened.acknowledge(batch)
+        let after = try reopened.statistics()
+        #expect(after.pendingEvents == 0)
+        #expect(after.nextSeq == before.nextSeq)
+        // New events still spool and ship.
+        try reopened.append(events(1))
+        let more = try #require(try next(reopened))
+        #expect(
+            try BatchOpener.verify(try BatchOpener.parse(more.bytes), publicKey: identity.publicKey).map(\.seq) == [6]
+        )
+    }
+
+    @Test(
+        "an unsent gap record damaged on disk is absorbed by the next one: the counts still add up, nothing is thrown"
+    )
+    func damagedGapRecord() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let limits = Spool.Limits(maxBytes: 10_000)
+        var spool: Spool? = try Spool(path: path, limits: limits)
+        while spool!.takeShedReports().isEmpty { try spool!.append(events(25)) }
+        spool = nil
+        let damage = try await runCommand(
+            "/usr/bin/sqlite3",
+            [path, "UPDATE events SET data = x'0a02ffff' WHERE priority = 2"]
+        )
+        #expect(damage.status == 0, "\(damage.stderr)")
+
+        let reopened = try Spool(path: path, limits: limits)
+        for _ in 0..<10 { try reopened.append(events(25)) }
+        let stats = try reopened.statistics()
+        let gaps = expectLossDeclared(try drain(reopened), lastSeq: stats.nextSeq - 1)
+        #expect(gaps.contains { $0.droppedByType["damaged", default: 0] > 0 }, "\(gaps)")
+    }
 }
 
 extension Spool.PendingBatch: Equatable {
