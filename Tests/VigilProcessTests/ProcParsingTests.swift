@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import VigilCore
 
@@ -26,6 +27,36 @@ struct ProcParsingTests {
         let c = try #require(ProcParsing.credentials(Array(text.utf8)))
         #expect(c.uid == 1000 && c.euid == 0 && c.gid == 100 && c.egid == 50)
         #expect(ProcParsing.credentials(Array("Uid:\tx\n".utf8)) == nil)
+    }
+
+    @Test("stat and status of every process on this machine read as a plain split of their text reads them")
+    func statAndStatusOfLiveProcesses() throws {
+        let pids = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { UInt32($0) != nil }
+        var compared = 0
+        for pid in pids {
+            guard let stat = FileManager.default.contents(atPath: "/proc/\(pid)/stat"),
+                let status = FileManager.default.contents(atPath: "/proc/\(pid)/status")
+            else { continue }  // gone meanwhile
+            let text = String(decoding: stat, as: UTF8.self)
+            let fields = text[text.index(after: try #require(text.lastIndex(of: ")")))...].split(separator: " ")
+            let parsed = try #require(ProcParsing.stat(Array(stat)), "\(text)")
+            #expect(parsed.parentPid == UInt32(fields[1]))
+            #expect(parsed.session == Int32(fields[3]))
+            #expect(Int64(parsed.ttyNumber) == Int64(fields[4]))
+            #expect(parsed.startTimeTicks == UInt64(fields[19]))
+            let lines = String(decoding: status, as: UTF8.self).split(separator: "\n")
+            func numbers(_ label: String) throws -> [UInt32] {
+                try #require(lines.first { $0.hasPrefix(label) }).dropFirst(label.count).split(
+                    whereSeparator: \.isWhitespace
+                )
+                .compactMap { UInt32($0) }
+            }
+            let credentials = try #require(ProcParsing.credentials(Array(status)))
+            #expect([credentials.uid, credentials.euid] == Array(try numbers("Uid:").prefix(2)))
+            #expect([credentials.gid, credentials.egid] == Array(try numbers("Gid:").prefix(2)))
+            compared += 1
+        }
+        #expect(compared > 10)
     }
 
     @Test("cmdline: NUL-separated arguments, empty ones kept, trailing NULs dropped")

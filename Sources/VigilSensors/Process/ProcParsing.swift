@@ -14,13 +14,15 @@ public enum ProcParsing {
     /// fields are counted after the last `)`.
     public static func stat(_ bytes: [UInt8]) -> Stat? {
         guard let close = bytes.lastIndex(of: UInt8(ascii: ")")) else { return nil }
-        let rest = bytes[(close + 1)...].split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
-        // rest[0] is field 3 (state); field N is rest[N - 3].
-        guard rest.count >= 20,
-            let ppid = UInt32(decimal: rest[1]),
-            let session = Int32(decimal: rest[3]),
-            let tty = Int64(decimal: rest[4]),
-            let start = UInt64(decimal: rest[19])
+        // Fields after the name, in place: field N (N >= 3) is the (N - 3)th.
+        var fields = FieldScanner(bytes, from: close + 1, separators: (UInt8(ascii: " "), UInt8(ascii: " ")))
+        guard fields.skip(1),  // 3: state
+            let ppid = fields.next().flatMap(UInt32.init(decimal:)),  // 4
+            fields.skip(1),  // 5: pgrp
+            let session = fields.next().flatMap(Int32.init(decimal:)),  // 6
+            let tty = fields.next().flatMap(Int64.init(decimal:)),  // 7
+            fields.skip(14),  // 8-21
+            let start = fields.next().flatMap(UInt64.init(decimal:))  // 22: starttime
         else { return nil }
         return Stat(
             parentPid: ppid,
@@ -39,24 +41,33 @@ public enum ProcParsing {
     }
 
     public static func credentials(_ bytes: [UInt8]) -> Credentials? {
-        var uids: [UInt32]?
-        var gids: [UInt32]?
-        for line in bytes.split(separator: UInt8(ascii: "\n")) {
-            if line.starts(with: Array("Uid:".utf8)) {
-                uids = numbers(line.dropFirst(4))
-            } else if line.starts(with: Array("Gid:".utf8)) {
-                gids = numbers(line.dropFirst(4))
-                break  // Gid follows Uid
-            }
-        }
-        guard let uids, let gids, uids.count >= 2, gids.count >= 2 else { return nil }
-        return Credentials(uid: uids[0], euid: uids[1], gid: gids[0], egid: gids[1])
+        guard let uids = firstTwoNumbers(bytes, afterLine: "Uid:"),
+            let gids = firstTwoNumbers(bytes, afterLine: "Gid:")
+        else { return nil }
+        return Credentials(uid: uids.0, euid: uids.1, gid: gids.0, egid: gids.1)
     }
 
-    private static func numbers(_ bytes: ArraySlice<UInt8>) -> [UInt32] {
-        bytes.split(whereSeparator: { $0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: " ") }).compactMap {
-            UInt32(decimal: $0)
+    /// The first two numbers of the line that starts with `label` (tab or space separated),
+    /// read in place.
+    private static func firstTwoNumbers(_ bytes: [UInt8], afterLine label: StaticString) -> (UInt32, UInt32)? {
+        let tag = UnsafeRawBufferPointer(start: label.utf8Start, count: label.utf8CodeUnitCount)
+        var lineStart = 0
+        while lineStart < bytes.count {
+            let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
+            if lineEnd - lineStart >= tag.count, bytes[lineStart..<(lineStart + tag.count)].elementsEqual(tag) {
+                var fields = FieldScanner(
+                    bytes[..<lineEnd],
+                    from: lineStart + tag.count,
+                    separators: (UInt8(ascii: "\t"), UInt8(ascii: " "))
+                )
+                guard let first = fields.next().flatMap(UInt32.init(decimal:)),
+                    let second = fields.next().flatMap(UInt32.init(decimal:))
+                else { return nil }
+                return (first, second)
+            }
+            lineStart = lineEnd + 1
         }
+        return nil
     }
 
     /// The arguments of `/proc/PID/cmdline` (NUL-separated; the last NUL may be missing when
@@ -142,6 +153,38 @@ public enum ProcParsing {
     /// systemd escapes `-` in unit names as `\x2d`.
     private static func unescapeSystemd(_ s: String) -> String {
         s.replacing("\\x2d", with: "-")
+    }
+}
+
+/// Walks the fields of a line in place: runs of bytes between separators (runs of separators
+/// count as one), without building an array of them.
+struct FieldScanner<Bytes: Collection<UInt8>> where Bytes.Index == Int {
+    private let bytes: Bytes
+    private var position: Int
+    private let separators: (UInt8, UInt8)
+
+    init(_ bytes: Bytes, from start: Int, separators: (UInt8, UInt8)) {
+        self.bytes = bytes
+        self.position = start
+        self.separators = separators
+    }
+
+    private func isSeparator(_ byte: UInt8) -> Bool { byte == separators.0 || byte == separators.1 }
+
+    /// The next field; nil at the end.
+    mutating func next() -> Bytes.SubSequence? {
+        let end = bytes.endIndex
+        while position < end, isSeparator(bytes[position]) { position += 1 }
+        guard position < end else { return nil }
+        let start = position
+        while position < end, !isSeparator(bytes[position]) { position += 1 }
+        return bytes[start..<position]
+    }
+
+    /// Skips `count` fields; false when the line ends first.
+    mutating func skip(_ count: Int) -> Bool {
+        for _ in 0..<count where next() == nil { return false }
+        return true
     }
 }
 

@@ -35,6 +35,8 @@ final class ProcessReader {
     private var nextOthersDrain = ContinuousClock.now
     private var overrunsUnreported: UInt64 = 0
     private var clocks = ClockOffsets()
+    /// The last `/proc/PID/cgroup` read and the container id it named (`containerId(cgroup:)`).
+    private var lastCgroup: (bytes: [UInt8], containerId: String?) = ([], nil)
     private var outbox: [Event] = []
     /// When the oldest event of `outbox` was queued.
     private var outboxSince = ContinuousClock.now
@@ -563,8 +565,18 @@ final class ProcessReader {
             credentials: directory.read("status").flatMap(ProcParsing.credentials),
             loginUid: directory.read("loginuid").flatMap(ProcParsing.auditNumber),
             sessionId: directory.read("sessionid").flatMap(ProcParsing.auditNumber),
-            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
+            containerId: containerId(cgroup: directory.read("cgroup"))
         )
+    }
+
+    /// The container `cgroup` names, remembered for the next process: the processes of a burst
+    /// mostly share their cgroup, and parsing its paths was most of reading it.
+    private func containerId(cgroup: [UInt8]?) -> String? {
+        guard let cgroup else { return nil }
+        if cgroup == lastCgroup.bytes { return lastCgroup.containerId }
+        let id = ProcParsing.containerId(cgroup: cgroup)
+        lastCgroup = (cgroup, id)
+        return id
     }
 
     private func inspectExec(_ pid: UInt32, snapshot: ExecSnapshot?, table: inout ProcessTable) -> ProcessEvent {
@@ -700,7 +712,7 @@ final class ProcessReader {
             euid: credentials?.euid,
             gid: credentials?.gid,
             user: credentials.flatMap { users.name(of: $0.uid) },
-            containerId: directory.read("cgroup").flatMap(ProcParsing.containerId(cgroup:))
+            containerId: containerId(cgroup: directory.read("cgroup"))
         )
         table.upsert(record)
         return record
