@@ -497,7 +497,7 @@ public final class Spool: Sendable {
             )
             let known = counts.values.reduce(0, +)
             let empty = UInt64(last - first + 1) - UInt64(stored ?? 0)
-            counts["damaged", default: 0] += empty > known ? empty - known : UInt64(damagedRecords)
+            if empty > known { counts["damaged", default: 0] += empty - known }
         }
         let record = Event(
             seq: UInt64(first),
