@@ -23,14 +23,16 @@ struct SpoolTests {
         try spool.nextBatch(after: after, maxEvents: max, maxBytes: 1 << 20, sealer: BatchSealer(identity: identity))
     }
 
-    /// Overwrites a sealed batch in the outbox (with the sqlite3 CLI, behind the spool's back):
-    /// the row stays and the database checks out, but the batch no longer parses.
+    /// Runs `sql` on the spool's database with the sqlite3 CLI, behind the spool's back: rows
+    /// change while the database still checks out.
+    func damage(_ sql: String) async throws {
+        let result = try await runCommand("/usr/bin/sqlite3", [path, sql])
+        #expect(result.status == 0, "\(result.stderr)")
+    }
+
+    /// Overwrites a sealed batch in the outbox: the row stays, but the batch no longer parses.
     func damageOutboxBatch(_ batchSeq: Int) async throws {
-        let damage = try await runCommand(
-            "/usr/bin/sqlite3",
-            [path, "UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = \(batchSeq)"]
-        )
-        #expect(damage.status == 0, "\(damage.stderr)")
+        try await damage("UPDATE outbox SET batch = x'0a02ffff' WHERE batch_seq = \(batchSeq)")
     }
 
     @Test("seqs increase strictly across reopen")
@@ -423,14 +425,9 @@ extension SpoolTests {
             Event(seq: 9, payload: .file(FileEvent(action: .create, targetFilename: "/x")))
         )
         let hex = other.map { String(format: "%02x", $0) }.joined()
-        let damage = try await runCommand(
-            "/usr/bin/sqlite3",
-            [
-                path,
-                "UPDATE events SET data = x'0a02ffff' WHERE seq = 2; UPDATE events SET data = x'\(hex)' WHERE seq = 4",
-            ]
+        try await damage(
+            "UPDATE events SET data = x'0a02ffff' WHERE seq = 2; UPDATE events SET data = x'\(hex)' WHERE seq = 4"
         )
-        #expect(damage.status == 0, "\(damage.stderr)")
 
         let reopened = try Spool(path: path)
         let batch = try #require(try next(reopened, max: 10))
@@ -474,11 +471,7 @@ extension SpoolTests {
         var spool: Spool? = try Spool(path: path, limits: limits)
         while spool!.takeShedReports().isEmpty { try spool!.append(events(25)) }
         spool = nil
-        let damage = try await runCommand(
-            "/usr/bin/sqlite3",
-            [path, "UPDATE events SET data = x'0a02ffff' WHERE priority = 2"]
-        )
-        #expect(damage.status == 0, "\(damage.stderr)")
+        try await damage("UPDATE events SET data = x'0a02ffff' WHERE priority = 2")
 
         let reopened = try Spool(path: path, limits: limits)
         for _ in 0..<10 { try reopened.append(events(25)) }
