@@ -354,6 +354,22 @@ public final class PostgresEventStore: EventStore {
                 """,
             ]
         ),
+        // v9-batch-time-bounds: agent-and-time queries find their rows through the (agent_id, seq)
+        // index and each batch's event time bounds (`BatchTimeBounds`), instead of an (agent_id,
+        // time_ns) index that every ingested event paid for. Batches stored before get their
+        // bounds from their events, in the migration's transaction.
+        (
+            9,
+            [
+                "ALTER TABLE batches ADD COLUMN min_time_ns BIGINT, ADD COLUMN max_time_ns BIGINT",
+                """
+                UPDATE batches SET (min_time_ns, max_time_ns) = (
+                    SELECT min(time_ns), max(time_ns) FROM events WHERE events.agent_id = batches.agent_id
+                        AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1)
+                """,
+                "DROP INDEX events_by_agent_time",
+            ]
+        ),
     ]
 
     /// The events' json column (text) as jsonb, for field lookups. jsonb cannot hold U+0000, and
@@ -671,6 +687,9 @@ public final class PostgresEventStore: EventStore {
         }
         let agentId = header.agentId
         let headerHash = Data(batch.headerHash)
+        let timeBounds = BatchTimeBounds.of(events)
+        let minTime = timeBounds?.lowerBound
+        let maxTime = timeBounds?.upperBound
         let received = receivedAt.nanosecondsSinceEpoch
         let selftest = SelftestSummary.latest(in: events)
         let status = AgentStatusUpdate.latest(in: events)
@@ -776,9 +795,10 @@ public final class PostgresEventStore: EventStore {
                 )
                 try await db.query(
                     """
-                    INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain)
+                    INSERT INTO batches (agent_id, batch_seq, header, signature, body, header_hash, first_seq, event_count, received_at, chain,
+                                         min_time_ns, max_time_ns)
                     VALUES (\(agentId), \(batchSeq), \(Data(batch.headerBytes)), \(Data(batch.signature)), \(Data(batch.body)), \(headerHash),
-                            \(firstSeq), \(Int32(clamping: header.eventCount)), \(received), \(verdict.rawValue))
+                            \(firstSeq), \(Int32(clamping: header.eventCount)), \(received), \(verdict.rawValue), \(minTime), \(maxTime))
                     """,
                     logger: logger
                 )
@@ -1005,13 +1025,30 @@ public final class PostgresEventStore: EventStore {
                 clauses.append("\(lookups[0]) @> jsonb_build_array(\(placeholder())::text)")
             }
         }
+        // One agent in a time range: its rows come through the (agent_id, seq) index, in the seq
+        // range of the batches that hold events of that time (`BatchTimeBounds`), computed in the
+        // same statement (one snapshot). The planner, with its statistics, may still prefer
+        // walking ids backwards through a window that holds most rows.
+        var from = "events"
+        let seqRange = query.agentId != nil && (query.since != nil || query.until != nil)
+        var batchClauses: [String] = []
         if let since = query.since {
             binds.append(since.nanosecondsSinceEpoch)
             clauses.append("time_ns >= \(placeholder())")
+            batchClauses.append("max_time_ns >= \(placeholder())")
         }
         if let until = query.until {
             binds.append(until.nanosecondsSinceEpoch)
             clauses.append("time_ns < \(placeholder())")
+            batchClauses.append("min_time_ns < \(placeholder())")
+        }
+        if seqRange, let agent = query.agentId {
+            binds.append(agent)
+            from = """
+                events, (SELECT min(first_seq) AS low, max(first_seq + event_count - 1) AS high FROM batches
+                         WHERE agent_id = \(placeholder()) AND \(batchClauses.joined(separator: " AND "))) AS seqs
+                """
+            clauses.append("(seq < 0 OR seq BETWEEN seqs.low AND seqs.high)")
         }
         if let after = query.after {
             binds.append(after)
@@ -1026,7 +1063,7 @@ public final class PostgresEventStore: EventStore {
         let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         let direction = query.order == .desc ? "DESC" : "ASC"
         let sql =
-            "SELECT id, agent_id, batch_seq, json FROM events \(whereSQL) ORDER BY id \(direction) LIMIT \(limit)"
+            "SELECT id, agent_id, batch_seq, json FROM \(from) \(whereSQL) ORDER BY id \(direction) LIMIT \(limit)"
         let rows = try await client.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger)
         let decoder = JSONDecoder()
         var result: [StoredEvent] = []

@@ -235,11 +235,14 @@ struct AgentStatusInventoryTests {
         var stream = AgentStream()
         do {
             let old = try SQLiteEventStore(path: path, migratingUpTo: "v5-alert-level")
+            // Today's ingest also writes the batch's time bounds (v9), lent for this batch only.
+            try await old.lendBatchTimeBounds()
             let f = CollectorFixture(store: old, location: location)
             try await f.enroll(stream.identity)
             #expect(try await f.collector.receive(batch: stream.next(events: 4)).status == "accepted")
             let summary = try #require(try await old.agents().first)
             #expect(summary.version == nil && summary.lastStatus == nil)
+            try await old.returnBatchTimeBounds()
             try await old.close()
         }
         let store = try SQLiteEventStore(path: path)

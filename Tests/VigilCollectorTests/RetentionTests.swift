@@ -25,9 +25,12 @@ struct RetentionTests {
 
     /// Whether the store's usage comes to count `events`. PostgreSQL's live-row statistics lag
     /// commits and drift when an autoanalyze races the inserts; ANALYZE (a full count on a table
-    /// this small) settles them once every backend has reported.
+    /// this small) settles them once every backend has reported. A backend reports its counts at
+    /// most once a second: a count taken sooner can match and then grow by an ingest connection's
+    /// late report (which made retention delete too much), so the first ANALYZE waits that out.
     static func settled(_ f: CollectorFixture, events: Int) async throws -> Bool {
         var seen: Int64 = -1
+        if case .postgres = f.location { try await Task.sleep(for: .milliseconds(1_200)) }
         let settled = try await eventually {
             if case .postgres(let location) = f.location, var url = URLComponents(string: TestPostgres.url) {
                 url.path = "/" + location.database

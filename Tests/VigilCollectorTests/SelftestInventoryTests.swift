@@ -155,13 +155,15 @@ struct SelftestInventoryTests {
         var stream = AgentStream()
         do {
             let old = try SQLiteEventStore(path: path, migratingUpTo: "v2-seq-account")
-            // Today's ingest also writes alert_level (v5-alert-level): the old table lends it
-            // that column for this batch only.
+            // Today's ingest also writes alert_level (v5-alert-level) and the batch's time
+            // bounds (v9): the old tables lend it those columns for this batch only.
             try await old.executeRaw("ALTER TABLE events ADD COLUMN alert_level TEXT")
+            try await old.lendBatchTimeBounds()
             let f = CollectorFixture(store: old, location: location)
             try await f.enroll(stream.identity)
             #expect(try await f.collector.receive(batch: stream.next(events: 4)).status == "accepted")
             try await old.executeRaw("ALTER TABLE events DROP COLUMN alert_level")
+            try await old.returnBatchTimeBounds()
             try await old.close()
         }
         let store = try SQLiteEventStore(path: path)
@@ -215,7 +217,7 @@ struct SelftestInventoryTests {
             }
             #expect(
                 try await database.run("SELECT version FROM schema_migrations ORDER BY version")
-                    .split(separator: "\n") == ["1", "2", "3", "4", "5", "6", "7", "8"]
+                    .split(separator: "\n") == PostgresEventStore.migrations.map { Substring(String($0.version)) }
             )
         }
     }
