@@ -68,7 +68,12 @@ struct FlowsCommand: ParsableCommand {
             metadata: metadata
         )
         let output = BufferedOutput()
-        if !json {
+        // The table's header goes out with its first row (or at the end for none), so a capture
+        // that cannot be opened prints the error alone.
+        var header = !json
+        func writeHeader() {
+            guard header else { return }
+            header = false
             output.write(
                 "ts                 duration   proto  originator -> responder  pkts o/r  ip bytes o/r  state  community_id\n"
             )
@@ -79,14 +84,16 @@ struct FlowsCommand: ParsableCommand {
                 if json {
                     output.writeJSONLine(flow)
                 } else {
+                    writeHeader()
                     output.write(Self.row(flow))
                     output.write("\n")
                 }
             }
         } catch {
             output.flush()
-            throw CommandFailure(error.description)
+            throw CommandFailure(Self.explain(error, path: pcap))
         }
+        writeHeader()
         output.flush()
         var counters =
             "packets \(summary.packets), decoded \(summary.decode.decoded), fragments \(summary.decode.fragments)"
@@ -96,6 +103,20 @@ struct FlowsCommand: ParsableCommand {
             counters += ", \(reason) \(count)"
         }
         FileHandleStderr.write("vigilctl flows: \(counters)\n")
+    }
+
+    /// The reader's error as one line for the terminal: the file first, then what went wrong
+    /// (and at which packet, when reading failed part way).
+    static func explain(_ error: FlowSensorError, path: String) -> String {
+        var message = error.message
+        if message.hasPrefix(path + ": ") { message.removeFirst(path.count + 2) }
+        if error.code == .captureUnavailable {
+            return "cannot read the capture file \(path): \(message)"
+        }
+        if let index = error.packetIndex {
+            return "\(path): packet \(index + 1): \(message)"
+        }
+        return "\(path): \(message)"
     }
 
     private static func row(_ f: FlowEvent) -> String {

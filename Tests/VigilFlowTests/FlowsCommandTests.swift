@@ -84,10 +84,21 @@ struct FlowsCommandTests {
         let directory = try TemporaryDirectory()
         let notCapture = directory.appending("notes.txt")
         _ = FileManager.default.createFile(atPath: notCapture, contents: Data("hello".utf8))
-        for path in [directory.appending("missing.pcap"), notCapture] {
+        let cases = [
+            (directory.appending("missing.pcap"), "No such file or directory"),
+            (notCapture, "unknown file format"),
+        ]
+        for (path, reason) in cases {
             let result = try await runCommand(BuiltProducts.path("vigilctl"), ["flows", "--pcap", path])
             #expect(result.status != 0)
-            #expect(result.stderr.contains(path), "\(result.stderr)")
+            // One line naming the file and the reason; nothing on standard output (no table
+            // header before the error), no Swift type names.
+            #expect(
+                result.stderr.contains("Error: cannot read the capture file \(path): \(reason)"),
+                "\(result.stderr)"
+            )
+            #expect(result.stdout.isEmpty, "\(result.stdout)")
+            #expect(!result.stderr.contains("FlowSensorError"), "\(result.stderr)")
         }
     }
 }
