@@ -27,6 +27,10 @@ struct ProcParsingTests {
         let c = try #require(ProcParsing.credentials(Array(text.utf8)))
         #expect(c.uid == 1000 && c.euid == 0 && c.gid == 100 && c.egid == 50)
         #expect(ProcParsing.credentials(Array("Uid:\tx\n".utf8)) == nil)
+        // Gid before Uid (no kernel writes it so) is still found; no Gid at all is nil.
+        let swapped = "Gid:\t7\t8\t8\t8\nUid:\t5\t6\t6\t6\n"
+        #expect(ProcParsing.credentials(Array(swapped.utf8)) == .init(uid: 5, euid: 6, gid: 7, egid: 8))
+        #expect(ProcParsing.credentials(Array("Uid:\t1\t2\t2\t2\n".utf8)) == nil)
     }
 
     @Test("stat and status of every process on this machine read as a plain split of their text reads them")

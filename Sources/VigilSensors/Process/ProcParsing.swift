@@ -41,17 +41,23 @@ public enum ProcParsing {
     }
 
     public static func credentials(_ bytes: [UInt8]) -> Credentials? {
-        guard let uids = firstTwoNumbers(bytes, afterLine: "Uid:"),
-            let gids = firstTwoNumbers(bytes, afterLine: "Gid:")
+        // The kernel writes `Gid:` right after `Uid:`: look there first, then from the top.
+        guard let (uids, uidLineEnd) = firstTwoNumbers(bytes, afterLine: "Uid:", from: 0),
+            let (gids, _) = firstTwoNumbers(bytes, afterLine: "Gid:", from: uidLineEnd)
+                ?? firstTwoNumbers(bytes, afterLine: "Gid:", from: 0)
         else { return nil }
         return Credentials(uid: uids.0, euid: uids.1, gid: gids.0, egid: gids.1)
     }
 
-    /// The first two numbers of the line that starts with `label` (tab or space separated),
-    /// read in place.
-    private static func firstTwoNumbers(_ bytes: [UInt8], afterLine label: StaticString) -> (UInt32, UInt32)? {
+    /// The first two numbers of the first line at or after `start` that starts with `label`
+    /// (tab or space separated), read in place, and where that line ends.
+    private static func firstTwoNumbers(
+        _ bytes: [UInt8],
+        afterLine label: StaticString,
+        from start: Int
+    ) -> ((UInt32, UInt32), lineEnd: Int)? {
         let tag = UnsafeRawBufferPointer(start: label.utf8Start, count: label.utf8CodeUnitCount)
-        var lineStart = 0
+        var lineStart = start
         while lineStart < bytes.count {
             let lineEnd = bytes[lineStart...].firstIndex(of: UInt8(ascii: "\n")) ?? bytes.count
             if lineEnd - lineStart >= tag.count, bytes[lineStart..<(lineStart + tag.count)].elementsEqual(tag) {
@@ -63,7 +69,7 @@ public enum ProcParsing {
                 guard let first = fields.next().flatMap(UInt32.init(decimal:)),
                     let second = fields.next().flatMap(UInt32.init(decimal:))
                 else { return nil }
-                return (first, second)
+                return ((first, second), lineEnd)
             }
             lineStart = lineEnd + 1
         }
