@@ -262,36 +262,32 @@ struct AgentStatusInventoryTests {
 
     @Test("a PostgreSQL store at schema version 5 migrates to 6 and keeps its agents")
     func postgresMigration() async throws {
-        try await withTestDatabase { database in
-            let location = try PostgresLocation(url: database.url)
-            try await PostgresEventStore.migrate(location, logger: Logger(label: "test"), upTo: 5)
-            try await database.run(
-                """
-                INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at, last_seen, last_batch_seq, event_count)
-                VALUES ('old-agent', 'cGs=', 'k', 'old-host', 'm', 1, 2, 3, 7)
-                """
-            )
-            try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
-                let old = try #require(try await store.agents().first)
-                #expect(old.agentId == "old-agent" && old.events == 7)
-                #expect(old.version == nil && old.policyHash == nil && old.lastStatus == nil)
+        let oldAgent = """
+            INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at, last_seen, last_batch_seq, event_count)
+            VALUES ('old-agent', 'cGs=', 'k', 'old-host', 'm', 1, 2, 3, 7)
+            """
+        try await withOlderPostgresStore(atVersion: 5, rows: [oldAgent]) { store, location in
+            let old = try #require(try await store.agents().first)
+            #expect(old.agentId == "old-agent" && old.events == 7)
+            #expect(old.version == nil && old.policyHash == nil && old.lastStatus == nil)
 
-                let f = CollectorFixture(store: store, location: .postgres(location))
-                var stream = AgentStream()
-                try await f.enroll(stream.identity)
-                let batch = try stream.next(
-                    at: Self.laterAt,
-                    [
-                        Self.started(version: "1.0.0", hash: Self.hashB),
-                        Self.status(backlog: 5, shed: 1, queue: 0, kernel: 0),
-                    ]
-                )
-                #expect(try await f.collector.receive(batch: batch).chain == "ok")
-                let new = try #require(try await store.agents().first { $0.agentId == stream.identity.agentId })
-                #expect(new.version == "1.0.0" && new.policyHash == Self.hashB)
-                #expect(new.lastStatus?.spoolEvents == 5 && new.lastStatus?.eventsShed == 1)
-            }
-            #expect(try await database.run("SELECT count(*) FROM schema_migrations WHERE version = 6") == "1")
+            let f = CollectorFixture(store: store, location: .postgres(location))
+            var stream = AgentStream()
+            try await f.enroll(stream.identity)
+            let batch = try stream.next(
+                at: Self.laterAt,
+                [
+                    Self.started(version: "1.0.0", hash: Self.hashB),
+                    Self.status(backlog: 5, shed: 1, queue: 0, kernel: 0),
+                ]
+            )
+            #expect(try await f.collector.receive(batch: batch).chain == "ok")
+            let new = try #require(try await store.agents().first { $0.agentId == stream.identity.agentId })
+            #expect(new.version == "1.0.0" && new.policyHash == Self.hashB)
+            #expect(new.lastStatus?.spoolEvents == 5 && new.lastStatus?.eventsShed == 1)
+        } afterwards: { database in
+            let applied = try await database.run("SELECT count(*) FROM schema_migrations WHERE version = 6")
+            #expect(applied == "1")
         }
     }
 }

@@ -172,10 +172,8 @@ struct AgentTimeQueryTests {
 
     @Test("an SQLite store from before batch time bounds gets them from its events")
     func sqliteMigration() async throws {
-        let dir = NSTemporaryDirectory() + "vigil-bounds-migration-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: dir) }
-        let path = dir + "/events.sqlite"
+        let dir = try TemporaryDirectory(prefix: "vigil-bounds-migration")
+        let path = dir.path + "/events.sqlite"
         do {
             let old = try SQLiteEventStore(path: path, migratingUpTo: "v8-key-rotation")
             for sql in try Self.oldRowsInsert() { try await old.executeRaw(sql) }
@@ -188,13 +186,8 @@ struct AgentTimeQueryTests {
 
     @Test("a PostgreSQL store from before batch time bounds gets them from its events")
     func postgresMigration() async throws {
-        try await withTestDatabase { database in
-            let location = try PostgresLocation(url: database.url)
-            try await PostgresEventStore.migrate(location, logger: Logger(label: "test"), upTo: 8)
-            for sql in try Self.oldRowsInsert() { _ = try await database.run(sql) }
-            try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
-                try await Self.expectBounded(store)
-            }
+        try await withOlderPostgresStore(atVersion: 8, rows: try Self.oldRowsInsert()) { store, _ in
+            try await Self.expectBounded(store)
         }
     }
 }

@@ -460,17 +460,11 @@ struct QueryFilterTests {
 
     @Test("a PostgreSQL store from before alert levels gets its alerts' levels from their JSON")
     func postgresBackfill() async throws {
-        try await withTestDatabase { database in
-            let location = try PostgresLocation(url: database.url)
-            try await PostgresEventStore.migrate(location, logger: Logger(label: "test"), upTo: 4)
-            try await database.run(try Self.oldEventsInsert())
-            try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
-                try await Self.expectBackfilled(store)
-            }
-            #expect(
-                try await database.run("SELECT max(version) FROM schema_migrations")
-                    == String(PostgresEventStore.migrations.map(\.version).max() ?? 0)
-            )
+        try await withOlderPostgresStore(atVersion: 4, rows: [try Self.oldEventsInsert()]) { store, _ in
+            try await Self.expectBackfilled(store)
+        } afterwards: { database in
+            let newest = try await database.run("SELECT max(version) FROM schema_migrations")
+            #expect(newest == String(PostgresEventStore.migrations.map(\.version).max() ?? 0))
         }
     }
 }

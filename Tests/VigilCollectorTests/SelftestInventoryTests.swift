@@ -186,38 +186,32 @@ struct SelftestInventoryTests {
 
     @Test("a PostgreSQL store at schema version 2 migrates to the current one and keeps its agents")
     func postgresMigration() async throws {
-        try await withTestDatabase { database in
-            let location = try PostgresLocation(url: database.url)
-            try await PostgresEventStore.migrate(location, logger: Logger(label: "test"), upTo: 2)
-            #expect(try await database.run("SELECT max(version) FROM schema_migrations") == "2")
-            try await database.run(
-                """
-                INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at, last_seen, last_batch_seq, event_count, gap_records)
-                VALUES ('old-agent', 'cGs=', 'k', 'old-host', 'm', 1, 2, 3, 7, 1)
-                """
-            )
-            try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
-                let old = try #require(try await store.agents().first)
-                #expect(old.agentId == "old-agent" && old.events == 7 && old.lastBatchSeq == 3 && old.declaredGaps == 1)
-                #expect(old.lastSelftest == nil && old.selftestPassedAt == nil)
+        let oldAgent = """
+            INSERT INTO agents (agent_id, public_key, key_id, hostname, machine_id, enrolled_at, last_seen, last_batch_seq, event_count, gap_records)
+            VALUES ('old-agent', 'cGs=', 'k', 'old-host', 'm', 1, 2, 3, 7, 1)
+            """
+        try await withOlderPostgresStore(atVersion: 2, rows: [oldAgent]) { store, location in
+            let old = try #require(try await store.agents().first)
+            #expect(old.agentId == "old-agent" && old.events == 7 && old.lastBatchSeq == 3 && old.declaredGaps == 1)
+            #expect(old.lastSelftest == nil && old.selftestPassedAt == nil)
 
-                let f = CollectorFixture(store: store, location: .postgres(location))
-                var stream = AgentStream()
-                try await f.enroll(stream.identity)
-                let batch = try stream.next(
-                    at: Self.failedAt,
-                    [
-                        Self.selftest(drills: 4, detected: 3, missed: 1)
-                    ]
-                )
-                #expect(try await f.collector.receive(batch: batch).chain == "ok")
-                let new = try #require(try await store.agents().first { $0.agentId == stream.identity.agentId })
-                #expect(new.lastSelftest == SelftestSummary(time: Self.failedAt, drills: 4, detected: 3, missed: 1))
-                #expect(new.selftestPassedAt == nil)
-            }
+            let f = CollectorFixture(store: store, location: .postgres(location))
+            var stream = AgentStream()
+            try await f.enroll(stream.identity)
+            let batch = try stream.next(
+                at: Self.failedAt,
+                [
+                    Self.selftest(drills: 4, detected: 3, missed: 1)
+                ]
+            )
+            #expect(try await f.collector.receive(batch: batch).chain == "ok")
+            let new = try #require(try await store.agents().first { $0.agentId == stream.identity.agentId })
+            #expect(new.lastSelftest == SelftestSummary(time: Self.failedAt, drills: 4, detected: 3, missed: 1))
+            #expect(new.selftestPassedAt == nil)
+        } afterwards: { database in
+            let applied = try await database.run("SELECT version FROM schema_migrations ORDER BY version")
             #expect(
-                try await database.run("SELECT version FROM schema_migrations ORDER BY version")
-                    .split(separator: "\n") == PostgresEventStore.migrations.map { Substring(String($0.version)) }
+                applied.split(separator: "\n") == PostgresEventStore.migrations.map { Substring(String($0.version)) }
             )
         }
     }

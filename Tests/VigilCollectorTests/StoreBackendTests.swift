@@ -235,6 +235,27 @@ struct StoreLocationTests {
     }
 }
 
+/// A fresh PostgreSQL database built up to schema `version` and given `rows` (SQL run as it is:
+/// what an older collector left there), then opened by today's store, which migrates it, for
+/// `body`; `database` stays usable for checks after the store is closed.
+func withOlderPostgresStore(
+    atVersion version: Int,
+    rows: [String],
+    _ body: (PostgresEventStore, PostgresLocation) async throws -> Void,
+    afterwards: (TestDatabase) async throws -> Void = { _ in }
+) async throws {
+    try await withTestDatabase { database in
+        let location = try PostgresLocation(url: database.url)
+        try await PostgresEventStore.migrate(location, logger: Logger(label: "test"), upTo: version)
+        #expect(try await database.run("SELECT max(version) FROM schema_migrations") == String(version))
+        for sql in rows { try await database.run(sql) }
+        try await PostgresEventStore.withStore(at: location, logger: Logger(label: "test")) { store in
+            try await body(store, location)
+        }
+        try await afterwards(database)
+    }
+}
+
 /// A fresh PostgreSQL database for `body`, dropped afterwards (skipped without a server, a
 /// failure in CI).
 func withTestDatabase(_ body: (TestDatabase) async throws -> Void) async throws {
