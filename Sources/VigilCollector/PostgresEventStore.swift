@@ -368,6 +368,7 @@ public final class PostgresEventStore: EventStore {
                         AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1)
                 """,
                 "DROP INDEX events_by_agent_time",
+                "CREATE INDEX batches_by_agent_time ON batches (agent_id, max_time_ns) INCLUDE (min_time_ns, first_seq, event_count)",
             ]
         ),
     ]

@@ -202,6 +202,7 @@ public final class SQLiteEventStore: EventStore {
                         max_time_ns = (SELECT max(time_ns) FROM events WHERE events.agent_id = batches.agent_id
                             AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1);
                     DROP INDEX events_by_agent_time;
+                    CREATE INDEX batches_by_agent_time ON batches (agent_id, max_time_ns, min_time_ns, first_seq, event_count);
                     """
             )
         }
@@ -710,18 +711,15 @@ public final class SQLiteEventStore: EventStore {
         // keeps the planner off the time indexes for this case.
         let seqRange = query.agentId != nil && (query.since != nil || query.until != nil)
         let time = seqRange ? "+time_ns" : "time_ns"
-        var batchClauses = ["agent_id = ?"]
         var batchArgs: [(any DatabaseValueConvertible)?] = [query.agentId]
         if let since = query.since {
             clauses.append("\(time) >= ?")
             args.append(since.nanosecondsSinceEpoch)
-            batchClauses.append("max_time_ns >= ?")
             batchArgs.append(since.nanosecondsSinceEpoch)
         }
         if let until = query.until {
             clauses.append("\(time) < ?")
             args.append(until.nanosecondsSinceEpoch)
-            batchClauses.append("min_time_ns < ?")
             batchArgs.append(until.nanosecondsSinceEpoch)
         }
         if let after = query.after {
@@ -733,8 +731,7 @@ public final class SQLiteEventStore: EventStore {
             args.append(before)
         }
         let direction = query.order == .desc ? "DESC" : "ASC"
-        let seqBoundsSQL =
-            "SELECT min(first_seq), max(first_seq + event_count - 1) FROM batches WHERE \(batchClauses.joined(separator: " AND "))"
+        let seqBoundsSQL = Self.seqBoundsSQL(since: query.since != nil, until: query.until != nil)
         let fixedClauses = clauses
         let fixedArguments = StatementArguments(args)
         let batchArguments = StatementArguments(batchArgs)
@@ -768,6 +765,19 @@ public final class SQLiteEventStore: EventStore {
                 event: try decoder.decode(Event.self, from: Data(json.utf8))
             )
         }
+    }
+
+    /// The seq range of one agent's batches that hold events in a time range (`BatchTimeBounds`):
+    /// arguments the agent, then the range's start and end where given. Answered from the
+    /// `batches_by_agent_time` index alone: the columns sit after each batch's body in the
+    /// table, and reading them there walks the body's overflow pages (66 ms for 5,000 batches
+    /// of 40 KB, 0.3 ms through the index).
+    static func seqBoundsSQL(since: Bool, until: Bool) -> String {
+        var clauses = ["agent_id = ?"]
+        if since { clauses.append("max_time_ns >= ?") }
+        if until { clauses.append("min_time_ns < ?") }
+        return "SELECT min(first_seq), max(first_seq + event_count - 1) FROM batches WHERE "
+            + clauses.joined(separator: " AND ")
     }
 
     /// SQLite has one writer at a time, so ids become visible in order: the highest id is final.

@@ -114,6 +114,18 @@ struct AgentTimeQueryTests {
         }
     }
 
+    @Test("SQLite answers the batch seq range from its index, without reading batch bodies")
+    func sqliteSeqBoundsPlan() async throws {
+        let dir = try TemporaryDirectory(prefix: "vigil-bounds-plan")
+        let path = dir.path + "/events.sqlite"
+        try await SQLiteEventStore(path: path).close()
+        for (since, until) in [(true, true), (true, false), (false, true)] {
+            let sql = SQLiteEventStore.seqBoundsSQL(since: since, until: until)
+            let plan = try await sqliteRows(path, "EXPLAIN QUERY PLAN " + sql).map { $0.joined(separator: "|") }
+            #expect(plan.contains { $0.contains("USING COVERING INDEX batches_by_agent_time") }, "\(sql): \(plan)")
+        }
+    }
+
     /// Rows as a collector before batch time bounds stored them (the same SQL for both engines):
     /// three batches of `old-agent`, the second with a time that goes back, and a collector alert.
     static func oldRowsInsert() throws -> [String] {
