@@ -21,5 +21,4 @@ enum BatchTimeBounds {
         }
         return low...high
     }
-
 }

@@ -1031,7 +1031,6 @@ public final class PostgresEventStore: EventStore {
         // same statement (one snapshot). The planner, with its statistics, may still prefer
         // walking ids backwards through a window that holds most rows.
         var from = "events"
-        let seqRange = query.agentId != nil && (query.since != nil || query.until != nil)
         var batchClauses: [String] = []
         if let since = query.since {
             binds.append(since.nanosecondsSinceEpoch)
@@ -1043,7 +1042,7 @@ public final class PostgresEventStore: EventStore {
             clauses.append("time_ns < \(placeholder())")
             batchClauses.append("min_time_ns < \(placeholder())")
         }
-        if seqRange, let agent = query.agentId {
+        if let agent = query.agentId, !batchClauses.isEmpty {
             binds.append(agent)
             from = """
                 events, (SELECT min(first_seq) AS low, max(first_seq + event_count - 1) AS high FROM batches

@@ -196,10 +196,8 @@ public final class SQLiteEventStore: EventStore {
                 sql: """
                     ALTER TABLE batches ADD COLUMN min_time_ns INTEGER;
                     ALTER TABLE batches ADD COLUMN max_time_ns INTEGER;
-                    UPDATE batches SET
-                        min_time_ns = (SELECT min(time_ns) FROM events WHERE events.agent_id = batches.agent_id
-                            AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1),
-                        max_time_ns = (SELECT max(time_ns) FROM events WHERE events.agent_id = batches.agent_id
+                    UPDATE batches SET (min_time_ns, max_time_ns) = (
+                        SELECT min(time_ns), max(time_ns) FROM events WHERE events.agent_id = batches.agent_id
                             AND events.seq BETWEEN batches.first_seq AND batches.first_seq + batches.event_count - 1);
                     DROP INDEX events_by_agent_time;
                     CREATE INDEX batches_by_agent_time ON batches (agent_id, max_time_ns, min_time_ns, first_seq, event_count);
