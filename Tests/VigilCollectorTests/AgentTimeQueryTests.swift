@@ -50,8 +50,8 @@ struct AgentTimeQueryTests {
             var clock: [Int64] = [0, 0, 0]
             for round in 0..<12 {
                 for i in agents.indices {
-                    // Mostly forward with jitter inside a batch; agent 1's clock jumps back 45 s
-                    // at round 6 and agent 2's events interleave with agent 0's.
+                    // Mostly forward with jitter inside a batch, the agents' batches interleaved;
+                    // agent 1's clock jumps back 45 s at round 6.
                     if i == 1, round == 6 { clock[i] -= 45 }
                     let times = (0..<5).map { _ in
                         clock[i] += Int64.random(in: 0...3, using: &generator)
