@@ -70,6 +70,8 @@ struct FlowsCommand: ParsableCommand {
         let output = BufferedOutput()
         // The table's header goes out with its first row (or at the end for none), so a capture
         // that cannot be opened prints the error alone.
+        // Read once: the wrapper's getter is not free, and the closure runs per flow.
+        let json = self.json
         var header = !json
         func writeHeader() {
             guard header else { return }
@@ -80,12 +82,12 @@ struct FlowsCommand: ParsableCommand {
         }
         let summary: OfflineFlowReader.Summary
         do {
-            summary = try OfflineFlowReader(configuration: configuration).read(path: pcap) { flow, _ in
+            summary = try OfflineFlowReader(configuration: configuration).read(path: pcap) { flow in
                 if json {
                     output.writeJSONLine(flow)
                 } else {
                     writeHeader()
-                    output.write(Self.row(flow))
+                    output.write(Self.row(flow.event))
                     output.write("\n")
                 }
             }
@@ -139,8 +141,8 @@ private final class BufferedOutput {
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    /// `flow.jsonLine` and a newline, encoded straight into the buffer.
-    func writeJSONLine(_ flow: FlowEvent) {
+    /// The flow's JSON line and a newline, encoded straight into the buffer.
+    func writeJSONLine(_ flow: CompletedFlow) {
         flow.appendJSONLine(to: &buffer)
         buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }

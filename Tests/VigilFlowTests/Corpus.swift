@@ -88,7 +88,7 @@ enum Corpus {
     /// The flows of a capture through the library, in report order.
     static func flows(_ relative: String) throws -> [FlowEvent] {
         var flows: [FlowEvent] = []
-        _ = try OfflineFlowReader().read(path: directory + "/" + relative) { flow, _ in flows.append(flow) }
+        _ = try OfflineFlowReader().read(path: directory + "/" + relative) { flows.append($0.event) }
         return flows
     }
 }

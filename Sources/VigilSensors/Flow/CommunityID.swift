@@ -17,6 +17,38 @@ public enum CommunityID {
         oneWay: Bool = false,
         seed: UInt16 = 0
     ) -> String {
+        String(unsafeUninitializedCapacity: textBytes) { text in
+            write(
+                family: family,
+                source: source,
+                destination: destination,
+                proto: proto,
+                sourcePort: sourcePort,
+                destinationPort: destinationPort,
+                oneWay: oneWay,
+                seed: seed,
+                into: text
+            )
+        }
+    }
+
+    /// The length of a Community ID: `1:` and the base64 of a 20-byte SHA-1.
+    static let textBytes = 2 + Base64.encodedCount(Insecure.SHA1.byteCount)
+
+    /// Writes `compute(...)` to the start of `text` (at least `textBytes` long) and returns its
+    /// length.
+    static func write(
+        family: UInt8,
+        source: IPAddressBits,
+        destination: IPAddressBits,
+        proto: UInt8,
+        sourcePort: UInt16,
+        destinationPort: UInt16,
+        oneWay: Bool = false,
+        seed: UInt16 = 0,
+        into text: UnsafeMutableBufferPointer<UInt8>
+    ) -> Int {
+        precondition(text.count >= textBytes, "Community ID buffer too small")
         var srcAddress = source
         var dstAddress = destination
         var srcPort = sourcePort
@@ -42,11 +74,9 @@ public enum CommunityID {
         var sha1 = Insecure.SHA1()
         input.withBytes { sha1.update(bufferPointer: $0) }
         return sha1.finalize().withUnsafeBytes { digest in
-            String(unsafeUninitializedCapacity: 2 + Base64.encodedCount(digest.count)) { text in
-                text[0] = UInt8(ascii: "1")
-                text[1] = UInt8(ascii: ":")
-                return 2 + Base64.encode(digest, into: UnsafeMutableBufferPointer(rebasing: text[2...]))
-            }
+            text[0] = UInt8(ascii: "1")
+            text[1] = UInt8(ascii: ":")
+            return 2 + Base64.encode(digest, into: UnsafeMutableBufferPointer(rebasing: text[2...]))
         }
     }
 

@@ -14,75 +14,24 @@ extension FlowEvent {
 
     /// Appends `jsonLine` (UTF-8, no newline) to `out`, with no temporary strings.
     public func appendJSONLine(to out: inout [UInt8]) {
-        let image = self.image.map { JSONString.quoted($0) }
-        let dnsQuery = self.dnsQuery.map { JSONString.quoted($0) }
-        let dnsAnswers = self.dnsAnswers.map { $0.map { JSONString.quoted($0) }.joined(separator: ",") }
-        let serverName = self.serverName.map { JSONString.quoted($0) }
-        // Literals and numbers need under 700 bytes; the strings are copied as they are.
-        var capacity = 700 + proto.utf8.count + origH.utf8.count + respH.utf8.count + state.utf8.count
-        capacity += communityID.utf8.count + (image?.utf8.count ?? 0)
-        capacity += (dnsQuery?.utf8.count ?? 0) + (dnsAnswers?.utf8.count ?? 0) + (serverName?.utf8.count ?? 0)
-        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: capacity) { buffer in
-            var w = ByteWriter(buffer)
-            w.ascii("{\"ts\":")
-            w.fixed6(ts)
-            w.ascii(",\"duration\":")
-            w.fixed6(duration)
-            w.ascii(",\"proto\":\"")
-            w.string(proto)
-            w.ascii("\",\"orig_h\":\"")
-            w.string(origH)
-            w.ascii("\",\"orig_p\":")
-            w.decimal(UInt64(origP))
-            w.ascii(",\"resp_h\":\"")
-            w.string(respH)
-            w.ascii("\",\"resp_p\":")
-            w.decimal(UInt64(respP))
-            w.ascii(",\"orig_pkts\":")
-            w.decimal(origPkts)
-            w.ascii(",\"resp_pkts\":")
-            w.decimal(respPkts)
-            w.ascii(",\"orig_ip_bytes\":")
-            w.decimal(origIPBytes)
-            w.ascii(",\"resp_ip_bytes\":")
-            w.decimal(respIPBytes)
-            w.ascii(",\"orig_bytes\":")
-            w.decimal(origBytes)
-            w.ascii(",\"resp_bytes\":")
-            w.decimal(respBytes)
-            w.ascii(",\"orig_tcp_flags\":")
-            w.decimal(UInt64(origTCPFlags))
-            w.ascii(",\"resp_tcp_flags\":")
-            w.decimal(UInt64(respTCPFlags))
-            w.ascii(",\"state\":\"")
-            w.string(state)
-            w.ascii("\",\"community_id\":\"")
-            w.string(communityID)
-            w.ascii("\"")
-            if let dnsQuery {
-                w.ascii(",\"dns_query\":")
-                w.string(dnsQuery)
-            }
-            if let dnsAnswers {
-                w.ascii(",\"dns_answers\":[")
-                w.string(dnsAnswers)
-                w.ascii("]")
-            }
-            if let serverName {
-                w.ascii(",\"server_name\":")
-                w.string(serverName)
-            }
-            if let image {
-                w.ascii(",\"Image\":")
-                w.string(image)
-            }
-            if let processId {
-                w.ascii(",\"ProcessId\":")
-                w.decimal(UInt64(processId))
-            }
-            w.ascii("}")
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<w.count]))
-        }
+        FlowJSONLine.append(
+            FlowJSONNumbers(
+                ts: ts,
+                duration: duration,
+                origP: origP,
+                respP: respP,
+                origPkts: origPkts,
+                respPkts: respPkts,
+                origIPBytes: origIPBytes,
+                respIPBytes: respIPBytes,
+                origBytes: origBytes,
+                respBytes: respBytes,
+                origTCPFlags: origTCPFlags,
+                respTCPFlags: respTCPFlags
+            ),
+            EventJSONText(self),
+            to: &out
+        )
     }
 
     /// Seconds with exactly six decimals (microseconds), as Zeek logs them.
@@ -91,6 +40,208 @@ extension FlowEvent {
             var w = ByteWriter(buffer)
             w.fixed6(value)
             return String(decoding: UnsafeBufferPointer(rebasing: buffer[..<w.count]), as: UTF8.self)
+        }
+    }
+}
+
+/// A flow's JSON line, laid out once for both sources: a `FlowEvent`, or a table record with
+/// its metadata (`CompletedFlow`, which `vigilctl flows` writes without building the event's
+/// strings). The numbers come as they are; the text members from a `FlowJSONText`.
+enum FlowJSONLine {
+    static func append(_ n: FlowJSONNumbers, _ text: some FlowJSONText, to out: inout [UInt8]) {
+        // Literals and numbers need under 700 bytes.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 700 + text.maximumBytes) { buffer in
+            var w = ByteWriter(buffer)
+            w.ascii("{\"ts\":")
+            w.fixed6(n.ts)
+            w.ascii(",\"duration\":")
+            w.fixed6(n.duration)
+            w.ascii(",\"proto\":\"")
+            text.writeProto(&w)
+            w.ascii("\",\"orig_h\":\"")
+            text.writeAddress(originator: true, &w)
+            w.ascii("\",\"orig_p\":")
+            w.decimal(UInt64(n.origP))
+            w.ascii(",\"resp_h\":\"")
+            text.writeAddress(originator: false, &w)
+            w.ascii("\",\"resp_p\":")
+            w.decimal(UInt64(n.respP))
+            w.ascii(",\"orig_pkts\":")
+            w.decimal(n.origPkts)
+            w.ascii(",\"resp_pkts\":")
+            w.decimal(n.respPkts)
+            w.ascii(",\"orig_ip_bytes\":")
+            w.decimal(n.origIPBytes)
+            w.ascii(",\"resp_ip_bytes\":")
+            w.decimal(n.respIPBytes)
+            w.ascii(",\"orig_bytes\":")
+            w.decimal(n.origBytes)
+            w.ascii(",\"resp_bytes\":")
+            w.decimal(n.respBytes)
+            w.ascii(",\"orig_tcp_flags\":")
+            w.decimal(UInt64(n.origTCPFlags))
+            w.ascii(",\"resp_tcp_flags\":")
+            w.decimal(UInt64(n.respTCPFlags))
+            w.ascii(",\"state\":\"")
+            text.writeState(&w)
+            w.ascii("\",\"community_id\":\"")
+            text.writeCommunityID(&w)
+            w.ascii("\"")
+            text.writeOptionalMembers(&w)
+            w.ascii("}")
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<w.count]))
+        }
+    }
+}
+
+/// The numeric members of a flow's JSON line.
+struct FlowJSONNumbers {
+    var ts: Double
+    var duration: Double
+    var origP: UInt16
+    var respP: UInt16
+    var origPkts: UInt64
+    var respPkts: UInt64
+    var origIPBytes: UInt64
+    var respIPBytes: UInt64
+    var origBytes: UInt64
+    var respBytes: UInt64
+    var origTCPFlags: UInt8
+    var respTCPFlags: UInt8
+}
+
+/// The text members of a flow's JSON line, written in place (the layout is `FlowJSONLine`'s).
+protocol FlowJSONText {
+    /// The most bytes all the writes below take together.
+    var maximumBytes: Int { get }
+    func writeProto(_ w: inout ByteWriter)
+    func writeAddress(originator: Bool, _ w: inout ByteWriter)
+    func writeState(_ w: inout ByteWriter)
+    func writeCommunityID(_ w: inout ByteWriter)
+    /// `dns_query`, `dns_answers`, `server_name`, `Image`, `ProcessId`: those known, each with
+    /// its leading comma.
+    func writeOptionalMembers(_ w: inout ByteWriter)
+}
+
+/// A `FlowEvent`'s strings, the optional ones quoted up front (they are rare).
+private struct EventJSONText: FlowJSONText {
+    let event: FlowEvent
+    let image: String?
+    let dnsQuery: String?
+    let dnsAnswers: String?
+    let serverName: String?
+
+    init(_ event: FlowEvent) {
+        self.event = event
+        image = event.image.map { JSONString.quoted($0) }
+        dnsQuery = event.dnsQuery.map { JSONString.quoted($0) }
+        dnsAnswers = event.dnsAnswers.map { $0.map { JSONString.quoted($0) }.joined(separator: ",") }
+        serverName = event.serverName.map { JSONString.quoted($0) }
+    }
+
+    var maximumBytes: Int {
+        var count = event.proto.utf8.count + event.origH.utf8.count + event.respH.utf8.count
+        count += event.state.utf8.count + event.communityID.utf8.count + (image?.utf8.count ?? 0)
+        return count + (dnsQuery?.utf8.count ?? 0) + (dnsAnswers?.utf8.count ?? 0) + (serverName?.utf8.count ?? 0)
+    }
+
+    func writeProto(_ w: inout ByteWriter) { w.string(event.proto) }
+    func writeAddress(originator: Bool, _ w: inout ByteWriter) { w.string(originator ? event.origH : event.respH) }
+    func writeState(_ w: inout ByteWriter) { w.string(event.state) }
+    func writeCommunityID(_ w: inout ByteWriter) { w.string(event.communityID) }
+
+    func writeOptionalMembers(_ w: inout ByteWriter) {
+        if let dnsQuery {
+            w.ascii(",\"dns_query\":")
+            w.string(dnsQuery)
+        }
+        if let dnsAnswers {
+            w.ascii(",\"dns_answers\":[")
+            w.string(dnsAnswers)
+            w.ascii("]")
+        }
+        if let serverName {
+            w.ascii(",\"server_name\":")
+            w.string(serverName)
+        }
+        if let image {
+            w.ascii(",\"Image\":")
+            w.string(image)
+        }
+        if let processId = event.processId {
+            w.ascii(",\"ProcessId\":")
+            w.decimal(UInt64(processId))
+        }
+    }
+}
+
+/// A table record's text, written from its fields: addresses and the Community ID go straight
+/// into the line. Records carry no process (attribution happens on events).
+struct RecordJSONText: FlowJSONText {
+    let record: FlowRecord
+    let endpoints: FlowRecord.Endpoints
+    let dnsQuery: String?
+    let dnsAnswers: [DNSAddress]
+    let serverName: String?
+
+    init(_ record: FlowRecord, metadata: FlowMetadata?) {
+        self.record = record
+        endpoints = record.endpoints
+        dnsQuery = metadata?.dnsQuery.map { JSONString.quoted($0) }
+        dnsAnswers = metadata?.dnsAnswers ?? []
+        serverName = metadata?.serverName.map { JSONString.quoted($0) }
+    }
+
+    /// The longest address text (`INET6_ADDRSTRLEN` with its NUL).
+    static let addressBytes = 46
+
+    var maximumBytes: Int {
+        // Protocol (3 digits at most), two addresses, state, Community ID, metadata.
+        var count = 5 + 2 * Self.addressBytes + 6 + CommunityID.textBytes
+        count += (dnsQuery?.utf8.count ?? 0) + dnsAnswers.count * (Self.addressBytes + 3)
+        return count + (serverName?.utf8.count ?? 0)
+    }
+
+    func writeProto(_ w: inout ByteWriter) { w.string(FlowRecord.protocolName(record.key.proto)) }
+
+    func writeAddress(originator: Bool, _ w: inout ByteWriter) {
+        w.address(originator ? endpoints.originator : endpoints.responder, family: record.key.family)
+    }
+
+    func writeState(_ w: inout ByteWriter) { w.string(record.state) }
+
+    func writeCommunityID(_ w: inout ByteWriter) {
+        w.bytes(maximum: CommunityID.textBytes) { out in
+            CommunityID.write(
+                family: record.key.family,
+                source: endpoints.originator,
+                destination: endpoints.responder,
+                proto: record.key.proto,
+                sourcePort: endpoints.originatorPort,
+                destinationPort: endpoints.responderPort,
+                oneWay: record.icmpOneWay,
+                into: out
+            )
+        }
+    }
+
+    func writeOptionalMembers(_ w: inout ByteWriter) {
+        if let dnsQuery {
+            w.ascii(",\"dns_query\":")
+            w.string(dnsQuery)
+        }
+        if !dnsAnswers.isEmpty {
+            w.ascii(",\"dns_answers\":[")
+            for (i, answer) in dnsAnswers.enumerated() {
+                w.ascii(i == 0 ? "\"" : ",\"")
+                w.address(answer.bits, family: answer.family)
+                w.ascii("\"")
+            }
+            w.ascii("]")
+        }
+        if let serverName {
+            w.ascii(",\"server_name\":")
+            w.string(serverName)
         }
     }
 }
@@ -122,6 +273,17 @@ struct ByteWriter {
         precondition(count < buffer.count, "JSON line longer than its buffer")
         buffer[count] = value
         count += 1
+    }
+
+    /// Lets `body` write up to `maximum` bytes in place; it returns how many it wrote.
+    mutating func bytes(maximum: Int, _ body: (UnsafeMutableBufferPointer<UInt8>) -> Int) {
+        precondition(maximum <= buffer.count - count, "JSON line longer than its buffer")
+        count += body(UnsafeMutableBufferPointer(rebasing: buffer[count..<(count + maximum)]))
+    }
+
+    /// The address in its usual text form, as `FlowRecord.format` gives it.
+    mutating func address(_ address: IPAddressBits, family: UInt8) {
+        bytes(maximum: RecordJSONText.addressBytes) { FlowRecord.format(address, family: family, into: $0) }
     }
 
     mutating func string(_ text: String) {

@@ -69,32 +69,75 @@ struct FlowRecord: Sendable {
                 || (tcp.originator == .closed && tcp.responder == .closed))
     }
 
-    /// The record in Zeek's connection vocabulary.
-    var event: FlowEvent {
-        let origAddress = originatorIsLow ? key.lowAddress : key.highAddress
-        let respAddress = originatorIsLow ? key.highAddress : key.lowAddress
-        let origPort = originatorIsLow ? key.lowPort : key.highPort
-        let respPort = originatorIsLow ? key.highPort : key.lowPort
-        let state: String
+    /// Originator and responder, from the key's low and high ends.
+    struct Endpoints {
+        var originator: IPAddressBits
+        var originatorPort: UInt16
+        var responder: IPAddressBits
+        var responderPort: UInt16
+    }
+
+    var endpoints: Endpoints {
+        originatorIsLow
+            ? Endpoints(
+                originator: key.lowAddress,
+                originatorPort: key.lowPort,
+                responder: key.highAddress,
+                responderPort: key.highPort
+            )
+            : Endpoints(
+                originator: key.highAddress,
+                originatorPort: key.highPort,
+                responder: key.lowAddress,
+                responderPort: key.lowPort
+            )
+    }
+
+    /// Zeek's `conn_state`.
+    var state: String {
         switch key.proto {
         case IPProtocol.tcp:
-            state = tcp.summary
+            tcp.summary
         case IPProtocol.udp:
-            state =
-                originatorPackets > 0
+            originatorPackets > 0
                 ? (responderPackets > 0 ? "SF" : "S0")
                 : (responderPackets > 0 ? "SHR" : "OTH")
         default:
-            state = "OTH"
+            "OTH"
         }
+    }
+
+    /// The numeric members of the record's JSON line (`CompletedFlow.appendJSONLine`), as
+    /// `event` has them.
+    var jsonNumbers: FlowJSONNumbers {
+        let ends = endpoints
+        return FlowJSONNumbers(
+            ts: Double(first) / 1e9,
+            duration: Double(last &- first) / 1e9,
+            origP: ends.originatorPort,
+            respP: ends.responderPort,
+            origPkts: originatorPackets,
+            respPkts: responderPackets,
+            origIPBytes: originatorIPBytes,
+            respIPBytes: responderIPBytes,
+            origBytes: originatorPayload,
+            respBytes: responderPayload,
+            origTCPFlags: originatorFlags,
+            respTCPFlags: responderFlags
+        )
+    }
+
+    /// The record in Zeek's connection vocabulary.
+    var event: FlowEvent {
+        let ends = endpoints
         return FlowEvent(
             ts: Double(first) / 1e9,
             duration: Double(last &- first) / 1e9,
             proto: Self.protocolName(key.proto),
-            origH: Self.format(origAddress, family: key.family),
-            origP: origPort,
-            respH: Self.format(respAddress, family: key.family),
-            respP: respPort,
+            origH: Self.format(ends.originator, family: key.family),
+            origP: ends.originatorPort,
+            respH: Self.format(ends.responder, family: key.family),
+            respP: ends.responderPort,
             origPkts: originatorPackets,
             respPkts: responderPackets,
             origIPBytes: originatorIPBytes,
@@ -106,11 +149,11 @@ struct FlowRecord: Sendable {
             state: state,
             communityID: CommunityID.compute(
                 family: key.family,
-                source: origAddress,
-                destination: respAddress,
+                source: ends.originator,
+                destination: ends.responder,
                 proto: key.proto,
-                sourcePort: origPort,
-                destinationPort: respPort,
+                sourcePort: ends.originatorPort,
+                destinationPort: ends.responderPort,
                 oneWay: icmpOneWay
             )
         )
@@ -130,36 +173,43 @@ struct FlowRecord: Sendable {
 
     /// The address in its usual text form (`inet_ntop`: dotted quad, RFC 5952 IPv6).
     static func format(_ address: IPAddressBits, family: UInt8) -> String {
-        if family == 4 {
-            // Dotted quad by hand: at most 15 characters, no C call, no temporary array.
-            let value = UInt32(truncatingIfNeeded: address.low)
-            return String(unsafeUninitializedCapacity: 15) { text in
-                var count = 0
-                for shift in stride(from: 24, through: 0, by: -8) {
-                    let octet = Int(value >> UInt32(shift) & 0xFF)
-                    if octet >= 100 {
-                        text[count] = UInt8(ascii: "0") &+ UInt8(octet / 100)
-                        count += 1
-                    }
-                    if octet >= 10 {
-                        text[count] = UInt8(ascii: "0") &+ UInt8(octet / 10 % 10)
-                        count += 1
-                    }
-                    text[count] = UInt8(ascii: "0") &+ UInt8(octet % 10)
-                    count += 1
-                    if shift > 0 {
-                        text[count] = UInt8(ascii: ".")
-                        count += 1
-                    }
-                }
-                return count
-            }
+        // At most 15 bytes for IPv4: a small string, no allocation.
+        String(unsafeUninitializedCapacity: family == 4 ? 15 : Int(INET6_ADDRSTRLEN)) {
+            format(address, family: family, into: $0)
         }
+    }
+
+    /// Writes `format(address, family:)` to the start of `text` (at least `INET6_ADDRSTRLEN`
+    /// bytes) and returns its length.
+    static func format(_ address: IPAddressBits, family: UInt8, into text: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        if family == 4 {
+            // Dotted quad by hand: at most 15 characters, no C call.
+            let value = UInt32(truncatingIfNeeded: address.low)
+            var count = 0
+            for shift in stride(from: 24, through: 0, by: -8) {
+                let octet = Int(value >> UInt32(shift) & 0xFF)
+                if octet >= 100 {
+                    text[count] = UInt8(ascii: "0") &+ UInt8(octet / 100)
+                    count += 1
+                }
+                if octet >= 10 {
+                    text[count] = UInt8(ascii: "0") &+ UInt8(octet / 10 % 10)
+                    count += 1
+                }
+                text[count] = UInt8(ascii: "0") &+ UInt8(octet % 10)
+                count += 1
+                if shift > 0 {
+                    text[count] = UInt8(ascii: ".")
+                    count += 1
+                }
+            }
+            return count
+        }
+        precondition(text.count >= Int(INET6_ADDRSTRLEN), "address text buffer too small")
         var raw = (address.high.bigEndian, address.low.bigEndian)
-        return withUnsafeTemporaryAllocation(of: CChar.self, capacity: Int(INET6_ADDRSTRLEN) + 1) { text in
-            text.initialize(repeating: 0)
-            guard inet_ntop(AF_INET6, &raw, text.baseAddress, socklen_t(text.count - 1)) != nil else { return "" }
-            return String(cString: text.baseAddress!)
+        return text.withMemoryRebound(to: CChar.self) { chars in
+            guard inet_ntop(AF_INET6, &raw, chars.baseAddress, socklen_t(chars.count)) != nil else { return 0 }
+            return strlen(chars.baseAddress!)
         }
     }
 }

@@ -1,4 +1,12 @@
-/// The flow table's records in one growable allocation, updated in place.
+import Glibc
+
+/// The flow table's records in one mapping, updated in place.
+///
+/// The mapping reserves address space for the table's whole flow limit up front (anonymous,
+/// `MAP_NORESERVE`): the kernel commits a page only when a record is first written to it, so
+/// memory follows the records in use while the table never moves them to grow (a copy that
+/// used to fault in a second, larger allocation when a capture outgrew the first). Where the
+/// kernel refuses that much address space, a smaller reservation is taken and grown by copying.
 ///
 /// `FlowTable` keeps value semantics by copying the storage before mutating it when it is
 /// shared (`isKnownUniquelyReferenced`), once per public mutating call, so per-packet field
@@ -9,19 +17,47 @@ final class FlowRecordStorage: @unchecked Sendable {
     private(set) var count = 0
     private var capacity: Int
 
+    /// - Parameter capacity: records to reserve room for (the table's flow limit).
     init(capacity: Int) {
-        self.capacity = max(capacity, 16)
-        base = .allocate(capacity: self.capacity)
+        // Records are plain bytes: the mapping is released without deinitializing them, and a
+        // reservation moves by copying memory.
+        precondition(_isPOD(FlowRecord.self), "flow records must be plain data")
+        (base, self.capacity) = Self.reserve(max(capacity, 16))
     }
 
     deinit {
-        base.deinitialize(count: count)
-        base.deallocate()
+        munmap(base, capacity * MemoryLayout<FlowRecord>.stride)
+    }
+
+    /// An anonymous mapping for `wanted` records, or for fewer (halving down to 16) where the
+    /// kernel refuses the address space.
+    private static func reserve(_ wanted: Int) -> (UnsafeMutablePointer<FlowRecord>, Int) {
+        var records = wanted
+        while true {
+            let mapped = mmap(
+                nil,
+                records * MemoryLayout<FlowRecord>.stride,
+                PROT_READ | PROT_WRITE,
+                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                -1,
+                0
+            )
+            if let mapped, mapped != MAP_FAILED {
+                return (mapped.bindMemory(to: FlowRecord.self, capacity: records), records)
+            }
+            // Out of address space for 16 records (~2 KiB): as `allocate` would, stop here.
+            guard records > 16 else { fatalError("cannot map memory for flow records: errno \(errno)") }
+            records /= 2
+        }
     }
 
     /// An independent copy (for copy-on-write).
     func copy() -> FlowRecordStorage {
         let copy = FlowRecordStorage(capacity: capacity)
+        if copy.capacity < count {
+            // The first reservation had room: the copy must too.
+            copy.grow(toHold: count)
+        }
         copy.base.initialize(from: base, count: count)
         copy.count = count
         return copy
@@ -40,20 +76,26 @@ final class FlowRecordStorage: @unchecked Sendable {
 
     /// Adds `record` at slot `count`.
     func append(_ record: FlowRecord) {
-        if count == capacity {
-            let grown = FlowRecordStorage(capacity: capacity * 2)
-            grown.base.moveInitialize(from: base, count: count)
-            swap(&base, &grown.base)
-            swap(&capacity, &grown.capacity)
-            // `grown` now owns the old, emptied allocation.
-        }
+        if count == capacity { grow(toHold: count + 1) }
         (base + count).initialize(to: record)
         count += 1
     }
 
-    /// Forgets every record, keeping the allocation.
+    /// Forgets every record, keeping the mapping (and its committed pages).
     func removeAll() {
-        base.deinitialize(count: count)
         count = 0
+    }
+
+    /// Moves the records to a reservation for at least `records` (doubling), when the first
+    /// one was smaller than the flow limit.
+    private func grow(toHold records: Int) {
+        var wanted = capacity * 2
+        while wanted < records { wanted *= 2 }
+        let (grown, grownCapacity) = Self.reserve(wanted)
+        precondition(grownCapacity >= records, "cannot map memory for \(records) flow records")
+        grown.initialize(from: base, count: count)
+        munmap(base, capacity * MemoryLayout<FlowRecord>.stride)
+        base = grown
+        capacity = grownCapacity
     }
 }

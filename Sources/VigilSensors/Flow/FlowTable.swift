@@ -12,6 +12,27 @@ public enum FlowEndReason: String, Sendable {
     case flushed
 }
 
+/// A flow record the table reported: its event is built on demand, and its JSON line can be
+/// written straight from the record (`vigilctl flows --json`).
+public struct CompletedFlow {
+    let record: FlowRecord
+    let metadata: FlowMetadata?
+    public let reason: FlowEndReason
+
+    /// The record in Zeek's connection vocabulary, with its payload metadata.
+    public var event: FlowEvent {
+        var event = record.event
+        metadata?.apply(to: &event)
+        return event
+    }
+
+    /// Appends `event.jsonLine` (UTF-8, no newline) to `out`: the same bytes, without building
+    /// the event's strings.
+    public func appendJSONLine(to out: inout [UInt8]) {
+        FlowJSONLine.append(record.jsonNumbers, RecordJSONText(record, metadata: metadata), to: &out)
+    }
+}
+
 /// The bidirectional flow table shared by the live sensor and `vigilctl flows`.
 ///
 /// Flows are keyed by the 5-tuple in canonical order (ICMP: type/counterpart and echo id), so
@@ -45,6 +66,8 @@ public struct FlowTable: Sendable {
     private static let tcpList: UInt8 = 0
     private static let closedList: UInt8 = 1
     private static let otherList: UInt8 = 2
+    /// Marks a removed record, whose slot waits in `free`.
+    private static let freeList: UInt8 = 3
 
     public init(configuration: FlowTableConfiguration = FlowTableConfiguration()) {
         self.configuration = configuration
@@ -53,9 +76,10 @@ public struct FlowTable: Sendable {
             configuration.idleTimeout.nanoseconds,
         ]
         activeTimeout = configuration.activeTimeout?.nanoseconds ?? .max
-        let expected = min(max(configuration.maxFlows, 1), 65_536)
-        index = FlowIndex(capacity: expected)
-        records = FlowRecordStorage(capacity: expected)
+        // The index grows as flows arrive (it is zeroed when made); the records' mapping is
+        // reserved for the limit and committed as it fills.
+        index = FlowIndex(capacity: min(max(configuration.maxFlows, 1), 65_536))
+        records = FlowRecordStorage(capacity: max(configuration.maxFlows, 1))
     }
 
     /// Copy-on-write: the records live in a class, so a table whose records are shared (a
@@ -165,12 +189,19 @@ public struct FlowTable: Sendable {
 
     /// `flush()`, handing the records to `body` one at a time as `takeCompleted(_:)` does
     /// (those completed earlier first), so the whole table is never queued at once.
-    public mutating func flush(_ body: (FlowEvent, FlowEndReason) -> Void) {
+    public mutating func flush(_ body: (CompletedFlow) -> Void) {
         takeCompleted(body)
         makeUnique()
         for slot in liveSlotsOldestFirst() {
-            report(records[Int(slot)], reason: .flushed)
-            takeCompleted(body)
+            statistics.flowsReported &+= 1
+            let record = records[Int(slot)]
+            body(
+                CompletedFlow(
+                    record: record,
+                    metadata: record.metadataSlot >= 0 ? metadata[Int(record.metadataSlot)] : nil,
+                    reason: .flushed
+                )
+            )
         }
         removeAllFlows()
     }
@@ -179,22 +210,16 @@ public struct FlowTable: Sendable {
     public mutating func takeCompleted() -> [(event: FlowEvent, reason: FlowEndReason)] {
         var taken: [(event: FlowEvent, reason: FlowEndReason)] = []
         taken.reserveCapacity(completed.count)
-        takeCompleted { taken.append(($0, $1)) }
+        takeCompleted { taken.append(($0.event, $0.reason)) }
         return taken
     }
 
     /// Hands the records completed since the last call to `body`, in the order they completed,
     /// without building an array of events.
-    public mutating func takeCompleted(_ body: (FlowEvent, FlowEndReason) -> Void) {
+    public mutating func takeCompleted(_ body: (CompletedFlow) -> Void) {
         defer { completed.removeAll(keepingCapacity: true) }
         for (record, reason, metadata) in completed {
-            guard let metadata else {
-                body(record.event, reason)
-                continue
-            }
-            var event = record.event
-            metadata.apply(to: &event)
-            body(event, reason)
+            body(CompletedFlow(record: record, metadata: metadata, reason: reason))
         }
     }
 
@@ -203,19 +228,16 @@ public struct FlowTable: Sendable {
 
     // MARK: - Internals
 
-    /// The tracked flows' slots by first packet time (then slot).
+    /// The tracked flows' slots by first packet time (then slot): one pass over the records in
+    /// storage order (not from record to record along the lists), sorted as plain pairs.
     private func liveSlotsOldestFirst() -> [Int32] {
-        var live: [Int32] = []
+        var live: [(first: Int64, slot: Int32)] = []
         live.reserveCapacity(index.count)
-        for list in 0..<3 {
-            var slot = heads[list]
-            while slot >= 0 {
-                live.append(slot)
-                slot = records[Int(slot)].next
-            }
+        for slot in 0..<records.count where records[slot].list != Self.freeList {
+            live.append((records[slot].first, Int32(truncatingIfNeeded: slot)))
         }
-        live.sort { (records[Int($0)].first, $0) < (records[Int($1)].first, $1) }
-        return live
+        live.sort { ($0.first, $0.slot) < ($1.first, $1.slot) }
+        return live.map(\.slot)
     }
 
     /// Forgets every flow at once (a flush reported them).
@@ -312,6 +334,7 @@ public struct FlowTable: Sendable {
     private mutating func remove(_ slot: Int32, reason: FlowEndReason) {
         unlink(slot)
         let record = records[Int(slot)]
+        records[Int(slot)].list = Self.freeList
         index.remove(slot, hash: index.hash(record.key))
         free.append(slot)
         statistics.liveFlows = index.count

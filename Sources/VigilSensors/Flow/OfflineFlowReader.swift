@@ -19,11 +19,12 @@ public struct OfflineFlowReader: Sendable {
     }
 
     /// Reads `path` and calls `onFlow` for each flow record as it completes (idle, active
-    /// timeout, eviction), then for the flows left at the end of the file, oldest first.
+    /// timeout, eviction), then for the flows left at the end of the file, oldest first. Each
+    /// gives its event (`CompletedFlow.event`) or its JSON line on demand.
     ///
     /// - Throws: `FlowSensorError` `.captureUnavailable` (not a capture file),
     ///   `.unsupportedLinkType`, `.readFailed` (truncated file; flows up to it were reported).
-    public func read(path: String, onFlow: (FlowEvent, FlowEndReason) -> Void) throws(FlowSensorError) -> Summary {
+    public func read(path: String, onFlow: (CompletedFlow) -> Void) throws(FlowSensorError) -> Summary {
         let file: PcapFile
         do {
             file = try PcapFile(path: path)
