@@ -7,7 +7,7 @@ repo="$(cd "$here/../.." && pwd)"
 packets="${1:-2000000}"
 capture="/tmp/vigil-flows-bench-$packets.pcap"
 work="$(mktemp -d /tmp/vigil-flows-bench.XXXXXX)"
-trap 'rm -rf "$work"' EXIT
+trap '[ -n "${FLOWS_BENCH_KEEP:-}" ] || rm -rf "$work"' EXIT
 
 if ! command -v softflowd >/dev/null; then
     echo "== installing softflowd (Debian package)"
@@ -18,26 +18,52 @@ cc -O2 -o "$work/readloop" "$here/readloop.c" $(pkg-config --cflags --libs libpc
 (cd "$repo" && swift build -c release --product vigilctl >/dev/null)
 vigilctl="$repo/.build/release/vigilctl"
 
-# measure NAME COMMAND...: best wall time of 3 runs and peak RSS (GNU time).
-measure() {
+# The machine's speed drifts from one second to the next, so the three programs run in turns,
+# ROUNDS times (FLOWS_BENCH_ROUNDS, default 7), and each ratio is the median of the ratios of
+# the same round; each program's time is its median (range in brackets).
+rounds="${FLOWS_BENCH_ROUNDS:-7}"
+
+# run_once NAME COMMAND...: wall seconds (bash's clock, microseconds) to $work/NAME.times, peak
+# RSS (GNU time, KiB) to $work/NAME.rss.
+run_once() {
     local name="$1"; shift
-    local best="" rss=""
-    for _ in 1 2 3; do
-        /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-        read -r seconds kib <"$work/time"
-        if [ -z "$best" ] || awk "BEGIN{exit !($seconds < $best)}"; then best="$seconds"; fi
-        rss="$kib"
-    done
-    local pps
-    pps=$(awk "BEGIN{printf \"%.0f\", $packets / ($best > 0 ? $best : 0.001)}")
-    printf "%-28s %8.3f s  %12s packets/s  %8.1f MiB peak RSS\n" "$name" "$best" "$pps" "$(awk "BEGIN{print $rss/1024}")"
-    eval "pps_${name//[^a-z]/_}=$pps"
+    local start end
+    start=$EPOCHREALTIME
+    /usr/bin/time -f "%M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    end=$EPOCHREALTIME
+    awk -v a="$start" -v b="$end" 'BEGIN { printf "%.6f\n", b - a }' >> "$work/$name.times"
+    cat "$work/time" >> "$work/$name.rss"
 }
 
-echo "== $capture ($packets packets)"
-measure readloop "$work/readloop" "$capture"
-# softflowd exports NetFlow to a loopback port nobody listens on.
-measure softflowd softflowd -r "$capture" -n 127.0.0.1:9 -v 9
-measure vigilctl "$vigilctl" flows --pcap "$capture" --json
-echo "== vigilctl / softflowd: $(awk "BEGIN{printf \"%.2f\", $pps_vigilctl / $pps_softflowd}")x (goal >= 3)"
-echo "== vigilctl / readloop:  $(awk "BEGIN{printf \"%.1f\", 100 * $pps_vigilctl / $pps_readloop}")% (goal >= 30%)"
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+range() { sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }'; }
+
+report() {
+    local name="$1" seconds pps rss
+    seconds=$(median < "$work/$name.times")
+    pps=$(awk -v n="$packets" -v s="$seconds" 'BEGIN { printf "%.0f", n / (s > 0 ? s : 0.001) }')
+    rss=$(sort -n "$work/$name.rss" | tail -1)
+    printf "%-12s %8.3f s [%s]  %12s packets/s  %8.1f MiB peak RSS\n" "$name" "$seconds" \
+        "$(range < "$work/$name.times")" "$pps" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')"
+}
+
+# paired NUMERATOR DENOMINATOR: median and range over the rounds of NUMERATOR's time / DENOMINATOR's.
+paired() {
+    paste "$work/$1.times" "$work/$2.times" | awk '{ print $1 / $2 }' > "$work/ratio"
+    echo "$(median < "$work/ratio") $(range < "$work/ratio")"
+}
+
+echo "== $capture ($packets packets), $rounds rounds"
+for _ in $(seq "$rounds"); do
+    run_once readloop "$work/readloop" "$capture"
+    # softflowd exports NetFlow to a loopback port nobody listens on.
+    run_once softflowd softflowd -r "$capture" -n 127.0.0.1:9 -v 9
+    run_once vigilctl "$vigilctl" flows --pcap "$capture" --json
+done
+report readloop
+report softflowd
+report vigilctl
+read -r vs_softflowd vs_softflowd_range <<< "$(paired softflowd vigilctl)"
+read -r vs_readloop vs_readloop_range <<< "$(paired readloop vigilctl)"
+echo "== vigilctl / softflowd: $(awk -v r="$vs_softflowd" 'BEGIN { printf "%.2f", r }')x [$vs_softflowd_range] (goal >= 3)"
+echo "== vigilctl / readloop:  $(awk -v r="$vs_readloop" 'BEGIN { printf "%.1f", 100 * r }')% [$(awk -v r="$vs_readloop_range" 'BEGIN { split(r, x, "-"); printf "%.1f-%.1f", 100 * x[1], 100 * x[2] }')%] (goal >= 30%)"
