@@ -115,4 +115,33 @@ struct FlowJSONTests {
         storage.removeAll()
         #expect(storage.count == 0 && copy.count == 1001)
     }
+
+    @Test("record storage: links are per slot, copied with the records; a record fits two cache lines")
+    func storageLinks() {
+        let storage = FlowRecordStorage(capacity: 4)
+        let key = FlowKey(
+            lowAddress: IPAddressBits(high: 0, low: 1),
+            highAddress: IPAddressBits(high: 0, low: 2),
+            lowPort: 1,
+            highPort: 2,
+            icmpIdentifier: 0,
+            proto: IPProtocol.udp,
+            family: 4
+        )
+        for i in 0..<40 {
+            storage.append(FlowRecord(key: key, originatorIsLow: true, time: Int64(i)))
+            #expect(storage[links: i].previous == -1 && storage[links: i].next == -1)
+            storage[links: i] = FlowRecordStorage.Link(previous: Int32(i) - 1, next: Int32(i) + 1)
+        }
+        let copy = storage.copy()
+        copy[links: 3].next = 99
+        #expect(
+            (0..<40).allSatisfy {
+                storage[links: $0].next == Int32($0) + 1 && copy[links: $0].previous == Int32($0) - 1
+            }
+        )
+        #expect(copy[links: 3].next == 99 && storage[links: 3].next == 4)
+        // Two cache lines per record (the table reads one record per packet at random).
+        #expect(MemoryLayout<FlowRecord>.stride <= 128)
+    }
 }

@@ -2,10 +2,20 @@ import Glibc
 import VigilCore
 
 /// One tracked flow: counters per direction, TCP state and its place in the expiry lists.
+///
+/// Laid out to fit 128 bytes (two cache lines in the storage's mapping): the one-byte fields
+/// fill the padding after the key; the expiry list links live in the storage beside it.
 struct FlowRecord: Sendable {
     var key: FlowKey
     /// The originator is the key's low endpoint.
     var originatorIsLow: Bool
+    var originatorFlags: UInt8 = 0
+    var responderFlags: UInt8 = 0
+    var icmpOneWay = false
+    var sawSYNFromOriginator = false
+    var sawSYNAckFromResponder = false
+    /// How many of the originator's TCP payload packets were offered to the TLS parser.
+    var payloadsInspected: UInt8 = 0
     var first: Int64
     var last: Int64
     var originatorPackets: UInt64 = 0
@@ -14,20 +24,11 @@ struct FlowRecord: Sendable {
     var responderIPBytes: UInt64 = 0
     var originatorPayload: UInt64 = 0
     var responderPayload: UInt64 = 0
-    var originatorFlags: UInt8 = 0
-    var responderFlags: UInt8 = 0
-    var icmpOneWay = false
-    var sawSYNFromOriginator = false
-    var sawSYNAckFromResponder = false
     var tcp = TCPConnectionState()
-    /// Where this flow's metadata is in `FlowTable`'s side table (-1: none), and how many of
-    /// the originator's TCP payload packets were offered to the TLS parser.
-    var metadataSlot: Int32 = -1
-    var payloadsInspected: UInt8 = 0
-    /// Expiry list (see `FlowTable`) and links in it.
+    /// Expiry list (see `FlowTable`); its links are in `FlowRecordStorage`.
     var list: UInt8 = 0
-    var previous: Int32 = -1
-    var next: Int32 = -1
+    /// Where this flow's metadata is in `FlowTable`'s side table (-1: none).
+    var metadataSlot: Int32 = -1
 
     init(key: FlowKey, originatorIsLow: Bool, time: Int64) {
         self.key = key

@@ -1,6 +1,12 @@
 import Glibc
 
-/// The flow table's records in one mapping, updated in place.
+/// The flow table's records in one mapping, updated in place, and each record's links in its
+/// expiry list in a second one beside it.
+///
+/// The links live apart from the records because every packet moves its flow to the tail of
+/// its list, which rewrites the links of the flow's neighbours: 8 bytes per flow (a table of
+/// 85,000 flows keeps its links in 680 KB, in cache) instead of two more of the records' 12 MB
+/// read at random per packet, and a record fits two cache lines.
 ///
 /// The mapping reserves address space for the table's whole flow limit up front (anonymous,
 /// `MAP_NORESERVE`): the kernel commits a page only when a record is first written to it, so
@@ -13,7 +19,14 @@ import Glibc
 /// updates need neither an array uniqueness check nor a copy of the record. Every subscript is
 /// bounds-checked.
 final class FlowRecordStorage: @unchecked Sendable {
+    /// A record's neighbours in its expiry list (-1: none).
+    struct Link {
+        var previous: Int32 = -1
+        var next: Int32 = -1
+    }
+
     private var base: UnsafeMutablePointer<FlowRecord>
+    private var linkBase: UnsafeMutablePointer<Link>
     private(set) var count = 0
     private var capacity: Int
 
@@ -23,10 +36,28 @@ final class FlowRecordStorage: @unchecked Sendable {
         // reservation moves by copying memory.
         precondition(_isPOD(FlowRecord.self), "flow records must be plain data")
         (base, self.capacity) = Self.reserve(max(capacity, 16))
+        linkBase = Self.reserveLinks(self.capacity)
     }
 
     deinit {
         munmap(base, capacity * MemoryLayout<FlowRecord>.stride)
+        munmap(linkBase, capacity * MemoryLayout<Link>.stride)
+    }
+
+    /// The links' mapping for `records` (a sixteenth of the records' size; no fallback).
+    private static func reserveLinks(_ records: Int) -> UnsafeMutablePointer<Link> {
+        let mapped = mmap(
+            nil,
+            records * MemoryLayout<Link>.stride,
+            PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+            -1,
+            0
+        )
+        guard let mapped, mapped != MAP_FAILED else {
+            fatalError("cannot map memory for \(records) flow links: errno \(errno)")
+        }
+        return mapped.bindMemory(to: Link.self, capacity: records)
     }
 
     /// An anonymous mapping for `wanted` records, or for fewer (halving down to 16) where the
@@ -59,6 +90,7 @@ final class FlowRecordStorage: @unchecked Sendable {
             copy.grow(toHold: count)
         }
         copy.base.initialize(from: base, count: count)
+        copy.linkBase.initialize(from: linkBase, count: count)
         copy.count = count
         return copy
     }
@@ -74,10 +106,23 @@ final class FlowRecordStorage: @unchecked Sendable {
         }
     }
 
-    /// Adds `record` at slot `count`.
+    /// The links of the record at `slot`.
+    subscript(links slot: Int) -> Link {
+        unsafeAddress {
+            precondition(slot >= 0 && slot < count, "flow slot out of range")
+            return UnsafePointer(linkBase + slot)
+        }
+        unsafeMutableAddress {
+            precondition(slot >= 0 && slot < count, "flow slot out of range")
+            return linkBase + slot
+        }
+    }
+
+    /// Adds `record` at slot `count`, in no list yet.
     func append(_ record: FlowRecord) {
         if count == capacity { grow(toHold: count + 1) }
         (base + count).initialize(to: record)
+        (linkBase + count).initialize(to: Link())
         count += 1
     }
 
@@ -93,9 +138,13 @@ final class FlowRecordStorage: @unchecked Sendable {
         while wanted < records { wanted *= 2 }
         let (grown, grownCapacity) = Self.reserve(wanted)
         precondition(grownCapacity >= records, "cannot map memory for \(records) flow records")
+        let grownLinks = Self.reserveLinks(grownCapacity)
         grown.initialize(from: base, count: count)
+        grownLinks.initialize(from: linkBase, count: count)
         munmap(base, capacity * MemoryLayout<FlowRecord>.stride)
+        munmap(linkBase, capacity * MemoryLayout<Link>.stride)
         base = grown
+        linkBase = grownLinks
         capacity = grownCapacity
     }
 }

@@ -366,10 +366,9 @@ public struct FlowTable: Sendable {
 
     private mutating func append(_ slot: Int32, to list: UInt8) {
         let l = Int(list)
-        records[Int(slot)].previous = tails[l]
-        records[Int(slot)].next = -1
+        records[links: Int(slot)] = FlowRecordStorage.Link(previous: tails[l], next: -1)
         if tails[l] >= 0 {
-            records[Int(tails[l])].next = slot
+            records[links: Int(tails[l])].next = slot
         } else {
             heads[l] = slot
             lowerDeadline(for: slot)
@@ -379,17 +378,15 @@ public struct FlowTable: Sendable {
 
     private mutating func unlink(_ slot: Int32) {
         let l = Int(records[Int(slot)].list)
-        let previous = records[Int(slot)].previous
-        let next = records[Int(slot)].next
-        if previous >= 0 {
-            records[Int(previous)].next = next
+        let link = records[links: Int(slot)]
+        if link.previous >= 0 {
+            records[links: Int(link.previous)].next = link.next
         } else {
-            heads[l] = next
-            if next >= 0 { lowerDeadline(for: next) }
+            heads[l] = link.next
+            if link.next >= 0 { lowerDeadline(for: link.next) }
         }
-        if next >= 0 { records[Int(next)].previous = previous } else { tails[l] = previous }
-        records[Int(slot)].previous = -1
-        records[Int(slot)].next = -1
+        if link.next >= 0 { records[links: Int(link.next)].previous = link.previous } else { tails[l] = link.previous }
+        records[links: Int(slot)] = FlowRecordStorage.Link()
     }
 }
 
