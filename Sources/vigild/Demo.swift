@@ -150,15 +150,30 @@ struct DemoAgent: Service {
         )
         fflush(nil)
         let agent = Agent(configuration: configuration, logger: logger, httpClient: httpClient)
-        try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { try await agent.run() }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await agent.run()
+                return true
+            }
             // Once the collector has stored the agent's `started` record, its sensors watch.
             let started = collector.subscribe()
             group.addTask {
                 for await stored in started {
-                    if case .health(let health) = stored.event.payload, health.kind == "started" { break }
+                    if case .health(let health) = stored.event.payload, health.kind == "started" {
+                        try await Self.makeActivity(in: watched)
+                        break
+                    }
                 }
-                try await Self.makeActivity(in: watched)
+                return false
+            }
+            // The demo ends with its agent. An agent stopped before it enrolled never stores
+            // `started`: the activity's wait is cancelled (its stream then ends) rather than
+            // holding the demo open.
+            while let agentEnded = try await group.next() {
+                if agentEnded {
+                    group.cancelAll()
+                    break
+                }
             }
         }
     }

@@ -147,6 +147,21 @@ struct EndToEndTests {
         #expect(await demo.stop(signal: SIGINT) == 0, "demo log:\n\(demo.stderr)")
     }
 
+    @Test("vigild --demo stopped with Ctrl-C before its agent enrolled still exits, at once and cleanly")
+    func demoStoppedEarly() async throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let demo = try ChildProcess(BuiltProducts.path("vigild"), ["--demo", "--policies", dir + "/policies"])
+        // The banner is printed as the agent starts; enrolling takes it a few hundred ms more.
+        let started = await eventually(timeout: .seconds(30), every: .milliseconds(5)) {
+            demo.stdout.contains("Ctrl-C stops the demo.")
+        }
+        #expect(started, "demo output:\n\(demo.stdout)\nlog:\n\(demo.stderr)")
+        #expect(await demo.stop(signal: SIGINT, timeout: .seconds(15)) == 0, "demo log:\n\(demo.stderr)")
+        // The stop came before enrollment (else this test did not test that).
+        #expect(demo.stderr.contains("stopping before enrollment succeeded"), "demo log:\n\(demo.stderr)")
+        #expect(demo.stdout.contains("demo stopped"))
+    }
+
     @Test("bad configuration is refused with the file and line")
     func badConfig() async throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
