@@ -233,9 +233,10 @@ final class ProcessReader {
             batch.removeAll(keepingCapacity: true)
             let emptyAt = receive(from: connector, limit: Self.batchSize) { batch.append(Pending(message: $0)) }
             readExecs()
+            var othersEmptied = true
             if let others {
                 nextOthersDrain = ContinuousClock.now + Self.othersInterval
-                _ = receive(from: others, limit: Self.othersBatchSize) { waiting.append($0) }
+                othersEmptied = receive(from: others, limit: Self.othersBatchSize) { waiting.append($0) } != nil
                 // All execs queued before `emptyAt` are in hand; if the exec socket was not
                 // emptied, those up to the last one read.
                 let caughtUp = emptyAt ?? batch.last?.message.timestampNanoseconds ?? 0
@@ -263,6 +264,9 @@ final class ProcessReader {
             releaseHeldExecs(before: ContinuousClock.now)
             flushIfDue()
             publish()
+            // Both sockets were read empty: what came since wakes the next poll at once, without
+            // two more reads that mostly find nothing (one spawn is one wake-up).
+            if emptyAt != nil && othersEmptied { return }
         }
     }
 
