@@ -93,18 +93,23 @@ struct FlowJSONTests {
         return record
     }
 
-    @Test("record storage: a reservation smaller than the records grows by copying, and copies are independent")
-    func storageGrowsAndCopies() {
-        let storage = FlowRecordStorage(capacity: 16)
-        let key = FlowKey(
+    /// 0.0.0.1:1 and 0.0.0.2:2 over `proto`.
+    private static func key(proto: UInt8) -> FlowKey {
+        FlowKey(
             lowAddress: IPAddressBits(high: 0, low: 1),
             highAddress: IPAddressBits(high: 0, low: 2),
             lowPort: 1,
             highPort: 2,
             icmpIdentifier: 0,
-            proto: IPProtocol.tcp,
+            proto: proto,
             family: 4
         )
+    }
+
+    @Test("record storage: a reservation smaller than the records grows by copying, and copies are independent")
+    func storageGrowsAndCopies() {
+        let storage = FlowRecordStorage(capacity: 16)
+        let key = Self.key(proto: IPProtocol.tcp)
         for i in 0..<1000 { storage.append(FlowRecord(key: key, originatorIsLow: true, time: Int64(i))) }
         let copy = storage.copy()
         copy[7].first = -1
@@ -119,15 +124,7 @@ struct FlowJSONTests {
     @Test("record storage: links are per slot, copied with the records; a record fits two cache lines")
     func storageLinks() {
         let storage = FlowRecordStorage(capacity: 4)
-        let key = FlowKey(
-            lowAddress: IPAddressBits(high: 0, low: 1),
-            highAddress: IPAddressBits(high: 0, low: 2),
-            lowPort: 1,
-            highPort: 2,
-            icmpIdentifier: 0,
-            proto: IPProtocol.udp,
-            family: 4
-        )
+        let key = Self.key(proto: IPProtocol.udp)
         for i in 0..<40 {
             storage.append(FlowRecord(key: key, originatorIsLow: true, time: Int64(i)))
             #expect(storage[links: i].previous == -1 && storage[links: i].next == -1)

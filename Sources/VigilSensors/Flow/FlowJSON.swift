@@ -34,6 +34,37 @@ extension FlowEvent {
         )
     }
 
+    /// An event with `numbers` and the text members given (a table record's, `FlowRecord.event`).
+    init(
+        _ numbers: FlowJSONNumbers,
+        proto: String,
+        origH: String,
+        respH: String,
+        state: String,
+        communityID: String
+    ) {
+        let n = numbers
+        self.init(
+            ts: n.ts,
+            duration: n.duration,
+            proto: proto,
+            origH: origH,
+            origP: n.origP,
+            respH: respH,
+            respP: n.respP,
+            origPkts: n.origPkts,
+            respPkts: n.respPkts,
+            origIPBytes: n.origIPBytes,
+            respIPBytes: n.respIPBytes,
+            origBytes: n.origBytes,
+            respBytes: n.respBytes,
+            origTCPFlags: n.origTCPFlags,
+            respTCPFlags: n.respTCPFlags,
+            state: state,
+            communityID: communityID
+        )
+    }
+
     /// Seconds with exactly six decimals (microseconds), as Zeek logs them.
     public static func fixed6(_ value: Double) -> String {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { buffer in

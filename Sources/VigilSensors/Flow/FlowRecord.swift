@@ -132,21 +132,10 @@ struct FlowRecord: Sendable {
     var event: FlowEvent {
         let ends = endpoints
         return FlowEvent(
-            ts: Double(first) / 1e9,
-            duration: Double(last &- first) / 1e9,
+            jsonNumbers,
             proto: Self.protocolName(key.proto),
             origH: Self.format(ends.originator, family: key.family),
-            origP: ends.originatorPort,
             respH: Self.format(ends.responder, family: key.family),
-            respP: ends.responderPort,
-            origPkts: originatorPackets,
-            respPkts: responderPackets,
-            origIPBytes: originatorIPBytes,
-            respIPBytes: responderIPBytes,
-            origBytes: originatorPayload,
-            respBytes: responderPayload,
-            origTCPFlags: originatorFlags,
-            respTCPFlags: responderFlags,
             state: state,
             communityID: CommunityID.compute(
                 family: key.family,
