@@ -157,8 +157,9 @@ struct EndToEndTests {
         }
         #expect(started, "demo output:\n\(demo.stdout)\nlog:\n\(demo.stderr)")
         #expect(await demo.stop(signal: SIGINT, timeout: .seconds(15)) == 0, "demo log:\n\(demo.stderr)")
-        // The stop came before enrollment (else this test did not test that).
-        #expect(demo.stderr.contains("stopping before enrollment succeeded"), "demo log:\n\(demo.stderr)")
+        // The stop came before the collector stored the agent's `started` record, which the hang
+        // waited for (else this test did not test that); how far the agent got varies.
+        #expect(!demo.stdout.contains(" health  started:"), "demo output:\n\(demo.stdout)")
         #expect(demo.stdout.contains("demo stopped"))
     }
 
