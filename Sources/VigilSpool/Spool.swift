@@ -317,7 +317,8 @@ public final class Spool: Sendable {
             )
         }
         // The byte bound: a running total of the events' serialized bytes, an index to find the
-        // oldest events of a priority, and the seq below which nothing may be shed any more.
+        // oldest events of a priority (partial since v3), and the seq below which nothing may be
+        // shed any more.
         // Priorities: 0 raw events, 1 alerts and health, 2 gap records (never shed, merged).
         m.registerMigration("v2-bound") { db in
             try db.execute(
@@ -329,7 +330,27 @@ public final class Spool: Sendable {
                     """
             )
         }
+        // Raw events are nearly every row, and an index over them doubled the B-tree work of
+        // every append and every acknowledge; only the rarer priorities need one (shedding
+        // alerts and health oldest first, finding gap records). The raw events a shed drops
+        // are found by walking the table in seq order, where they are nearly all of it.
+        m.registerMigration("v3-partial-priority-index") { db in
+            try db.execute(
+                sql: """
+                    DROP INDEX events_by_priority;
+                    CREATE INDEX events_kept_by_priority ON events (priority, seq) WHERE priority > 0;
+                    """
+            )
+        }
         return m
+    }
+
+    /// The SQL condition that selects the events of one priority the cheapest way: raw events
+    /// (0, nearly every row) by walking the table in seq order, the others through the partial
+    /// index `events_kept_by_priority`. SQLite uses a partial index only when the query repeats
+    /// the index's own condition (`priority > 0`) and the priority is a literal.
+    static func ofPriority(_ priority: Int) -> String {
+        priority == 0 ? "priority = 0" : "priority > 0 AND priority = \(priority)"
     }
 
     static func priority(of event: Event) -> Int {
@@ -444,8 +465,9 @@ public final class Spool: Sendable {
         for tier in 0...1 where need > 0 {
             let rows = try Row.fetchCursor(
                 db,
-                sql: "SELECT seq, type, length(data) AS size FROM events WHERE priority = ? AND seq > ? ORDER BY seq",
-                arguments: [tier, floor]
+                sql:
+                    "SELECT seq, type, length(data) AS size FROM events WHERE \(Self.ofPriority(tier)) AND seq > ? ORDER BY seq",
+                arguments: [floor]
             )
             while need > 0, let row = try rows.next() {
                 let size: Int64 = row["size"]
@@ -465,7 +487,7 @@ public final class Spool: Sendable {
         // covers everything dropped since the last one sealed.
         for row in try Row.fetchAll(
             db,
-            sql: "SELECT seq, data FROM events WHERE priority = 2 AND seq > ?",
+            sql: "SELECT seq, data FROM events WHERE \(Self.ofPriority(2)) AND seq > ?",
             arguments: [floor]
         ) {
             let data: Data = row["data"]
@@ -642,7 +664,7 @@ public final class Spool: Sendable {
             // A gap record now sealed: the seqs of its range are spoken for (see `shed`).
             for data in try Data.fetchAll(
                 db,
-                sql: "SELECT data FROM events WHERE priority = 2 AND seq BETWEEN ? AND ?",
+                sql: "SELECT data FROM events WHERE \(Self.ofPriority(2)) AND seq BETWEEN ? AND ?",
                 arguments: [firstSeq, lastSeq]
             ) {
                 if case .gap(let gap) = (try? EventCodec.decode(Array(data)))?.payload {
