@@ -357,4 +357,42 @@ struct ProcessSensorTests {
         let found = try #require(reader, "no reader thread at nice -7: \(Self.readerThreads())")
         #expect(found.policy == 0, "SCHED_OTHER")
     }
+
+    /// The voluntary context switches of a thread of this process: how often it went to sleep.
+    static func voluntarySwitches(tid: String) -> Int? {
+        let status = String(decoding: readProc("/proc/self/task/\(tid)/status"), as: UTF8.self)
+        let line = status.split(separator: "\n").first { $0.hasPrefix("voluntary_ctxt_switches:") }
+        return line.flatMap { Int($0.split(separator: "\t").last?.trimmingCharacters(in: .whitespaces) ?? "") }
+    }
+
+    @Test(
+        "an idle reader sleeps until the kernel has something: it wakes about once per message, not on a timer",
+        .enabled(if: TestEnvironment.isRoot, "needs root"),
+        .timeLimit(.minutes(1))
+    )
+    func idleReaderSleeps() async throws {
+        // Its own nice value tells this sensor's reader from those of tests running beside it.
+        let before = Set(Self.readerThreads().map(\.tid))
+        let sensor = try Self.startSensor(ProcessSensorConfiguration(readerNice: -4))
+        defer { sensor.stop() }
+        var reader: String?
+        #expect(
+            await eventually(timeout: .seconds(20), every: .milliseconds(10)) {
+                reader = Self.readerThreads().first { !before.contains($0.tid) && $0.nice == -4 }?.tid
+                return reader != nil
+            }
+        )
+        let tid = try #require(reader)
+        try await Task.sleep(for: .seconds(1))  // settled
+        let switches0 = try #require(Self.voluntarySwitches(tid: tid))
+        let messages0 = sensor.statistics.messages
+        try await Task.sleep(for: .seconds(2))
+        let switches = try #require(Self.voluntarySwitches(tid: tid)) - switches0
+        let messages = Int(sensor.statistics.messages - messages0)
+        // Each message may wake it a few times (its own read, the hand-over of its event, a
+        // held exec's short waits); with none it sleeps up to a second. Other tests may spawn
+        // processes meanwhile: their messages are counted. A reader that left the fork and
+        // exit socket out of every other poll woke every 5 ms: about 400 times here.
+        #expect(switches <= 5 * messages + 10, "\(switches) sleeps for \(messages) messages in 2 s")
+    }
 }

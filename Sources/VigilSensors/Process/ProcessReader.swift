@@ -235,8 +235,14 @@ final class ProcessReader {
             readExecs()
             var othersEmptied = true
             if let others {
-                nextOthersDrain = ContinuousClock.now + Self.othersInterval
+                let waitingBefore = waiting.count
                 othersEmptied = receive(from: others, limit: Self.othersBatchSize) { waiting.append($0) } != nil
+                // It held messages: left out of the polls for `othersInterval`, so a burst of
+                // forks and exits wakes the reader once per interval. Found empty: polled again
+                // at once, for it wakes the reader only when something comes. (Leaving it out
+                // after every round made an idle reader wake every `othersInterval`.)
+                nextOthersDrain =
+                    waiting.count > waitingBefore ? ContinuousClock.now + Self.othersInterval : ContinuousClock.now
                 // All execs queued before `emptyAt` are in hand; if the exec socket was not
                 // emptied, those up to the last one read.
                 let caughtUp = emptyAt ?? batch.last?.message.timestampNanoseconds ?? 0
