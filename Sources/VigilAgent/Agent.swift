@@ -40,6 +40,10 @@ public final class Agent: Service {
     private let finalFlushDone = Atomic<Bool>(false)
     /// How often sensor output is committed to the spool.
     let flushInterval: Duration = .milliseconds(50)
+    /// The shipper's current `pause`, cut short at shutdown.
+    private let shipperPause = Mutex<Task<Void, Never>?>(nil)
+    /// The longest the flush loop sleeps while nothing is pending (the watchdog's heartbeat).
+    let idleFlushWait: Duration = .seconds(1)
     /// Bound of the in-memory buffer in front of the spool (about 400 bytes an event in memory).
     let pendingCapacity = 32_768
     /// Room past `pendingCapacity` kept for events that raised an alert and for agent health:
@@ -58,7 +62,17 @@ public final class Agent: Service {
     let bufferDrops = Atomic<UInt64>(0)
 
     struct PendingEvents {
-        var events: [Event] = []
+        var events: [Event] = [] {
+            didSet {
+                // Something to flush: an idle flush loop waits no longer.
+                if !events.isEmpty, let idleWait {
+                    idleWait.cancel()
+                    self.idleWait = nil
+                }
+            }
+        }
+        /// The flush loop's wait while nothing is pending (see `flushLoop`).
+        var idleWait: Task<Void, Never>?
         /// Alerts raised by `events[i]`, evaluated when read (sparse: most events raise none).
         var alerts: [Int: [Alert]] = [:]
         var dropped: [String: UInt64] = [:]
@@ -294,6 +308,8 @@ public final class Agent: Service {
             logger.info("shutting down: stopping sensors, flushing spool")
             self.notifier.stopping()
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
+            self.pending.withLock { $0.idleWait?.cancel() }
+            self.shipperPause.withLock { $0?.cancel() }
             sensor.stop()
             flowSensor?.stop()
             processSensor?.stop()
@@ -470,8 +486,24 @@ public final class Agent: Service {
     }
 
     /// Commits buffered sensor events to the spool until shutdown, then once more.
+    ///
+    /// Events are gathered for `flushInterval` and committed together. While nothing is
+    /// pending the loop sleeps until something is (the first event cancels its wait), or for
+    /// `idleFlushWait` at most, so the heartbeat still beats: an idle agent does not wake
+    /// every `flushInterval` for nothing.
     private func flushLoop(spool: Spool) async throws {
         while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            let idleWait: Task<Void, Never>? = pending.withLock { p in
+                guard p.events.isEmpty else { return nil }
+                let wait = Task { [idleFlushWait] in _ = try? await Task.sleep(for: idleFlushWait) }
+                p.idleWait = wait
+                return wait
+            }
+            if let idleWait {
+                // Checked after the wait is in place: `onGracefulShutdown` cancels it.
+                if shutdownRequested.load(ordering: .sequentiallyConsistent) { idleWait.cancel() }
+                await idleWait.value
+            }
             try? await Task.sleep(for: flushInterval)
             try flush(spool: spool)
             let elapsed = ContinuousClock.now - clockOrigin
@@ -718,16 +750,28 @@ public final class Agent: Service {
         }
     }
 
-    /// Sleeps in short steps; once shutdown is requested it returns within `flushInterval`, so
-    /// draining starts at once and retries keep going until the drain deadline.
+    /// Sleeps for `duration`; once shutdown is requested (`onGracefulShutdown` cuts the sleep
+    /// short) it returns within `flushInterval`, so draining starts at once and retries keep
+    /// going until the drain deadline. One sleep, not short steps: an idle shipper does not wake
+    /// to look at the shutdown flag.
     private func pause(_ duration: Duration) async throws {
-        let end = ContinuousClock.now + duration
-        while ContinuousClock.now < end {
-            try await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
-            if shutdownRequested.load(ordering: .sequentiallyConsistent) {
-                try await Task.sleep(for: flushInterval)
-                return
+        if !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            let wait = shipperPause.withLock { pause in
+                let wait = Task { _ = try? await Task.sleep(for: duration) }
+                pause = wait
+                return wait
             }
+            // Checked after the sleep is in place, for a shutdown that came just before it.
+            if shutdownRequested.load(ordering: .sequentiallyConsistent) { wait.cancel() }
+            await withTaskCancellationHandler {
+                await wait.value
+            } onCancel: {
+                wait.cancel()
+            }
+            try Task.checkCancellation()
+        }
+        if shutdownRequested.load(ordering: .sequentiallyConsistent) {
+            try await Task.sleep(for: flushInterval)
         }
     }
 }
