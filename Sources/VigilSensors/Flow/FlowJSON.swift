@@ -1,3 +1,4 @@
+import Glibc
 import VigilCore
 
 extension FlowEvent {
@@ -182,23 +183,14 @@ private struct EventJSONText: FlowJSONText {
     func writeCommunityID(_ w: inout ByteWriter) { w.string(event.communityID) }
 
     func writeOptionalMembers(_ w: inout ByteWriter) {
-        if let dnsQuery {
-            w.ascii(",\"dns_query\":")
-            w.string(dnsQuery)
-        }
+        w.member(",\"dns_query\":", dnsQuery)
         if let dnsAnswers {
             w.ascii(",\"dns_answers\":[")
             w.string(dnsAnswers)
             w.ascii("]")
         }
-        if let serverName {
-            w.ascii(",\"server_name\":")
-            w.string(serverName)
-        }
-        if let image {
-            w.ascii(",\"Image\":")
-            w.string(image)
-        }
+        w.member(",\"server_name\":", serverName)
+        w.member(",\"Image\":", image)
         if let processId = event.processId {
             w.ascii(",\"ProcessId\":")
             w.decimal(UInt64(processId))
@@ -223,8 +215,8 @@ struct RecordJSONText: FlowJSONText {
         serverName = metadata?.serverName.map { JSONString.quoted($0) }
     }
 
-    /// The longest address text (`INET6_ADDRSTRLEN` with its NUL).
-    static let addressBytes = 46
+    /// The longest address text (`INET6_ADDRSTRLEN` counts its NUL).
+    static let addressBytes = Int(INET6_ADDRSTRLEN)
 
     var maximumBytes: Int {
         // Protocol (3 digits at most), two addresses, state, Community ID, metadata.
@@ -257,10 +249,7 @@ struct RecordJSONText: FlowJSONText {
     }
 
     func writeOptionalMembers(_ w: inout ByteWriter) {
-        if let dnsQuery {
-            w.ascii(",\"dns_query\":")
-            w.string(dnsQuery)
-        }
+        w.member(",\"dns_query\":", dnsQuery)
         if !dnsAnswers.isEmpty {
             w.ascii(",\"dns_answers\":[")
             for (i, answer) in dnsAnswers.enumerated() {
@@ -270,10 +259,7 @@ struct RecordJSONText: FlowJSONText {
             }
             w.ascii("]")
         }
-        if let serverName {
-            w.ascii(",\"server_name\":")
-            w.string(serverName)
-        }
+        w.member(",\"server_name\":", serverName)
     }
 }
 
@@ -315,6 +301,13 @@ struct ByteWriter {
     /// The address in its usual text form, as `FlowRecord.format` gives it.
     mutating func address(_ address: IPAddressBits, family: UInt8) {
         bytes(maximum: RecordJSONText.addressBytes) { FlowRecord.format(address, family: family, into: $0) }
+    }
+
+    /// `prefix` (`,"name":`) and `text`, JSON already, when there is a text.
+    mutating func member(_ prefix: StaticString, _ text: String?) {
+        guard let text else { return }
+        ascii(prefix)
+        string(text)
     }
 
     mutating func string(_ text: String) {

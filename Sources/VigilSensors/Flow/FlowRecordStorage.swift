@@ -44,38 +44,35 @@ final class FlowRecordStorage: @unchecked Sendable {
         munmap(linkBase, capacity * MemoryLayout<Link>.stride)
     }
 
-    /// The links' mapping for `records` (a sixteenth of the records' size; no fallback).
-    private static func reserveLinks(_ records: Int) -> UnsafeMutablePointer<Link> {
+    /// An anonymous mapping for `count` values of `type`, address space only until written
+    /// (`MAP_NORESERVE`); nil where the kernel refuses it.
+    private static func map<Value>(_ type: Value.Type, count: Int) -> UnsafeMutablePointer<Value>? {
         let mapped = mmap(
             nil,
-            records * MemoryLayout<Link>.stride,
+            count * MemoryLayout<Value>.stride,
             PROT_READ | PROT_WRITE,
             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
             -1,
             0
         )
-        guard let mapped, mapped != MAP_FAILED else {
-            fatalError("cannot map memory for \(records) flow links: errno \(errno)")
-        }
-        return mapped.bindMemory(to: Link.self, capacity: records)
+        guard let mapped, mapped != MAP_FAILED else { return nil }
+        return mapped.bindMemory(to: Value.self, capacity: count)
     }
 
-    /// An anonymous mapping for `wanted` records, or for fewer (halving down to 16) where the
-    /// kernel refuses the address space.
+    /// The links' mapping for `records` (a sixteenth of the records' size; no fallback).
+    private static func reserveLinks(_ records: Int) -> UnsafeMutablePointer<Link> {
+        guard let links = map(Link.self, count: records) else {
+            fatalError("cannot map memory for \(records) flow links: errno \(errno)")
+        }
+        return links
+    }
+
+    /// A mapping for `wanted` records, or for fewer (halving down to 16) where the kernel
+    /// refuses the address space.
     private static func reserve(_ wanted: Int) -> (UnsafeMutablePointer<FlowRecord>, Int) {
         var records = wanted
         while true {
-            let mapped = mmap(
-                nil,
-                records * MemoryLayout<FlowRecord>.stride,
-                PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                -1,
-                0
-            )
-            if let mapped, mapped != MAP_FAILED {
-                return (mapped.bindMemory(to: FlowRecord.self, capacity: records), records)
-            }
+            if let mapped = map(FlowRecord.self, count: records) { return (mapped, records) }
             // Out of address space for 16 records (~2 KiB): as `allocate` would, stop here.
             guard records > 16 else { fatalError("cannot map memory for flow records: errno \(errno)") }
             records /= 2

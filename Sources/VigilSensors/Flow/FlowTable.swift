@@ -198,7 +198,7 @@ public struct FlowTable: Sendable {
             body(
                 CompletedFlow(
                     record: record,
-                    metadata: record.metadataSlot >= 0 ? metadata[Int(record.metadataSlot)] : nil,
+                    metadata: metadata(of: record),
                     reason: .flushed
                 )
             )
@@ -326,9 +326,14 @@ public struct FlowTable: Sendable {
         remove(oldest, reason: .evicted)
     }
 
+    /// The payload metadata gathered for `record`, if any.
+    private func metadata(of record: FlowRecord) -> FlowMetadata? {
+        record.metadataSlot >= 0 ? metadata[Int(record.metadataSlot)] : nil
+    }
+
     private mutating func report(_ record: FlowRecord, reason: FlowEndReason) {
         statistics.flowsReported &+= 1
-        completed.append((record, reason, record.metadataSlot >= 0 ? metadata[Int(record.metadataSlot)] : nil))
+        completed.append((record, reason, metadata(of: record)))
     }
 
     private mutating func remove(_ slot: Int32, reason: FlowEndReason) {
