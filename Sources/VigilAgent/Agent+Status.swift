@@ -100,8 +100,8 @@ extension Agent {
         let interval = Duration.seconds(configuration.statusIntervalSeconds)
         var next = ContinuousClock.now + interval
         while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
-            // Short steps, so shutdown is not held up by a long interval.
-            try? await Task.sleep(for: min(.milliseconds(250), max(next - ContinuousClock.now, .zero)))
+            await sleepUnlessShuttingDown(for: max(next - ContinuousClock.now, .zero))
+            if Task.isCancelled { return }
             guard ContinuousClock.now >= next, !shutdownRequested.load(ordering: .sequentiallyConsistent) else {
                 continue
             }

@@ -40,8 +40,8 @@ public final class Agent: Service {
     private let finalFlushDone = Atomic<Bool>(false)
     /// How often sensor output is committed to the spool.
     let flushInterval: Duration = .milliseconds(50)
-    /// The shipper's current `pause`, cut short at shutdown.
-    private let shipperPause = Mutex<Task<Void, Never>?>(nil)
+    /// The sleeps of `sleepUnlessShuttingDown`, by number: `onGracefulShutdown` cuts them short.
+    private let shutdownSleeps = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
     /// The longest the flush loop sleeps while nothing is pending (the watchdog's heartbeat).
     let idleFlushWait: Duration = .seconds(1)
     /// Bound of the in-memory buffer in front of the spool (about 400 bytes an event in memory).
@@ -309,7 +309,9 @@ public final class Agent: Service {
             self.notifier.stopping()
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
             self.pending.withLock { $0.idleWait?.cancel() }
-            self.shipperPause.withLock { $0?.cancel() }
+            self.shutdownSleeps.withLock { sleeps in
+                for sleep in sleeps.tasks.values { sleep.cancel() }
+            }
             sensor.stop()
             flowSensor?.stop()
             processSensor?.stop()
@@ -750,29 +752,34 @@ public final class Agent: Service {
         }
     }
 
-    /// Sleeps for `duration`; once shutdown is requested (`onGracefulShutdown` cuts the sleep
-    /// short) it returns within `flushInterval`, so draining starts at once and retries keep
-    /// going until the drain deadline. One sleep, not short steps: an idle shipper does not wake
-    /// to look at the shutdown flag.
+    /// Sleeps for `duration`; once shutdown is requested it returns within `flushInterval`, so
+    /// draining starts at once and retries keep going until the drain deadline.
     private func pause(_ duration: Duration) async throws {
-        if !shutdownRequested.load(ordering: .sequentiallyConsistent) {
-            let wait = shipperPause.withLock { pause in
-                let wait = Task { _ = try? await Task.sleep(for: duration) }
-                pause = wait
-                return wait
-            }
-            // Checked after the sleep is in place, for a shutdown that came just before it.
-            if shutdownRequested.load(ordering: .sequentiallyConsistent) { wait.cancel() }
-            await withTaskCancellationHandler {
-                await wait.value
-            } onCancel: {
-                wait.cancel()
-            }
-            try Task.checkCancellation()
-        }
+        await sleepUnlessShuttingDown(for: duration)
+        try Task.checkCancellation()
         if shutdownRequested.load(ordering: .sequentiallyConsistent) {
             try await Task.sleep(for: flushInterval)
         }
+    }
+
+    /// Sleeps for `duration`, or until shutdown is requested (`onGracefulShutdown` cancels
+    /// every such sleep) or the calling task is cancelled. One sleep, not short steps: an idle
+    /// loop does not wake just to look at the shutdown flag.
+    func sleepUnlessShuttingDown(for duration: Duration) async {
+        let sleep = Task { _ = try? await Task.sleep(for: duration) }
+        let number = shutdownSleeps.withLock { sleeps in
+            sleeps.next += 1
+            sleeps.tasks[sleeps.next] = sleep
+            return sleeps.next
+        }
+        // Checked after the sleep is registered, for a shutdown that came just before.
+        if shutdownRequested.load(ordering: .sequentiallyConsistent) { sleep.cancel() }
+        await withTaskCancellationHandler {
+            await sleep.value
+        } onCancel: {
+            sleep.cancel()
+        }
+        shutdownSleeps.withLock { _ = $0.tasks.removeValue(forKey: number) }
     }
 }
 
