@@ -99,9 +99,8 @@ extension Agent {
     {
         let interval = Duration.seconds(configuration.statusIntervalSeconds)
         var next = ContinuousClock.now + interval
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
             await sleepUnlessShuttingDown(for: max(next - ContinuousClock.now, .zero))
-            if Task.isCancelled { return }
             guard ContinuousClock.now >= next, !shutdownRequested.load(ordering: .sequentiallyConsistent) else {
                 continue
             }

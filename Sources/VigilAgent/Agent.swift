@@ -339,7 +339,7 @@ public final class Agent: Service {
     /// keeps completing passes: a wedged pipeline stops the pings and systemd restarts us.
     private func feedWatchdog(interval: Duration) async {
         let period = interval / 2
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
             let now = ContinuousClock.now - clockOrigin
             let last = Duration.nanoseconds(heartbeat.load(ordering: .relaxed))
             if now - last < interval { notifier.watchdog() }
@@ -494,7 +494,9 @@ public final class Agent: Service {
     /// `idleFlushWait` at most, so the heartbeat still beats: an idle agent does not wake
     /// every `flushInterval` for nothing.
     private func flushLoop(spool: Spool) async throws {
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent) {
+        // Also ends when cancelled (another loop of the agent failed): what is pending is then
+        // flushed once more below.
+        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
             let idleWait: Task<Void, Never>? = pending.withLock { p in
                 guard p.events.isEmpty else { return nil }
                 let wait = Task { [idleFlushWait] in _ = try? await Task.sleep(for: idleFlushWait) }
@@ -504,7 +506,11 @@ public final class Agent: Service {
             if let idleWait {
                 // Checked after the wait is in place: `onGracefulShutdown` cancels it.
                 if shutdownRequested.load(ordering: .sequentiallyConsistent) { idleWait.cancel() }
-                await idleWait.value
+                await withTaskCancellationHandler {
+                    await idleWait.value
+                } onCancel: {
+                    idleWait.cancel()
+                }
             }
             try? await Task.sleep(for: flushInterval)
             try flush(spool: spool)
