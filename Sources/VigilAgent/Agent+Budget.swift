@@ -45,9 +45,7 @@ extension Agent {
         let interval = Duration.milliseconds(governor.budget.sampleIntervalMilliseconds)
         var lastShedReport = ContinuousClock.now
         var releaseAt: ContinuousClock.Instant? = clockOrigin + Self.memoryReleaseDelay
-        // Cancelled (another loop of the agent failed): a cancelled sleep returns at once, so
-        // the loop must end rather than spin.
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
+        while keepsRunning {
             try? await Task.sleep(for: interval)
             let now = ContinuousClock.now
             var report: [Event] = []

@@ -99,7 +99,7 @@ extension Agent {
     {
         let interval = Duration.seconds(configuration.statusIntervalSeconds)
         var next = ContinuousClock.now + interval
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
+        while keepsRunning {
             await sleepUnlessShuttingDown(for: max(next - ContinuousClock.now, .zero))
             guard ContinuousClock.now >= next, !shutdownRequested.load(ordering: .sequentiallyConsistent) else {
                 continue

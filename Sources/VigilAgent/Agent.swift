@@ -40,8 +40,12 @@ public final class Agent: Service {
     private let finalFlushDone = Atomic<Bool>(false)
     /// How often sensor output is committed to the spool.
     let flushInterval: Duration = .milliseconds(50)
-    /// The sleeps of `sleepUnlessShuttingDown`, by number: `onGracefulShutdown` cuts them short.
+    /// The sleeps waited for in `untilShutdown`, by number: `onGracefulShutdown` cuts them short.
     private let shutdownSleeps = Mutex<(next: Int, tasks: [Int: Task<Void, Never>])>((0, [:]))
+    /// The agent's loops go round until shutdown, or until they are cancelled (another loop
+    /// failed): a cancelled `try? await Task.sleep` returns at once, so a loop that looked at
+    /// the shutdown flag alone would spin instead of letting the agent exit with the error.
+    var keepsRunning: Bool { !shutdownRequested.load(ordering: .sequentiallyConsistent) && !Task.isCancelled }
     /// The longest the flush loop sleeps while nothing is pending (the watchdog's heartbeat).
     let idleFlushWait: Duration = .seconds(1)
     /// Bound of the in-memory buffer in front of the spool (about 400 bytes an event in memory).
@@ -308,7 +312,6 @@ public final class Agent: Service {
             logger.info("shutting down: stopping sensors, flushing spool")
             self.notifier.stopping()
             self.shutdownRequested.store(true, ordering: .sequentiallyConsistent)
-            self.pending.withLock { $0.idleWait?.cancel() }
             self.shutdownSleeps.withLock { sleeps in
                 for sleep in sleeps.tasks.values { sleep.cancel() }
             }
@@ -339,7 +342,7 @@ public final class Agent: Service {
     /// keeps completing passes: a wedged pipeline stops the pings and systemd restarts us.
     private func feedWatchdog(interval: Duration) async {
         let period = interval / 2
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
+        while keepsRunning {
             let now = ContinuousClock.now - clockOrigin
             let last = Duration.nanoseconds(heartbeat.load(ordering: .relaxed))
             if now - last < interval { notifier.watchdog() }
@@ -494,24 +497,15 @@ public final class Agent: Service {
     /// `idleFlushWait` at most, so the heartbeat still beats: an idle agent does not wake
     /// every `flushInterval` for nothing.
     private func flushLoop(spool: Spool) async throws {
-        // Also ends when cancelled (another loop of the agent failed): what is pending is then
-        // flushed once more below.
-        while !shutdownRequested.load(ordering: .sequentiallyConsistent), !Task.isCancelled {
+        // Stopped or cancelled, what is pending is still flushed once more below.
+        while keepsRunning {
             let idleWait: Task<Void, Never>? = pending.withLock { p in
                 guard p.events.isEmpty else { return nil }
                 let wait = Task { [idleFlushWait] in _ = try? await Task.sleep(for: idleFlushWait) }
                 p.idleWait = wait
                 return wait
             }
-            if let idleWait {
-                // Checked after the wait is in place: `onGracefulShutdown` cancels it.
-                if shutdownRequested.load(ordering: .sequentiallyConsistent) { idleWait.cancel() }
-                await withTaskCancellationHandler {
-                    await idleWait.value
-                } onCancel: {
-                    idleWait.cancel()
-                }
-            }
+            if let idleWait { await untilShutdown(idleWait) }
             try? await Task.sleep(for: flushInterval)
             try flush(spool: spool)
             let elapsed = ContinuousClock.now - clockOrigin
@@ -772,7 +766,12 @@ public final class Agent: Service {
     /// every such sleep) or the calling task is cancelled. One sleep, not short steps: an idle
     /// loop does not wake just to look at the shutdown flag.
     func sleepUnlessShuttingDown(for duration: Duration) async {
-        let sleep = Task { _ = try? await Task.sleep(for: duration) }
+        await untilShutdown(Task { _ = try? await Task.sleep(for: duration) })
+    }
+
+    /// Waits for `sleep` to end, cancelling it when shutdown is requested (`onGracefulShutdown`
+    /// cancels every sleep waited for here) or the calling task is cancelled.
+    private func untilShutdown(_ sleep: Task<Void, Never>) async {
         let number = shutdownSleeps.withLock { sleeps in
             sleeps.next += 1
             sleeps.tasks[sleeps.next] = sleep
