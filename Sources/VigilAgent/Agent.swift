@@ -64,6 +64,8 @@ public final class Agent: Service {
     let flowDrops = Mutex<(kernel: UInt64, queue: UInt64)>((0, 0))
     /// Events dropped at the full buffer in front of the spool, since start.
     let bufferDrops = Atomic<UInt64>(0)
+    /// Set while appends fail for a full disk (see `flush`): its error is logged once.
+    let diskFull = Atomic<Bool>(false)
 
     struct PendingEvents {
         var events: [Event] = [] {
@@ -80,6 +82,10 @@ public final class Agent: Service {
         /// Alerts raised by `events[i]`, evaluated when read (sparse: most events raise none).
         var alerts: [Int: [Alert]] = [:]
         var dropped: [String: UInt64] = [:]
+        /// Events (by type) that could not be spooled because the disk was full even after the
+        /// spool made room (`Agent.flush`); reported in a `disk_full` health event once an
+        /// append succeeds again.
+        var lostToFullDisk: [String: UInt64] = [:]
     }
 
     /// - Parameter notifier: systemd notifications (`Type=notify`, `WatchdogSec=`); by default
@@ -521,13 +527,14 @@ public final class Agent: Service {
     }
 
     private func flush(spool: Spool) throws {
-        let (events, alerts, dropped) = pending.withLock { p in
+        let (events, alerts, dropped, lostBefore) = pending.withLock { p in
             defer {
                 p.events.removeAll(keepingCapacity: true)
                 p.alerts.removeAll(keepingCapacity: true)
                 p.dropped.removeAll()
+                p.lostToFullDisk.removeAll()
             }
-            return (p.events, p.alerts, p.dropped)
+            return (p.events, p.alerts, p.dropped, p.lostToFullDisk)
         }
         // The self-watchdog's sampling: raw events without alerts may be shed (and counted).
         let governor = governorBox.withLock { $0 }
@@ -554,27 +561,84 @@ public final class Agent: Service {
                 )
             )
         }
+        if !lostBefore.isEmpty {
+            let total = lostBefore.values.reduce(0, +)
+            batch.append(
+                Event(
+                    payload: .health(
+                        AgentHealth(
+                            kind: "disk_full",
+                            message: "\(total) event(s) dropped: the disk under the spool was full",
+                            counters: lostBefore
+                        )
+                    )
+                )
+            )
+        }
         // Alerts were raised when the events were read; each now quotes its event with its seq.
-        var index = 0
-        try spool.append(batch) { stored in
-            defer { index += 1 }
-            guard index < batchAlerts.count else { return [] }
-            return batchAlerts[index].map { alert in
-                var alert = alert
-                alert.event = stored
-                return Event(payload: .alert(alert))
+        func append() throws {
+            var index = 0
+            try spool.append(batch) { stored in
+                defer { index += 1 }
+                guard index < batchAlerts.count else { return [] }
+                return batchAlerts[index].map { alert in
+                    var alert = alert
+                    alert.event = stored
+                    return Event(payload: .alert(alert))
+                }
+            }
+        }
+        do {
+            try withRoom(in: spool, append)
+            if diskFull.exchange(false, ordering: .relaxed) {
+                logger.notice("the spool takes events again after the disk under it was full")
+            }
+        } catch  where Spool.isDiskFull(error) {
+            // Not even the oldest raw events made room: these are lost, counted, and reported
+            // once the spool takes events again. The agent stays up and keeps watching.
+            var lost = lostBefore
+            for (i, event) in batch.enumerated() {
+                if i < batchAlerts.count { lost["alert", default: 0] += UInt64(batchAlerts[i].count) }
+                if case .health(let health) = event.payload, health.kind == "disk_full" { continue }
+                lost[event.type.rawValue, default: 0] += 1
+            }
+            pending.withLock { $0.lostToFullDisk.merge(lost, uniquingKeysWith: +) }
+            if !diskFull.exchange(true, ordering: .relaxed) {
+                logger.error(
+                    "the disk under the spool is full and nothing more could be freed in it: events are dropped (and counted) until there is room",
+                    metadata: ["spool": "\(spool.path)", "error": "\(error)"]
+                )
             }
         }
         for gap in spool.takeShedReports() {
             logger.warning(
                 gap.reason.hasPrefix("spool_full")
                     ? "spool full: dropped the oldest events and wrote a gap record"
-                    : "spool: dropped events damaged on disk and wrote a gap record",
+                    : gap.reason.hasPrefix("disk_full")
+                        ? "the disk under the spool is full: dropped the oldest events and wrote a gap record"
+                        : "spool: dropped events damaged on disk and wrote a gap record",
                 metadata: [
                     "first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)",
                     "reason": "\(gap.reason)", "max_bytes": "\(spool.limits.maxBytes)",
                 ]
             )
+        }
+    }
+
+    /// Runs `write` (an append, a seal, an acknowledgement); when the disk under the spool is
+    /// full, makes room (`Spool.makeRoomOnFullDisk`: the reserve given back, the oldest unsent
+    /// raw events dropped under a gap record) and tries once more. Throws the disk-full error
+    /// when that did not help, any other error as it comes.
+    private func withRoom<T>(in spool: Spool, _ write: () throws -> T) throws -> T {
+        do {
+            return try write()
+        } catch  where Spool.isDiskFull(error) {
+            logger.warning(
+                "the disk under the spool is full; making room",
+                metadata: ["spool": "\(spool.path)", "error": "\(error)"]
+            )
+            guard try spool.makeRoomOnFullDisk() else { throw error }
+            return try write()
         }
     }
 
@@ -674,16 +738,27 @@ public final class Agent: Service {
             }
             // Batches go ahead of an answer only under a backlog, and not while draining or
             // while a key rotation waits (it needs nothing in flight).
-            let sending = try window.fill(ahead: drainDeadline == nil && !rotator.waiting(), timeout: timeout) {
-                after in
-                try spool.nextBatch(
-                    after: after,
-                    maxEvents: shipping.batchMaxEvents,
-                    maxBytes: shipping.batchMaxBytes,
-                    sealer: sealer
-                )
-            } send: { bytes, previous, timeout in
-                await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
+            let sending: Bool
+            do {
+                sending = try window.fill(ahead: drainDeadline == nil && !rotator.waiting(), timeout: timeout) {
+                    after in
+                    try withRoom(in: spool) {
+                        try spool.nextBatch(
+                            after: after,
+                            maxEvents: shipping.batchMaxEvents,
+                            maxBytes: shipping.batchMaxBytes,
+                            sealer: sealer
+                        )
+                    }
+                } send: { bytes, previous, timeout in
+                    await client.send(batch: bytes, previousInFlight: previous, timeout: timeout)
+                }
+            } catch  where Spool.isDiskFull(error) {
+                // Nothing could be freed in the spool: wait for room (the flush loop counts what
+                // it cannot spool meanwhile).
+                logger.warning("cannot seal a batch: the disk under the spool is full", metadata: ["error": "\(error)"])
+                try await pause(backoff.next())
+                continue
             }
             guard sending else {
                 if finalFlushDone.load(ordering: .sequentiallyConsistent) { return }  // everything delivered
@@ -694,7 +769,17 @@ public final class Agent: Service {
             metrics.batchSent(outcome, events: batch.eventCount, roundTrip: roundTrip)
             switch outcome {
             case .stored(let duplicate, let chain):
-                try spool.acknowledge(batch)
+                do {
+                    try withRoom(in: spool) { try spool.acknowledge(batch) }
+                } catch  where Spool.isDiskFull(error) {
+                    // The batch stays in the outbox: it is sent again and answered as a duplicate.
+                    logger.warning(
+                        "cannot forget a delivered batch: the disk under the spool is full",
+                        metadata: ["error": "\(error)"]
+                    )
+                    try await pause(backoff.next())
+                    continue
+                }
                 backoff.reset()
                 refusals.reset()
                 logger.debug(

@@ -59,6 +59,9 @@ public final class Spool: Sendable {
     public let recovery: Recovery?
     private let anchorPath: String
     private let anchor: Mutex<SpoolAnchor>
+    /// See `reserveBytes`.
+    private let reservePath: String
+    private let hasReserve = Mutex(false)
 
     /// Opens (creating if needed) the spool at `path`, its anchor at `path + ".anchor"`.
     ///
@@ -70,6 +73,7 @@ public final class Spool: Sendable {
         self.path = path
         self.limits = limits
         anchorPath = path + ".anchor"
+        reservePath = path + ".reserve"
         var notes: [String] = []
         var saved: SpoolAnchor? = nil
         do {
@@ -110,6 +114,16 @@ public final class Spool: Sendable {
         try current.save(anchorPath)
         recovery =
             notes.isEmpty ? nil : Recovery(message: notes.joined(separator: "; "), movedAsideTo: movedAside, gap: gap)
+        // A reserve of another size (or cut short) is made anew.
+        var status = stat()
+        if stat(reservePath, &status) == 0 {
+            if status.st_size == off_t(Self.reserveBytes), status.st_blocks * 512 >= off_t(Self.reserveBytes) {
+                hasReserve.withLock { $0 = true }
+            } else {
+                unlink(reservePath)
+            }
+        }
+        restoreReserve()
     }
 
     /// Opens, migrates and checks the database; throws when any of it fails.
@@ -387,7 +401,7 @@ public final class Spool: Sendable {
     @discardableResult
     public func append(_ events: [Event], deriving: ((Event) -> [Event])? = nil) throws -> [Event] {
         guard !events.isEmpty else { return [] }
-        return try queue.write { db in
+        let (numbered, gap) = try queue.write { db -> ([Event], GapRecord?) in
             var next = try Self.integer(db, "next_seq")
             let committed = next
             var numbered: [Event] = []
@@ -438,11 +452,28 @@ public final class Spool: Sendable {
             }
             let bytes = try Self.integer(db, "bytes") + added
             try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'bytes'", arguments: [bytes])
+            var gap: GapRecord? = nil
             if bytes > Int64(limits.maxBytes) {
-                try shed(db, bytes: bytes)
+                gap = try shed(
+                    db,
+                    bytes: bytes,
+                    need: bytes - Int64(limits.shedTarget),
+                    reason: "spool_full: the spool reached its bound of \(limits.maxBytes) bytes"
+                )
+            } else if let bound = diskBound.withLock({ $0 }), bytes > bound {
+                gap = try shed(
+                    db,
+                    bytes: bytes,
+                    need: bytes - (bound - bound / 10),
+                    reason:
+                        "disk_full: the disk under the spool is full; it holds at most \(bound) bytes until delivered"
+                )
             }
-            return numbered
+            return (numbered, gap)
         }
+        // Reported once committed: a transaction that failed (a full disk) dropped nothing.
+        if let gap { shedReports.withLock { $0.append(gap) } }
+        return numbered
     }
 
     /// Brings the spool back to `limits.shedTarget` by dropping events nobody has sealed yet:
@@ -459,8 +490,14 @@ public final class Spool: Sendable {
     /// An unsealed gap record is absorbed into the new one (its range and counts merged), and
     /// nothing at or below `shed_floor` (the end of the last sealed gap record's range) or in a
     /// sealed batch is touched, so ranges never overlap and the sum holds for every record.
-    private func shed(_ db: Database, bytes: Int64) throws {
-        var need = bytes - Int64(limits.shedTarget)
+    ///
+    /// - Parameters:
+    ///   - bytes: the serialized bytes held now; `need`: how many of them to drop (at least);
+    ///     `reason`: the gap record's.
+    /// - Returns: the gap record written (for `takeShedReports` once the transaction commits);
+    ///   nil when there was nothing to drop.
+    private func shed(_ db: Database, bytes: Int64, need: Int64, reason: String) throws -> GapRecord? {
+        var need = need
         let sealedThrough = try Self.sealedThrough(db)
         let floor = max(sealedThrough, try Self.integer(db, "shed_floor"))
         var dropped: [Int64] = []
@@ -481,7 +518,7 @@ public final class Spool: Sendable {
                 freed += size
             }
         }
-        guard var first = dropped.min(), var last = dropped.max() else { return }  // only gap records left
+        guard var first = dropped.min(), var last = dropped.max() else { return nil }  // only gap records left
         var damagedRecords = 0
         let droppedNow = UInt64(dropped.count)
         let delete = try db.makeStatement(sql: "DELETE FROM events WHERE seq = ?")
@@ -532,7 +569,7 @@ public final class Spool: Sendable {
                     firstSeq: UInt64(first),
                     lastSeq: UInt64(last),
                     droppedByType: counts,
-                    reason: "spool_full: the spool reached its bound of \(limits.maxBytes) bytes"
+                    reason: reason
                 )
             )
         )
@@ -549,9 +586,98 @@ public final class Spool: Sendable {
             sql: "UPDATE state SET value = value + ? WHERE key = 'dropped_total'",
             arguments: [Int64(droppedNow)]
         )
-        if case .gap(let gap) = record.payload {
-            shedReports.withLock { $0.append(gap) }
+        guard case .gap(let gap) = record.payload else { return nil }
+        return gap
+    }
+
+    /// Makes room after the disk under the spool filled up before `limits.maxBytes` was
+    /// reached (an append, seal or acknowledgement failed with `isDiskFull`). Returns whether
+    /// it could free anything; throws when even its own transaction cannot be written.
+    ///
+    /// In WAL mode every write needs room on disk for the write-ahead log, deletes included,
+    /// so room is made in this order:
+    /// 1. the reserve (`reserveBytes`) is given back and stays given back: it becomes the
+    ///    log's room from now on;
+    /// 2. the log is checkpointed into the database and truncated (the database may grow into
+    ///    the reserve's room), and from now on checkpointed every 100 pages instead of 1,000,
+    ///    so that it never again needs more room than the reserve gave;
+    /// 3. the spool's bound is lowered to 80% of what it holds now (until delivery empties
+    ///    it), and the oldest events nobody has sealed yet are dropped down to that bound's
+    ///    shed target, as `shed` does at `limits.maxBytes`, under a gap record whose reason
+    ///    says the disk was full; from then on appends reuse the pages freed inside the
+    ///    database instead of growing it;
+    /// 4. the log is checkpointed and truncated again.
+    @discardableResult
+    public func makeRoomOnFullDisk() throws -> Bool {
+        let released = releaseReserve()
+        try? queue.writeWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.fullDiskCheckpointPages)")
+            _ = try db.checkpoint(.truncate)
         }
+        let gap = try queue.write { db -> GapRecord? in
+            let bytes = try Self.integer(db, "bytes")
+            let bound = bytes - bytes / 5
+            diskBound.withLock { $0 = min($0 ?? .max, bound) }
+            return try shed(
+                db,
+                bytes: bytes,
+                need: max(bytes - (bound - bound / 10), Self.diskFullShedMinimum),
+                reason: "disk_full: the disk under the spool filled up with \(bytes) bytes spooled"
+            )
+        }
+        if let gap { shedReports.withLock { $0.append(gap) } }
+        try? queue.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+        return released || gap != nil
+    }
+
+    /// The spool's bound while the disk under it is full (see `makeRoomOnFullDisk`); nil when
+    /// it is not, or once delivery has emptied the spool since.
+    private let diskBound = Mutex<Int64?>(nil)
+
+    /// Room kept beside the spool (`path + ".reserve"`, allocated, never read) for the day the
+    /// disk fills: room for the write-ahead log (up to 1,000 pages, 4 MiB, between SQLite's
+    /// checkpoints) when nothing else is left, for the transaction that drops events and for
+    /// every append after it. Made at open and again once the
+    /// spool has been emptied by delivery, when the disk has room for it.
+    public static let reserveBytes = 4 << 20
+
+    /// Makes the reserve file when it is missing and the disk has room; false otherwise.
+    @discardableResult
+    private func restoreReserve() -> Bool {
+        hasReserve.withLock { has in
+            if has { return true }
+            let fd = open(reservePath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { return false }
+            let allocated = posix_fallocate(fd, 0, off_t(Self.reserveBytes)) == 0 && fsync(fd) == 0
+            close(fd)
+            if !allocated { unlink(reservePath) }
+            has = allocated
+            return allocated
+        }
+    }
+
+    /// Deletes the reserve file; false when there was none.
+    private func releaseReserve() -> Bool {
+        hasReserve.withLock { has in
+            guard has else { return false }
+            has = false
+            return unlink(reservePath) == 0
+        }
+    }
+
+    /// The write-ahead log's checkpoint interval while the disk is full (SQLite's default is
+    /// 1,000 pages).
+    static let fullDiskCheckpointPages = 100
+
+    /// The least `makeRoomOnFullDisk` drops.
+    static let diskFullShedMinimum: Int64 = 64 << 10
+
+    /// Whether `error` says the disk under the spool is full: SQLite's SQLITE_FULL ("database
+    /// or disk is full") or an anchor that could not be written for lack of space.
+    public static func isDiskFull(_ error: any Error) -> Bool {
+        if let error = error as? DatabaseError { return error.resultCode == .SQLITE_FULL }
+        if let error = error as? SpoolError { return error.isDiskFull }
+        return false
     }
 
     /// The gap records written since the last call (for the agent's log), oldest first.
@@ -745,7 +871,7 @@ public final class Spool: Sendable {
 
     /// The collector stored `batch`: forget it and its events.
     public func acknowledge(_ batch: PendingBatch) throws {
-        try queue.write { db in
+        let emptied = try queue.write { db in
             let freed =
                 try Int64.fetchOne(
                     db,
@@ -755,6 +881,16 @@ public final class Spool: Sendable {
             try db.execute(sql: "UPDATE state SET value = value - ? WHERE key = 'bytes'", arguments: [freed])
             try db.execute(sql: "DELETE FROM events WHERE seq <= ?", arguments: [batch.lastSeq])
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [batch.batchSeq])
+            return try Self.integer(db, "bytes") == 0
+        }
+        // Everything delivered after the disk filled: the bound lifted, the reserve back.
+        if emptied, !hasReserve.withLock({ $0 }) {
+            diskBound.withLock { $0 = nil }
+            try? queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA wal_autocheckpoint = 1000")
+                _ = try db.checkpoint(.truncate)
+            }
+            restoreReserve()
         }
     }
 
@@ -809,6 +945,11 @@ public final class Spool: Sendable {
 
 public struct SpoolError: Error, CustomStringConvertible, Sendable {
     public var message: String
-    public init(_ message: String) { self.message = message }
+    /// A write failed for lack of space (ENOSPC, EDQUOT): see `Spool.isDiskFull`.
+    public var isDiskFull: Bool
+    public init(_ message: String, isDiskFull: Bool = false) {
+        self.message = message
+        self.isDiskFull = isDiskFull
+    }
     public var description: String { message }
 }

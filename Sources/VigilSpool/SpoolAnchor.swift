@@ -102,10 +102,15 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw SpoolError("\(temporary): cannot create: \(String(cString: strerror(errno)))") }
         let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
+        var failure = written == data.count ? 0 : written < 0 ? errno : ENOSPC  // a short write: out of room
+        if failure == 0, fsync(fd) != 0 { failure = errno }
         close(fd)
-        guard written == data.count, synced else {
-            throw SpoolError("\(temporary): cannot write: \(String(cString: strerror(errno)))")
+        guard failure == 0 else {
+            unlink(temporary)
+            throw SpoolError(
+                "\(temporary): cannot write: \(String(cString: strerror(failure)))",
+                isDiskFull: failure == ENOSPC || failure == EDQUOT
+            )
         }
         guard rename(temporary, path) == 0 else {
             throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))")

@@ -2,20 +2,32 @@ import Foundation
 import Testing
 import VigilTestSupport
 
-/// The disk under the spool fills up (a 2 MiB tmpfs as the state directory, the collector
-/// down): the agent cannot commit what it reads. It must stop and say why, so that its
-/// supervisor (systemd's `Restart=on-failure`) starts it again, and never stay up doing
-/// nothing: when one of the agent's loops fails, the others are cancelled, and a loop that
-/// slept with `try? await Task.sleep` in a cancelled task returned at once and went round
-/// again, spinning on a core with the agent never exiting.
+/// The disk under the spool fills up before the spool's own bound (a 6 MiB tmpfs as the state
+/// directory, 4 MiB of it the spool's reserve, the collector down): the agent must stay up and
+/// keep watching, make room by dropping the oldest unsent raw events under a signed gap record,
+/// as it does at its bound, and count whatever it still cannot spool. When the collector comes back every seq is either
+/// delivered or declared in a gap record.
+///
+/// It used to exit with SQLite's "database or disk is full" (and before that, hang on a core:
+/// a loop that slept with `try? await Task.sleep` in a cancelled task spun); under systemd a
+/// disk that stayed full then stopped it for good, so filling a disk blinded the host's agent.
 @Suite("Spool on a full disk", .serialized)
 struct SpoolDiskFullTests {
     let dir = NSTemporaryDirectory() + "vigil-diskfull-\(UUID().uuidString)"
+    let port = freeLoopbackPort()
+
+    func rows(_ db: String, _ sql: String) async throws -> [[Int]] {
+        try await sqliteRows(db, sql).map { $0.map { Int($0) ?? -1 } }
+    }
+
+    func value(_ db: String, _ sql: String) async throws -> Int {
+        try await rows(db, sql).first?.first ?? -1
+    }
 
     @Test(
-        "a spool the disk cannot hold ends the agent with the error instead of leaving it running",
+        "a full disk under the spool: the agent stays up, sheds the oldest raw events with a gap record, delivers the rest",
         .enabled(if: TestEnvironment.isRoot || TestEnvironment.isCI, "mounts a tmpfs: needs root"),
-        .timeLimit(.minutes(3))
+        .timeLimit(.minutes(4))
     )
     func diskFull() async throws {
         #expect(TestEnvironment.isRoot, "CI must run this test as root")
@@ -23,43 +35,99 @@ struct SpoolDiskFullTests {
         for sub in ["watched", "state"] {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true)
         }
-        let mount = try await runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir + "/state"])
+        let mount = try await runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", dir + "/state"])
         try #require(mount.status == 0, "mount: \(mount.stderr)")
         defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir + "/state"]) }
-        // The collector is down (nothing listens there): every event stays in the spool.
+        // The collector is down (nothing listens there yet): every event stays in the spool.
         let config = try AgentFixture.write(
             in: dir,
             collection: "files:\n  watch: [\(dir)/watched]\n  hash_max_bytes: 0\n",
-            collectorURL: "http://127.0.0.1:\(freeLoopbackPort())"
+            collectorURL: "http://127.0.0.1:\(port)",
+            enrollToken: "t"
         )
         let agent = try ChildProcess(BuiltProducts.path("vigild"), ["--config", config, "--log-level", "warning"])
+        defer { agent.send(SIGKILL) }
         let spool = dir + "/state/spool.sqlite"
         let spooling = await eventually(timeout: .seconds(60)) {
-            let next = try? await sqliteRows(spool, "SELECT value FROM state WHERE key = 'next_seq'").first?.first
-            return (next.flatMap { Int($0) } ?? 0) > 1
+            ((try? await value(spool, "SELECT value FROM state WHERE key = 'next_seq'")) ?? 0) > 1
         }
         try #require(spooling, "the agent did not start spooling: \(agent.stderr.suffix(2000))")
 
-        // Long names: each event takes a few hundred bytes of the 2 MiB.
+        // Long names: each event takes a few hundred bytes of the disk, far below the spool's
+        // own bound (256 MiB): the disk is what fills. First the write-ahead log's room and the
+        // reserve are used up, then the spool drops its oldest events.
         let stem = String(repeating: "f", count: 200)
-        let writer = Task.detached {
-            var i = 0
-            while agent.isRunning, i < 200_000 {
-                _ = FileManager.default.createFile(atPath: "\(dir)/watched/\(stem)-\(i)", contents: Data("x".utf8))
-                i += 1
-                if i % 500 == 0 { usleep(10_000) }
+        func write(_ count: Int, prefix: String) {
+            for i in 0..<count where agent.isRunning {
+                _ = FileManager.default.createFile(atPath: "\(dir)/watched/\(prefix)\(stem)-\(i)", contents: nil)
+                if i % 500 == 499 { usleep(10_000) }
             }
-            return i
         }
-        let exited = await eventually(timeout: .seconds(90)) { !agent.isRunning }
-        let status = await agent.wait(timeout: .seconds(1))
-        let written = await writer.value
-        #expect(exited, "the agent was still running 90 s later, after \(written) files")
-        #expect(status != 0, "the agent exited with status 0; its log:\n\(agent.stderr.suffix(2000))")
-        // SQLite's SQLITE_FULL: "database or disk is full".
-        #expect(
-            agent.stderr.contains("full"),
-            "the agent's log does not say the disk is full:\n\(agent.stderr.suffix(2000))"
+        var written = 0
+        let shed = await eventually(timeout: .seconds(150), every: .milliseconds(100)) {
+            write(1_000, prefix: "a\(written)-")
+            written += 1_000
+            return ((try? await value(spool, "SELECT value FROM state WHERE key = 'dropped_total'")) ?? 0) > 0
+        }
+        #expect(shed, "the spool never dropped events after \(written) files: \(agent.stderr.suffix(2000))")
+        #expect(agent.stderr.contains("the disk under the spool is full"), "\(agent.stderr.suffix(2000))")
+        // And it goes on: more files on the full disk, then a marker that must arrive.
+        write(3_000, prefix: "b-")
+        #expect(agent.isRunning, "the agent exited on the full disk; its log:\n\(agent.stderr.suffix(3000))")
+        try await Task.sleep(for: .milliseconds(500))
+        _ = FileManager.default.createFile(atPath: "\(dir)/watched/marker-after-full", contents: nil)
+
+        let store = dir + "/collector.sqlite"
+        let collector = try ChildProcess(
+            BuiltProducts.path("vigil-collector"),
+            [
+                "--listen", "127.0.0.1:\(port)", "--store", "sqlite:\(store)", "--enroll-token", "t", "--log-level",
+                "warning",
+            ]
         )
+        defer { collector.send(SIGKILL) }
+        let marker = await eventually(timeout: .seconds(120), every: .milliseconds(500)) {
+            ((try? await value(store, "SELECT count(*) FROM events WHERE json LIKE '%marker-after-full%'")) ?? 0) > 0
+        }
+        #expect(marker, "the file written after the disk filled never arrived: \(agent.stderr.suffix(3000))")
+        let drained = await eventually(timeout: .seconds(120), every: .milliseconds(500)) {
+            (try? await value(spool, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM outbox)")) == 0
+        }
+        #expect(drained, "the spool did not drain: \(agent.stderr.suffix(2000))")
+        #expect(await agent.stop() == 0, "the agent did not stop cleanly: \(agent.stderr.suffix(3000))")
+        let lastSeq = try await value(spool, "SELECT value FROM state WHERE key = 'next_seq'") - 1
+
+        // Every seq is delivered or declared: each gap record's counts equal the seqs of its
+        // range that hold nothing, and the records together account for every missing seq.
+        let gaps = try await rows(
+            store,
+            """
+            SELECT g.seq, json_extract(g.json, '$.gap.first_seq'), json_extract(g.json, '$.gap.last_seq'),
+                   (SELECT sum(value) FROM json_each(g.json, '$.gap.dropped_by_type')),
+                   (SELECT count(*) FROM events e WHERE e.seq BETWEEN json_extract(g.json, '$.gap.first_seq')
+                        AND json_extract(g.json, '$.gap.last_seq') AND e.seq != g.seq),
+                   json_extract(g.json, '$.gap.reason') LIKE 'disk_full%'
+            FROM events g WHERE g.type = 'gap' ORDER BY g.seq
+            """
+        )
+        #expect(gaps.contains { $0.count == 6 && $0[5] == 1 }, "no disk_full gap record stored: \(gaps)")
+        var declared = 0
+        for gap in gaps where gap.count == 6 {
+            let (first, last, dropped, others) = (gap[1], gap[2], gap[3], gap[4])
+            #expect(gap[0] == first, "a gap record takes the seq of the first event it replaces")
+            #expect(
+                dropped == (last - first + 1) - others,
+                "gap \(first)-\(last): \(dropped) declared, \(others) stored"
+            )
+            declared += dropped
+        }
+        let stored = try await rows(store, "SELECT count(*), count(DISTINCT seq), max(seq) FROM events").first ?? []
+        #expect(stored.count == 3 && stored[0] == stored[1], "duplicate seqs stored: \(stored)")
+        #expect(stored.last == lastSeq, "the collector holds up to \(stored.last ?? -1), the agent accepted \(lastSeq)")
+        #expect(
+            declared - gaps.count == lastSeq - (stored.first ?? 0),
+            "\(lastSeq - (stored.first ?? 0)) seqs missing, \(declared) declared dropped in \(gaps.count) record(s)"
+        )
+        #expect(try await value(store, "SELECT count(*) FROM chain_anomalies") == 0, "chain anomalies recorded")
     }
 }
