@@ -547,33 +547,15 @@ public final class Agent: Service {
             batch.append(event)
             batchAlerts.append(raised)
         }
-        if !dropped.isEmpty {
-            let total = dropped.values.reduce(0, +)
-            batch.append(
-                Event(
-                    payload: .health(
-                        AgentHealth(
-                            kind: "queue_drop",
-                            message: "\(total) event(s) dropped: spool buffer full",
-                            counters: dropped
-                        )
-                    )
-                )
-            )
+        if let report = Self.dropReport(kind: "queue_drop", cause: "spool buffer full", counts: dropped) {
+            batch.append(report)
         }
-        if !lostBefore.isEmpty {
-            let total = lostBefore.values.reduce(0, +)
-            batch.append(
-                Event(
-                    payload: .health(
-                        AgentHealth(
-                            kind: "disk_full",
-                            message: "\(total) event(s) dropped: the disk under the spool was full",
-                            counters: lostBefore
-                        )
-                    )
-                )
-            )
+        if let report = Self.dropReport(
+            kind: "disk_full",
+            cause: "the disk under the spool was full",
+            counts: lostBefore
+        ) {
+            batch.append(report)
         }
         // Alerts were raised when the events were read; each now quotes its event with its seq.
         func append() throws {
@@ -623,6 +605,17 @@ public final class Agent: Service {
                 ]
             )
         }
+    }
+
+    /// The health event stating events dropped before the spool, by type; nil when none were.
+    static func dropReport(kind: String, cause: String, counts: [String: UInt64]) -> Event? {
+        guard !counts.isEmpty else { return nil }
+        let total = counts.values.reduce(0, +)
+        return Event(
+            payload: .health(
+                AgentHealth(kind: kind, message: "\(total) event(s) dropped: \(cause)", counters: counts)
+            )
+        )
     }
 
     /// Runs `write` (an append, a seal, an acknowledgement); when the disk under the spool is

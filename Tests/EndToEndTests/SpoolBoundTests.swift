@@ -92,34 +92,20 @@ struct SpoolBoundTests {
         #expect(await agent.stop() == 0)
         let lastSeq = try await value(spool, "SELECT value FROM state WHERE key = 'next_seq'") - 1
 
-        // Each gap record: seq, first, last, sum of counts, other events stored in its range, alert drops.
-        let gaps = try await rows(
-            store,
-            """
-            SELECT g.seq, json_extract(g.json, '$.gap.first_seq'), json_extract(g.json, '$.gap.last_seq'),
-                   (SELECT sum(value) FROM json_each(g.json, '$.gap.dropped_by_type')),
-                   (SELECT count(*) FROM events e WHERE e.seq BETWEEN json_extract(g.json, '$.gap.first_seq')
-                        AND json_extract(g.json, '$.gap.last_seq') AND e.seq != g.seq),
-                   coalesce(json_extract(g.json, '$.gap.dropped_by_type.alert'), 0)
-            FROM events g WHERE g.type = 'gap' ORDER BY g.seq
-            """
-        )
+        let gaps = try await StoredGap.all(in: store)
         #expect(!gaps.isEmpty, "no gap record stored")
         var declaredDrops = 0
         var previousLast = 0
         for gap in gaps {
-            #expect(gap.count == 6)
-            guard gap.count == 6 else { continue }
-            let (seq, first, last, dropped, others, alerts) = (gap[0], gap[1], gap[2], gap[3], gap[4], gap[5])
-            #expect(seq == first, "a gap record takes the seq of the first event it replaces")
-            #expect(first > previousLast, "gap ranges overlap")
+            #expect(gap.seq == gap.firstSeq, "a gap record takes the seq of the first event it replaces")
+            #expect(gap.firstSeq > previousLast, "gap ranges overlap")
             #expect(
-                dropped == (last - first + 1) - others,
-                "gap \(first)-\(last): \(dropped) dropped, \((last - first + 1) - others) seqs hold nothing"
+                gap.dropped == gap.emptySeqs,
+                "gap \(gap.firstSeq)-\(gap.lastSeq): \(gap.dropped) dropped, \(gap.emptySeqs) seqs hold nothing"
             )
-            #expect(alerts == 0, "alerts were dropped while raw events were left")
-            declaredDrops += dropped
-            previousLast = last
+            #expect(gap.droppedAlerts == 0, "alerts were dropped while raw events were left")
+            declaredDrops += gap.dropped
+            previousLast = gap.lastSeq
         }
         #expect(declaredDrops == droppedAtAgent)
         // What is missing overall: each record declares its range, and sits on one of its seqs.
