@@ -110,16 +110,37 @@ public func runCommand(
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
+///
+/// Taken below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`, 32768-60999 by
+/// default), at random: a port the kernel hands out for binding to port 0 is also one it hands
+/// out as the local port of any outgoing connection, so between this call and the server's
+/// bind another test's client could take it (a collector in CI once failed with "Address
+/// already in use" that way).
 public func freeLoopbackPort() -> Int {
+    let ephemeralLow =
+        (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
+    let candidates = 10_000..<max(ephemeralLow, 10_001)
+    for _ in 0..<64 {
+        let port = Int.random(in: candidates)
+        if bindLoopback(port: port) == port { return port }
+    }
+    return bindLoopback(port: 0)
+}
+
+/// Binds a TCP socket to 127.0.0.1:`port` (0: any), closes it and returns the port it got;
+/// 0 when the bind failed.
+private func bindLoopback(port: Int) -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(fd) }
     var addr = sockaddr_in()
     addr.sin_family = sa_family_t(AF_INET)
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    _ = withUnsafePointer(to: &addr) {
+    addr.sin_port = UInt16(port).bigEndian
+    let bound = withUnsafePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
+    guard bound == 0 else { return 0 }
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     _ = withUnsafeMutablePointer(to: &addr) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
