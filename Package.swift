@@ -51,6 +51,8 @@ let package = Package(
 
         // The VERSION file, compiled in (C23 #embed), so every binary's --version matches the packages.
         .target(name: "CVigilVersion"),
+        // Linux calls glibc declares only under _GNU_SOURCE.
+        .target(name: "CVigilSys"),
         .target(
             name: "VigilCore",
             dependencies: ["CVigilVersion"],
@@ -107,6 +109,7 @@ let package = Package(
         .target(
             name: "VigilSpool",
             dependencies: [
+                "CVigilSys",
                 "VigilCore",
                 "VigilWire",
                 "VigilSQLite",

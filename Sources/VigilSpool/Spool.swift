@@ -62,6 +62,8 @@ public final class Spool: Sendable {
     /// See `reserveBytes`.
     private let reservePath: String
     private let hasReserve = Mutex(false)
+    /// SQLite's `max_page_count` before a full disk set it (see `makeRoomOnFullDisk`).
+    private let pageLimit: Int64
 
     /// Opens (creating if needed) the spool at `path`, its anchor at `path + ".anchor"`.
     ///
@@ -106,6 +108,7 @@ public final class Spool: Sendable {
             (opened, _) = try Self.openChecked(path)
         }
         queue = opened
+        pageLimit = try opened.read { db in try Int64.fetchOne(db, sql: "PRAGMA max_page_count") } ?? 0xFFFF_FFFE
         let (current, gap) = try opened.write { db in
             try Self.dropDamagedOutbox(db, notes: &notes)
             return try Self.reconcile(db, with: saved, notes: &notes)
@@ -595,39 +598,70 @@ public final class Spool: Sendable {
     /// it could free anything; throws when even its own transaction cannot be written.
     ///
     /// In WAL mode every write needs room on disk for the write-ahead log, deletes included,
-    /// so room is made in this order:
-    /// 1. the reserve (`reserveBytes`) is given back and stays given back: it becomes the
-    ///    log's room from now on;
-    /// 2. the log is checkpointed into the database and truncated (the database may grow into
-    ///    the reserve's room), and from now on checkpointed every 100 pages instead of 1,000,
-    ///    so that it never again needs more room than the reserve gave;
-    /// 3. the spool's bound is lowered to 80% of what it holds now (until delivery empties
+    /// and a checkpoint needs room for every page the log added at the end of the database. A
+    /// disk that stays full (filled by the spool itself, or by another writer that keeps what
+    /// it took) must never leave the spool unable to write the delete that makes room; so:
+    /// 1. the reserve (`reserveBytes`) is given back and stays given back: the database may
+    ///    grow into it once, while the log is checkpointed (below);
+    /// 2. the log is checkpointed into the database and restarted, not truncated: its blocks
+    ///    stay the spool's, the room every later transaction is written in; from now on it is
+    ///    checkpointed every 100 pages instead of 1,000, so that it needs little of them;
+    /// 3. the database file stops growing (`PRAGMA max_page_count` at its size now): a write
+    ///    that needs a new page fails as disk-full before anything is written, and room is made
+    ///    again, so no page in the log ever needs room the disk may not have, every checkpoint
+    ///    completes and the log's blocks are reused;
+    /// 4. the spool's bound is lowered to 80% of what it holds now (until delivery empties
     ///    it), and the oldest events nobody has sealed yet are dropped down to that bound's
     ///    shed target, as `shed` does at `limits.maxBytes`, under a gap record whose reason
-    ///    says the disk was full; from then on appends reuse the pages freed inside the
-    ///    database instead of growing it;
-    /// 4. the log is checkpointed and truncated again.
+    ///    says the disk was full, `diskFullShedChunk` bytes a transaction, the log checkpointed
+    ///    after each (so a large spool is trimmed within a small log); appends then reuse the
+    ///    pages freed inside the database.
     @discardableResult
     public func makeRoomOnFullDisk() throws -> Bool {
         let released = releaseReserve()
+        limitGrowth(true)
+        let bytes = try queue.read { db in try Self.integer(db, "bytes") }
+        let bound = bytes - bytes / 5
+        diskBound.withLock { $0 = min($0 ?? .max, bound) }
+        let target = min(bound - bound / 10, bytes - Self.diskFullShedMinimum)
+        var last: GapRecord? = nil
+        var held = bytes
+        while held > target {
+            let (gap, now) = try queue.write { db -> (GapRecord?, Int64) in
+                let now = try Self.integer(db, "bytes")
+                let gap = try shed(
+                    db,
+                    bytes: now,
+                    need: min(now - target, Self.diskFullShedChunk),
+                    reason: "disk_full: the disk under the spool filled up with \(bytes) bytes spooled"
+                )
+                return (gap, try Self.integer(db, "bytes"))
+            }
+            guard let gap, now < held else { break }
+            // Each record absorbed the one before: the last says it all.
+            last = gap
+            held = now
+            checkpoint(.restart)
+        }
+        if let last { shedReports.withLock { $0.append(last) } }
+        return released || last != nil
+    }
+
+    /// Checkpoints the write-ahead log, best effort: a checkpoint that cannot finish now is
+    /// finished by a later one.
+    private func checkpoint(_ kind: Database.CheckpointMode) {
+        try? queue.writeWithoutTransaction { db in _ = try db.checkpoint(kind) }
+    }
+
+    /// Enters the full-disk regime of `makeRoomOnFullDisk` (steps 2 and 3), or leaves it: the
+    /// log checkpointed every 1,000 pages again and truncated, the database free to grow.
+    private func limitGrowth(_ limited: Bool) {
         try? queue.writeWithoutTransaction { db in
-            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(Self.fullDiskCheckpointPages)")
-            _ = try db.checkpoint(.truncate)
+            try db.execute(sql: "PRAGMA wal_autocheckpoint = \(limited ? Self.fullDiskCheckpointPages : 1000)")
+            _ = try? db.checkpoint(limited ? .restart : .truncate)
+            let pages = limited ? max(try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 1, 1) : pageLimit
+            try db.execute(sql: "PRAGMA max_page_count = \(pages)")
         }
-        let gap = try queue.write { db -> GapRecord? in
-            let bytes = try Self.integer(db, "bytes")
-            let bound = bytes - bytes / 5
-            diskBound.withLock { $0 = min($0 ?? .max, bound) }
-            return try shed(
-                db,
-                bytes: bytes,
-                need: max(bytes - (bound - bound / 10), Self.diskFullShedMinimum),
-                reason: "disk_full: the disk under the spool filled up with \(bytes) bytes spooled"
-            )
-        }
-        if let gap { shedReports.withLock { $0.append(gap) } }
-        try? queue.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
-        return released || gap != nil
     }
 
     /// The spool's bound while the disk under it is full (see `makeRoomOnFullDisk`); nil when
@@ -671,6 +705,9 @@ public final class Spool: Sendable {
 
     /// The least `makeRoomOnFullDisk` drops.
     static let diskFullShedMinimum: Int64 = 64 << 10
+
+    /// The most `makeRoomOnFullDisk` drops in one transaction: the log has to hold it.
+    static let diskFullShedChunk: Int64 = 512 << 10
 
     /// Whether `error` says the disk under the spool is full: SQLite's SQLITE_FULL ("database
     /// or disk is full") or an anchor that could not be written for lack of space.
@@ -886,10 +923,7 @@ public final class Spool: Sendable {
         // Everything delivered after the disk filled: the bound lifted, the reserve back.
         if emptied, !hasReserve.withLock({ $0 }) {
             diskBound.withLock { $0 = nil }
-            try? queue.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA wal_autocheckpoint = 1000")
-                _ = try db.checkpoint(.truncate)
-            }
+            limitGrowth(false)
             restoreReserve()
         }
     }

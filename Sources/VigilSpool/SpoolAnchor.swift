@@ -1,3 +1,4 @@
+import CVigilSys
 import Foundation
 import VigilCore
 
@@ -18,8 +19,8 @@ import Glibc
 /// damaged (truncated mid-page, overwritten). In both cases reusing seqs or batch numbers would
 /// be worse than losing events: the collector would see forks and duplicate seqs from an agent
 /// that is merely unlucky. So the spool keeps this anchor beside the database, written atomically
-/// (temporary file, fsync, rename, fsync of the directory) *before* the transaction that needs it
-/// commits:
+/// (a spare file written and synced, exchanged with the anchor, fsync of the directory; see
+/// `save`) *before* the transaction that needs it commits:
 ///
 /// - `seqCeiling`: no seq at or above it was ever assigned. Raised in steps of `ceilingStep` by
 ///   the append that would cross it, so the anchor is written once per `ceilingStep` events, not
@@ -88,32 +89,34 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
         }
     }
 
-    /// Replaces the anchor atomically and durably.
+    /// Replaces the anchor atomically and durably, without taking any new room on disk once
+    /// it has been written twice: the new anchor is written over the spare file beside it
+    /// (`path + ".tmp"`, padded to `fileBytes`), synced, and the two files are exchanged
+    /// (`renameat2` with `RENAME_EXCHANGE`), so the old anchor becomes the next spare. On a disk
+    /// another writer has filled, every seal still gets its anchor written. Where the files
+    /// cannot be exchanged (no anchor yet, a filesystem without it) the spare is renamed over.
     func save(_ path: String) throws(SpoolError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let data: Data
+        var data: Data
         do {
             data = try encoder.encode(self)
         } catch {
             throw SpoolError("cannot encode the spool anchor: \(error)")
         }
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SpoolError("\(temporary): cannot create: \(String(cString: strerror(errno)))") }
-        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        var failure = written == data.count ? 0 : written < 0 ? errno : ENOSPC  // a short write: out of room
-        if failure == 0, fsync(fd) != 0 { failure = errno }
-        close(fd)
-        guard failure == 0 else {
-            unlink(temporary)
-            throw SpoolError(
-                "\(temporary): cannot write: \(String(cString: strerror(failure)))",
-                isDiskFull: failure == ENOSPC || failure == EDQUOT
-            )
+        // Trailing white space is valid JSON: every anchor takes the same blocks.
+        if data.count < Self.fileBytes - 1 {
+            data.append(contentsOf: repeatElement(0x20, count: Self.fileBytes - 1 - data.count))
         }
-        guard rename(temporary, path) == 0 else {
-            throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))")
+        data.append(0x0A)
+        let spare = path + ".tmp"
+        try Self.write(data, to: spare)
+        if vigil_rename_exchange(spare, path) != 0 {
+            guard errno == ENOENT || errno == EINVAL || errno == ENOSYS, rename(spare, path) == 0 else {
+                throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))")
+            }
+            // The next save's spare, made while there is room.
+            try? Self.write(data, to: spare)
         }
         let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dir >= 0 {
@@ -121,4 +124,24 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
             close(dir)
         }
     }
+
+    /// Writes `data` over the file at `path` (made if missing) and syncs it.
+    private static func write(_ data: Data, to path: String) throws(SpoolError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SpoolError("\(path): cannot create: \(String(cString: strerror(errno)))") }
+        let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        var failure = written == data.count ? 0 : written < 0 ? errno : ENOSPC  // a short write: out of room
+        if failure == 0, ftruncate(fd, off_t(data.count)) != 0 { failure = errno }
+        if failure == 0, fsync(fd) != 0 { failure = errno }
+        close(fd)
+        guard failure == 0 else {
+            throw SpoolError(
+                "\(path): cannot write: \(String(cString: strerror(failure)))",
+                isDiskFull: failure == ENOSPC || failure == EDQUOT
+            )
+        }
+    }
+
+    /// The size every anchor file is written at (the JSON takes about 250 bytes).
+    static let fileBytes = 512
 }

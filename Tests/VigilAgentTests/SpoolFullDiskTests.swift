@@ -91,4 +91,128 @@ struct SpoolFullDiskTests {
         try spool.append(events(500, from: appended))
         #expect(spool.takeShedReports().isEmpty, "events dropped after the bound was lifted")
     }
+
+    /// Events of about 300 serialized bytes that do not compress: sealed batches take room too.
+    func randomEvents(_ n: Int) -> [Event] {
+        (0..<n).map { _ in
+            let name = (0..<15).map { _ in UUID().uuidString }.joined()
+            return Event(payload: .file(FileEvent(action: .create, targetFilename: "/" + name)))
+        }
+    }
+
+    @Test(
+        "a disk that stays full, taken by another writer: the spool goes on taking, sealing and acknowledging inside the room it holds",
+        .enabled(if: TestEnvironment.isRoot || TestEnvironment.isCI, "mounts a tmpfs: needs root")
+    )
+    func diskTakenByOthers() async throws {
+        #expect(TestEnvironment.isRoot, "CI must run this test as root")
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let mount = try await runCommand("/bin/mount", ["-t", "tmpfs", "-o", "size=6m", "tmpfs", dir])
+        try #require(mount.status == 0, "mount: \(mount.stderr)")
+        defer { _ = try? Process.run(URL(fileURLWithPath: "/bin/umount"), arguments: ["-l", dir]) }
+
+        let spool = try Spool(path: path)
+        let sealer = BatchSealer(identity: identity)
+        var appended = 0
+        var failures: [String] = []
+        /// What the agent does (`Agent.withRoom`): on a full disk, make room and try once more.
+        func withRoom<T>(_ write: () throws -> T) throws -> T {
+            do {
+                return try write()
+            } catch  where Spool.isDiskFull(error) {
+                guard try spool.makeRoomOnFullDisk() else { throw error }
+                return try write()
+            }
+        }
+        // The spool fills the disk and makes room once: the reserve is gone.
+        while appended < 100_000 {
+            do {
+                try spool.append(randomEvents(500))
+                appended += 500
+            } catch  where Spool.isDiskFull(error) {
+                break
+            }
+        }
+        #expect(try spool.makeRoomOnFullDisk())
+        _ = spool.takeShedReports()
+
+        // Another writer takes every block left (logs filling /var, say), and keeps it.
+        let filler = dir + "/filler"
+        let fd = open(filler, O_WRONLY | O_CREAT, 0o600)
+        try #require(fd >= 0)
+        let chunk = [UInt8](repeating: 0xA5, count: 4096)
+        var taken = 0
+        while write(fd, chunk, chunk.count) == chunk.count { taken += chunk.count }
+        close(fd)
+        var room = statvfs()
+        statvfs(dir, &room)
+        #expect(room.f_bavail == 0, "the filler left \(room.f_bavail) blocks")
+
+        // The agent goes on: appends, seals (up to four batches in flight, as a slow collector
+        // keeps them), acknowledgements. Each must succeed, making room from the spool's own
+        // events when it has to; the spool must never lose the room to make room.
+        var inFlight: [Spool.PendingBatch] = []
+        var delivered: [[UInt8]] = []
+        for round in 0..<150 {
+            do {
+                try withRoom { _ = try spool.append(randomEvents(200)) }
+                appended += 200
+                if let batch = try withRoom({
+                    try spool.nextBatch(
+                        after: inFlight.last?.batchSeq,
+                        maxEvents: 300,
+                        maxBytes: 256 << 10,
+                        sealer: sealer
+                    )
+                }) {
+                    inFlight.append(batch)
+                }
+                if inFlight.count > 4 || round % 3 == 0, let oldest = inFlight.first {
+                    try withRoom { try spool.acknowledge(oldest) }
+                    delivered.append(oldest.bytes)
+                    inFlight.removeFirst()
+                }
+            } catch {
+                failures.append("round \(round): \(error)")
+                if failures.count > 3 { break }
+            }
+        }
+        #expect(failures.isEmpty, "\(failures)")
+
+        // The other writer gives its room back; delivery empties the spool.
+        unlink(filler)
+        while let batch = try spool.nextBatch(
+            after: inFlight.last?.batchSeq,
+            maxEvents: 2_000,
+            maxBytes: 1 << 20,
+            sealer: sealer
+        ) {
+            inFlight.append(batch)
+        }
+        for batch in inFlight {
+            try spool.acknowledge(batch)
+            delivered.append(batch.bytes)
+        }
+        #expect(try spool.statistics().pendingEvents == 0)
+        #expect(FileManager.default.fileExists(atPath: path + ".reserve"), "the reserve was not made again")
+
+        // Every event appended was delivered or counted in a gap record, and every seq is
+        // accounted for exactly once.
+        var seqs: Set<UInt64> = []
+        var raw = 0
+        var declared: UInt64 = 0
+        for bytes in delivered {
+            let batch = try BatchOpener.parse(bytes)
+            for event in try BatchOpener.verify(batch, publicKey: identity.publicKey) {
+                #expect(seqs.insert(event.seq).inserted, "seq \(event.seq) delivered twice")
+                if case .gap(let gap) = event.payload {
+                    declared += gap.droppedByType.values.reduce(0, +)
+                } else {
+                    raw += 1
+                }
+            }
+        }
+        #expect(UInt64(raw) + declared == UInt64(appended), "\(raw) delivered + \(declared) declared of \(appended)")
+    }
 }
