@@ -558,9 +558,9 @@ public final class Agent: Service {
             batch.append(report)
         }
         // Alerts were raised when the events were read; each now quotes its event with its seq.
-        func append() throws {
-            var index = 0
-            try spool.append(batch) { stored in
+        func append(_ range: Range<Int>) throws {
+            var index = range.lowerBound
+            try spool.append(Array(batch[range])) { stored in
                 defer { index += 1 }
                 guard index < batchAlerts.count else { return [] }
                 return batchAlerts[index].map { alert in
@@ -570,27 +570,38 @@ public final class Agent: Service {
                 }
             }
         }
-        do {
-            try withRoom(in: spool, append)
-            if diskFull.exchange(false, ordering: .relaxed) {
-                logger.notice("the spool takes events again after the disk under it was full")
+        // In transactions of at most `flushChunk` events: on a full disk each must fit in the
+        // room the spool can make, and one that cannot loses only itself.
+        var lost: [String: UInt64] = [:]
+        var failure: (any Error)? = nil
+        for start in stride(from: 0, to: batch.count, by: Self.flushChunk) {
+            let range = start..<min(start + Self.flushChunk, batch.count)
+            do {
+                try withRoom(in: spool) { try append(range) }
+            } catch  where Spool.isDiskFull(error) {
+                // Not even the oldest raw events made room: these are lost, counted, and
+                // reported once the spool takes events again. The agent keeps watching.
+                failure = error
+                for i in range {
+                    if i < batchAlerts.count { lost["alert", default: 0] += UInt64(batchAlerts[i].count) }
+                    if case .health(let health) = batch[i].payload, health.kind == "disk_full" {
+                        lost.merge(lostBefore, uniquingKeysWith: +)
+                    } else {
+                        lost[batch[i].type.rawValue, default: 0] += 1
+                    }
+                }
             }
-        } catch  where Spool.isDiskFull(error) {
-            // Not even the oldest raw events made room: these are lost, counted, and reported
-            // once the spool takes events again. The agent stays up and keeps watching.
-            var lost = lostBefore
-            for (i, event) in batch.enumerated() {
-                if i < batchAlerts.count { lost["alert", default: 0] += UInt64(batchAlerts[i].count) }
-                if case .health(let health) = event.payload, health.kind == "disk_full" { continue }
-                lost[event.type.rawValue, default: 0] += 1
-            }
+        }
+        if let failure {
             pending.withLock { $0.lostToFullDisk.merge(lost, uniquingKeysWith: +) }
             if !diskFull.exchange(true, ordering: .relaxed) {
                 logger.error(
                     "the disk under the spool is full and nothing more could be freed in it: events are dropped (and counted) until there is room",
-                    metadata: ["spool": "\(spool.path)", "error": "\(error)"]
+                    metadata: ["spool": "\(spool.path)", "error": "\(failure)"]
                 )
             }
+        } else if diskFull.exchange(false, ordering: .relaxed) {
+            logger.notice("the spool takes events again after the disk under it was full")
         }
         for gap in spool.takeShedReports() {
             logger.warning(
@@ -607,6 +618,9 @@ public final class Agent: Service {
         }
     }
 
+    /// The most events one flush writes in a transaction.
+    static let flushChunk = 2_000
+
     /// The health event stating events dropped before the spool, by type; nil when none were.
     static func dropReport(kind: String, cause: String, counts: [String: UInt64]) -> Event? {
         guard !counts.isEmpty else { return nil }
@@ -618,20 +632,16 @@ public final class Agent: Service {
         )
     }
 
-    /// Runs `write` (an append, a seal, an acknowledgement); when the disk under the spool is
-    /// full, makes room (`Spool.makeRoomOnFullDisk`: the reserve given back, the oldest unsent
-    /// raw events dropped under a gap record) and tries once more. Throws the disk-full error
-    /// when that did not help, any other error as it comes.
+    /// Runs `write` (an append, a seal, an acknowledgement) through `Spool.makingRoom`: when
+    /// the disk under the spool is full, room is made (the reserve given back, the oldest
+    /// unsent raw events dropped under a gap record) and it is tried again; logged once per
+    /// write. Throws the disk-full error when nothing more could be freed.
     private func withRoom<T>(in spool: Spool, _ write: () throws -> T) throws -> T {
-        do {
-            return try write()
-        } catch  where Spool.isDiskFull(error) {
+        try spool.makingRoom(write) { error in
             logger.warning(
                 "the disk under the spool is full; making room",
                 metadata: ["spool": "\(spool.path)", "error": "\(error)"]
             )
-            guard try spool.makeRoomOnFullDisk() else { throw error }
-            return try write()
         }
     }
 

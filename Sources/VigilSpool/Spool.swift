@@ -647,6 +647,28 @@ public final class Spool: Sendable {
         return released || last != nil
     }
 
+    /// Runs `write` (an append, a seal, an acknowledgement of this spool) and, when it fails
+    /// because the disk is full, makes room (`makeRoomOnFullDisk`) and runs it again, up to
+    /// `fullDiskRounds` times: once the disk has filled the database no longer grows, so a write
+    /// larger than what one round drops (a large flush after a stall) needs several. `onFull`
+    /// hears of the first failure. Throws the disk-full error when nothing more could be freed.
+    public func makingRoom<T>(_ write: () throws -> T, onFull: (any Error) -> Void = { _ in }) throws -> T {
+        var rounds = 0
+        while true {
+            do {
+                return try write()
+            } catch  where Self.isDiskFull(error) && rounds < Self.fullDiskRounds {
+                if rounds == 0 { onFull(error) }
+                rounds += 1
+                guard try makeRoomOnFullDisk() else { throw error }
+            }
+        }
+    }
+
+    /// How many times `makingRoom` makes room for one write: each round drops at least a
+    /// fifth of what is held, so eight leave at most a sixth of it.
+    static let fullDiskRounds = 8
+
     /// Checkpoints the write-ahead log, best effort: a checkpoint that cannot finish now is
     /// finished by a later one.
     private func checkpoint(_ kind: Database.CheckpointMode) {

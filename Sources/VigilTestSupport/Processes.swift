@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs the package's built executables from tests, as real processes.
 public enum BuiltProducts {
@@ -115,18 +116,28 @@ public func runCommand(
 /// default), at random: a port the kernel hands out for binding to port 0 is also one it hands
 /// out as the local port of any outgoing connection, so between this call and the server's
 /// bind another test's client could take it (a collector in CI once failed with "Address
-/// already in use" that way).
+/// already in use" that way). Never the same port twice in one test process: tests run
+/// concurrently, and two of them drawing the same port at random, both free at the time, made
+/// the second one's collector fail the same way in CI.
 public func freeLoopbackPort() -> Int {
     let ephemeralLow =
         (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
         .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32768
     let candidates = 10_000..<max(ephemeralLow, 10_001)
-    for _ in 0..<64 {
-        let port = Int.random(in: candidates)
-        if bindLoopback(port: port) == port { return port }
+    return handedOutPorts.withLock { handedOut in
+        for _ in 0..<256 {
+            let port = Int.random(in: candidates)
+            if !handedOut.contains(port), bindLoopback(port: port) == port {
+                handedOut.insert(port)
+                return port
+            }
+        }
+        return bindLoopback(port: 0)
     }
-    return bindLoopback(port: 0)
 }
+
+/// The ports `freeLoopbackPort` has returned in this process.
+private let handedOutPorts = Mutex<Set<Int>>([])
 
 /// Binds a TCP socket to 127.0.0.1:`port` (0: any), closes it and returns the port it got;
 /// 0 when the bind failed.

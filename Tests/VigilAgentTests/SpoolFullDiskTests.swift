@@ -7,7 +7,7 @@ import VigilWire
 @testable import VigilSpool
 
 /// The spool on a disk that fills before its bound: a 6 MiB tmpfs, 4 MiB of it the reserve.
-@Suite("Spool on a full disk", .serialized)
+@Suite("Spool store on a full disk", .serialized)
 struct SpoolFullDiskTests {
     let dir = NSTemporaryDirectory() + "vigil-spool-fulldisk-\(UUID().uuidString)"
     var path: String { dir + "/spool.sqlite" }
@@ -116,15 +116,8 @@ struct SpoolFullDiskTests {
         let sealer = BatchSealer(identity: identity)
         var appended = 0
         var failures: [String] = []
-        /// What the agent does (`Agent.withRoom`): on a full disk, make room and try once more.
-        func withRoom<T>(_ write: () throws -> T) throws -> T {
-            do {
-                return try write()
-            } catch  where Spool.isDiskFull(error) {
-                guard try spool.makeRoomOnFullDisk() else { throw error }
-                return try write()
-            }
-        }
+        /// What the agent does (`Agent.withRoom`).
+        func withRoom<T>(_ write: () throws -> T) throws -> T { try spool.makingRoom(write) }
         // The spool fills the disk and makes room once: the reserve is gone.
         while appended < 100_000 {
             do {
@@ -148,6 +141,18 @@ struct SpoolFullDiskTests {
         var room = statvfs()
         statvfs(dir, &room)
         #expect(room.f_bavail == 0, "the filler left \(room.f_bavail) blocks")
+
+        // A flush far larger than one round of making room drops (the agent behind after a
+        // stall): the database no longer grows, so it takes several rounds, and it fits.
+        let held = try spool.statistics().bytes
+        let large = randomEvents(held * 85 / 100 / (try EventCodec.encode(randomEvents(1)[0]).count))
+        #expect(try large.map { try EventCodec.encode($0).count }.reduce(0, +) > held / 2)
+        do {
+            try withRoom { _ = try spool.append(large) }
+            appended += large.count
+        } catch {
+            failures.append("the large flush: \(error)")
+        }
 
         // The agent goes on: appends, seals (up to four batches in flight, as a slow collector
         // keeps them), acknowledgements. Each must succeed, making room from the spool's own
