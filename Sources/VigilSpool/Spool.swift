@@ -942,13 +942,31 @@ public final class Spool: Sendable {
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq = ?", arguments: [batch.batchSeq])
             return try Self.integer(db, "bytes") == 0
         }
-        // Everything delivered after the disk filled: the bound lifted, the reserve back.
+        // Everything delivered after the disk filled: the reserve back, then the bound lifted
+        // and the database free to grow. Not before the reserve is back: a disk that filled
+        // again with the log holding pages past the end of the database could not be
+        // checkpointed, nor anything deleted (see `makeRoomOnFullDisk`). Tried at most every
+        // `reserveRetryInterval` while the disk has no room for it.
         if emptied, !hasReserve.withLock({ $0 }) {
-            diskBound.withLock { $0 = nil }
-            limitGrowth(false)
-            restoreReserve()
+            let now = ContinuousClock.now
+            let due = lastReserveAttempt.withLock { last in
+                guard last.map({ now - $0 >= Self.reserveRetryInterval }) ?? true else { return false }
+                last = now
+                return true
+            }
+            if due {
+                checkpoint(.truncate)
+                if restoreReserve() {
+                    diskBound.withLock { $0 = nil }
+                    limitGrowth(false)
+                }
+            }
         }
     }
+
+    /// When `acknowledge` last tried to make the reserve again.
+    private let lastReserveAttempt = Mutex<ContinuousClock.Instant?>(nil)
+    static let reserveRetryInterval = Duration.seconds(10)
 
     /// Counts for health reporting and tests.
     public struct Statistics: Sendable, Hashable {
