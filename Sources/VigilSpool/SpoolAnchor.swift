@@ -94,7 +94,8 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
     /// (`path + ".tmp"`, padded to `fileBytes`), synced, and the two files are exchanged
     /// (`renameat2` with `RENAME_EXCHANGE`), so the old anchor becomes the next spare. On a disk
     /// another writer has filled, every seal still gets its anchor written. Where the files
-    /// cannot be exchanged (no anchor yet, a filesystem without it) the spare is renamed over.
+    /// cannot be exchanged (no anchor yet, a filesystem without it) the spare is renamed over
+    /// and made again.
     func save(_ path: String) throws(SpoolError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
@@ -112,7 +113,9 @@ struct SpoolAnchor: Codable, Hashable, Sendable {
         let spare = path + ".tmp"
         try Self.write(data, to: spare)
         if vigil_rename_exchange(spare, path) != 0 {
-            guard errno == ENOENT || errno == EINVAL || errno == ENOSYS, rename(spare, path) == 0 else {
+            // No anchor yet (ENOENT), a filesystem that cannot exchange (EINVAL), a kernel or
+            // sandbox without renameat2: the spare is renamed over, and made again below.
+            guard rename(spare, path) == 0 else {
                 throw SpoolError("\(path): cannot replace: \(String(cString: strerror(errno)))")
             }
             // The next save's spare, made while there is room.

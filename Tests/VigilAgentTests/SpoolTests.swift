@@ -45,6 +45,38 @@ struct SpoolTests {
         #expect(b.map(\.seq) == [4, 5])
     }
 
+    @Test(
+        "the anchor is exchanged with a spare of the same size: saving it takes no new room, the spare holds the one before"
+    )
+    func anchorExchangedWithSpare() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = try Spool(path: path)
+        let anchorPath = path + ".anchor"
+        func file(_ p: String) throws -> (inode: UInt64, size: Int, json: [String: Any]) {
+            let attributes = try FileManager.default.attributesOfItem(atPath: p)
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: p)))
+            return (
+                (attributes[.systemFileNumber] as? NSNumber)?.uint64Value ?? 0,
+                (attributes[.size] as? NSNumber)?.intValue ?? 0, json as? [String: Any] ?? [:]
+            )
+        }
+        // Made at open, with its spare.
+        let first = try file(anchorPath)
+        #expect(first.size == SpoolAnchor.fileBytes)
+        #expect(try file(anchorPath + ".tmp").size == SpoolAnchor.fileBytes)
+        // A seal writes the anchor: the two files trade places.
+        try spool.append(events(3))
+        _ = try #require(try next(spool))
+        let anchor = try file(anchorPath)
+        let spare = try file(anchorPath + ".tmp")
+        #expect(anchor.size == SpoolAnchor.fileBytes && spare.size == SpoolAnchor.fileBytes)
+        #expect(anchor.json["next_batch_seq"] as? Int == 2 && anchor.json["sealed_through"] as? Int == 3)
+        #expect(spare.inode == first.inode, "the old anchor did not become the spare")
+        #expect(spare.json["next_batch_seq"] as? Int == 1, "\(spare.json)")
+        // And it reads back: a reopened spool continues from it.
+        #expect(try Spool(path: path).append(events(1)).map(\.seq) == [4])
+    }
+
     @Test("batches chain, the batch in flight is resent unchanged after a restart, ack forgets it")
     func batchesAndAcks() throws {
         defer { try? FileManager.default.removeItem(atPath: dir) }
