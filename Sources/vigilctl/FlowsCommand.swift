@@ -87,8 +87,7 @@ struct FlowsCommand: ParsableCommand {
                     output.writeJSONLine(flow)
                 } else {
                     writeHeader()
-                    output.write(Self.row(flow.event))
-                    output.write("\n")
+                    output.writeTextRow(flow)
                 }
             }
         } catch {
@@ -120,12 +119,6 @@ struct FlowsCommand: ParsableCommand {
         }
         return "\(path): \(message)"
     }
-
-    private static func row(_ f: FlowEvent) -> String {
-        "\(FlowEvent.fixed6(f.ts)) \(FlowEvent.fixed6(f.duration)) \(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP)"
-            + " \(f.origPkts)/\(f.respPkts) \(f.origIPBytes)/\(f.respIPBytes) \(f.state) \(f.communityID)"
-            + ((f.serverName ?? f.dnsQuery).map { " \($0)" } ?? "")
-    }
 }
 
 /// Standard output through a 64 KiB buffer (flow lists run to millions of lines).
@@ -138,6 +131,13 @@ private final class BufferedOutput {
 
     func write(_ text: String) {
         buffer.append(contentsOf: text.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    /// The flow's table row and a newline, written straight into the buffer.
+    func writeTextRow(_ flow: CompletedFlow) {
+        flow.appendTextRow(to: &buffer)
+        buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
     }
 

@@ -5,11 +5,13 @@ import VigilTestSupport
 @testable import VigilSensors
 
 /// `vigilctl flows --json` writes each line straight from the table's record
-/// (`CompletedFlow.appendJSONLine`); it must be the event's own line, byte for byte.
+/// (`CompletedFlow.appendJSONLine`); it must be the event's own line, byte for byte. The same
+/// for the table rows `vigilctl flows` prints (`CompletedFlow.appendTextRow`), against the row
+/// built from the event's strings (`eventRow`, how vigilctl built it before).
 @Suite("Flow JSON lines")
 struct FlowJSONTests {
     @Test(
-        "a record's JSON line is its event's, byte for byte, for every flow of the corpus",
+        "a record's JSON line and table row are its event's, byte for byte, for every flow of the corpus",
         .enabled(if: Corpus.isPresent, "the reference corpus is not at ../shared/corpora/pcaps")
     )
     func recordLinesMatchEventLines() throws {
@@ -27,6 +29,11 @@ struct FlowJSONTests {
                 flow.appendJSONLine(to: &line)
                 if line != Array(event.jsonLine.utf8), mismatches.count < 5 {
                     mismatches.append("\(capture): \(String(decoding: line, as: UTF8.self)) vs \(event.jsonLine)")
+                }
+                var row: [UInt8] = []
+                flow.appendTextRow(to: &row)
+                if row != Array(Self.eventRow(event).utf8), mismatches.count < 5 {
+                    mismatches.append("\(capture): \(String(decoding: row, as: UTF8.self)) vs \(Self.eventRow(event))")
                 }
                 compared += 1
                 if event.origH.contains(":") { ipv6 += 1 }
@@ -63,12 +70,26 @@ struct FlowJSONTests {
         record.originatorPackets = 3
         record.responderPackets = 1
         record.originatorIPBytes = 300
-        for (record, metadata) in [(record, metadata), (withProto(record, 47), nil), (oneWayICMP(), nil)] {
+        var queryOnly = metadata
+        queryOnly.serverName = nil
+        for (record, metadata) in [
+            (record, metadata), (record, queryOnly), (withProto(record, 47), nil), (oneWayICMP(), nil),
+        ] {
             let flow = CompletedFlow(record: record, metadata: metadata, reason: .flushed)
             var line: [UInt8] = []
             flow.appendJSONLine(to: &line)
             #expect(String(decoding: line, as: UTF8.self) == flow.event.jsonLine)
+            var row: [UInt8] = []
+            flow.appendTextRow(to: &row)
+            #expect(String(decoding: row, as: UTF8.self) == Self.eventRow(flow.event))
         }
+    }
+
+    /// A table row from the event's strings: the server name, else the DNS query, last.
+    static func eventRow(_ f: FlowEvent) -> String {
+        "\(FlowEvent.fixed6(f.ts)) \(FlowEvent.fixed6(f.duration)) \(f.proto) \(f.origH):\(f.origP) -> \(f.respH):\(f.respP)"
+            + " \(f.origPkts)/\(f.respPkts) \(f.origIPBytes)/\(f.respIPBytes) \(f.state) \(f.communityID)"
+            + ((f.serverName ?? f.dnsQuery).map { " \($0)" } ?? "")
     }
 
     private func withProto(_ record: FlowRecord, _ proto: UInt8) -> FlowRecord {

@@ -31,6 +31,53 @@ public struct CompletedFlow {
     public func appendJSONLine(to out: inout [UInt8]) {
         FlowJSONLine.append(record.jsonNumbers, RecordJSONText(record, metadata: metadata), to: &out)
     }
+
+    /// Appends the row `vigilctl flows` prints for the flow (UTF-8, no newline): `ts duration
+    /// proto orig_h:orig_p -> resp_h:resp_p pkts/pkts ip_bytes/ip_bytes state community_id`,
+    /// then the TLS server name or else the DNS query when known; written straight from the
+    /// record, as the JSON line is.
+    public func appendTextRow(to out: inout [UInt8]) {
+        let text = RecordJSONText(record, metadata: nil)
+        let trailing = metadata?.serverName ?? metadata?.dnsQuery
+        let n = record.jsonNumbers
+        // Numbers, separators and the two timestamps need under 250 bytes.
+        withUnsafeTemporaryAllocation(
+            of: UInt8.self,
+            capacity: 250 + text.maximumBytes + (trailing?.utf8.count ?? 0)
+        ) { buffer in
+            var w = ByteWriter(buffer)
+            w.fixed6(n.ts)
+            w.byte(UInt8(ascii: " "))
+            w.fixed6(n.duration)
+            w.byte(UInt8(ascii: " "))
+            text.writeProto(&w)
+            w.byte(UInt8(ascii: " "))
+            text.writeAddress(originator: true, &w)
+            w.byte(UInt8(ascii: ":"))
+            w.decimal(UInt64(n.origP))
+            w.ascii(" -> ")
+            text.writeAddress(originator: false, &w)
+            w.byte(UInt8(ascii: ":"))
+            w.decimal(UInt64(n.respP))
+            w.byte(UInt8(ascii: " "))
+            w.decimal(n.origPkts)
+            w.byte(UInt8(ascii: "/"))
+            w.decimal(n.respPkts)
+            w.byte(UInt8(ascii: " "))
+            w.decimal(n.origIPBytes)
+            w.byte(UInt8(ascii: "/"))
+            w.decimal(n.respIPBytes)
+            w.byte(UInt8(ascii: " "))
+            text.writeState(&w)
+            w.byte(UInt8(ascii: " "))
+            text.writeCommunityID(&w)
+            if let trailing {
+                w.byte(UInt8(ascii: " "))
+                w.string(trailing)
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<w.count]))
+        }
+    }
 }
 
 /// The bidirectional flow table shared by the live sensor and `vigilctl flows`.
