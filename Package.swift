@@ -203,6 +203,7 @@ let package = Package(
             dependencies: [
                 "VigilCollector",
                 "VigilLinux",
+                "VigilWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

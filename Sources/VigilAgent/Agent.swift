@@ -609,7 +609,9 @@ public final class Agent: Service {
                     ? "spool full: dropped the oldest events and wrote a gap record"
                     : gap.reason.hasPrefix("disk_full")
                         ? "the disk under the spool is full: dropped the oldest events and wrote a gap record"
-                        : "spool: dropped events damaged on disk and wrote a gap record",
+                        : gap.reason.hasPrefix("too_large")
+                            ? "spool: dropped an event the collector refuses as too large and wrote a gap record"
+                            : "spool: dropped events damaged on disk and wrote a gap record",
                 metadata: [
                     "first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)",
                     "reason": "\(gap.reason)", "max_bytes": "\(spool.limits.maxBytes)",
@@ -659,6 +661,8 @@ public final class Agent: Service {
         var drainDeadline: ContinuousClock.Instant? = nil
         var window = DeliveryWindow(capacity: shipping.batchesInFlight)
         defer { window.cancelAll() }
+        // Events per batch: `batch_max_events`, halved by each batch refused as too large.
+        var batchMaxEvents = shipping.batchMaxEvents
 
         while true {
             if shutdownRequested.load(ordering: .sequentiallyConsistent) {
@@ -748,7 +752,7 @@ public final class Agent: Service {
                     try withRoom(in: spool) {
                         try spool.nextBatch(
                             after: after,
-                            maxEvents: shipping.batchMaxEvents,
+                            maxEvents: batchMaxEvents,
                             maxBytes: shipping.batchMaxBytes,
                             sealer: sealer
                         )
@@ -815,6 +819,9 @@ public final class Agent: Service {
                         metadata: metadata.merging(["retry_in_s": "\(shipping.revokedRetrySeconds)"]) { _, new in new }
                     )
                     try await pause(.seconds(shipping.revokedRetrySeconds))
+                } else if status == 413, !window.storedBehindRefusal {
+                    batchMaxEvents = try resealSmaller(batch, limit: batchMaxEvents, spool: spool, logger: logger)
+                    backoff.reset()
                 } else {
                     logger.log(
                         level: isNew ? .error : .debug,
@@ -838,6 +845,55 @@ public final class Agent: Service {
                 try await pause(backoff.next())
             }
         }
+    }
+
+    /// The collector (or a proxy before it) refused `batch` as too large (413): its events and
+    /// those of the batches sealed after it are sealed again, under the same batch numbers, in
+    /// batches of half as many events as it held (`Spool.unseal`), kept for the agent's life.
+    /// A batch of one event still too large can never be delivered: that event becomes a gap
+    /// record saying why. Returns the new events-per-batch limit.
+    private func resealSmaller(
+        _ batch: Spool.PendingBatch,
+        limit: Int,
+        spool: Spool,
+        logger: Logger
+    ) throws -> Int {
+        let metadata: Logger.Metadata = [
+            "batch_seq": "\(batch.batchSeq)", "events": "\(batch.eventCount)", "bytes": "\(batch.bytes.count)",
+        ]
+        guard batch.eventCount > 1 else {
+            let reason =
+                "too_large: the collector refused the event with seq \(batch.lastSeq) as too large (a batch of \(batch.bytes.count) bytes)"
+            _ = try withRoom(in: spool) {
+                try spool.unseal(from: batch.batchSeq, replacingEvent: batch.lastSeq, reason: reason)
+            }
+            logger.error(
+                "collector refuses a single event as too large; it is replaced by a gap record",
+                metadata: metadata.merging(["seq": "\(batch.lastSeq)"]) { _, new in new }
+            )
+            return limit
+        }
+        let smaller = min(limit, max(1, batch.eventCount / 2))
+        _ = try withRoom(in: spool) { try spool.unseal(from: batch.batchSeq) }
+        logger.warning(
+            "collector refuses batches this large; sealing them again smaller",
+            metadata: metadata.merging(["batch_max_events": "\(smaller)"]) { _, new in new }
+        )
+        pending.withLock {
+            $0.events.append(
+                Event(
+                    payload: .health(
+                        AgentHealth(
+                            kind: "batch_too_large",
+                            message:
+                                "the collector refused a batch of \(batch.eventCount) events (\(batch.bytes.count) bytes) as too large; batches now hold at most \(smaller) events",
+                            counters: ["refused_events": UInt64(batch.eventCount), "batch_max_events": UInt64(smaller)]
+                        )
+                    )
+                )
+            )
+        }
+        return smaller
     }
 
     /// Sleeps for `duration`; once shutdown is requested it returns within `flushInterval`, so

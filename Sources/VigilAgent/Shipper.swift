@@ -344,12 +344,28 @@ public struct DeliveryWindow {
     ) {
         let (batch, answer) = sent.removeFirst()
         let (outcome, roundTrip) = await answer.value
-        if case .stored = outcome {
-        } else {
+        switch outcome {
+        case .stored: break
+        case .refused(status: 413, _, _):
+            // Too large: the shipper seals this batch and those after it again, smaller
+            // (`Spool.unseal`), so the ones sent ahead must be answered first, not cancelled: a
+            // request cancelled here could still be waiting at the collector for its
+            // predecessor. None can be stored (its predecessor never is); they are answered
+            // `predecessor_pending` once the collector's wait is over.
+            storedBehindRefusal = false
+            for (_, later) in sent {
+                if case .stored = await later.value.0 { storedBehindRefusal = true }
+            }
+            sent.removeAll()
+        default:
             cancelAll()
         }
         return (batch, outcome, roundTrip)
     }
+
+    /// Whether a batch sent ahead of one refused as too large was stored all the same (a
+    /// collector that does not keep batches in order): its batches must then not be sealed again.
+    public private(set) var storedBehindRefusal = false
 
     /// Cancels and forgets every batch in flight (their answers no longer matter).
     public mutating func cancelAll() {

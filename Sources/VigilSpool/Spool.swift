@@ -873,6 +873,74 @@ public final class Spool: Sendable {
         }
     }
 
+    /// Forgets the sealed batches from `batchSeq` on, so that their events are sealed again (in
+    /// smaller batches) under the same batch numbers, linked to the same previous header: what
+    /// the shipper does when the collector, or a proxy before it, refuses a batch as too large
+    /// (413). Safe because none of them was stored: the refused one was not, and a batch sent
+    /// ahead is stored only after its predecessor (`BatchTransport.previousBatchHeader`); the
+    /// caller waits for their answers first.
+    ///
+    /// - Parameter replacingEvent: an event of that batch to replace with a gap record stating
+    ///   `reason` (a batch of one event still too large: it can never be delivered).
+    /// - Returns: how many batches were forgotten; 0 when `batchSeq` is not in the outbox.
+    @discardableResult
+    public func unseal(from batchSeq: UInt64, replacingEvent seq: UInt64? = nil, reason: String = "") throws -> Int {
+        let (forgotten, gap) = try queue.write { db -> (Int, GapRecord?) in
+            guard
+                let data = try Data.fetchOne(
+                    db,
+                    sql: "SELECT batch FROM outbox WHERE batch_seq = ?",
+                    arguments: [Int64(clamping: batchSeq)]
+                )
+            else { return (0, nil) }
+            let prev = try BatchOpener.parse(Array(data), limits: BatchLimits(maxBatchBytes: Int.max)).header
+                .prevHeaderHash
+            try db.execute(sql: "DELETE FROM outbox WHERE batch_seq >= ?", arguments: [Int64(clamping: batchSeq)])
+            let forgotten = db.changesCount
+            try db.execute(
+                sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'",
+                arguments: [Int64(clamping: batchSeq)]
+            )
+            try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(prev)])
+            var gap: GapRecord? = nil
+            if let seq,
+                let old = try Data.fetchOne(
+                    db,
+                    sql: "SELECT data FROM events WHERE seq = ?",
+                    arguments: [Int64(clamping: seq)]
+                )
+            {
+                let type = (try? EventCodec.decode(Array(old)))?.type.rawValue ?? "unknown"
+                let record = GapRecord(firstSeq: seq, lastSeq: seq, droppedByType: [type: 1], reason: reason)
+                let encoded = try EventCodec.encode(Event(seq: seq, payload: .gap(record)))
+                try db.execute(
+                    sql: "UPDATE events SET type = 'gap', priority = 2, data = ? WHERE seq = ?",
+                    arguments: [Data(encoded), Int64(clamping: seq)]
+                )
+                try db.execute(
+                    sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
+                    arguments: [encoded.count - old.count]
+                )
+                gap = record
+            }
+            // The chain is back where it was before `batchSeq` was sealed; said before it commits.
+            let sealedThrough = try Self.sealedThrough(db)
+            let committedNext = try Self.integer(db, "next_seq")
+            try anchor.withLock { anchor in
+                var unsealed = anchor
+                unsealed.nextBatchSeq = Int64(clamping: batchSeq)
+                unsealed.prevHeaderHash = Hex.encode(prev)
+                unsealed.sealedThrough = sealedThrough
+                unsealed.nextSeq = committedNext
+                try unsealed.save(anchorPath)
+                anchor = unsealed
+            }
+            return (forgotten, gap)
+        }
+        if let gap { shedReports.withLock { $0.append(gap) } }
+        return forgotten
+    }
+
     /// Replaces each event of `encoded` (seqs from `firstSeq`) that is not intact
     /// (`EventCodec.isIntact`) with a gap record of its one seq, in the database and in
     /// `encoded`; returns the records written.

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import VigilCollector
 import VigilCore
 import VigilLinux
+import VigilWire
 
 @main
 struct VigilCollectorCommand: AsyncParsableCommand {
@@ -112,6 +113,22 @@ struct VigilCollectorCommand: AsyncParsableCommand {
     )
     var maxBatchBurst: Double?
 
+    @Option(
+        help: ArgumentHelp(
+            "Largest batch body taken, in bytes (compressed, as sent); a larger one is refused with 413 and its agent seals smaller batches.",
+            valueName: "bytes"
+        )
+    )
+    var maxBatchBytes: Int = BatchLimits().maxBatchBytes
+
+    @Option(
+        help: ArgumentHelp(
+            "Most events taken in one batch; a batch with more is refused with 413 and its agent seals smaller batches.",
+            valueName: "n"
+        )
+    )
+    var maxBatchEvents: Int = BatchLimits().maxEvents
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning or error.", valueName: "level"))
     var logLevel: String = "info"
 
@@ -135,6 +152,12 @@ struct VigilCollectorCommand: AsyncParsableCommand {
         }
         if let maxBatchBurst, !maxBatchBurst.isFinite || maxBatchBurst < 1 {
             throw ValidationError("--max-batch-burst: must be 1 or more")
+        }
+        guard maxBatchBytes >= 1024 else {
+            throw ValidationError("--max-batch-bytes: must be 1024 or more")
+        }
+        guard maxBatchEvents >= 1 else {
+            throw ValidationError("--max-batch-events: must be 1 or more")
         }
     }
 
@@ -200,6 +223,8 @@ struct VigilCollectorCommand: AsyncParsableCommand {
                 configuration.retention = retention
                 configuration.maxTailStreams = maxTailStreams
                 configuration.batchRate = BatchRateLimit(perSecond: maxBatchRate, burst: maxBatchBurst)
+                configuration.batchLimits.maxBatchBytes = maxBatchBytes
+                configuration.batchLimits.maxEvents = maxBatchEvents
                 let collector = Collector(store: eventStore, configuration: configuration, logger: logger)
                 let notifier = SystemdNotifier(environment: ProcessInfo.processInfo.environment)
                 let app = try CollectorServer.makeApplication(collector: collector, logger: logger) { port in

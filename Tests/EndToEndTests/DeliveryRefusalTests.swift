@@ -156,6 +156,65 @@ struct DeliveryRefusalTests {
         #expect(await collector.stop() == 0, "\(collector.stderr)")
     }
 
+    @Test(
+        "batches refused as too large (413) are sealed again smaller: every event stored once, the chain whole",
+        .timeLimit(.minutes(3))
+    )
+    func tooLargeBatchesResealed() async throws {
+        let dir = NSTemporaryDirectory() + "vigil-too-large-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (base, collector, agent) = try start(
+            in: dir,
+            collectorArguments: ["--max-batch-events", "3"],
+            shipping: ["batch_max_events: 64"]
+        )
+        let vigilctl = BuiltProducts.path("vigilctl")
+        func stored(_ type: String) async throws -> [[String: Any]] {
+            let result = try await runCommand(
+                vigilctl,
+                ["events", "--collector", base, "--type", type, "--json", "--limit", "100000"]
+            )
+            return result.stdout.split(separator: "\n").compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["event"] as? [String: Any]
+            }
+        }
+        func created() async throws -> [String] {
+            try await stored("file").compactMap { event in
+                let file = event["file"] as? [String: Any]
+                return file?["action"] as? String == "create" ? file?["TargetFilename"] as? String : nil
+            }
+        }
+        let up = await eventually(timeout: .seconds(30)) { (try? await curl(base + "/healthz"))?.0 == 200 }
+        #expect(up, "collector did not start: \(collector.stderr)")
+        // Written at once, so the agent has far more than 3 events to a batch.
+        let count = 60
+        for i in 0..<count {
+            try Data("\(i)\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/watched/f\(i).txt"))
+        }
+        let all = await eventually(timeout: .seconds(90)) { (try? await created().count) ?? 0 >= count }
+        #expect(all, "agent log:\n\(agent.stderr)")
+        try await Task.sleep(for: .seconds(1))
+        let files = try await created()
+        #expect(files.count == count && Set(files).count == count, "stored: \(files.sorted())")
+        let refused = try await metric(base, "vigil_collector_batches_refused_total{reason=\"too_large\"}")
+        #expect(refused > 0, "the collector never refused a batch as too large")
+        #expect(agent.stderr.contains("sealing them again smaller"), "\(agent.stderr)")
+        // The agent says so in its stream too.
+        let health = try await stored("health").compactMap { ($0["health"] as? [String: Any])?["kind"] as? String }
+        #expect(health.contains("batch_too_large"), "\(health)")
+        // Same numbers, same chain: no anomaly, and the stored stream verifies.
+        let alerts = try await runCommand(vigilctl, ["alerts", "--collector", base])
+        #expect(!alerts.stdout.contains("vigil-chain"), "\(alerts.stdout)")
+        let json = try await runCommand(vigilctl, ["agents", "--collector", base, "--json"]).stdout
+        let agents =
+            (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["agents"] as? [[String: Any]]
+        let agentId = try #require(agents?.first?["agent_id"] as? String, "\(json)")
+        let verify = try await runCommand(vigilctl, ["verify", "--collector", base, "--agent", agentId])
+        #expect(verify.status == 0, "\(verify)")
+        #expect(await agent.stop() == 0, "\(agent.stderr)")
+        #expect(await collector.stop() == 0, "\(collector.stderr)")
+    }
+
     @Test("a revoked agent says so once, keeps spooling and retries quietly", .timeLimit(.minutes(3)))
     func revokedAgentLogsOnce() async throws {
         let dir = NSTemporaryDirectory() + "vigil-revoked-log-\(UUID().uuidString)"

@@ -106,6 +106,59 @@ struct SpoolTests {
         #expect(stats.nextBatchSeq == 3)
     }
 
+    @Test("batches refused as too large are sealed again smaller, under the same numbers and chain link")
+    func unsealAndResealSmaller() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spool = try Spool(path: path)
+        try spool.append(events(20))
+        let first = try #require(try next(spool, max: 10))
+        let second = try #require(try next(spool, after: first.batchSeq, max: 10))
+        #expect([first.batchSeq, second.batchSeq] == [1, 2])
+        // One acknowledged before: unsealing starts after it.
+        try spool.append(events(4))
+        try spool.acknowledge(first)
+        let third = try #require(try next(spool, after: second.batchSeq, max: 10))
+        #expect(third.batchSeq == 3)
+        #expect(try spool.unseal(from: 2) == 2)
+        #expect(try spool.unseal(from: 7) == 0, "a batch not in the outbox unseals nothing")
+        #expect(try spool.statistics().nextBatchSeq == 2)
+        // Survives a restart: the anchor was moved back with the database, so no loss is declared.
+        spool = try Spool(path: path)
+        #expect(spool.takeShedReports().isEmpty)
+        var batches: [Spool.PendingBatch] = []
+        while let batch = try next(spool, after: batches.last?.batchSeq, max: 4) { batches.append(batch) }
+        #expect(batches.map(\.batchSeq) == [2, 3, 4, 5])
+        var prev = try BatchOpener.parse(first.bytes).headerHash
+        var seqs: [UInt64] = []
+        for batch in batches {
+            let parsed = try BatchOpener.parse(batch.bytes)
+            #expect(parsed.header.prevHeaderHash == prev, "batch \(batch.batchSeq) does not link to the one before")
+            prev = parsed.headerHash
+            seqs += try BatchOpener.verify(parsed, publicKey: identity.publicKey).map(\.seq)
+        }
+        #expect(seqs == Array(11...24))
+        // The refused batches were different bytes under the same numbers; the new ones are new.
+        #expect(batches[0].bytes != second.bytes)
+        for batch in batches { try spool.acknowledge(batch) }
+        #expect(try spool.statistics().pendingEvents == 0)
+    }
+
+    @Test("a batch of one event refused as too large: the event becomes a gap record saying why")
+    func unsealReplacingOneEvent() throws {
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let spool = try Spool(path: path)
+        try spool.append(events(3))
+        let one = try #require(try next(spool, max: 1))
+        #expect(one.eventCount == 1)
+        #expect(try spool.unseal(from: one.batchSeq, replacingEvent: 1, reason: "too_large: test") == 1)
+        #expect(spool.takeShedReports().map(\.reason) == ["too_large: test"])
+        let sent = try drain(spool)
+        #expect(sent.map(\.seq) == [1, 2, 3])
+        let gaps = expectLossDeclared(sent, lastSeq: 3)
+        #expect(gaps.map(\.droppedByType) == [["file": 1]])
+        #expect(try spool.statistics().bytes == 0, "the byte count followed the replacement")
+    }
+
     /// Drains the spool through sealed, verified batches and returns every event sent.
     func drain(_ spool: Spool) throws -> [Event] {
         var sent: [Event] = []
