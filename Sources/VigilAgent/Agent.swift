@@ -821,7 +821,8 @@ public final class Agent: Service {
                     try await pause(.seconds(shipping.revokedRetrySeconds))
                 } else if status == 413, !window.storedBehindRefusal {
                     batchMaxEvents = try resealSmaller(batch, limit: batchMaxEvents, spool: spool, logger: logger)
-                    backoff.reset()
+                    // One event too large is given up (or, a gap record itself, kept and retried).
+                    if batch.eventCount == 1 { try await pause(backoff.next()) }
                 } else {
                     logger.log(
                         level: isNew ? .error : .debug,
@@ -868,7 +869,7 @@ public final class Agent: Service {
                 try spool.unseal(from: batch.batchSeq, replacingEvent: batch.lastSeq, reason: reason)
             }
             logger.error(
-                "collector refuses a single event as too large; it is replaced by a gap record",
+                "collector refuses a single event as too large; it is replaced by a gap record (a gap record itself is kept and sent again)",
                 metadata: metadata.merging(["seq": "\(batch.lastSeq)"]) { _, new in new }
             )
             return limit

@@ -881,7 +881,8 @@ public final class Spool: Sendable {
     /// caller waits for their answers first.
     ///
     /// - Parameter replacingEvent: an event of that batch to replace with a gap record stating
-    ///   `reason` (a batch of one event still too large: it can never be delivered).
+    ///   `reason` (a batch of one event still too large: it can never be delivered). A gap record
+    ///   is never replaced: the loss it declares would go undeclared.
     /// - Returns: how many batches were forgotten; 0 when `batchSeq` is not in the outbox.
     @discardableResult
     public func unseal(from batchSeq: UInt64, replacingEvent seq: UInt64? = nil, reason: String = "") throws -> Int {
@@ -906,7 +907,7 @@ public final class Spool: Sendable {
             if let seq,
                 let old = try Data.fetchOne(
                     db,
-                    sql: "SELECT data FROM events WHERE seq = ?",
+                    sql: "SELECT data FROM events WHERE seq = ? AND type != 'gap'",
                     arguments: [Int64(clamping: seq)]
                 )
             {

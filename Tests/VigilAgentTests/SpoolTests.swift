@@ -152,8 +152,17 @@ struct SpoolTests {
         #expect(one.eventCount == 1)
         #expect(try spool.unseal(from: one.batchSeq, replacingEvent: 1, reason: "too_large: test") == 1)
         #expect(spool.takeShedReports().map(\.reason) == ["too_large: test"])
+        // Refused again, now a gap record: it stays (its declaration would be lost).
+        let gapBatch = try #require(try next(spool, max: 1))
+        #expect(try spool.unseal(from: gapBatch.batchSeq, replacingEvent: 1, reason: "too_large: again") == 1)
+        #expect(spool.takeShedReports().isEmpty)
         let sent = try drain(spool)
         #expect(sent.map(\.seq) == [1, 2, 3])
+        if case .gap(let gap) = sent.first?.payload {
+            #expect(gap.reason == "too_large: test")
+        } else {
+            Issue.record("seq 1 is no gap record: \(String(describing: sent.first))")
+        }
         let gaps = expectLossDeclared(sent, lastSeq: 3)
         #expect(gaps.map(\.droppedByType) == [["file": 1]])
         #expect(try spool.statistics().bytes == 0, "the byte count followed the replacement")
