@@ -26,6 +26,40 @@ struct DeliveryRefusalTests {
         return line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
     }
 
+    /// The target names of the file-create events the collector at `base` stored.
+    func storedCreates(_ base: String) async throws -> [String] {
+        let result = try await runCommand(
+            BuiltProducts.path("vigilctl"),
+            ["events", "--collector", base, "--type", "file", "--json", "--limit", "100000"]
+        )
+        return result.stdout.split(separator: "\n").compactMap { line in
+            let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            let file = (json?["event"] as? [String: Any])?["file"] as? [String: Any]
+            guard file?["action"] as? String == "create" else { return nil }
+            return file?["TargetFilename"] as? String
+        }
+    }
+
+    /// Writes `count` files at once into the agent's watched directory under `dir` and waits for
+    /// a create event of each at the collector; expects each stored exactly once (waiting two
+    /// seconds more for any second copy).
+    func writeFilesAndExpectEachStoredOnce(
+        _ count: Int,
+        in dir: String,
+        base: String,
+        agent: ChildProcess
+    ) async throws {
+        for i in 0..<count {
+            try Data("\(i)\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/watched/f\(i).txt"))
+        }
+        let all = await eventually(timeout: .seconds(90)) { (try? await storedCreates(base).count) ?? 0 >= count }
+        #expect(all, "agent log:\n\(agent.stderr)")
+        try await Task.sleep(for: .seconds(2))
+        let stored = try await storedCreates(base)
+        #expect(stored.count == count, "stored: \(stored.sorted())")
+        #expect(Set(stored).count == stored.count, "an event was stored twice")
+    }
+
     /// Starts a collector with `collectorArguments` and an agent whose vigild.yaml gets `shipping`
     /// lines added (indented two spaces).
     func start(
@@ -119,33 +153,12 @@ struct DeliveryRefusalTests {
             shipping: ["batch_max_events: 4"]
         )
         let vigilctl = BuiltProducts.path("vigilctl")
-        func files() async throws -> [String] {
-            let result = try await runCommand(
-                vigilctl,
-                ["events", "--collector", base, "--type", "file", "--json", "--limit", "100000"]
-            )
-            return result.stdout.split(separator: "\n").compactMap { line in
-                let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-                let file = (json?["event"] as? [String: Any])?["file"] as? [String: Any]
-                guard file?["action"] as? String == "create" else { return nil }
-                return file?["TargetFilename"] as? String
-            }
-        }
         let started = await eventually(timeout: .seconds(30)) {
             (try? await runCommand(vigilctl, ["events", "--collector", base, "--type", "health", "--json"]))?.stdout
                 .contains("\"started\"") == true
         }
         #expect(started, "agent log:\n\(agent.stderr)")
-        let count = 40
-        for i in 0..<count {
-            try Data("\(i)\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/watched/f\(i).txt"))
-        }
-        let all = await eventually(timeout: .seconds(90)) { (try? await files().count) ?? 0 >= count }
-        #expect(all, "agent log:\n\(agent.stderr)")
-        try await Task.sleep(for: .seconds(2))
-        let stored = try await files()
-        #expect(stored.count == count, "stored: \(stored.sorted())")
-        #expect(Set(stored).count == stored.count, "an event was stored twice")
+        try await writeFilesAndExpectEachStoredOnce(40, in: dir, base: base, agent: agent)
         let throttled = try await metric(base, "vigil_collector_batches_refused_total{reason=\"rate_limited\"}")
         #expect(throttled > 0, "the collector never throttled the agent")
         #expect(!agent.stderr.contains("refused batch"), "a 429 was taken for a refusal:\n\(agent.stderr)")
@@ -178,24 +191,10 @@ struct DeliveryRefusalTests {
                 (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["event"] as? [String: Any]
             }
         }
-        func created() async throws -> [String] {
-            try await stored("file").compactMap { event in
-                let file = event["file"] as? [String: Any]
-                return file?["action"] as? String == "create" ? file?["TargetFilename"] as? String : nil
-            }
-        }
         let up = await eventually(timeout: .seconds(30)) { (try? await curl(base + "/healthz"))?.0 == 200 }
         #expect(up, "collector did not start: \(collector.stderr)")
         // Written at once, so the agent has far more than 3 events to a batch.
-        let count = 60
-        for i in 0..<count {
-            try Data("\(i)\n".utf8).write(to: URL(fileURLWithPath: "\(dir)/watched/f\(i).txt"))
-        }
-        let all = await eventually(timeout: .seconds(90)) { (try? await created().count) ?? 0 >= count }
-        #expect(all, "agent log:\n\(agent.stderr)")
-        try await Task.sleep(for: .seconds(1))
-        let files = try await created()
-        #expect(files.count == count && Set(files).count == count, "stored: \(files.sorted())")
+        try await writeFilesAndExpectEachStoredOnce(60, in: dir, base: base, agent: agent)
         let refused = try await metric(base, "vigil_collector_batches_refused_total{reason=\"too_large\"}")
         #expect(refused > 0, "the collector never refused a batch as too large")
         #expect(agent.stderr.contains("sealing them again smaller"), "\(agent.stderr)")
