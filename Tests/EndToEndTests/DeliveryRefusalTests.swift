@@ -60,6 +60,15 @@ struct DeliveryRefusalTests {
         #expect(Set(stored).count == stored.count, "an event was stored twice")
     }
 
+    /// The id of the first agent `vigilctl agents` lists at `base`.
+    func listedAgentId(_ base: String) async throws -> String {
+        let json = try await runCommand(BuiltProducts.path("vigilctl"), ["agents", "--collector", base, "--json"])
+            .stdout
+        let agents =
+            (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["agents"] as? [[String: Any]]
+        return try #require(agents?.first?["agent_id"] as? String, "\(json)")
+    }
+
     /// Starts a collector with `collectorArguments` and an agent whose vigild.yaml gets `shipping`
     /// lines added (indented two spaces).
     func start(
@@ -204,10 +213,7 @@ struct DeliveryRefusalTests {
         // Same numbers, same chain: no anomaly, and the stored stream verifies.
         let alerts = try await runCommand(vigilctl, ["alerts", "--collector", base])
         #expect(!alerts.stdout.contains("vigil-chain"), "\(alerts.stdout)")
-        let json = try await runCommand(vigilctl, ["agents", "--collector", base, "--json"]).stdout
-        let agents =
-            (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["agents"] as? [[String: Any]]
-        let agentId = try #require(agents?.first?["agent_id"] as? String, "\(json)")
+        let agentId = try await listedAgentId(base)
         let verify = try await runCommand(vigilctl, ["verify", "--collector", base, "--agent", agentId])
         #expect(verify.status == 0, "\(verify)")
         #expect(await agent.stop() == 0, "\(agent.stderr)")
@@ -225,10 +231,7 @@ struct DeliveryRefusalTests {
                 == true
         }
         #expect(listed, "agent log:\n\(agent.stderr)")
-        let json = try await runCommand(vigilctl, ["agents", "--collector", base, "--json"]).stdout
-        let agents =
-            (try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["agents"] as? [[String: Any]]
-        let agentId = try #require(agents?.first?["agent_id"] as? String, "\(json)")
+        let agentId = try await listedAgentId(base)
         let revoked = try await runCommand(vigilctl, ["agents", "revoke", agentId, "--collector", base])
         #expect(revoked.status == 0, "\(revoked)")
 
