@@ -834,22 +834,7 @@ public final class Spool: Sendable {
                 sql: "INSERT INTO outbox (batch_seq, last_seq, header_hash, batch) VALUES (?, ?, ?, ?)",
                 arguments: [batchSeq, lastSeq, Data(sealed.headerHash), Data(serialized)]
             )
-            try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [batchSeq + 1])
-            try db.execute(
-                sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'",
-                arguments: [Data(sealed.headerHash)]
-            )
-            // The batch number and chain link are spoken for before the seal commits.
-            let committedNext = try Self.integer(db, "next_seq")
-            try anchor.withLock { anchor in
-                var sealedAnchor = anchor
-                sealedAnchor.nextBatchSeq = batchSeq + 1
-                sealedAnchor.prevHeaderHash = Hex.encode(sealed.headerHash)
-                sealedAnchor.sealedThrough = lastSeq
-                sealedAnchor.nextSeq = committedNext
-                try sealedAnchor.save(anchorPath)
-                anchor = sealedAnchor
-            }
+            try setChain(db, nextBatchSeq: batchSeq + 1, prevHeaderHash: sealed.headerHash, sealedThrough: lastSeq)
             // A gap record now sealed: the seqs of its range are spoken for (see `shed`).
             for data in try Data.fetchAll(
                 db,
@@ -898,11 +883,13 @@ public final class Spool: Sendable {
                 .prevHeaderHash
             try db.execute(sql: "DELETE FROM outbox WHERE batch_seq >= ?", arguments: [Int64(clamping: batchSeq)])
             let forgotten = db.changesCount
-            try db.execute(
-                sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'",
-                arguments: [Int64(clamping: batchSeq)]
+            // The chain is back where it was before `batchSeq` was sealed.
+            try setChain(
+                db,
+                nextBatchSeq: Int64(clamping: batchSeq),
+                prevHeaderHash: prev,
+                sealedThrough: try Self.sealedThrough(db)
             )
-            try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'", arguments: [Data(prev)])
             var gap: GapRecord? = nil
             if let seq,
                 let old = try Data.fetchOne(
@@ -913,28 +900,8 @@ public final class Spool: Sendable {
             {
                 let type = (try? EventCodec.decode(Array(old)))?.type.rawValue ?? "unknown"
                 let record = GapRecord(firstSeq: seq, lastSeq: seq, droppedByType: [type: 1], reason: reason)
-                let encoded = try EventCodec.encode(Event(seq: seq, payload: .gap(record)))
-                try db.execute(
-                    sql: "UPDATE events SET type = 'gap', priority = 2, data = ? WHERE seq = ?",
-                    arguments: [Data(encoded), Int64(clamping: seq)]
-                )
-                try db.execute(
-                    sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
-                    arguments: [encoded.count - old.count]
-                )
+                _ = try Self.replace(db, seq: seq, of: old.count, with: record)
                 gap = record
-            }
-            // The chain is back where it was before `batchSeq` was sealed; said before it commits.
-            let sealedThrough = try Self.sealedThrough(db)
-            let committedNext = try Self.integer(db, "next_seq")
-            try anchor.withLock { anchor in
-                var unsealed = anchor
-                unsealed.nextBatchSeq = Int64(clamping: batchSeq)
-                unsealed.prevHeaderHash = Hex.encode(prev)
-                unsealed.sealedThrough = sealedThrough
-                unsealed.nextSeq = committedNext
-                try unsealed.save(anchorPath)
-                anchor = unsealed
             }
             return (forgotten, gap)
         }
@@ -960,19 +927,46 @@ public final class Spool: Sendable {
                 droppedByType: ["damaged": 1],
                 reason: "spool_damaged: the event stored with seq \(seq) was damaged on disk and cannot be sent"
             )
-            let data = try EventCodec.encode(Event(seq: seq, payload: .gap(record)))
-            try db.execute(
-                sql: "UPDATE events SET type = 'gap', priority = 2, data = ? WHERE seq = ?",
-                arguments: [Data(data), Int64(seq)]
-            )
-            try db.execute(
-                sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
-                arguments: [data.count - encoded[index].count]
-            )
-            encoded[index] = data
+            encoded[index] = try replace(db, seq: seq, of: encoded[index].count, with: record)
             records.append(record)
         }
         return records
+    }
+
+    /// Stores `record` in place of the event at `seq` (`size` serialized bytes), keeping the
+    /// byte count; returns the record's serialized event.
+    private static func replace(_ db: Database, seq: UInt64, of size: Int, with record: GapRecord) throws -> [UInt8] {
+        let data = try EventCodec.encode(Event(seq: seq, payload: .gap(record)))
+        try db.execute(
+            sql: "UPDATE events SET type = 'gap', priority = 2, data = ? WHERE seq = ?",
+            arguments: [Data(data), Int64(clamping: seq)]
+        )
+        try db.execute(
+            sql: "UPDATE state SET value = value + ? WHERE key = 'bytes'",
+            arguments: [data.count - size]
+        )
+        return data
+    }
+
+    /// Sets the chain after the last sealed batch (the next batch number and the header it
+    /// links to) in the database and in the anchor, which says it before the transaction
+    /// commits: a batch number and chain link are spoken for once handed out.
+    private func setChain(_ db: Database, nextBatchSeq: Int64, prevHeaderHash: [UInt8], sealedThrough: Int64) throws {
+        try db.execute(sql: "UPDATE state SET value = ? WHERE key = 'next_batch_seq'", arguments: [nextBatchSeq])
+        try db.execute(
+            sql: "UPDATE state SET value = ? WHERE key = 'prev_header_hash'",
+            arguments: [Data(prevHeaderHash)]
+        )
+        let committedNext = try Self.integer(db, "next_seq")
+        try anchor.withLock { anchor in
+            var changed = anchor
+            changed.nextBatchSeq = nextBatchSeq
+            changed.prevHeaderHash = Hex.encode(prevHeaderHash)
+            changed.sealedThrough = sealedThrough
+            changed.nextSeq = committedNext
+            try changed.save(anchorPath)
+            anchor = changed
+        }
     }
 
     /// The last seq in a sealed batch still in the outbox; 0 when it is empty.
