@@ -605,18 +605,23 @@ public final class Agent: Service {
         }
         for gap in spool.takeShedReports() {
             logger.warning(
-                gap.reason.hasPrefix("spool_full")
-                    ? "spool full: dropped the oldest events and wrote a gap record"
-                    : gap.reason.hasPrefix("disk_full")
-                        ? "the disk under the spool is full: dropped the oldest events and wrote a gap record"
-                        : gap.reason.hasPrefix("too_large")
-                            ? "spool: dropped an event the collector refuses as too large and wrote a gap record"
-                            : "spool: dropped events damaged on disk and wrote a gap record",
+                "\(Self.shedMessage(reason: gap.reason))",
                 metadata: [
                     "first_seq": "\(gap.firstSeq)", "last_seq": "\(gap.lastSeq)", "dropped": "\(gap.droppedByType)",
                     "reason": "\(gap.reason)", "max_bytes": "\(spool.limits.maxBytes)",
                 ]
             )
+        }
+    }
+
+    /// What the log says of a gap record the spool wrote, by its reason's prefix.
+    static func shedMessage(reason: String) -> String {
+        let prefix = reason.prefix { $0 != ":" }
+        switch prefix {
+        case "spool_full": return "spool full: dropped the oldest events and wrote a gap record"
+        case "disk_full": return "the disk under the spool is full: dropped the oldest events and wrote a gap record"
+        case "too_large": return "spool: dropped an event the collector refuses as too large and wrote a gap record"
+        default: return "spool: dropped events damaged on disk and wrote a gap record"
         }
     }
 
@@ -819,7 +824,7 @@ public final class Agent: Service {
                         metadata: metadata.merging(["retry_in_s": "\(shipping.revokedRetrySeconds)"]) { _, new in new }
                     )
                     try await pause(.seconds(shipping.revokedRetrySeconds))
-                } else if status == 413, !window.storedBehindRefusal {
+                } else if outcome.isTooLarge, !window.storedBehindRefusal {
                     batchMaxEvents = try resealSmaller(batch, limit: batchMaxEvents, spool: spool, logger: logger)
                     // One event too large is given up (or, a gap record itself, kept and retried).
                     if batch.eventCount == 1 { try await pause(backoff.next()) }

@@ -68,6 +68,12 @@ public struct CollectorClient: Sendable {
         /// Over the collector's per-agent batch rate (429 `rate_limited`): resend the same batch
         /// after `retryAfter` (its `Retry-After`), which is no refusal and no failure.
         case rateLimited(retryAfter: Duration)
+
+        /// Refused as too large (413, from the collector or a proxy before it): the shipper
+        /// seals the batch again, smaller.
+        public var isTooLarge: Bool {
+            if case .refused(status: 413, _, _) = self { true } else { false }
+        }
     }
 
     /// An HTTP client set up for talking to collectors: short connect timeout (a collector that
@@ -344,9 +350,8 @@ public struct DeliveryWindow {
     ) {
         let (batch, answer) = sent.removeFirst()
         let (outcome, roundTrip) = await answer.value
-        switch outcome {
-        case .stored: break
-        case .refused(status: 413, _, _):
+        if case .stored = outcome {
+        } else if outcome.isTooLarge {
             // Too large: the shipper seals this batch and those after it again, smaller
             // (`Spool.unseal`), so the ones sent ahead must be answered first, not cancelled: a
             // request cancelled here could still be waiting at the collector for its
@@ -357,7 +362,7 @@ public struct DeliveryWindow {
                 if case .stored = await later.value.0 { storedBehindRefusal = true }
             }
             sent.removeAll()
-        default:
+        } else {
             cancelAll()
         }
         return (batch, outcome, roundTrip)
