@@ -84,10 +84,10 @@ struct FlowsCommand: ParsableCommand {
         do {
             summary = try OfflineFlowReader(configuration: configuration).read(path: pcap) { flow in
                 if json {
-                    output.writeJSONLine(flow)
+                    output.writeLine(flow.appendJSONLine)
                 } else {
                     writeHeader()
-                    output.writeTextRow(flow)
+                    output.writeLine(flow.appendTextRow)
                 }
             }
         } catch {
@@ -134,16 +134,10 @@ private final class BufferedOutput {
         if buffer.count >= 1 << 16 { flush() }
     }
 
-    /// The flow's table row and a newline, written straight into the buffer.
-    func writeTextRow(_ flow: CompletedFlow) {
-        flow.appendTextRow(to: &buffer)
-        buffer.append(UInt8(ascii: "\n"))
-        if buffer.count >= 1 << 16 { flush() }
-    }
-
-    /// The flow's JSON line and a newline, encoded straight into the buffer.
-    func writeJSONLine(_ flow: CompletedFlow) {
-        flow.appendJSONLine(to: &buffer)
+    /// A line `append` writes straight into the buffer (a flow's `appendTextRow` or
+    /// `appendJSONLine`), and a newline.
+    func writeLine(_ append: (inout [UInt8]) -> Void) {
+        append(&buffer)
         buffer.append(UInt8(ascii: "\n"))
         if buffer.count >= 1 << 16 { flush() }
     }
